@@ -1,0 +1,88 @@
+//! One name pattern: exact text, a glob (`web-*`) or a `/regex/`.
+
+use globset::{Glob, GlobMatcher};
+use regex::Regex;
+
+use super::FilterError;
+
+/// A compiled name pattern.
+#[derive(Debug, Clone)]
+pub enum Pattern {
+    /// Matches exactly this text.
+    Exact(String),
+    /// A shell-style glob.
+    Glob(GlobMatcher),
+    /// A regular expression, unanchored unless it anchors itself.
+    Regex(Regex),
+}
+
+/// Why a pattern did not compile.
+#[derive(Debug, Clone)]
+pub struct PatternError {
+    pub(crate) column: usize,
+    pub(crate) message: String,
+}
+
+impl PatternError {
+    pub(crate) fn into_filter_error(self, kind: &'static str, input: &str) -> FilterError {
+        FilterError {
+            kind,
+            input: input.to_string(),
+            column: self.column,
+            message: self.message,
+        }
+    }
+}
+
+/// If `s` is written `/re/`, the regex source.
+pub(crate) fn regex_source(s: &str) -> Option<&str> {
+    (s.len() >= 2 && s.starts_with('/') && s.ends_with('/')).then(|| &s[1..s.len() - 1])
+}
+
+pub(crate) fn compile_regex(src: &str) -> Result<Regex, PatternError> {
+    Regex::new(src).map_err(|e| PatternError {
+        column: 2,
+        message: format!("invalid regular expression: {}", first_line(&e.to_string())),
+    })
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .rev()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| s.lines().next().unwrap_or(""))
+        .to_string()
+}
+
+impl Pattern {
+    /// Parses `/re/`, a glob (`*`, `?` or `[`) or exact text.
+    pub fn parse(s: &str) -> Result<Pattern, PatternError> {
+        if s.is_empty() {
+            return Err(PatternError {
+                column: 1,
+                message: "empty pattern".into(),
+            });
+        }
+        if let Some(src) = regex_source(s) {
+            return compile_regex(src).map(Pattern::Regex);
+        }
+        if s.contains(['*', '?', '[']) {
+            return Glob::new(s)
+                .map(|g| Pattern::Glob(g.compile_matcher()))
+                .map_err(|e| PatternError {
+                    column: 1,
+                    message: format!("invalid glob: {e}"),
+                });
+        }
+        Ok(Pattern::Exact(s.to_string()))
+    }
+
+    /// Whether `text` matches.
+    pub fn matches(&self, text: &str) -> bool {
+        match self {
+            Pattern::Exact(e) => e == text,
+            Pattern::Glob(g) => g.is_match(text),
+            Pattern::Regex(r) => r.is_match(text),
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! The wire protocol, version 1 (DESIGN §4).
+//!
+//! Two layers: an [`Envelope`] whose `body` holds the exact msgpack bytes of a
+//! [`RequestBody`] or [`ReplyBody`]. Signatures (added by the security layer)
+//! cover those bytes as sent, so nothing ever depends on re-encoding a value.
+//! Every struct is encoded with named fields (msgpack maps), so fields can be
+//! added later without breaking older peers.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::filter::Filter;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// Default bound on a message's size, both directions (1 MiB, as `nats-server`'s default).
+pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
+
+/// Default request time-to-live, in seconds.
+pub const DEFAULT_TTL_S: u32 = 60;
+
+/// What an envelope carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A request from a caller to one or many responders.
+    Request,
+    /// A responder's reply to one request.
+    Reply,
+}
+
+/// The outer layer of every message on the bus.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Protocol version; a responder drops anything it does not speak.
+    pub v: u8,
+    /// Request or reply.
+    pub kind: Kind,
+    /// The msgpack bytes of the body, exactly as signed.
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+    /// Ed25519 signature over `body`; empty while unsigned.
+    #[serde(with = "serde_bytes", default)]
+    pub sig: Vec<u8>,
+    /// The signer's X.509 certificate, DER; empty while unsigned.
+    #[serde(with = "serde_bytes", default)]
+    pub cert: Vec<u8>,
+}
+
+/// The inner layer of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestBody {
+    /// Unique request id (a ULID).
+    pub id: String,
+    /// The sending client's identity (host or tool name).
+    pub sender: String,
+    /// The authenticated principal, `user:NAME` or `node:IDENTITY`.
+    pub caller: String,
+    /// The collective the request is addressed to.
+    pub collective: String,
+    /// Agent name.
+    pub agent: String,
+    /// Action name.
+    pub action: String,
+    /// Action inputs, already validated against the DDL by the client.
+    #[serde(default)]
+    pub data: serde_json::Map<String, serde_json::Value>,
+    /// Which nodes must act; the empty filter matches every node.
+    #[serde(default)]
+    pub filter: Filter,
+    /// Seconds for which the request is valid either side of `time_ms`.
+    pub ttl_s: u32,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub time_ms: u64,
+}
+
+/// The inner layer of a reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplyBody {
+    /// The id of the request this answers.
+    pub request_id: String,
+    /// The replying node's identity.
+    pub sender: String,
+    /// MCollective status code.
+    pub status: Status,
+    /// Human-readable status message (`OK` on success).
+    pub message: String,
+    /// Action outputs.
+    #[serde(default)]
+    pub data: serde_json::Map<String, serde_json::Value>,
+    /// Reply time, milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// How long the node spent on the request, microseconds.
+    pub elapsed_us: u64,
+}
+
+/// MCollective's reply status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Status {
+    /// 0: the action ran and succeeded.
+    Ok,
+    /// 1: the action failed, was refused, timed out or the node was busy.
+    Aborted,
+    /// 2: the agent does not have this action (or the node lacks the agent).
+    UnknownAction,
+    /// 3: a required input was missing.
+    MissingData,
+    /// 4: an input had the wrong type or failed validation.
+    InvalidData,
+    /// 5: anything else, including a panic inside an agent.
+    UnknownError,
+}
+
+impl Status {
+    /// The numeric code.
+    pub fn code(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Aborted => 1,
+            Status::UnknownAction => 2,
+            Status::MissingData => 3,
+            Status::InvalidData => 4,
+            Status::UnknownError => 5,
+        }
+    }
+
+    /// The status for a numeric code; unknown codes map to `UnknownError`.
+    pub fn from_code(code: u8) -> Status {
+        match code {
+            0 => Status::Ok,
+            1 => Status::Aborted,
+            2 => Status::UnknownAction,
+            3 => Status::MissingData,
+            4 => Status::InvalidData,
+            _ => Status::UnknownError,
+        }
+    }
+
+    /// The label MCollective prints beside a failed result.
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::Aborted => "Request Aborted",
+            Status::UnknownAction => "Unknown Action",
+            Status::MissingData => "Missing Request Data",
+            Status::InvalidData => "Invalid Request Data",
+            Status::UnknownError => "Unknown Request Status",
+        }
+    }
+}
+
+impl Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(self.code())
+    }
+}
+
+impl<'de> Deserialize<'de> for Status {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = u8::deserialize(d)?;
+        Ok(Status::from_code(code))
+    }
+}
+
+/// Why a message was refused. Each kind has its own counter on the responder.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum WireError {
+    /// Larger than the configured bound.
+    #[error("message of {size} bytes is over the {limit} byte bound")]
+    Oversized {
+        /// The message size.
+        size: usize,
+        /// The bound.
+        limit: usize,
+    },
+    /// The bytes are not a valid envelope or body.
+    #[error("message does not decode: {0}")]
+    Decode(String),
+    /// The envelope's version is not one this build speaks.
+    #[error("unknown protocol version {0}")]
+    Version(u8),
+    /// A reply where a request was expected, or the reverse.
+    #[error("expected a {expected:?}, got a {got:?}")]
+    WrongKind {
+        /// What the receiver wanted.
+        expected: Kind,
+        /// What arrived.
+        got: Kind,
+    },
+    /// `time_ms` is further than `ttl_s` from the receiver's clock, either way.
+    #[error("request is outside its TTL of {ttl_s}s (skew {skew_ms} ms)")]
+    Expired {
+        /// The request's TTL.
+        ttl_s: u32,
+        /// Receiver clock minus request time, in ms (negative: from the future).
+        skew_ms: i64,
+    },
+}
+
+impl WireError {
+    /// A short stable name, used as the counter key in `daemon_stats`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            WireError::Oversized { .. } => "oversized",
+            WireError::Decode(_) => "undecodable",
+            WireError::Version(_) => "bad_version",
+            WireError::WrongKind { .. } => "wrong_kind",
+            WireError::Expired { .. } => "expired",
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A new unique request id.
+pub fn new_request_id() -> String {
+    ulid::Ulid::new().to_string().to_lowercase()
+}
+
+impl Envelope {
+    /// Wraps an encoded body, unsigned.
+    pub fn unsigned(kind: Kind, body: Vec<u8>) -> Envelope {
+        Envelope {
+            v: PROTOCOL_VERSION,
+            kind,
+            body,
+            sig: Vec::new(),
+            cert: Vec::new(),
+        }
+    }
+
+    /// Encodes the envelope as msgpack with named fields.
+    pub fn encode(&self) -> Vec<u8> {
+        encode_named(self)
+    }
+
+    /// Decodes an envelope, checking size, version and kind.
+    pub fn decode(bytes: &[u8], limit: usize, expected: Kind) -> Result<Envelope, WireError> {
+        if bytes.len() > limit {
+            return Err(WireError::Oversized {
+                size: bytes.len(),
+                limit,
+            });
+        }
+        let env: Envelope =
+            rmp_serde::from_slice(bytes).map_err(|e| WireError::Decode(e.to_string()))?;
+        if env.v != PROTOCOL_VERSION {
+            return Err(WireError::Version(env.v));
+        }
+        if env.kind != expected {
+            return Err(WireError::WrongKind {
+                expected,
+                got: env.kind,
+            });
+        }
+        Ok(env)
+    }
+
+    /// Decodes the body as a request.
+    pub fn request(&self) -> Result<RequestBody, WireError> {
+        rmp_serde::from_slice(&self.body).map_err(|e| WireError::Decode(e.to_string()))
+    }
+
+    /// Decodes the body as a reply.
+    pub fn reply(&self) -> Result<ReplyBody, WireError> {
+        rmp_serde::from_slice(&self.body).map_err(|e| WireError::Decode(e.to_string()))
+    }
+}
+
+impl RequestBody {
+    /// Encodes the body (the bytes a signature covers).
+    pub fn encode(&self) -> Vec<u8> {
+        encode_named(self)
+    }
+
+    /// Checks `time_ms` against `now_ms`, allowing `ttl_s` either way.
+    pub fn check_ttl(&self, now_ms: u64) -> Result<(), WireError> {
+        let skew_ms = now_ms as i64 - self.time_ms as i64;
+        if skew_ms.unsigned_abs() > u64::from(self.ttl_s) * 1000 {
+            return Err(WireError::Expired {
+                ttl_s: self.ttl_s,
+                skew_ms,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl ReplyBody {
+    /// Encodes the body (the bytes a signature covers).
+    pub fn encode(&self) -> Vec<u8> {
+        encode_named(self)
+    }
+}
+
+fn encode_named<T: Serialize>(value: &T) -> Vec<u8> {
+    // Encoding plain structs, strings, maps and JSON values into a Vec cannot
+    // fail; a failure here would be a bug in our own types.
+    rmp_serde::to_vec_named(value).expect("wire types always encode")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> RequestBody {
+        RequestBody {
+            id: new_request_id(),
+            sender: "client".into(),
+            caller: "user:alice".into(),
+            collective: "mcollective".into(),
+            agent: "rpcutil".into(),
+            action: "ping".into(),
+            data: serde_json::Map::new(),
+            filter: Filter::default(),
+            ttl_s: 60,
+            time_ms: now_ms(),
+        }
+    }
+
+    #[test]
+    fn envelope_round_trips_with_bytes_as_binary() {
+        let body = request().encode();
+        let env = Envelope::unsigned(Kind::Request, body.clone());
+        let bytes = env.encode();
+        // `body` must be a msgpack bin, not an array of integers.
+        assert!(bytes.len() < body.len() + 40, "body was not encoded as bin");
+        let back = Envelope::decode(&bytes, DEFAULT_MAX_PAYLOAD, Kind::Request).unwrap();
+        assert_eq!(back, env);
+        assert_eq!(back.request().unwrap().agent, "rpcutil");
+    }
+
+    #[test]
+    fn refuses_oversized_unknown_version_and_wrong_kind() {
+        let env = Envelope::unsigned(Kind::Request, request().encode());
+        let bytes = env.encode();
+        assert!(matches!(
+            Envelope::decode(&bytes, 10, Kind::Request),
+            Err(WireError::Oversized { .. })
+        ));
+        let mut v2 = env.clone();
+        v2.v = 2;
+        assert_eq!(
+            Envelope::decode(&v2.encode(), DEFAULT_MAX_PAYLOAD, Kind::Request),
+            Err(WireError::Version(2))
+        );
+        assert!(matches!(
+            Envelope::decode(&bytes, DEFAULT_MAX_PAYLOAD, Kind::Reply),
+            Err(WireError::WrongKind { .. })
+        ));
+        assert!(matches!(
+            Envelope::decode(b"\xc1garbage", DEFAULT_MAX_PAYLOAD, Kind::Request),
+            Err(WireError::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn ttl_is_checked_both_ways() {
+        let mut r = request();
+        r.ttl_s = 10;
+        let now = r.time_ms;
+        assert!(r.check_ttl(now + 9_000).is_ok());
+        assert!(r.check_ttl(now + 11_000).is_err());
+        assert!(r.check_ttl(now - 11_000).is_err());
+    }
+
+    #[test]
+    fn status_codes_round_trip() {
+        for code in 0..=5u8 {
+            assert_eq!(Status::from_code(code).code(), code);
+        }
+        assert_eq!(Status::from_code(99), Status::UnknownError);
+    }
+}
