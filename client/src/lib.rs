@@ -1,1 +1,23 @@
-//! placeholder
+//! mco-client: the `mco` command line client.
+//!
+//! A verb runs in two stages: first its arguments are resolved into a checked
+//! plan — filter compiled, inputs coerced and validated against the DDL — so
+//! that nothing malformed ever reaches the bus; then it discovers, sends
+//! directly to each expected node, and waits exactly until every one of them
+//! has answered or the timeout passes.
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod bus;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod ddls;
+pub mod discovery;
+pub mod error;
+pub mod output;
+pub mod rpc;
+pub mod target;
+
+pub use error::ClientError;

@@ -105,8 +105,12 @@ pub trait Agent: Send + Sync + 'static {
 
     /// Runs `action` with validated `input`. The dispatcher enforces the DDL
     /// timeout and catches panics; an agent need only do its work.
-    async fn call(&self, action: &str, input: &Map<String, Value>, ctx: &RequestContext)
-        -> ActionResult;
+    async fn call(
+        &self,
+        action: &str,
+        input: &Map<String, Value>,
+        ctx: &RequestContext,
+    ) -> ActionResult;
 
     /// The agent's name.
     fn name(&self) -> &str {

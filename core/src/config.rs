@@ -58,9 +58,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "" | "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        other => return Err(format!("unknown duration unit {other:?} in {s:?} (ms, s, m, h)")),
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} in {s:?} (ms, s, m, h)"
+            ))
+        }
     };
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(format!("{s:?} is out of range"));
     }
     Ok(Duration::from_secs_f64(secs))
@@ -143,7 +147,9 @@ impl Reader {
 
     /// A string.
     pub fn string(&mut self, t: &Table, prefix: &str, key: &str) -> Option<String> {
-        self.typed(t, prefix, key, "a string", |v| v.as_str().map(str::to_string))
+        self.typed(t, prefix, key, "a string", |v| {
+            v.as_str().map(str::to_string)
+        })
     }
 
     /// A path (a string, `~/` expanded).
@@ -194,7 +200,10 @@ impl Reader {
             other => {
                 self.error(
                     &join(prefix, key),
-                    format!("expected a duration like \"2s\", found {}", other.type_str()),
+                    format!(
+                        "expected a duration like \"2s\", found {}",
+                        other.type_str()
+                    ),
                 );
                 None
             }
@@ -461,7 +470,11 @@ impl ResponderConfig {
         let facts = match r.table(&t, "", "facts") {
             Some(f) => {
                 let p = "facts";
-                r.unknown(f, p, &["files", "commands", "classes_file", "refresh", "system"]);
+                r.unknown(
+                    f,
+                    p,
+                    &["files", "commands", "classes_file", "refresh", "system"],
+                );
                 let d = FactsConfig::default();
                 let refresh = r.duration(f, p, "refresh").unwrap_or(d.refresh);
                 if refresh < Duration::from_secs(1) {
@@ -503,9 +516,14 @@ impl ResponderConfig {
         let shutdown_grace = r
             .duration(&t, "", "shutdown_grace")
             .unwrap_or(Duration::from_secs(10));
-        let log_level = r.string(&t, "", "log_level").unwrap_or_else(|| "info".into());
+        let log_level = r
+            .string(&t, "", "log_level")
+            .unwrap_or_else(|| "info".into());
         if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
-            r.error("log_level", "must be one of error, warn, info, debug, trace");
+            r.error(
+                "log_level",
+                "must be one of error, warn, info, debug, trace",
+            );
         }
         let mut plugin = BTreeMap::new();
         if let Some(p) = r.table(&t, "", "plugin") {
@@ -712,7 +730,13 @@ colour = "red"
         let keys: Vec<&str> = e.0.iter().map(|x| x.key.as_str()).collect();
         assert_eq!(
             keys,
-            vec!["identiti", "collectives", "nats.servers", "facts.colour", "facts.refresh"],
+            vec![
+                "identiti",
+                "collectives",
+                "nats.servers",
+                "facts.colour",
+                "facts.refresh"
+            ],
             "{e}"
         );
         assert!(e.to_string().contains("/etc/r.toml: identiti: unknown key"));
@@ -739,7 +763,8 @@ window = "300ms"
         assert_eq!(c.identity, "alice");
         assert_eq!(c.ddl_dirs, vec![PathBuf::from("/opt/ddl")]);
         assert_eq!(c.discovery_window, Duration::from_millis(300));
-        let e = ClientConfig::from_toml(Path::new("c.toml"), "[discovery]\nwindw = 1\n").unwrap_err();
+        let e =
+            ClientConfig::from_toml(Path::new("c.toml"), "[discovery]\nwindw = 1\n").unwrap_err();
         assert_eq!(e.0[0].key, "discovery.windw");
     }
 }

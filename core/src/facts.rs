@@ -83,7 +83,10 @@ mod tests {
         let mut f = facts();
         merge(
             &mut f,
-            json!({"os": {"name": "debian"}, "x": 1}).as_object().unwrap().clone(),
+            json!({"os": {"name": "debian"}, "x": 1})
+                .as_object()
+                .unwrap()
+                .clone(),
         );
         assert_eq!(lookup(&f, "os.family"), Some(&json!("Debian")));
         assert_eq!(lookup(&f, "os.name"), Some(&json!("debian")));

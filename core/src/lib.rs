@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod backoff;
 pub mod config;
 pub mod ddl;
 pub mod facts;

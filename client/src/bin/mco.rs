@@ -1,1 +1,45 @@
-fn main() {}
+//! `mco`: parse arguments, run the verb, map the outcome to an exit code.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use mco_client::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MCO_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mco: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut buf: Vec<u8> = Vec::new();
+    let result = rt.block_on(mco_client::commands::run(cli, &mut buf));
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(&buf).and_then(|_| stdout.flush()) {
+        // A closed pipe (mco find | head) is success.
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("mco: cannot write output: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("mco: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

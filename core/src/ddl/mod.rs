@@ -230,7 +230,11 @@ impl Ddl {
             let path = e.path().to_string();
             DdlError {
                 file: file.to_string(),
-                field: if path == "." { "(document)".into() } else { path },
+                field: if path == "." {
+                    "(document)".into()
+                } else {
+                    path
+                },
                 message: e.into_inner().to_string(),
             }
         })?;
@@ -278,11 +282,17 @@ impl Ddl {
         if !is_short_name(&self.metadata.name) {
             return Err(err(
                 "metadata.name".into(),
-                format!("{:?} is not a valid agent name ([a-z0-9_]+)", self.metadata.name),
+                format!(
+                    "{:?} is not a valid agent name ([a-z0-9_]+)",
+                    self.metadata.name
+                ),
             ));
         }
         if self.actions.is_empty() {
-            return Err(err("actions".into(), "an agent needs at least one action".into()));
+            return Err(err(
+                "actions".into(),
+                "an agent needs at least one action".into(),
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         for (i, a) in self.actions.iter().enumerate() {
@@ -304,11 +314,9 @@ impl Ddl {
                     return Err(err(field, "input names are [a-z0-9_]+".into()));
                 }
                 if let Some(v) = &input.validation {
-                    Validator::parse(v)
-                        .map_err(|m| err(format!("{field}.validation"), m))?;
+                    Validator::parse(v).map_err(|m| err(format!("{field}.validation"), m))?;
                 }
-                if input.kind == InputType::List
-                    && input.list.as_ref().is_none_or(|l| l.is_empty())
+                if input.kind == InputType::List && input.list.as_ref().is_none_or(|l| l.is_empty())
                 {
                     return Err(err(
                         format!("{field}.list"),
@@ -354,8 +362,7 @@ impl Action {
 
 fn is_short_name(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 

@@ -131,7 +131,10 @@ pub(crate) fn check_value(name: &str, input: &Input, v: &Value) -> Result<(), In
             let names: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
             return Err(InputError::invalid(
                 name,
-                format!("input '{name}' must be one of {}, got {v}", names.join(", ")),
+                format!(
+                    "input '{name}' must be one of {}, got {v}",
+                    names.join(", ")
+                ),
             ));
         }
     }
@@ -215,7 +218,10 @@ impl Action {
 /// Turns a command-line `value` into the JSON value the DDL's type asks for.
 pub fn coerce_argument(name: &str, input: &Input, value: &str) -> Result<Value, InputError> {
     let bad = |what: &str| {
-        InputError::invalid(name, format!("input '{name}' must be {what}, got {value:?}"))
+        InputError::invalid(
+            name,
+            format!("input '{name}' must be {what}, got {value:?}"),
+        )
     };
     Ok(match input.kind {
         InputType::String => Value::String(value.to_string()),
@@ -223,7 +229,7 @@ pub fn coerce_argument(name: &str, input: &Input, value: &str) -> Result<Value, 
             let allowed = input.list.as_deref().unwrap_or_default();
             allowed
                 .iter()
-                .find(|a| a.as_str() == Some(value) || a.to_string() == value)
+                .find(|a| a.as_str() == Some(value) || *a == value)
                 .cloned()
                 .unwrap_or_else(|| Value::String(value.to_string()))
         }
@@ -297,7 +303,10 @@ mod tests {
     fn statuses_for_missing_wrong_and_invalid() {
         assert_eq!(check(json!({})).unwrap_err().status, Status::MissingData);
         let e = check(json!({"name": 5})).unwrap_err();
-        assert_eq!((e.status, e.input.as_deref()), (Status::InvalidData, Some("name")));
+        assert_eq!(
+            (e.status, e.input.as_deref()),
+            (Status::InvalidData, Some("name"))
+        );
         let e = check(json!({"name": "a;b"})).unwrap_err();
         assert!(e.message.contains("shellsafe"), "{e}");
         let e = check(json!({"name": "abcdef"})).unwrap_err();
@@ -312,10 +321,19 @@ mod tests {
     #[test]
     fn coercion_by_type() {
         let a = action();
-        assert_eq!(coerce_argument("count", &a.input["count"], "42").unwrap(), json!(42));
+        assert_eq!(
+            coerce_argument("count", &a.input["count"], "42").unwrap(),
+            json!(42)
+        );
         assert!(coerce_argument("count", &a.input["count"], "4x").is_err());
-        assert_eq!(coerce_argument("ratio", &a.input["ratio"], "0.5").unwrap(), json!(0.5));
-        assert_eq!(coerce_argument("force", &a.input["force"], "yes").unwrap(), json!(true));
+        assert_eq!(
+            coerce_argument("ratio", &a.input["ratio"], "0.5").unwrap(),
+            json!(0.5)
+        );
+        assert_eq!(
+            coerce_argument("force", &a.input["force"], "yes").unwrap(),
+            json!(true)
+        );
         assert!(coerce_argument("force", &a.input["force"], "maybe").is_err());
         assert_eq!(
             coerce_argument("opts", &a.input["opts"], "{\"a\":1}").unwrap(),
@@ -326,7 +344,9 @@ mod tests {
 
     #[test]
     fn shellsafe_rejects_metacharacters() {
-        for bad in ["a`b", "$x", "a;b", "a|b", "a&&b", "a>b", "a<b", "a\nb", "a\0b"] {
+        for bad in [
+            "a`b", "$x", "a;b", "a|b", "a&&b", "a>b", "a<b", "a\nb", "a\0b",
+        ] {
             assert!(shellsafe(bad).is_err(), "{bad:?}");
         }
         assert!(shellsafe("plain -x --y=1 /tmp/file").is_ok());

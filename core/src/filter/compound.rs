@@ -392,14 +392,14 @@ pub(crate) enum CompiledExpr {
 
 impl Expr {
     pub(crate) fn compile(&self, src: &str) -> Result<CompiledExpr, FilterError> {
-        let pat = |s: &str| {
-            Pattern::parse(s).map_err(|e| e.into_filter_error("compound", src))
-        };
+        let pat = |s: &str| Pattern::parse(s).map_err(|e| e.into_filter_error("compound", src));
         Ok(match self {
             Expr::And(a, b) => {
                 CompiledExpr::And(Box::new(a.compile(src)?), Box::new(b.compile(src)?))
             }
-            Expr::Or(a, b) => CompiledExpr::Or(Box::new(a.compile(src)?), Box::new(b.compile(src)?)),
+            Expr::Or(a, b) => {
+                CompiledExpr::Or(Box::new(a.compile(src)?), Box::new(b.compile(src)?))
+            }
             Expr::Not(a) => CompiledExpr::Not(Box::new(a.compile(src)?)),
             Expr::Term(Term::Class(s)) => CompiledExpr::Class(pat(s)?),
             Expr::Term(Term::Identity(s)) => CompiledExpr::Identity(pat(s)?),
@@ -431,17 +431,25 @@ mod tests {
     use proptest::prelude::*;
 
     fn eval(s: &str) -> bool {
-        parse_compound(s).unwrap().compile(s).unwrap().matches(&Node::web())
+        parse_compound(s)
+            .unwrap()
+            .compile(s)
+            .unwrap()
+            .matches(&Node::web())
     }
 
     #[test]
     fn precedence_and_grouping() {
-        assert!(eval("(role=web or role=db) and country=fr and not /^apache/"));
+        assert!(eval(
+            "(role=web or role=db) and country=fr and not /^apache/"
+        ));
         assert!(eval("role=db or role=web and country=fr"));
         assert!(!eval("(role=db or role=web) and country=de"));
         assert!(eval("nginx and ! apache"));
         assert!(eval("not not nginx"));
-        assert!(eval("identity(web-*) and agent(nrpe) and fact(os.family=Debian)"));
+        assert!(eval(
+            "identity(web-*) and agent(nrpe) and fact(os.family=Debian)"
+        ));
         assert!(eval("identity(/^web-\\d+/) and class(/users$/)"));
         assert!(eval("fact(\"role = web\")"));
         assert!(eval("hostname=~/^(a|b) c/ or role!=db"));
@@ -478,7 +486,8 @@ mod tests {
     }
 
     fn arb_text() -> impl Strategy<Value = String> {
-        "[a-z][a-z0-9_:.\\-\" ()/\\\\]{0,8}".prop_map(|s| s.trim().to_string())
+        "[a-z][a-z0-9_:.\\-\" ()/\\\\]{0,8}"
+            .prop_map(|s| s.trim().to_string())
             .prop_filter("non-empty", |s| !s.is_empty())
     }
 
@@ -508,8 +517,10 @@ mod tests {
     fn arb_expr() -> impl Strategy<Value = Expr> {
         arb_term().prop_recursive(5, 32, 2, |inner| {
             prop_oneof![
-                (inner.clone(), inner.clone()).prop_map(|(a, b)| Expr::And(Box::new(a), Box::new(b))),
-                (inner.clone(), inner.clone()).prop_map(|(a, b)| Expr::Or(Box::new(a), Box::new(b))),
+                (inner.clone(), inner.clone())
+                    .prop_map(|(a, b)| Expr::And(Box::new(a), Box::new(b))),
+                (inner.clone(), inner.clone())
+                    .prop_map(|(a, b)| Expr::Or(Box::new(a), Box::new(b))),
                 inner.prop_map(|a| Expr::Not(Box::new(a))),
             ]
         })

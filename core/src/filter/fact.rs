@@ -95,9 +95,12 @@ impl FactTerm {
             column,
             message: message.to_string(),
         };
-        let pos = s
-            .find(['=', '<', '>', '!'])
-            .ok_or_else(|| err(1, "expected NAME OP VALUE, with OP one of = == != < > <= >= =~"))?;
+        let pos = s.find(['=', '<', '>', '!']).ok_or_else(|| {
+            err(
+                1,
+                "expected NAME OP VALUE, with OP one of = == != < > <= >= =~",
+            )
+        })?;
         let rest = &s[pos..];
         let (text, op) = OPERATORS
             .iter()
@@ -112,7 +115,10 @@ impl FactTerm {
         }
         let value = rest[text.len()..].trim();
         if value.is_empty() {
-            return Err(err(pos + text.len() + 1, "missing value after the operator"));
+            return Err(err(
+                pos + text.len() + 1,
+                "missing value after the operator",
+            ));
         }
         let term = FactTerm {
             fact: fact.to_string(),
@@ -195,7 +201,9 @@ impl CompiledFact {
                 FactOp::Re => unreachable_re(),
                 FactOp::Lt => order(v, want, *num) == Some(Ordering::Less),
                 FactOp::Gt => order(v, want, *num) == Some(Ordering::Greater),
-                FactOp::Le => matches!(order(v, want, *num), Some(Ordering::Less | Ordering::Equal)),
+                FactOp::Le => {
+                    matches!(order(v, want, *num), Some(Ordering::Less | Ordering::Equal))
+                }
                 FactOp::Ge => matches!(
                     order(v, want, *num),
                     Some(Ordering::Greater | Ordering::Equal)
@@ -286,7 +294,11 @@ mod tests {
     use super::*;
 
     fn m(s: &str) -> bool {
-        FactTerm::parse(s).unwrap().compile().unwrap().matches(&Node::web())
+        FactTerm::parse(s)
+            .unwrap()
+            .compile()
+            .unwrap()
+            .matches(&Node::web())
     }
 
     #[test]
@@ -305,7 +317,10 @@ mod tests {
             ("a = 1", FactOp::Eq),
         ] {
             let t = FactTerm::parse(s).unwrap();
-            assert_eq!((t.fact.as_str(), t.op, t.value.as_str()), ("a", op, t.value.as_str()));
+            assert_eq!(
+                (t.fact.as_str(), t.op, t.value.as_str()),
+                ("a", op, t.value.as_str())
+            );
             assert_eq!(t.op, op, "{s}");
         }
     }

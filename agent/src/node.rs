@@ -1,0 +1,153 @@
+//! One node's state: identity, collectives, facts, classes, counters.
+//!
+//! A responder normally serves one node; with `--fleet N` it serves N virtual
+//! nodes, each with its own state and connection, sharing the agents.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use mco_core::agent::{AgentSummary, NodeInfo};
+use mco_core::facts::{lookup, FactMap};
+use mco_core::filter::FilterTarget;
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+
+use crate::registry::Registry;
+use crate::stats::Stats;
+
+/// Facts and classes as one snapshot, swapped whole on refresh.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Facts.
+    pub facts: Arc<FactMap>,
+    /// Classes.
+    pub classes: Arc<Vec<String>>,
+}
+
+/// One node served by this process.
+pub struct NodeState {
+    /// Identity.
+    pub identity: String,
+    /// Collectives; the first is the main one.
+    pub collectives: Vec<String>,
+    /// Hosted agents.
+    pub registry: Arc<Registry>,
+    /// Counters.
+    pub stats: Stats,
+    /// Caps concurrent actions.
+    pub slots: Arc<Semaphore>,
+    /// Slots in all.
+    pub max_concurrent: usize,
+    started: Instant,
+    snapshot: RwLock<Arc<Snapshot>>,
+    fleet_index: Option<usize>,
+}
+
+impl NodeState {
+    /// A node with no facts yet.
+    pub fn new(
+        identity: String,
+        collectives: Vec<String>,
+        registry: Arc<Registry>,
+        max_concurrent: usize,
+        fleet_index: Option<usize>,
+    ) -> NodeState {
+        NodeState {
+            identity,
+            collectives,
+            registry,
+            stats: Stats::default(),
+            slots: Arc::new(Semaphore::new(max_concurrent)),
+            max_concurrent,
+            started: Instant::now(),
+            snapshot: RwLock::new(Arc::new(Snapshot::default())),
+            fleet_index,
+        }
+    }
+
+    /// Installs freshly gathered facts and classes (adding `fleet_index` for a virtual node).
+    pub fn set_facts(&self, facts: &FactMap, classes: &Arc<Vec<String>>) {
+        let facts = match self.fleet_index {
+            Some(i) => {
+                let mut f = facts.clone();
+                f.insert("fleet_index".into(), Value::from(i));
+                Arc::new(f)
+            }
+            None => Arc::new(facts.clone()),
+        };
+        let snap = Arc::new(Snapshot {
+            facts,
+            classes: classes.clone(),
+        });
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap;
+    }
+
+    /// The current facts and classes.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// A borrowed view of a node for filter evaluation.
+pub struct View<'a> {
+    node: &'a NodeState,
+    snap: Arc<Snapshot>,
+}
+
+impl<'a> View<'a> {
+    /// Takes a view of the node's current snapshot.
+    pub fn of(node: &'a NodeState) -> View<'a> {
+        View {
+            node,
+            snap: node.snapshot(),
+        }
+    }
+}
+
+impl FilterTarget for View<'_> {
+    fn identity(&self) -> &str {
+        &self.node.identity
+    }
+    fn fact(&self, path: &str) -> Option<&Value> {
+        lookup(&self.snap.facts, path)
+    }
+    fn classes(&self) -> &[String] {
+        &self.snap.classes
+    }
+    fn has_agent(&self, agent: &str) -> bool {
+        self.node.registry.get(agent).is_some()
+    }
+    fn agents(&self) -> Vec<&str> {
+        self.node.registry.names().collect()
+    }
+}
+
+impl NodeInfo for NodeState {
+    fn identity(&self) -> &str {
+        &self.identity
+    }
+    fn collectives(&self) -> &[String] {
+        &self.collectives
+    }
+    fn facts(&self) -> Arc<FactMap> {
+        self.snapshot().facts.clone()
+    }
+    fn classes(&self) -> Arc<Vec<String>> {
+        self.snapshot().classes.clone()
+    }
+    fn agents(&self) -> Vec<AgentSummary> {
+        self.registry.summaries()
+    }
+    fn stats(&self) -> Map<String, Value> {
+        let mut m = self.stats.snapshot();
+        let in_flight = self.max_concurrent - self.slots.available_permits();
+        m.insert("in_flight".into(), Value::from(in_flight));
+        m
+    }
+    fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}

@@ -1,0 +1,104 @@
+//! The agents a responder hosts, with their DDLs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use mco_core::agent::AgentSummary;
+use mco_core::config::AgentsConfig;
+use mco_core::{Agent, Ddl};
+
+/// Why the agent set could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// `[agents] enabled` names an agent this build does not have.
+    #[error("agents.enabled: unknown agent {0:?} (this build has: {1})")]
+    UnknownAgent(String, String),
+    /// A DDL in a configured directory did not load.
+    #[error(transparent)]
+    Ddl(#[from] mco_core::ddl::DdlError),
+}
+
+/// One hosted agent: its implementation and the DDL requests are checked against.
+#[derive(Clone)]
+pub struct Hosted {
+    /// The implementation.
+    pub agent: Arc<dyn Agent>,
+    /// The DDL in force (the built-in one, or an operator's from `ddl_dirs`).
+    pub ddl: Arc<Ddl>,
+}
+
+/// The agents of this responder, by name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    agents: BTreeMap<String, Hosted>,
+}
+
+/// Every agent this build can host.
+pub fn builtin() -> Vec<Arc<dyn Agent>> {
+    vec![Arc::new(mco_plugin_rpcutil::Rpcutil::new())]
+}
+
+impl Registry {
+    /// Builds the registry from the config: the enabled built-in agents
+    /// (rpcutil always), with DDLs from `ddl_dirs` replacing built-in ones of
+    /// the same name. Returns warnings for DDLs that have no implementation here.
+    pub fn from_config(cfg: &AgentsConfig) -> Result<(Registry, Vec<String>), RegistryError> {
+        let all = builtin();
+        let names: Vec<&str> = all.iter().map(|a| a.name()).collect();
+        let enabled: Vec<String> = match &cfg.enabled {
+            Some(list) => {
+                for n in list {
+                    if !names.contains(&n.as_str()) {
+                        return Err(RegistryError::UnknownAgent(n.clone(), names.join(", ")));
+                    }
+                }
+                list.clone()
+            }
+            None => names.iter().map(|s| s.to_string()).collect(),
+        };
+        let mut reg = Registry::default();
+        for agent in all {
+            let name = agent.name().to_string();
+            if name == "rpcutil" || enabled.contains(&name) {
+                let ddl = Arc::new(agent.ddl().clone());
+                reg.agents.insert(name, Hosted { agent, ddl });
+            }
+        }
+        let mut warnings = Vec::new();
+        for dir in &cfg.ddl_dirs {
+            for ddl in Ddl::load_dir(dir)? {
+                match reg.agents.get_mut(&ddl.metadata.name) {
+                    Some(h) => h.ddl = Arc::new(ddl),
+                    None => warnings.push(format!(
+                        "{}: DDL for agent {:?} has no implementation on this node; ignored",
+                        dir.display(),
+                        ddl.metadata.name
+                    )),
+                }
+            }
+        }
+        Ok((reg, warnings))
+    }
+
+    /// An agent by name.
+    pub fn get(&self, name: &str) -> Option<&Hosted> {
+        self.agents.get(name)
+    }
+
+    /// Agent names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.agents.keys().map(String::as_str)
+    }
+
+    /// Summaries for `rpcutil agent_inventory`.
+    pub fn summaries(&self) -> Vec<AgentSummary> {
+        self.agents
+            .values()
+            .map(|h| AgentSummary {
+                name: h.ddl.metadata.name.clone(),
+                version: h.ddl.metadata.version.clone(),
+                description: h.ddl.metadata.description.clone(),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,220 @@
+//! One node's life on the bus: connect, subscribe, take requests, reply.
+//!
+//! The subscription loop only decodes and filters — cheap, synchronous work —
+//! and hands each selected request to a task holding a concurrency slot.
+//! When no slot is free the node answers `busy` at once instead of queueing.
+
+use std::sync::Arc;
+
+use async_nats::{Client, ConnectOptions, Message};
+use futures::stream::{SelectAll, StreamExt};
+use mco_core::backoff::Backoff;
+use mco_core::subject;
+use mco_core::wire::{now_ms, Envelope, Kind, ReplyBody, RequestBody, Status, WireError};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::dispatch::dispatch;
+use crate::node::{NodeState, View};
+use crate::stats::Drop;
+
+/// Connection settings shared by every node of a process.
+#[derive(Debug, Clone)]
+pub struct BusOptions {
+    /// Broker URLs.
+    pub servers: Vec<String>,
+    /// Message size bound.
+    pub max_payload: usize,
+    /// Reconnect backoff.
+    pub backoff: Backoff,
+    /// Messages buffered per subscription before the broker marks us slow.
+    pub subscription_capacity: usize,
+}
+
+/// Connects one node, retrying for ever with jittered backoff.
+pub async fn connect(
+    opts: &BusOptions,
+    identity: &str,
+) -> Result<Client, async_nats::ConnectError> {
+    let backoff = opts.backoff;
+    let seed = identity.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let who = identity.to_string();
+    ConnectOptions::new()
+        .name(format!("mco-responder {identity}"))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .subscription_capacity(opts.subscription_capacity)
+        .reconnect_delay_callback(move |attempt| backoff.delay(attempt, seed))
+        .event_callback(move |event| {
+            let who = who.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => info!(node = %who, "connected to the broker"),
+                    async_nats::Event::Disconnected => {
+                        warn!(node = %who, "lost the broker; reconnecting")
+                    }
+                    async_nats::Event::SlowConsumer(sid) => {
+                        warn!(node = %who, sid, "slow consumer: the broker dropped messages for us")
+                    }
+                    other => debug!(node = %who, "bus event: {other}"),
+                }
+            }
+        })
+        .connect(opts.servers.as_slice())
+        .await
+}
+
+/// The subjects one node listens on.
+pub fn subjects(node: &NodeState) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in &node.collectives {
+        out.push(subject::node(c, &node.identity));
+        for agent in node.registry.names() {
+            out.push(subject::broadcast(c, agent));
+        }
+    }
+    out
+}
+
+/// Serves `node` on `client` until `shutdown` turns true, then waits for
+/// in-flight actions up to `grace`.
+pub async fn serve(
+    client: Client,
+    node: Arc<NodeState>,
+    max_payload: usize,
+    mut shutdown: watch::Receiver<bool>,
+    grace: std::time::Duration,
+) -> Result<(), async_nats::SubscribeError> {
+    let mut subs = SelectAll::new();
+    for s in subjects(&node) {
+        subs.push(client.subscribe(s).await?);
+    }
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            msg = subs.next() => match msg {
+                Some(msg) => handle(&client, &node, max_payload, msg),
+                None => break,
+            },
+        }
+    }
+    // Stop taking requests, then let in-flight ones finish.
+    for mut s in subs.into_iter() {
+        let _ = s.unsubscribe().await;
+    }
+    let max = node.max_concurrent as u32;
+    if tokio::time::timeout(grace, node.slots.acquire_many(max))
+        .await
+        .is_err()
+    {
+        warn!(node = %node.identity, "shutdown grace period over with actions still running");
+    }
+    let _ = client.flush().await;
+    Ok(())
+}
+
+fn refuse(node: &NodeState, why: Drop, detail: &dyn std::fmt::Display) {
+    node.stats.dropped(why);
+    debug!(node = %node.identity, reason = why.name(), "dropped a message: {detail}");
+}
+
+/// Decodes, checks and filters one message; spawns the action if selected.
+fn handle(client: &Client, node: &Arc<NodeState>, max_payload: usize, msg: Message) {
+    node.stats.seen();
+    let req = match decode(&msg, max_payload, node) {
+        Ok(r) => r,
+        Err((why, detail)) => return refuse(node, why, &detail),
+    };
+    let Some(reply_to) = msg.reply.clone() else {
+        return refuse(node, Drop::NoReplyTo, &"request without a reply subject");
+    };
+    let filter = match req.filter.compile() {
+        Ok(f) => f,
+        Err(e) => return refuse(node, Drop::BadFilter, &e),
+    };
+    if !filter.matches(&View::of(node)) {
+        node.stats.filtered();
+        return;
+    }
+    let client = client.clone();
+    let node = node.clone();
+    match node.slots.clone().try_acquire_owned() {
+        Ok(permit) => {
+            tokio::spawn(async move {
+                let reply = dispatch(node.clone(), req).await;
+                drop(permit);
+                publish(&client, &node, max_payload, reply_to, reply).await;
+            });
+        }
+        Err(_) => {
+            node.stats.busy();
+            warn!(node = %node.identity, "busy: all {} action slots in use", node.max_concurrent);
+            let reply = ReplyBody {
+                request_id: req.id,
+                sender: node.identity.clone(),
+                status: Status::Aborted,
+                message: format!("busy: all {} action slots are in use", node.max_concurrent),
+                data: Default::default(),
+                time_ms: now_ms(),
+                elapsed_us: 0,
+            };
+            node.stats.failed();
+            tokio::spawn(
+                async move { publish(&client, &node, max_payload, reply_to, reply).await },
+            );
+        }
+    }
+}
+
+fn decode(
+    msg: &Message,
+    max_payload: usize,
+    node: &NodeState,
+) -> Result<RequestBody, (Drop, String)> {
+    let wire = |e: WireError| {
+        let why = match e {
+            WireError::Oversized { .. } => Drop::Oversized,
+            WireError::Decode(_) => Drop::Undecodable,
+            WireError::Version(_) => Drop::BadVersion,
+            WireError::WrongKind { .. } => Drop::WrongKind,
+            WireError::Expired { .. } => Drop::Expired,
+        };
+        (why, e.to_string())
+    };
+    let env = Envelope::decode(&msg.payload, max_payload, Kind::Request).map_err(wire)?;
+    let req = env.request().map_err(wire)?;
+    req.check_ttl(now_ms()).map_err(wire)?;
+    let on_subject = msg.subject.split('.').next().unwrap_or_default();
+    if req.collective != on_subject || !node.collectives.contains(&req.collective) {
+        return Err((
+            Drop::WrongCollective,
+            format!("collective {:?} on subject {}", req.collective, msg.subject),
+        ));
+    }
+    Ok(req)
+}
+
+async fn publish(
+    client: &Client,
+    node: &NodeState,
+    max_payload: usize,
+    to: async_nats::Subject,
+    mut reply: ReplyBody,
+) {
+    let mut bytes = Envelope::unsigned(Kind::Reply, reply.encode()).encode();
+    if bytes.len() > max_payload {
+        let size = bytes.len();
+        reply.status = Status::UnknownError;
+        reply.message = format!("reply of {size} bytes is over the {max_payload} byte bound");
+        reply.data = Default::default();
+        warn!(node = %node.identity, "{}", reply.message);
+        bytes = Envelope::unsigned(Kind::Reply, reply.encode()).encode();
+    }
+    match client.publish(to, bytes.into()).await {
+        Ok(()) => node.stats.replied(),
+        Err(e) => warn!(node = %node.identity, "could not publish a reply: {e}"),
+    }
+}

@@ -1,0 +1,140 @@
+//! Daemon counters, shown by `rpcutil daemon_stats`.
+//!
+//! Plain atomics: every request touches them, so no lock is taken.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde_json::{json, Map, Value};
+
+/// Why a message was dropped without a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drop {
+    /// Over the payload bound.
+    Oversized,
+    /// Not a valid envelope or body.
+    Undecodable,
+    /// Unknown protocol version.
+    BadVersion,
+    /// A reply arrived where a request was expected.
+    WrongKind,
+    /// Outside its TTL.
+    Expired,
+    /// Addressed to a collective this node does not serve.
+    WrongCollective,
+    /// The filter did not compile.
+    BadFilter,
+    /// No reply subject to answer on.
+    NoReplyTo,
+    /// The request was unsigned, and this node requires signatures.
+    Unsigned,
+}
+
+const DROPS: [(Drop, &str); 9] = [
+    (Drop::Oversized, "oversized"),
+    (Drop::Undecodable, "undecodable"),
+    (Drop::BadVersion, "bad_version"),
+    (Drop::WrongKind, "wrong_kind"),
+    (Drop::Expired, "expired"),
+    (Drop::WrongCollective, "wrong_collective"),
+    (Drop::BadFilter, "bad_filter"),
+    (Drop::NoReplyTo, "no_reply_to"),
+    (Drop::Unsigned, "unsigned"),
+];
+
+impl Drop {
+    /// The counter's name.
+    pub fn name(self) -> &'static str {
+        DROPS[self as usize].1
+    }
+}
+
+/// Counters of one node.
+#[derive(Debug, Default)]
+pub struct Stats {
+    total: AtomicU64,
+    ok: AtomicU64,
+    failed: AtomicU64,
+    filtered: AtomicU64,
+    busy: AtomicU64,
+    replies: AtomicU64,
+    dropped: [AtomicU64; DROPS.len()],
+}
+
+impl Stats {
+    /// A message arrived.
+    pub fn seen(&self) {
+        self.total.fetch_add(1, Relaxed);
+    }
+    /// An action succeeded.
+    pub fn ok(&self) {
+        self.ok.fetch_add(1, Relaxed);
+    }
+    /// An action failed (any non-zero status).
+    pub fn failed(&self) {
+        self.failed.fetch_add(1, Relaxed);
+    }
+    /// The filter did not select this node.
+    pub fn filtered(&self) {
+        self.filtered.fetch_add(1, Relaxed);
+    }
+    /// Refused for lack of a free slot.
+    pub fn busy(&self) {
+        self.busy.fetch_add(1, Relaxed);
+    }
+    /// A reply was published.
+    pub fn replied(&self) {
+        self.replies.fetch_add(1, Relaxed);
+    }
+    /// A message was dropped.
+    pub fn dropped(&self, why: Drop) {
+        self.dropped[why as usize].fetch_add(1, Relaxed);
+    }
+    /// The count for one drop reason.
+    pub fn dropped_count(&self, why: Drop) -> u64 {
+        self.dropped[why as usize].load(Relaxed)
+    }
+
+    /// A JSON snapshot.
+    pub fn snapshot(&self) -> Map<String, Value> {
+        let dropped: Map<String, Value> = DROPS
+            .iter()
+            .map(|(d, name)| {
+                (
+                    name.to_string(),
+                    json!(self.dropped[*d as usize].load(Relaxed)),
+                )
+            })
+            .collect();
+        let Value::Object(m) = json!({
+            "total": self.total.load(Relaxed),
+            "ok": self.ok.load(Relaxed),
+            "failed": self.failed.load(Relaxed),
+            "filtered": self.filtered.load(Relaxed),
+            "busy": self.busy.load(Relaxed),
+            "replies": self.replies.load(Relaxed),
+            "dropped": dropped,
+        }) else {
+            return Map::new();
+        };
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_names_line_up() {
+        for (i, (d, name)) in DROPS.iter().enumerate() {
+            assert_eq!(*d as usize, i);
+            assert_eq!(d.name(), *name);
+        }
+        let s = Stats::default();
+        s.dropped(Drop::Expired);
+        s.seen();
+        let snap = s.snapshot();
+        assert_eq!(snap["dropped"]["expired"], 1);
+        assert_eq!(snap["total"], 1);
+    }
+}

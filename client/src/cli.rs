@@ -1,0 +1,208 @@
+//! Command-line definitions. Help and completions come from these types.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// mco: orchestrate a fleet over NATS.
+#[derive(Parser, Debug)]
+#[command(name = "mco", version = mco_core::VERSION, propagate_version = true)]
+pub struct Cli {
+    /// Client config file (default: ~/.config/mco/client.toml, then /etc/mco/client.toml).
+    #[arg(long, short = 'c', env = "MCO_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Broker URL, replacing the config's servers (repeatable).
+    #[arg(long = "nats", value_name = "URL", global = true)]
+    pub nats: Vec<String>,
+    /// The verb.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every verb.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Ping matching nodes and show round-trip times.
+    Ping {
+        /// Filters and discovery.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Call an agent action on matching nodes.
+    Rpc(RpcArgs),
+    /// Report the values of one fact across matching nodes.
+    Facts {
+        /// The fact, dotted for nested facts.
+        fact: String,
+        /// List the nodes under each value.
+        #[arg(short, long)]
+        verbose: bool,
+        /// Filters and discovery.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Show one node's agents, classes, facts and statistics.
+    Inventory {
+        /// The node's identity.
+        node: String,
+        /// Print JSON.
+        #[arg(short = 'j', long)]
+        json: bool,
+        /// Filters and discovery.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// List the identities of matching nodes, one per line.
+    Find {
+        /// Filters and discovery.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Documentation of agents from their DDLs.
+    Plugin {
+        /// What to do.
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// Print a shell completion script.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `mco plugin …`.
+#[derive(Subcommand, Debug)]
+pub enum PluginCommand {
+    /// Show an agent's actions, inputs and outputs; without AGENT, list known agents.
+    Doc {
+        /// The agent.
+        agent: Option<String>,
+    },
+}
+
+/// `mco rpc AGENT ACTION [key=value …]`.
+#[derive(Args, Debug)]
+pub struct RpcArgs {
+    /// Agent name.
+    pub agent: String,
+    /// Action name.
+    pub action: String,
+    /// Inputs as key=value, converted by the DDL's types.
+    pub inputs: Vec<String>,
+    /// An input as key=value (repeatable).
+    #[arg(long = "arg", value_name = "KEY=VALUE")]
+    pub arg: Vec<String>,
+    /// Print a JSON array of replies instead of text.
+    #[arg(short = 'j', long)]
+    pub json: bool,
+    /// Which results to print (default: the DDL's display rule).
+    #[arg(long, value_enum)]
+    pub display: Option<DisplayArg>,
+    /// Show every result with its status message and timing.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Send the request without waiting for replies; print the request id.
+    #[arg(long)]
+    pub no_results: bool,
+    /// Filters and discovery.
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// `--display`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisplayArg {
+    /// Only successful results.
+    Ok,
+    /// Only failed results.
+    Failed,
+    /// Every result.
+    All,
+}
+
+/// Filters, discovery, limits and batching, shared by every verb.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TargetArgs {
+    /// Identity filter: exact, glob or /regex/ (repeatable; any may match).
+    #[arg(short = 'I', long = "identity", value_name = "ID")]
+    pub identity: Vec<String>,
+    /// Fact filter: NAME OP VALUE (repeatable; all must hold).
+    #[arg(
+        short = 'F',
+        long = "wf",
+        visible_alias = "with-fact",
+        value_name = "FACT"
+    )]
+    pub fact: Vec<String>,
+    /// Class filter: exact or /regex/ (repeatable; all must be present).
+    #[arg(
+        short = 'C',
+        long = "wc",
+        visible_alias = "with-class",
+        value_name = "CLASS"
+    )]
+    pub class: Vec<String>,
+    /// Agent filter (repeatable; all must be hosted).
+    #[arg(
+        short = 'A',
+        long = "wa",
+        visible_alias = "with-agent",
+        value_name = "AGENT"
+    )]
+    pub agent: Vec<String>,
+    /// Mixed fact or class filter, MCollective style (repeatable).
+    #[arg(short = 'W', long = "with", value_name = "FILTER")]
+    pub with: Vec<String>,
+    /// Compound filter: `(role=web or role=db) and not /^test/`.
+    #[arg(short = 'S', long = "select", value_name = "EXPR")]
+    pub select: Vec<String>,
+    /// Collective to address (default: the config's).
+    #[arg(short = 'T', long = "target", value_name = "COLLECTIVE")]
+    pub collective: Option<String>,
+    /// Discovery timeout, seconds or a duration (2s, 500ms).
+    #[arg(
+        long = "dt",
+        visible_alias = "discovery-timeout",
+        value_name = "DURATION"
+    )]
+    pub discovery_timeout: Option<String>,
+    /// Quiet window that ends broadcast discovery early; 0 waits the whole timeout.
+    #[arg(long = "discovery-window", value_name = "DURATION")]
+    pub discovery_window: Option<String>,
+    /// Where the node list comes from.
+    #[arg(long = "discovery-method", visible_alias = "dm", value_enum)]
+    pub discovery_method: Option<DiscoveryMethod>,
+    /// Read identities from FILE (one per line) instead of discovering.
+    #[arg(long = "nodes", value_name = "FILE")]
+    pub nodes: Option<PathBuf>,
+    /// How long to wait for replies (default: discovery timeout + the DDL's timeout).
+    #[arg(short = 't', long = "timeout", value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Send to N nodes at a time.
+    #[arg(long, value_name = "N")]
+    pub batch: Option<usize>,
+    /// Pause between batches.
+    #[arg(long = "batch-sleep", value_name = "DURATION", requires = "batch")]
+    pub batch_sleep: Option<String>,
+    /// Act on only N nodes, or N% of them.
+    #[arg(long = "limit-nodes", visible_alias = "ln", value_name = "N|N%")]
+    pub limit_nodes: Option<String>,
+    /// Seed for choosing the limited nodes (same seed, same nodes).
+    #[arg(long = "limit-seed", value_name = "SEED", requires = "limit_nodes")]
+    pub limit_seed: Option<u64>,
+    /// No progress bar.
+    #[arg(long = "np", visible_alias = "no-progress")]
+    pub no_progress: bool,
+}
+
+/// `--discovery-method`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscoveryMethod {
+    /// Ask the bus who matches (default).
+    Broadcast,
+    /// Identities from `--nodes FILE`.
+    Flatfile,
+    /// Identities from standard input, one per line.
+    Stdin,
+}

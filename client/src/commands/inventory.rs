@@ -1,0 +1,123 @@
+//! `mco inventory NODE`: one node in full.
+
+use std::io::Write;
+
+use mco_core::config::ClientConfig;
+use mco_core::facts::flatten;
+use serde_json::Value;
+
+use super::{connect, io, Exit};
+use crate::cli::TargetArgs;
+use crate::error::ClientError;
+use crate::rpc::{self, Call, Wait};
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub(super) async fn run(
+    cfg: &ClientConfig,
+    node: &str,
+    json: bool,
+    args: &TargetArgs,
+    out: &mut dyn Write,
+) -> Result<Exit, ClientError> {
+    let (plan, bus) = connect(cfg, args).await?;
+    let call = Call {
+        collective: plan.collective.clone(),
+        agent: "rpcutil".into(),
+        action: "inventory".into(),
+        data: Default::default(),
+        filter: Default::default(),
+    };
+    let wait = Wait {
+        timeout: plan
+            .timeout
+            .unwrap_or(plan.discovery_timeout + std::time::Duration::from_secs(5)),
+        batch: None,
+        progress: false,
+    };
+    let c = rpc::call(&bus, &call, &[node.to_string()], &wait).await?;
+    let Some(reply) = c.replies.first() else {
+        writeln!(out, "Did not receive any results from node {node}").map_err(io)?;
+        return Ok(4);
+    };
+    if reply.status != mco_core::Status::Ok {
+        writeln!(out, "{node}: {}: {}", reply.status.label(), reply.message).map_err(io)?;
+        return Ok(2);
+    }
+    let d = &reply.data;
+    if json {
+        let pretty = serde_json::to_string_pretty(&Value::Object(d.clone())).unwrap_or_default();
+        writeln!(out, "{pretty}").map_err(io)?;
+        return Ok(0);
+    }
+    let get = |k: &str| d.get(k).cloned().unwrap_or(Value::Null);
+    writeln!(out, "Inventory for {node}:\n").map_err(io)?;
+    writeln!(out, "   Server Statistics:").map_err(io)?;
+    writeln!(
+        out,
+        "                      Version: {}",
+        text(&get("version"))
+    )
+    .map_err(io)?;
+    writeln!(
+        out,
+        "                       Uptime: {} s",
+        text(&get("uptime"))
+    )
+    .map_err(io)?;
+    if let Value::Object(stats) = get("stats") {
+        for (label, key) in [
+            ("Total Requests", "total"),
+            ("Succeeded", "ok"),
+            ("Failed", "failed"),
+            ("Filtered", "filtered"),
+            ("Busy", "busy"),
+            ("Replies", "replies"),
+        ] {
+            let v = stats.get(key).map(text).unwrap_or_default();
+            writeln!(out, "{label:>29}: {v}").map_err(io)?;
+        }
+        if let Some(Value::Object(dropped)) = stats.get("dropped") {
+            let parts: Vec<String> = dropped
+                .iter()
+                .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let shown = if parts.is_empty() {
+                "none".to_string()
+            } else {
+                parts.join(" ")
+            };
+            writeln!(out, "{:>29}: {shown}", "Dropped").map_err(io)?;
+        }
+    }
+    for (title, key) in [
+        ("Agents", "agents"),
+        ("Classes", "classes"),
+        ("Collectives", "collectives"),
+    ] {
+        writeln!(out, "\n   {title}:").map_err(io)?;
+        let items: Vec<String> = get(key)
+            .as_array()
+            .map(|a| a.iter().map(text).collect())
+            .unwrap_or_default();
+        if items.is_empty() {
+            writeln!(out, "      (none)").map_err(io)?;
+        }
+        for i in items {
+            writeln!(out, "      {i}").map_err(io)?;
+        }
+    }
+    writeln!(out, "\n   Facts:").map_err(io)?;
+    if let Value::Object(facts) = get("facts") {
+        for (k, v) in flatten(&facts) {
+            writeln!(out, "      {k} => {}", text(v)).map_err(io)?;
+        }
+    }
+    Ok(0)
+}

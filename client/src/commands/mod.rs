@@ -1,0 +1,87 @@
+//! Every `mco` verb, one module each.
+
+mod doc;
+mod facts;
+mod find;
+mod inventory;
+mod ping;
+mod rpc;
+
+use std::io::Write;
+
+use crate::bus::Bus;
+use crate::cli::{Cli, Command, PluginCommand, TargetArgs};
+use crate::discovery::{self, Discovered};
+use crate::error::ClientError;
+use crate::rpc::Collected;
+use crate::target::{self, Plan};
+use mco_core::config::ClientConfig;
+
+/// What a verb produced: the process exit code.
+pub type Exit = u8;
+
+/// Runs the parsed command line, writing to `out`.
+pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, ClientError> {
+    if let Command::Completion { shell } = &cli.command {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(*shell, &mut cmd, "mco", out);
+        return Ok(0);
+    }
+    let cfg = crate::config::load(cli.config.as_deref(), &cli.nats)?;
+    match cli.command {
+        Command::Ping { target } => ping::run(&cfg, &target, out).await,
+        Command::Rpc(args) => rpc::run(&cfg, &args, out).await,
+        Command::Facts {
+            fact,
+            verbose,
+            target,
+        } => facts::run(&cfg, &fact, verbose, &target, out).await,
+        Command::Inventory { node, json, target } => {
+            inventory::run(&cfg, &node, json, &target, out).await
+        }
+        Command::Find { target } => find::run(&cfg, &target, out).await,
+        Command::Plugin {
+            command: PluginCommand::Doc { agent },
+        } => doc::run(&cfg, agent.as_deref(), out),
+        Command::Completion { .. } => Ok(0),
+    }
+}
+
+/// Resolves the target flags and connects.
+async fn connect(cfg: &ClientConfig, args: &TargetArgs) -> Result<(Plan, Bus), ClientError> {
+    let plan = target::resolve(args, cfg)?;
+    let bus = Bus::connect(cfg).await?;
+    Ok((plan, bus))
+}
+
+/// Discovers and limits; `None` (after saying so) when nothing was found.
+async fn discover(
+    bus: &Bus,
+    plan: &Plan,
+    agent: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<Option<Discovered>, ClientError> {
+    let mut found = discovery::discover(bus, plan, agent).await?;
+    found.nodes = target::apply_limit(found.nodes, plan.limit, plan.limit_seed);
+    if found.nodes.is_empty() {
+        writeln!(out, "No request sent, we did not discover any nodes.").map_err(io)?;
+        return Ok(None);
+    }
+    Ok(Some(found))
+}
+
+/// The exit code of a finished call (DESIGN §6).
+pub fn exit_code(found: &Discovered, c: &Collected) -> Exit {
+    if c.replies.is_empty() {
+        return if found.by_broadcast { 3 } else { 4 };
+    }
+    if !c.no_response.is_empty() || c.replies.iter().any(|r| r.status != mco_core::Status::Ok) {
+        2
+    } else {
+        0
+    }
+}
+
+fn io(e: std::io::Error) -> ClientError {
+    ClientError::Io(e.to_string())
+}

@@ -1,0 +1,199 @@
+//! The RPC engine: send one request to a known set of nodes, in batches if
+//! asked, and wait exactly until each has answered or the timeout passes.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use mco_core::wire::{Envelope, Kind};
+use mco_core::{subject, Filter};
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use crate::bus::Bus;
+use crate::error::ClientError;
+use crate::output::NodeReply;
+
+/// What to call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// Collective.
+    pub collective: String,
+    /// Agent.
+    pub agent: String,
+    /// Action.
+    pub action: String,
+    /// Validated inputs.
+    pub data: Map<String, Value>,
+    /// The filter each node checks again.
+    pub filter: Filter,
+}
+
+/// How to wait.
+#[derive(Debug, Clone)]
+pub struct Wait {
+    /// Reply timeout per batch.
+    pub timeout: Duration,
+    /// Batch size and pause.
+    pub batch: Option<(usize, Duration)>,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// The replies of one call.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// Replies from expected nodes.
+    pub replies: Vec<NodeReply>,
+    /// Expected nodes that did not answer, sorted.
+    pub no_response: Vec<String>,
+    /// Nodes that answered without being asked, sorted.
+    pub unexpected: Vec<String>,
+    /// Replies that did not decode.
+    pub undecodable: usize,
+    /// Request ids sent, one per batch.
+    pub request_ids: Vec<String>,
+}
+
+/// Sends `call` to each of `nodes` directly and collects their replies.
+pub async fn call(
+    bus: &Bus,
+    call: &Call,
+    nodes: &[String],
+    wait: &Wait,
+) -> Result<Collected, ClientError> {
+    let bar = progress_bar(wait.progress, nodes.len());
+    let mut out = Collected::default();
+    let size = wait.batch.map_or(nodes.len().max(1), |(n, _)| n);
+    for (i, batch) in nodes.chunks(size).enumerate() {
+        if i > 0 {
+            if let Some((_, pause)) = wait.batch {
+                tokio::time::sleep(pause).await;
+            }
+        }
+        one_batch(bus, call, batch, wait.timeout, &bar, &mut out).await?;
+    }
+    bar.finish_and_clear();
+    out.replies.sort_by(|a, b| a.sender.cmp(&b.sender));
+    out.no_response.sort();
+    out.unexpected.sort();
+    out.unexpected.dedup();
+    Ok(out)
+}
+
+/// Publishes without waiting; returns the request id.
+pub async fn fire(bus: &Bus, call: &Call, nodes: &[String]) -> Result<String, ClientError> {
+    let req = bus.request(
+        &call.collective,
+        &call.agent,
+        &call.action,
+        call.data.clone(),
+        call.filter.clone(),
+    );
+    let payload = bus.encode(&req)?;
+    let reply_to = bus.reply_subject(&req);
+    for n in nodes {
+        bus.client
+            .publish_with_reply(
+                subject::node(&call.collective, n),
+                reply_to.clone(),
+                payload.clone(),
+            )
+            .await
+            .map_err(|e| ClientError::Bus(e.to_string()))?;
+    }
+    bus.client
+        .flush()
+        .await
+        .map_err(|e| ClientError::Bus(e.to_string()))?;
+    Ok(req.id)
+}
+
+async fn one_batch(
+    bus: &Bus,
+    call: &Call,
+    batch: &[String],
+    timeout: Duration,
+    bar: &ProgressBar,
+    out: &mut Collected,
+) -> Result<(), ClientError> {
+    let req = bus.request(
+        &call.collective,
+        &call.agent,
+        &call.action,
+        call.data.clone(),
+        call.filter.clone(),
+    );
+    let payload = bus.encode(&req)?;
+    let reply_to = bus.reply_subject(&req);
+    let bus_err = |e: &dyn std::fmt::Display| ClientError::Bus(e.to_string());
+    let mut sub = bus
+        .client
+        .subscribe(reply_to.clone())
+        .await
+        .map_err(|e| bus_err(&e))?;
+    let sent = Instant::now();
+    for n in batch {
+        bus.client
+            .publish_with_reply(
+                subject::node(&call.collective, n),
+                reply_to.clone(),
+                payload.clone(),
+            )
+            .await
+            .map_err(|e| bus_err(&e))?;
+    }
+    bus.client.flush().await.map_err(|e| bus_err(&e))?;
+    out.request_ids.push(req.id.clone());
+    let mut pending: HashSet<&str> = batch.iter().map(String::as_str).collect();
+    let mut answered: HashSet<String> = HashSet::new();
+    let deadline = sent + timeout;
+    while !pending.is_empty() {
+        let msg = match tokio::time::timeout_at(deadline, sub.next()).await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Err(ClientError::Bus("the reply subscription closed".into())),
+            Err(_) => break,
+        };
+        let rtt = sent.elapsed();
+        let reply = match Envelope::decode(&msg.payload, bus.max_payload, Kind::Reply)
+            .and_then(|e| e.reply())
+        {
+            Ok(r) if r.request_id == req.id => r,
+            Ok(_) => continue,
+            Err(_) => {
+                out.undecodable += 1;
+                continue;
+            }
+        };
+        if pending.remove(reply.sender.as_str()) {
+            answered.insert(reply.sender.clone());
+            bar.inc(1);
+            out.replies.push(NodeReply {
+                sender: reply.sender,
+                status: reply.status,
+                message: reply.message,
+                data: reply.data,
+                rtt,
+            });
+        } else if !answered.contains(&reply.sender) {
+            out.unexpected.push(reply.sender);
+        }
+    }
+    let _ = sub.unsubscribe().await;
+    out.no_response
+        .extend(pending.into_iter().map(str::to_string));
+    Ok(())
+}
+
+fn progress_bar(wanted: bool, len: usize) -> ProgressBar {
+    use std::io::IsTerminal;
+    if !wanted || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64);
+    if let Ok(style) = ProgressStyle::with_template(" {pos:>6} / {len:<6} {wide_bar} {elapsed}") {
+        bar.set_style(style);
+    }
+    bar
+}
