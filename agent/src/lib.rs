@@ -8,7 +8,7 @@
 //! node answer `busy`, never stall or queue without bound.
 
 #![warn(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod daemon;
 pub mod dispatch;

@@ -215,6 +215,14 @@ impl Action {
     }
 }
 
+/// Whether a DDL list value reads as `text` (`5` matches "5").
+fn same_text(a: &Value, text: &str) -> bool {
+    match a {
+        Value::String(s) => s == text,
+        other => other.to_string().as_str() == text,
+    }
+}
+
 /// Turns a command-line `value` into the JSON value the DDL's type asks for.
 pub fn coerce_argument(name: &str, input: &Input, value: &str) -> Result<Value, InputError> {
     let bad = |what: &str| {
@@ -229,7 +237,7 @@ pub fn coerce_argument(name: &str, input: &Input, value: &str) -> Result<Value, 
             let allowed = input.list.as_deref().unwrap_or_default();
             allowed
                 .iter()
-                .find(|a| a.as_str() == Some(value) || *a == value)
+                .find(|a| same_text(a, value))
                 .cloned()
                 .unwrap_or_else(|| Value::String(value.to_string()))
         }
