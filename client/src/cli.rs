@@ -126,7 +126,7 @@ pub enum DisplayArg {
 pub struct TargetArgs {
     /// Identity filter: exact, glob or /regex/ (repeatable; any may match).
     #[arg(short = 'I', long = "identity", value_name = "ID")]
-    pub identity: Vec<String>,
+    pub with_identity: Vec<String>,
     /// Fact filter: NAME OP VALUE (repeatable; all must hold).
     #[arg(
         short = 'F',
@@ -134,7 +134,7 @@ pub struct TargetArgs {
         visible_alias = "with-fact",
         value_name = "FACT"
     )]
-    pub fact: Vec<String>,
+    pub with_fact: Vec<String>,
     /// Class filter: exact or /regex/ (repeatable; all must be present).
     #[arg(
         short = 'C',
@@ -142,7 +142,7 @@ pub struct TargetArgs {
         visible_alias = "with-class",
         value_name = "CLASS"
     )]
-    pub class: Vec<String>,
+    pub with_class: Vec<String>,
     /// Agent filter (repeatable; all must be hosted).
     #[arg(
         short = 'A',
@@ -150,7 +150,7 @@ pub struct TargetArgs {
         visible_alias = "with-agent",
         value_name = "AGENT"
     )]
-    pub agent: Vec<String>,
+    pub with_agent: Vec<String>,
     /// Mixed fact or class filter, MCollective style (repeatable).
     #[arg(short = 'W', long = "with", value_name = "FILTER")]
     pub with: Vec<String>,
@@ -205,4 +205,14 @@ pub enum DiscoveryMethod {
     Flatfile,
     /// Identities from standard input, one per line.
     Stdin,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

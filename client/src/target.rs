@@ -99,13 +99,13 @@ fn duration_arg(flag: &str, s: &Option<String>) -> Result<Option<Duration>, Clie
 /// Builds the filter from the flags, checking every part.
 pub fn filter(args: &TargetArgs) -> Result<Filter, ClientError> {
     let mut f = Filter {
-        identity: args.identity.clone(),
-        class: args.class.clone(),
-        agent: args.agent.clone(),
+        identity: args.with_identity.clone(),
+        class: args.with_class.clone(),
+        agent: args.with_agent.clone(),
         compound: args.select.clone(),
         ..Default::default()
     };
-    for fact in &args.fact {
+    for fact in &args.with_fact {
         f.fact.push(FactTerm::parse(fact)?);
     }
     for w in &args.with {
@@ -225,7 +225,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let args = TargetArgs {
-            fact: vec!["role".into()],
+            with_fact: vec!["role".into()],
             ..Default::default()
         };
         assert!(filter(&args).is_err());
