@@ -33,11 +33,13 @@
 #![deny(unsafe_code)]
 
 pub mod cmd;
+pub mod fleet;
 pub mod nats;
 pub mod poll;
 pub mod proc;
 
 pub use cmd::{mco, Cmd, Output};
+pub use fleet::{wait_for_nodes, Responder, ResponderSpec};
 pub use nats::{NatsServer, NatsServerBuilder};
 pub use poll::{eventually, eventually_async};
 pub use proc::{bin_path, ChildGuard, ProcStat};

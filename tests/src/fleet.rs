@@ -1,0 +1,172 @@
+//! Real responders for end-to-end tests: a config written to a temp dir, the
+//! real `mco-responder` binary, and readiness proved by a real `mco` ping.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::{bin_path, eventually, mco, ChildGuard, NatsServer};
+
+/// How one responder process is set up.
+#[derive(Debug, Clone)]
+pub struct ResponderSpec {
+    /// Identity (the base name with `fleet`).
+    pub identity: String,
+    /// Facts, written to a YAML file.
+    pub facts: serde_json::Value,
+    /// Classes, written to a classes.txt file.
+    pub classes: Vec<String>,
+    /// Collectives.
+    pub collectives: Vec<String>,
+    /// Serve this many virtual nodes.
+    pub fleet: Option<usize>,
+    /// Extra TOML appended to the config.
+    pub extra_toml: String,
+}
+
+impl ResponderSpec {
+    /// A responder named `identity` with no facts or classes.
+    pub fn new(identity: &str) -> ResponderSpec {
+        ResponderSpec {
+            identity: identity.to_string(),
+            facts: serde_json::json!({}),
+            classes: Vec::new(),
+            collectives: vec!["mcollective".into()],
+            fleet: None,
+            extra_toml: String::new(),
+        }
+    }
+
+    /// Sets the facts.
+    pub fn facts(mut self, facts: serde_json::Value) -> ResponderSpec {
+        self.facts = facts;
+        self
+    }
+
+    /// Sets the classes.
+    pub fn classes(mut self, classes: &[&str]) -> ResponderSpec {
+        self.classes = classes.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Sets the collectives.
+    pub fn collectives(mut self, c: &[&str]) -> ResponderSpec {
+        self.collectives = c.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Runs N virtual nodes.
+    pub fn fleet(mut self, n: usize) -> ResponderSpec {
+        self.fleet = Some(n);
+        self
+    }
+
+    /// Appends raw TOML to the config (e.g. an `[agents]` table).
+    pub fn extra(mut self, toml: &str) -> ResponderSpec {
+        self.extra_toml.push_str(toml);
+        self
+    }
+
+    /// The identities this spec serves.
+    pub fn identities(&self) -> Vec<String> {
+        match self.fleet {
+            None => vec![self.identity.clone()],
+            Some(n) => (0..n)
+                .map(|i| format!("{}-{i:04}", self.identity))
+                .collect(),
+        }
+    }
+}
+
+/// A running responder process and its files.
+pub struct Responder {
+    /// The process.
+    pub child: ChildGuard,
+    /// What it was started with.
+    pub spec: ResponderSpec,
+    /// Its config file.
+    pub config: PathBuf,
+    dir: TempDir,
+}
+
+impl Responder {
+    /// Writes the config and starts the responder against `nats`; does not wait.
+    pub fn spawn(nats: &NatsServer, spec: ResponderSpec) -> Responder {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let facts = dir.path().join("facts.json");
+        std::fs::write(&facts, serde_json::to_vec_pretty(&spec.facts).unwrap()).unwrap();
+        let classes = dir.path().join("classes.txt");
+        std::fs::write(&classes, spec.classes.join("\n")).unwrap();
+        let collectives: Vec<String> = spec.collectives.iter().map(|c| format!("{c:?}")).collect();
+        let config = dir.path().join("responder.toml");
+        let text = format!(
+            "identity = {id:?}\ncollectives = [{cols}]\nshutdown_grace = \"5s\"\n",
+            id = spec.identity,
+            cols = collectives.join(", "),
+        ) + &format!(
+                "[nats]\nservers = [{url:?}]\n[facts]\nfiles = [{facts:?}]\nclasses_file = {classes:?}\nrefresh = \"1h\"\n[security]\ninsecure = true\n{extra}",
+                url = nats.url(),
+                facts = facts.display().to_string(),
+                classes = classes.display().to_string(),
+                extra = spec.extra_toml,
+            );
+        std::fs::write(&config, text).unwrap();
+        let mut cmd = Command::new(bin_path("mco-responder"));
+        cmd.arg("--config").arg(&config).env("RUST_LOG", "info");
+        if let Some(n) = spec.fleet {
+            cmd.arg("--fleet").arg(n.to_string());
+        }
+        let child = ChildGuard::spawn(cmd);
+        Responder {
+            child,
+            spec,
+            config,
+            dir,
+        }
+    }
+
+    /// Starts the responder and waits until every identity it serves answers a ping.
+    pub fn start(nats: &NatsServer, spec: ResponderSpec) -> Responder {
+        let r = Responder::spawn(nats, spec);
+        r.wait_ready(nats);
+        r
+    }
+
+    /// Polls until every identity answers `mco ping`.
+    pub fn wait_ready(&self, nats: &NatsServer) {
+        wait_for_nodes(nats, &self.spec.identities(), &self.spec.collectives[0]);
+    }
+
+    /// The temp dir holding its files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Polls until each of `ids` answers a direct ping in `collective`.
+pub fn wait_for_nodes(nats: &NatsServer, ids: &[String], collective: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let list = dir.path().join("nodes.txt");
+    std::fs::write(&list, ids.join("\n")).unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "responders to answer pings",
+        || {
+            mco([
+                "ping",
+                "--nats",
+                &nats.url(),
+                "-T",
+                collective,
+                "--nodes",
+                list.to_str().unwrap(),
+                "-t",
+                "1s",
+            ])
+            .status
+                == 0
+        },
+    );
+}
