@@ -80,6 +80,14 @@ impl Registry {
         Ok((reg, warnings))
     }
 
+    /// Hosts one more agent (or replaces one of the same name): how a
+    /// responder built as a library serves agents of its own.
+    pub fn add(&mut self, agent: Arc<dyn Agent>) {
+        let ddl = Arc::new(agent.ddl().clone());
+        self.agents
+            .insert(agent.name().to_string(), Hosted { agent, ddl });
+    }
+
     /// An agent by name.
     pub fn get(&self, name: &str) -> Option<&Hosted> {
         self.agents.get(name)
