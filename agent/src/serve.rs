@@ -101,10 +101,16 @@ pub async fn serve(
             },
         }
     }
-    // Stop taking requests, then let in-flight ones finish.
-    for mut s in subs.into_iter() {
-        let _ = s.unsubscribe().await;
-    }
+    // Stop taking requests, then let in-flight ones finish. Every step is
+    // bounded: with the broker gone, an unsubscribe or flush would wait for a
+    // reconnection that may never come.
+    let bound = std::time::Duration::from_secs(2);
+    drop(tokio::time::timeout(bound, async {
+        for mut s in subs.into_iter() {
+            let _ = s.unsubscribe().await;
+        }
+    })
+    .await);
     let max = node.max_concurrent as u32;
     if tokio::time::timeout(grace, node.slots.acquire_many(max))
         .await
@@ -112,7 +118,7 @@ pub async fn serve(
     {
         warn!(node = %node.identity, "shutdown grace period over with actions still running");
     }
-    let _ = client.flush().await;
+    drop(tokio::time::timeout(bound, client.flush()).await);
     Ok(())
 }
 
