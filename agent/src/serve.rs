@@ -105,12 +105,14 @@ pub async fn serve(
     // bounded: with the broker gone, an unsubscribe or flush would wait for a
     // reconnection that may never come.
     let bound = std::time::Duration::from_secs(2);
-    drop(tokio::time::timeout(bound, async {
-        for mut s in subs.into_iter() {
-            let _ = s.unsubscribe().await;
-        }
-    })
-    .await);
+    drop(
+        tokio::time::timeout(bound, async {
+            for mut s in subs.into_iter() {
+                let _ = s.unsubscribe().await;
+            }
+        })
+        .await,
+    );
     let max = node.max_concurrent as u32;
     if tokio::time::timeout(grace, node.slots.acquire_many(max))
         .await

@@ -24,6 +24,8 @@ pub struct ResponderSpec {
     pub fleet: Option<usize>,
     /// Extra TOML appended to the config.
     pub extra_toml: String,
+    /// `nats.max_payload`, if set.
+    pub max_payload: Option<usize>,
 }
 
 impl ResponderSpec {
@@ -36,6 +38,7 @@ impl ResponderSpec {
             collectives: vec!["mcollective".into()],
             fleet: None,
             extra_toml: String::new(),
+            max_payload: None,
         }
     }
 
@@ -60,6 +63,12 @@ impl ResponderSpec {
     /// Runs N virtual nodes.
     pub fn fleet(mut self, n: usize) -> ResponderSpec {
         self.fleet = Some(n);
+        self
+    }
+
+    /// Sets the responder's message size bound.
+    pub fn max_payload(mut self, bytes: usize) -> ResponderSpec {
+        self.max_payload = Some(bytes);
         self
     }
 
@@ -106,8 +115,9 @@ impl Responder {
             id = spec.identity,
             cols = collectives.join(", "),
         ) + &format!(
-                "[nats]\nservers = [{url:?}]\n[facts]\nfiles = [{facts:?}]\nclasses_file = {classes:?}\nrefresh = \"1h\"\n[security]\ninsecure = true\n{extra}",
+                "[nats]\nservers = [{url:?}]\n{payload}[facts]\nfiles = [{facts:?}]\nclasses_file = {classes:?}\nrefresh = \"1h\"\n[security]\ninsecure = true\n{extra}",
                 url = nats.url(),
+                payload = spec.max_payload.map(|m| format!("max_payload = {m}\n")).unwrap_or_default(),
                 facts = facts.display().to_string(),
                 classes = classes.display().to_string(),
                 extra = spec.extra_toml,
