@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use mco_core::wire::{Envelope, Kind};
+use mco_core::wire::{Envelope, Kind, RequestBody};
 use mco_core::{subject, Filter};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
@@ -84,19 +84,31 @@ pub async fn call(
 
 /// Publishes without waiting; returns the request id.
 pub async fn fire(bus: &Bus, call: &Call, nodes: &[String]) -> Result<String, ClientError> {
-    let req = bus.request(
-        &call.collective,
-        &call.agent,
-        &call.action,
-        call.data.clone(),
-        call.filter.clone(),
-    );
-    let payload = bus.encode(&req)?;
-    let reply_to = bus.reply_subject(&req);
+    let req = call.request(bus);
+    send(bus, &req, nodes).await?;
+    Ok(req.id)
+}
+
+impl Call {
+    fn request(&self, bus: &Bus) -> RequestBody {
+        bus.request(
+            &self.collective,
+            &self.agent,
+            &self.action,
+            self.data.clone(),
+            self.filter.clone(),
+        )
+    }
+}
+
+/// Sends one encoded request to each node's own subject, then flushes.
+async fn send(bus: &Bus, req: &RequestBody, nodes: &[String]) -> Result<(), ClientError> {
+    let payload = bus.encode(req)?;
+    let reply_to = bus.reply_subject(req);
     for n in nodes {
         bus.client
             .publish_with_reply(
-                subject::node(&call.collective, n),
+                subject::node(&req.collective, n),
                 reply_to.clone(),
                 payload.clone(),
             )
@@ -106,8 +118,7 @@ pub async fn fire(bus: &Bus, call: &Call, nodes: &[String]) -> Result<String, Cl
     bus.client
         .flush()
         .await
-        .map_err(|e| ClientError::Bus(e.to_string()))?;
-    Ok(req.id)
+        .map_err(|e| ClientError::Bus(e.to_string()))
 }
 
 async fn one_batch(
@@ -118,33 +129,15 @@ async fn one_batch(
     bar: &ProgressBar,
     out: &mut Collected,
 ) -> Result<(), ClientError> {
-    let req = bus.request(
-        &call.collective,
-        &call.agent,
-        &call.action,
-        call.data.clone(),
-        call.filter.clone(),
-    );
-    let payload = bus.encode(&req)?;
+    let req = call.request(bus);
     let reply_to = bus.reply_subject(&req);
-    let bus_err = |e: &dyn std::fmt::Display| ClientError::Bus(e.to_string());
     let mut sub = bus
         .client
-        .subscribe(reply_to.clone())
+        .subscribe(reply_to)
         .await
-        .map_err(|e| bus_err(&e))?;
+        .map_err(|e| ClientError::Bus(e.to_string()))?;
     let sent = Instant::now();
-    for n in batch {
-        bus.client
-            .publish_with_reply(
-                subject::node(&call.collective, n),
-                reply_to.clone(),
-                payload.clone(),
-            )
-            .await
-            .map_err(|e| bus_err(&e))?;
-    }
-    bus.client.flush().await.map_err(|e| bus_err(&e))?;
+    send(bus, &req, batch).await?;
     out.request_ids.push(req.id.clone());
     let mut pending: HashSet<&str> = batch.iter().map(String::as_str).collect();
     let mut answered: HashSet<String> = HashSet::new();
