@@ -151,7 +151,7 @@ pub struct TargetArgs {
         value_name = "AGENT"
     )]
     pub with_agent: Vec<String>,
-    /// Mixed fact or class filter, MCollective style (repeatable).
+    /// Mixed fact or class filter, MCollective style: space-separated terms (repeatable).
     #[arg(short = 'W', long = "with", value_name = "FILTER")]
     pub with: Vec<String>,
     /// Compound filter: `(role=web or role=db) and not /^test/`.

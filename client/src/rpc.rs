@@ -148,6 +148,10 @@ async fn one_batch(
             Ok(None) => return Err(ClientError::Bus("the reply subscription closed".into())),
             Err(_) => break,
         };
+        // A NATS status (503 no responders for a node nobody serves) is not a reply.
+        if msg.status.is_some() {
+            continue;
+        }
         let rtt = sent.elapsed();
         let reply = match Envelope::decode(&msg.payload, bus.max_payload, Kind::Reply)
             .and_then(|e| e.reply())

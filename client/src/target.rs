@@ -108,7 +108,8 @@ pub fn filter(args: &TargetArgs) -> Result<Filter, ClientError> {
     for fact in &args.with_fact {
         f.fact.push(FactTerm::parse(fact)?);
     }
-    for w in &args.with {
+    // MCollective splits each -W value on spaces: `-W "nginx country=fr"`.
+    for w in args.with.iter().flat_map(|w| w.split_whitespace()) {
         f.add_with(w)?;
     }
     f.compile()?;
@@ -212,6 +213,18 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.len(), 5);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn with_values_split_on_spaces() {
+        let args = TargetArgs {
+            with: vec!["nginx  country=fr".into(), "cpus<8".into()],
+            ..Default::default()
+        };
+        let f = filter(&args).unwrap();
+        assert_eq!(f.class, vec!["nginx"]);
+        let facts: Vec<String> = f.fact.iter().map(ToString::to_string).collect();
+        assert_eq!(facts, vec!["country==fr", "cpus<8"]);
     }
 
     #[test]

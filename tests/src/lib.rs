@@ -37,6 +37,7 @@ pub mod fleet;
 pub mod nats;
 pub mod poll;
 pub mod proc;
+pub mod replies;
 
 pub use cmd::{mco, Cmd, Output};
 pub use fleet::{wait_for_nodes, Responder, ResponderSpec};

@@ -8,7 +8,7 @@ use super::{connect, io, Exit};
 use crate::cli::TargetArgs;
 use crate::discovery;
 use crate::error::ClientError;
-use crate::target;
+use crate::target::{self, Source};
 
 pub(super) async fn run(
     cfg: &ClientConfig,
@@ -16,8 +16,23 @@ pub(super) async fn run(
     out: &mut dyn Write,
 ) -> Result<Exit, ClientError> {
     let (plan, bus) = connect(cfg, args).await?;
-    let found = discovery::discover(&bus, &plan, None).await?;
-    let nodes = target::apply_limit(found.nodes, plan.limit, plan.limit_seed);
+    // Finding is asking the bus: literal identities are checked too, not echoed.
+    let nodes = if plan.source == Source::Broadcast {
+        discovery::broadcast(
+            &bus,
+            &plan.collective,
+            plan.filter.clone(),
+            plan.discovery_timeout,
+            plan.discovery_window,
+        )
+        .await?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+    } else {
+        discovery::discover(&bus, &plan, None).await?.nodes
+    };
+    let nodes = target::apply_limit(nodes, plan.limit, plan.limit_seed);
     for n in &nodes {
         writeln!(out, "{n}").map_err(io)?;
     }
