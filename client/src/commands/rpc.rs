@@ -76,7 +76,19 @@ pub(super) async fn run(
     let data = inputs(act, &words)?;
     let (plan, bus) = connect(cfg, &args.target).await?;
     let started = std::time::Instant::now();
-    let Some(found) = discover(&bus, &plan, Some(&args.agent), out).await? else {
+    let found = if args.json {
+        // Keep stdout valid JSON for scripts: an empty array, the words on stderr.
+        let mut note = Vec::new();
+        let found = discover(&bus, &plan, Some(&args.agent), &mut note).await?;
+        if found.is_none() {
+            eprint!("{}", String::from_utf8_lossy(&note));
+            writeln!(out, "[]").map_err(io)?;
+        }
+        found
+    } else {
+        discover(&bus, &plan, Some(&args.agent), out).await?
+    };
+    let Some(found) = found else {
         return Ok(1);
     };
     let call = Call {
