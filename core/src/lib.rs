@@ -15,6 +15,8 @@ pub mod config;
 pub mod ddl;
 pub mod facts;
 pub mod filter;
+pub mod pki;
+pub mod policy;
 pub mod subject;
 pub mod wire;
 

@@ -1,0 +1,1 @@
+//! The collective's PKI: CA, certificates, CSRs and the CRL.

@@ -1,0 +1,1 @@
+//! Authorization: MCollective actionpolicy files.
