@@ -1,0 +1,314 @@
+//! Message security (DESIGN §8): signing envelopes and verifying them.
+//!
+//! Every request carries the caller's certificate and an Ed25519 signature
+//! over the exact body bytes; every reply likewise for the node. A receiver
+//! checks that the certificate was issued by the collective's CA, is within
+//! its validity and not revoked, that the signature verifies, and that the
+//! name the body claims is the name the certificate proves. Parsed
+//! certificates are cached by their DER bytes, so the cost per message is one
+//! signature check.
+
+mod replay;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use ed25519_dalek::pkcs8::DecodePrivateKey;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use x509_parser::prelude::*;
+
+use crate::wire::{Envelope, Kind, PROTOCOL_VERSION};
+
+pub use replay::ReplayCache;
+
+#[cfg(test)]
+mod tests;
+
+/// Why a message was not trusted. Each kind has its own counter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecurityError {
+    /// No signature or no certificate.
+    #[error("the message is not signed")]
+    Unsigned,
+    /// The certificate does not parse.
+    #[error("the certificate does not parse: {0}")]
+    BadCertificate(String),
+    /// The certificate was not issued by this collective's CA.
+    #[error("the certificate of {0:?} was not issued by the collective's CA")]
+    UntrustedCertificate(String),
+    /// Before its not-before time.
+    #[error("the certificate of {0:?} is not valid yet")]
+    NotYetValid(String),
+    /// After its not-after time.
+    #[error("the certificate of {0:?} has expired")]
+    Expired(String),
+    /// On the CRL.
+    #[error("the certificate of {0:?} is revoked")]
+    Revoked(String),
+    /// The signature does not verify over the body.
+    #[error("the signature of {0:?} does not verify")]
+    BadSignature(String),
+    /// The body names someone else than the certificate.
+    #[error("the message claims to be from {claimed:?} but is signed by {signer:?}")]
+    NameMismatch {
+        /// The name in the body.
+        claimed: String,
+        /// The certificate's name.
+        signer: String,
+    },
+    /// A certificate of the wrong kind (a node acting as a caller).
+    #[error("{0:?} may not send this kind of message")]
+    WrongPrincipal(String),
+    /// The request id was seen before within its TTL.
+    #[error("request id {0} was already seen")]
+    Replay(String),
+}
+
+impl SecurityError {
+    /// A short stable name for counters.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SecurityError::Unsigned => "unsigned",
+            SecurityError::BadCertificate(_) => "bad_certificate",
+            SecurityError::UntrustedCertificate(_) => "untrusted_certificate",
+            SecurityError::NotYetValid(_) => "certificate_not_yet_valid",
+            SecurityError::Expired(_) => "certificate_expired",
+            SecurityError::Revoked(_) => "certificate_revoked",
+            SecurityError::BadSignature(_) => "bad_signature",
+            SecurityError::NameMismatch { .. } => "name_mismatch",
+            SecurityError::WrongPrincipal(_) => "wrong_principal",
+            SecurityError::Replay(_) => "replay",
+        }
+    }
+}
+
+/// Loading keys, certificates or CRLs failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct LoadError {
+    /// The file.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn load_err(path: &Path, message: impl std::fmt::Display) -> LoadError {
+    LoadError {
+        path: path.display().to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// Reads the DER bytes of the first PEM block in a file (or the file itself if DER).
+fn read_der(path: &Path) -> Result<Vec<u8>, LoadError> {
+    let bytes = std::fs::read(path).map_err(|e| load_err(path, e))?;
+    if bytes.starts_with(b"-----BEGIN") {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(&bytes)
+            .map_err(|e| load_err(path, format!("not PEM: {e}")))?;
+        Ok(pem.contents)
+    } else {
+        Ok(bytes)
+    }
+}
+
+/// A party's own key and certificate, for signing.
+pub struct Credentials {
+    key: SigningKey,
+    cert_der: Vec<u8>,
+    name: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// Loads a certificate and its Ed25519 private key (PKCS#8 PEM), checking they belong together.
+    pub fn load(cert: &Path, key: &Path) -> Result<Credentials, LoadError> {
+        let cert_der = read_der(cert)?;
+        let text = std::fs::read_to_string(key).map_err(|e| load_err(key, e))?;
+        let key_pair = SigningKey::from_pkcs8_pem(&text)
+            .map_err(|e| load_err(key, format!("not an Ed25519 PKCS#8 private key: {e}")))?;
+        let (_, parsed) = parse_x509_certificate(&cert_der).map_err(|e| load_err(cert, e))?;
+        let name = common_name(&parsed).ok_or_else(|| load_err(cert, "no common name"))?;
+        if parsed.public_key().subject_public_key.data.as_ref()
+            != key_pair.verifying_key().as_bytes()
+        {
+            return Err(load_err(
+                key,
+                format!(
+                    "this key does not belong to the certificate {}",
+                    cert.display()
+                ),
+            ));
+        }
+        Ok(Credentials {
+            key: key_pair,
+            cert_der,
+            name,
+        })
+    }
+
+    /// The certificate's name, e.g. `user:alice`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Signs `body` into an envelope carrying our certificate.
+    pub fn seal(&self, kind: Kind, body: Vec<u8>) -> Envelope {
+        let sig = self.key.sign(&body).to_bytes().to_vec();
+        Envelope {
+            v: PROTOCOL_VERSION,
+            kind,
+            body,
+            sig,
+            cert: self.cert_der.clone(),
+        }
+    }
+}
+
+fn common_name(cert: &X509Certificate<'_>) -> Option<String> {
+    cert.subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_string)
+}
+
+/// What a verified certificate proves.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// `user:NAME` or `node:IDENTITY`.
+    pub name: String,
+    not_before: i64,
+    not_after: i64,
+    serial: Vec<u8>,
+    key: VerifyingKey,
+}
+
+impl Principal {
+    /// Whether this is a `user:` caller.
+    pub fn is_user(&self) -> bool {
+        self.name.starts_with("user:")
+    }
+
+    /// The node identity for a `node:` principal.
+    pub fn node_identity(&self) -> Option<&str> {
+        self.name.strip_prefix("node:")
+    }
+}
+
+/// The collective's CA and CRL: what every message is checked against.
+pub struct TrustStore {
+    ca_der: Vec<u8>,
+    revoked: HashSet<Vec<u8>>,
+    cache: Mutex<HashMap<Vec<u8>, Result<Arc<Principal>, SecurityError>>>,
+}
+
+/// Bound on cached certificates (a fleet's worth; cleared when full).
+const CACHE_LIMIT: usize = 100_000;
+
+impl TrustStore {
+    /// Loads the CA certificate and, if given, the CRL.
+    pub fn load(ca: &Path, crl: Option<&Path>) -> Result<TrustStore, LoadError> {
+        let ca_der = read_der(ca)?;
+        parse_x509_certificate(&ca_der).map_err(|e| load_err(ca, e))?;
+        let revoked = match crl {
+            Some(p) if p.exists() => read_crl(p, &ca_der)?,
+            _ => HashSet::new(),
+        };
+        Ok(TrustStore {
+            ca_der,
+            revoked,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Checks an envelope's certificate and signature at time `now_s` (Unix
+    /// seconds); returns who signed it.
+    pub fn verify(&self, env: &Envelope, now_s: i64) -> Result<Arc<Principal>, SecurityError> {
+        if env.sig.len() != 64 || env.cert.is_empty() {
+            return Err(SecurityError::Unsigned);
+        }
+        let p = self.principal(&env.cert)?;
+        if now_s < p.not_before {
+            return Err(SecurityError::NotYetValid(p.name.clone()));
+        }
+        if now_s > p.not_after {
+            return Err(SecurityError::Expired(p.name.clone()));
+        }
+        if self.revoked.contains(&p.serial) {
+            return Err(SecurityError::Revoked(p.name.clone()));
+        }
+        let sig = Signature::from_slice(&env.sig)
+            .map_err(|_| SecurityError::BadSignature(p.name.clone()))?;
+        p.key
+            .verify(&env.body, &sig)
+            .map_err(|_| SecurityError::BadSignature(p.name.clone()))?;
+        Ok(p)
+    }
+
+    fn principal(&self, der: &[u8]) -> Result<Arc<Principal>, SecurityError> {
+        if let Some(hit) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(der)
+        {
+            return hit.clone();
+        }
+        let result = self.check_chain(der).map(Arc::new);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(der.to_vec(), result.clone());
+        result
+    }
+
+    fn check_chain(&self, der: &[u8]) -> Result<Principal, SecurityError> {
+        let (_, cert) = parse_x509_certificate(der)
+            .map_err(|e| SecurityError::BadCertificate(e.to_string()))?;
+        let (_, ca) = parse_x509_certificate(&self.ca_der)
+            .map_err(|e| SecurityError::BadCertificate(e.to_string()))?;
+        let name = common_name(&cert)
+            .ok_or_else(|| SecurityError::BadCertificate("no common name".into()))?;
+        if cert.issuer() != ca.subject() || cert.verify_signature(Some(ca.public_key())).is_err() {
+            return Err(SecurityError::UntrustedCertificate(name));
+        }
+        let raw = cert.public_key().subject_public_key.data.as_ref();
+        let bytes: [u8; 32] = raw
+            .try_into()
+            .map_err(|_| SecurityError::BadCertificate(format!("{name}: not an Ed25519 key")))?;
+        let key = VerifyingKey::from_bytes(&bytes)
+            .map_err(|_| SecurityError::BadCertificate(format!("{name}: not an Ed25519 key")))?;
+        Ok(Principal {
+            name,
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            serial: cert.raw_serial().to_vec(),
+            key,
+        })
+    }
+}
+
+fn read_crl(path: &Path, ca_der: &[u8]) -> Result<HashSet<Vec<u8>>, LoadError> {
+    let der = read_der(path)?;
+    let (_, crl) = parse_x509_crl(&der).map_err(|e| load_err(path, format!("not a CRL: {e}")))?;
+    let (_, ca) = parse_x509_certificate(ca_der).map_err(|e| load_err(path, e))?;
+    if crl.issuer() != ca.subject() || crl.verify_signature(ca.public_key()).is_err() {
+        return Err(load_err(
+            path,
+            "the CRL was not signed by the collective's CA",
+        ));
+    }
+    Ok(crl
+        .iter_revoked_certificates()
+        .map(|r| r.raw_serial().to_vec())
+        .collect())
+}

@@ -1,0 +1,155 @@
+//! Tests of signing and verification with certificates made on the spot.
+
+use std::path::Path;
+
+use rcgen::{
+    date_time_ymd, BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SerialNumber,
+    PKCS_ED25519,
+};
+
+use super::*;
+use crate::wire::Kind;
+
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+fn ca(cn: &str) -> Ca {
+    let key = KeyPair::generate_for(&PKCS_ED25519).unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let pem = p.self_signed(&key).unwrap().pem();
+    Ca {
+        issuer: Issuer::new(p, key),
+        pem,
+    }
+}
+
+/// Issues `name` valid over `[from, to]` years with serial `serial`; returns (cert, key) PEM.
+fn issue(ca: &Ca, name: &str, from: i32, to: i32, serial: u64) -> (String, String) {
+    let key = KeyPair::generate_for(&PKCS_ED25519).unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, name);
+    p.not_before = date_time_ymd(from, 1, 1);
+    p.not_after = date_time_ymd(to, 1, 1);
+    p.serial_number = Some(SerialNumber::from(serial));
+    (
+        p.signed_by(&key, &ca.issuer).unwrap().pem(),
+        key.serialize_pem(),
+    )
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn creds(dir: &Path, pair: &(String, String), tag: &str) -> Credentials {
+    let c = write(dir, &format!("{tag}.pem"), &pair.0);
+    let k = write(dir, &format!("{tag}.key"), &pair.1);
+    Credentials::load(&c, &k).unwrap()
+}
+
+const NOW: i64 = 1_800_000_000; // 2027
+
+#[test]
+fn the_whole_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca1 = ca("collective CA");
+    let ca2 = ca("collective CA");
+    let ca_path = write(d, "ca.pem", &ca1.pem);
+
+    let alice = creds(d, &issue(&ca1, "user:alice", 2020, 2040, 1), "alice");
+    let expired = creds(d, &issue(&ca1, "user:old", 2010, 2020, 2), "old");
+    let future = creds(d, &issue(&ca1, "user:new", 2030, 2040, 3), "new");
+    let revoked = creds(d, &issue(&ca1, "user:gone", 2020, 2040, 4), "gone");
+    let stranger = creds(d, &issue(&ca2, "user:alice", 2020, 2040, 1), "stranger");
+
+    let crl = CertificateRevocationListParams {
+        this_update: date_time_ymd(2024, 1, 1),
+        next_update: date_time_ymd(2035, 1, 1),
+        crl_number: SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![RevokedCertParams {
+            serial_number: SerialNumber::from(4u64),
+            revocation_time: date_time_ymd(2024, 1, 1),
+            reason_code: None,
+            invalidity_date: None,
+        }],
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca1.issuer)
+    .unwrap();
+    let crl_path = write(d, "ca.crl", &crl.pem().unwrap());
+    let trust = TrustStore::load(&ca_path, Some(&crl_path)).unwrap();
+
+    let body = b"the exact bytes".to_vec();
+    let good = alice.seal(Kind::Request, body.clone());
+    let p = trust.verify(&good, NOW).unwrap();
+    assert_eq!(p.name, "user:alice");
+    assert!(p.is_user());
+    // Cached: the same answer the second time.
+    assert_eq!(trust.verify(&good, NOW).unwrap().name, "user:alice");
+
+    let mut tampered = good.clone();
+    tampered.body[0] ^= 1;
+    assert_eq!(
+        trust.verify(&tampered, NOW).unwrap_err().reason(),
+        "bad_signature"
+    );
+    let mut bad_sig = good.clone();
+    bad_sig.sig[10] ^= 1;
+    assert_eq!(
+        trust.verify(&bad_sig, NOW).unwrap_err().reason(),
+        "bad_signature"
+    );
+    let mut unsigned = good.clone();
+    unsigned.sig.clear();
+    assert_eq!(
+        trust.verify(&unsigned, NOW).unwrap_err(),
+        SecurityError::Unsigned
+    );
+    let mut garbage_cert = good.clone();
+    garbage_cert.cert = vec![1, 2, 3];
+    assert_eq!(
+        trust.verify(&garbage_cert, NOW).unwrap_err().reason(),
+        "bad_certificate"
+    );
+
+    let e = |c: &Credentials| {
+        trust
+            .verify(&c.seal(Kind::Request, body.clone()), NOW)
+            .unwrap_err()
+            .reason()
+    };
+    assert_eq!(e(&expired), "certificate_expired");
+    assert_eq!(e(&future), "certificate_not_yet_valid");
+    assert_eq!(e(&revoked), "certificate_revoked");
+    assert_eq!(e(&stranger), "untrusted_certificate");
+
+    // A key that does not belong to the certificate is refused at load.
+    let other = issue(&ca1, "user:x", 2020, 2040, 9);
+    let c = write(d, "x.pem", &other.0);
+    let k = write(d, "y.key", &issue(&ca1, "user:y", 2020, 2040, 10).1);
+    assert!(Credentials::load(&c, &k).is_err());
+
+    // A CRL from another CA is refused.
+    let foreign = CertificateRevocationListParams {
+        this_update: date_time_ymd(2024, 1, 1),
+        next_update: date_time_ymd(2035, 1, 1),
+        crl_number: SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![],
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca2.issuer)
+    .unwrap();
+    let fp = write(d, "foreign.crl", &foreign.pem().unwrap());
+    assert!(TrustStore::load(&ca_path, Some(&fp)).is_err());
+}
