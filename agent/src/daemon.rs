@@ -12,6 +12,7 @@ use tracing::{error, info, warn};
 use crate::facts;
 use crate::node::NodeState;
 use crate::registry::{Registry, RegistryError};
+use crate::security::{self, NodeSecurity, SharedTrust};
 use crate::serve::{self, BusOptions};
 
 /// How the daemon runs, beyond its config file.
@@ -33,16 +34,17 @@ pub enum DaemonError {
     /// Subscribing failed.
     #[error("subscribing failed: {0}")]
     Subscribe(#[from] async_nats::SubscribeError),
+    /// A key, certificate or CRL did not load.
+    #[error("{0}")]
+    Security(#[from] mco_core::security::LoadError),
 }
 
 /// Checks what the daemon needs before anything connects; returns warnings.
 pub fn preflight(cfg: &ResponderConfig) -> Result<(Registry, Vec<String>), DaemonError> {
     if !cfg.security.insecure {
-        return Err(DaemonError::Unsupported(format!(
-            "{}: security.insecure is false, but this build cannot sign or verify messages yet; \
-             set `insecure = true` under [security] for a throw-away demo",
-            cfg.file.display()
-        )));
+        if let Some(msg) = security::missing_keys(&cfg.security, &cfg.file) {
+            return Err(DaemonError::Unsupported(msg));
+        }
     }
     Ok(Registry::from_config(&cfg.agents)?)
 }
@@ -56,29 +58,43 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
     reload: Arc<Notify>,
 ) -> Result<(), DaemonError> {
-    warn!("INSECURE MODE: requests and replies are neither signed nor verified, and the broker connection is not authenticated; use this only for throw-away demos");
+    let trust = if cfg.security.insecure {
+        warn!("INSECURE MODE: requests and replies are neither signed nor verified, and the broker connection is not authenticated; use this only for throw-away demos");
+        None
+    } else {
+        let ca = cfg
+            .security
+            .ca
+            .as_deref()
+            .unwrap_or(std::path::Path::new(""));
+        Some(Arc::new(SharedTrust::load(
+            ca,
+            cfg.security.crl.as_deref(),
+        )?))
+    };
     let registry = Arc::new(registry);
     let identity = cfg.identity.clone().unwrap_or_else(facts::default_identity);
-    let nodes: Vec<Arc<NodeState>> = match opts.fleet {
-        None => vec![Arc::new(NodeState::new(
-            identity.clone(),
+    let names: Vec<(String, Option<usize>)> = match opts.fleet {
+        None => vec![(identity.clone(), None)],
+        Some(n) => (0..n)
+            .map(|i| (format!("{identity}-{i:04}"), Some(i)))
+            .collect(),
+    };
+    let mut nodes = Vec::with_capacity(names.len());
+    for (name, index) in names {
+        let security = match &trust {
+            Some(t) => Some(NodeSecurity::load(&cfg.security, &name, t.clone())?),
+            None => None,
+        };
+        nodes.push(Arc::new(NodeState::new(
+            name,
             cfg.collectives.clone(),
             registry.clone(),
             cfg.agents.max_concurrent,
-            None,
-        ))],
-        Some(n) => (0..n)
-            .map(|i| {
-                Arc::new(NodeState::new(
-                    format!("{identity}-{i:04}"),
-                    cfg.collectives.clone(),
-                    registry.clone(),
-                    cfg.agents.max_concurrent,
-                    Some(i),
-                ))
-            })
-            .collect(),
-    };
+            index,
+            security,
+        )));
+    }
     refresh_facts(&cfg, &nodes).await;
 
     let bus = BusOptions {
@@ -86,6 +102,17 @@ pub async fn run(
         max_payload: cfg.nats.max_payload,
         backoff: Backoff::default(),
         subscription_capacity: 4096,
+        tls: match (
+            &trust,
+            &cfg.security.ca,
+            &cfg.security.cert,
+            &cfg.security.key,
+        ) {
+            (Some(_), Some(ca), Some(cert), Some(key)) => {
+                Some((ca.clone(), cert.clone(), key.clone()))
+            }
+            _ => None,
+        },
     };
     let clients: Vec<_> = stream::iter(nodes.iter().cloned())
         .map(|node| {
@@ -126,10 +153,16 @@ pub async fn run(
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(cfg.facts.refresh);
             tick.tick().await;
+            let mut crl_tick = tokio::time::interval(std::time::Duration::from_secs(5));
             loop {
                 tokio::select! {
                     _ = rx.changed() => break,
                     _ = tick.tick() => refresh_facts(&cfg, &nodes).await,
+                    _ = crl_tick.tick() => {
+                        if let Some(t) = &trust {
+                            t.refresh();
+                        }
+                    }
                     _ = reload.notified() => {
                         info!("reloading facts");
                         refresh_facts(&cfg, &nodes).await;

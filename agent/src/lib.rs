@@ -15,6 +15,7 @@ pub mod dispatch;
 pub mod facts;
 pub mod node;
 pub mod registry;
+pub mod security;
 pub mod serve;
 pub mod stats;
 

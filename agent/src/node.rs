@@ -41,6 +41,8 @@ pub struct NodeState {
     started: Instant,
     snapshot: RwLock<Arc<Snapshot>>,
     fleet_index: Option<usize>,
+    /// Signing and verification; `None` in insecure mode.
+    pub security: Option<crate::security::NodeSecurity>,
 }
 
 impl NodeState {
@@ -51,6 +53,7 @@ impl NodeState {
         registry: Arc<Registry>,
         max_concurrent: usize,
         fleet_index: Option<usize>,
+        security: Option<crate::security::NodeSecurity>,
     ) -> NodeState {
         NodeState {
             identity,
@@ -62,6 +65,7 @@ impl NodeState {
             started: Instant::now(),
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             fleet_index,
+            security,
         }
     }
 

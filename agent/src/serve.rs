@@ -9,6 +9,7 @@ use std::sync::Arc;
 use async_nats::{Client, ConnectOptions, Message};
 use futures::stream::{SelectAll, StreamExt};
 use mco_core::backoff::Backoff;
+use mco_core::security::SecurityError;
 use mco_core::subject;
 use mco_core::wire::{now_ms, Envelope, Kind, ReplyBody, RequestBody, Status, WireError};
 use tokio::sync::watch;
@@ -29,6 +30,8 @@ pub struct BusOptions {
     pub backoff: Backoff,
     /// Messages buffered per subscription before the broker marks us slow.
     pub subscription_capacity: usize,
+    /// TLS with a client certificate: CA, certificate and key files.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// Connects one node, retrying for ever with jittered backoff.
@@ -41,7 +44,17 @@ pub async fn connect(
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
     let who = identity.to_string();
-    ConnectOptions::new()
+    let mut options = ConnectOptions::new();
+    if let Some((ca, cert, key)) = &opts.tls {
+        options = options
+            .add_root_certificates(ca.clone())
+            .add_client_certificate(
+                crate::security::for_identity(cert, identity),
+                crate::security::for_identity(key, identity),
+            )
+            .require_tls(true);
+    }
+    options
         .name(format!("mco-responder {identity}"))
         .retry_on_initial_connect()
         .max_reconnects(None)
@@ -126,7 +139,11 @@ pub async fn serve(
 
 fn refuse(node: &NodeState, why: Drop, detail: &dyn std::fmt::Display) {
     node.stats.dropped(why);
-    debug!(node = %node.identity, reason = why.name(), "dropped a message: {detail}");
+    if node.security.is_some() && why as usize >= Drop::Unsigned as usize {
+        warn!(node = %node.identity, reason = why.name(), "refused a request: {detail}");
+    } else {
+        debug!(node = %node.identity, reason = why.name(), "dropped a message: {detail}");
+    }
 }
 
 /// Decodes, checks and filters one message; spawns the action if selected.
@@ -194,13 +211,38 @@ fn decode(
     };
     let env = Envelope::decode(&msg.payload, max_payload, Kind::Request).map_err(wire)?;
     let req = env.request().map_err(wire)?;
-    req.check_ttl(now_ms()).map_err(wire)?;
+    let now = now_ms();
+    if let Some(sec) = &node.security {
+        let refuse = |e: SecurityError| (Drop::from(&e), e.to_string());
+        let signer = sec
+            .trust
+            .get()
+            .verify(&env, (now / 1000) as i64)
+            .map_err(refuse)?;
+        if !signer.is_user() {
+            return Err(refuse(SecurityError::WrongPrincipal(signer.name.clone())));
+        }
+        if signer.name != req.caller {
+            return Err(refuse(SecurityError::NameMismatch {
+                claimed: req.caller.clone(),
+                signer: signer.name.clone(),
+            }));
+        }
+    }
+    req.check_ttl(now).map_err(wire)?;
     let on_subject = msg.subject.split('.').next().unwrap_or_default();
     if req.collective != on_subject || !node.collectives.contains(&req.collective) {
         return Err((
             Drop::WrongCollective,
             format!("collective {:?} on subject {}", req.collective, msg.subject),
         ));
+    }
+    if let Some(sec) = &node.security {
+        let until = req.time_ms + u64::from(req.ttl_s) * 1000;
+        if !sec.replay.check_and_insert(&req.id, until, now) {
+            let e = SecurityError::Replay(req.id.clone());
+            return Err((Drop::from(&e), e.to_string()));
+        }
     }
     Ok(req)
 }
@@ -212,14 +254,18 @@ async fn publish(
     to: async_nats::Subject,
     mut reply: ReplyBody,
 ) {
-    let mut bytes = Envelope::unsigned(Kind::Reply, reply.encode()).encode();
+    let seal = |body: Vec<u8>| match &node.security {
+        Some(sec) => sec.creds.seal(Kind::Reply, body).encode(),
+        None => Envelope::unsigned(Kind::Reply, body).encode(),
+    };
+    let mut bytes = seal(reply.encode());
     if bytes.len() > max_payload {
         let size = bytes.len();
         reply.status = Status::UnknownError;
         reply.message = format!("reply of {size} bytes is over the {max_payload} byte bound");
         reply.data = Default::default();
         warn!(node = %node.identity, "{}", reply.message);
-        bytes = Envelope::unsigned(Kind::Reply, reply.encode()).encode();
+        bytes = seal(reply.encode());
     }
     match client.publish(to, bytes.into()).await {
         Ok(()) => node.stats.replied(),

@@ -27,9 +27,45 @@ pub enum Drop {
     NoReplyTo,
     /// The request was unsigned, and this node requires signatures.
     Unsigned,
+    /// The signer's certificate does not parse.
+    BadCertificate,
+    /// The signer's certificate is not from the collective's CA.
+    UntrustedCertificate,
+    /// The signer's certificate is not valid yet.
+    CertificateNotYetValid,
+    /// The signer's certificate has expired.
+    CertificateExpired,
+    /// The signer's certificate is revoked.
+    CertificateRevoked,
+    /// The signature does not verify over the body.
+    BadSignature,
+    /// The body's caller is not the certificate's name.
+    NameMismatch,
+    /// A certificate of the wrong kind (a node certificate used as a caller).
+    WrongPrincipal,
+    /// A request id seen before within its TTL.
+    Replay,
 }
 
-const DROPS: [(Drop, &str); 9] = [
+impl From<&mco_core::security::SecurityError> for Drop {
+    fn from(e: &mco_core::security::SecurityError) -> Drop {
+        use mco_core::security::SecurityError as S;
+        match e {
+            S::Unsigned => Drop::Unsigned,
+            S::BadCertificate(_) => Drop::BadCertificate,
+            S::UntrustedCertificate(_) => Drop::UntrustedCertificate,
+            S::NotYetValid(_) => Drop::CertificateNotYetValid,
+            S::Expired(_) => Drop::CertificateExpired,
+            S::Revoked(_) => Drop::CertificateRevoked,
+            S::BadSignature(_) => Drop::BadSignature,
+            S::NameMismatch { .. } => Drop::NameMismatch,
+            S::WrongPrincipal(_) => Drop::WrongPrincipal,
+            S::Replay(_) => Drop::Replay,
+        }
+    }
+}
+
+const DROPS: [(Drop, &str); 18] = [
     (Drop::Oversized, "oversized"),
     (Drop::Undecodable, "undecodable"),
     (Drop::BadVersion, "bad_version"),
@@ -39,6 +75,15 @@ const DROPS: [(Drop, &str); 9] = [
     (Drop::BadFilter, "bad_filter"),
     (Drop::NoReplyTo, "no_reply_to"),
     (Drop::Unsigned, "unsigned"),
+    (Drop::BadCertificate, "bad_certificate"),
+    (Drop::UntrustedCertificate, "untrusted_certificate"),
+    (Drop::CertificateNotYetValid, "certificate_not_yet_valid"),
+    (Drop::CertificateExpired, "certificate_expired"),
+    (Drop::CertificateRevoked, "certificate_revoked"),
+    (Drop::BadSignature, "bad_signature"),
+    (Drop::NameMismatch, "name_mismatch"),
+    (Drop::WrongPrincipal, "wrong_principal"),
+    (Drop::Replay, "replay"),
 ];
 
 impl Drop {
@@ -129,6 +174,15 @@ mod tests {
         for (i, (d, name)) in DROPS.iter().enumerate() {
             assert_eq!(*d as usize, i);
             assert_eq!(d.name(), *name);
+        }
+        use mco_core::security::SecurityError as S;
+        for e in [
+            S::Unsigned,
+            S::Replay("x".into()),
+            S::BadSignature("x".into()),
+            S::Revoked("x".into()),
+        ] {
+            assert_eq!(Drop::from(&e).name(), e.reason(), "names agree with core");
         }
         let s = Stats::default();
         s.dropped(Drop::Expired);

@@ -3,12 +3,16 @@
 use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions};
-use mco_core::config::ClientConfig;
+use std::sync::Arc;
+
+use mco_core::config::{expand_home, ClientConfig};
+use mco_core::security::{Credentials, TrustStore};
 use mco_core::wire::{new_request_id, now_ms, Envelope, Kind, RequestBody};
 use mco_core::{subject, Filter};
 use serde_json::{Map, Value};
 
 use crate::error::ClientError;
+use crate::verify::Opener;
 
 /// A connected client with its caller identity.
 pub struct Bus {
@@ -22,13 +26,61 @@ pub struct Bus {
     pub max_payload: usize,
     /// Request TTL.
     pub ttl: Duration,
+    /// Our key and certificate; `None` in insecure mode.
+    pub creds: Option<Credentials>,
+    /// How replies are opened and checked.
+    pub opener: Opener,
+}
+
+/// The PKI directory `mco pki` writes by default.
+pub const DEFAULT_PKI_DIR: &str = "~/.config/mco/pki";
+
+fn pki_default(given: &Option<std::path::PathBuf>, file: &str) -> std::path::PathBuf {
+    given
+        .clone()
+        .unwrap_or_else(|| expand_home(&format!("{DEFAULT_PKI_DIR}/{file}")))
 }
 
 impl Bus {
     /// Connects, failing fast with a clear error if no broker answers.
     pub async fn connect(cfg: &ClientConfig) -> Result<Bus, ClientError> {
         let servers = cfg.nats.servers.join(", ");
-        let client = ConnectOptions::new()
+        let sec = &cfg.security;
+        let mut options = ConnectOptions::new();
+        let (creds, trust) = if sec.insecure {
+            eprintln!("mco: INSECURE MODE: requests are not signed and replies are not verified; use this only for throw-away demos");
+            (None, None)
+        } else {
+            let ca = pki_default(&sec.ca, "ca.pem");
+            let cert = pki_default(&sec.cert, &format!("{}.pem", cfg.identity));
+            let key = pki_default(&sec.key, &format!("{}.key", cfg.identity));
+            let crl = sec.crl.clone().or_else(|| {
+                let p = expand_home(&format!("{DEFAULT_PKI_DIR}/ca.crl"));
+                p.exists().then_some(p)
+            });
+            let creds = Credentials::load(&cert, &key).map_err(|e| {
+                ClientError::Security(format!(
+                    "{e}\n(issue a certificate with `mco pki issue {} --kind user`, set [security] cert/key, or `insecure = true` for a demo)",
+                    cfg.identity
+                ))
+            })?;
+            if creds.name() != format!("user:{}", cfg.identity) {
+                return Err(ClientError::Security(format!(
+                    "{}: the certificate is for {:?}, but this client is user:{}",
+                    cert.display(),
+                    creds.name(),
+                    cfg.identity
+                )));
+            }
+            let trust = TrustStore::load(&ca, crl.as_deref())
+                .map_err(|e| ClientError::Security(e.to_string()))?;
+            options = options
+                .add_root_certificates(ca)
+                .add_client_certificate(cert, key)
+                .require_tls(true);
+            (Some(creds), Some(Arc::new(trust)))
+        };
+        let client = options
             .name(format!("mco {}", cfg.identity))
             .connection_timeout(Duration::from_secs(5))
             .subscription_capacity(65_536)
@@ -44,6 +96,11 @@ impl Bus {
             sender: cfg.identity.clone(),
             max_payload: cfg.nats.max_payload,
             ttl: cfg.ttl,
+            creds,
+            opener: Opener {
+                trust,
+                max_payload: cfg.nats.max_payload,
+            },
         })
     }
 
@@ -72,7 +129,11 @@ impl Bus {
 
     /// The envelope bytes of a request, checked against the size bound.
     pub fn encode(&self, req: &RequestBody) -> Result<bytes::Bytes, ClientError> {
-        let bytes = Envelope::unsigned(Kind::Request, req.encode()).encode();
+        let body = req.encode();
+        let bytes = match &self.creds {
+            Some(c) => c.seal(Kind::Request, body).encode(),
+            None => Envelope::unsigned(Kind::Request, body).encode(),
+        };
         if bytes.len() > self.max_payload {
             return Err(ClientError::Usage(format!(
                 "the request is {} bytes, over the {} byte bound (nats.max_payload)",

@@ -9,14 +9,13 @@ use std::io::BufRead;
 use std::path::Path;
 use std::time::Duration;
 
-use futures::StreamExt;
-use mco_core::wire::{Envelope, Kind};
 use mco_core::{subject, Filter};
 use tokio::time::Instant;
 
 use crate::bus::Bus;
 use crate::error::ClientError;
 use crate::target::{Plan, Source};
+use crate::verify::{Intake, Rejected};
 
 /// The nodes found, and whether the bus was asked.
 #[derive(Debug, Clone)]
@@ -112,11 +111,13 @@ pub async fn broadcast(
 ) -> Result<Vec<(String, Duration)>, ClientError> {
     let req = bus.request(collective, "rpcutil", "ping", Default::default(), filter);
     let reply_to = bus.reply_subject(&req);
-    let mut sub = bus
+    let sub = bus
         .client
         .subscribe(reply_to.clone())
         .await
         .map_err(|e| ClientError::Bus(e.to_string()))?;
+    let sent = Instant::now();
+    let mut intake = Intake::start(sub, bus.opener.clone(), sent);
     let payload = bus.encode(&req)?;
     bus.client
         .publish_with_reply(subject::broadcast(collective, "rpcutil"), reply_to, payload)
@@ -126,30 +127,30 @@ pub async fn broadcast(
         .flush()
         .await
         .map_err(|e| ClientError::Bus(e.to_string()))?;
-    let sent = Instant::now();
     let hard = sent + timeout;
     let mut found = std::collections::BTreeMap::new();
+    let mut untrusted = 0usize;
     loop {
         let deadline = if found.is_empty() || window.is_zero() {
             hard
         } else {
             (Instant::now() + window).min(hard)
         };
-        match tokio::time::timeout_at(deadline, sub.next()).await {
-            Ok(Some(msg)) => {
-                let Ok(env) = Envelope::decode(&msg.payload, bus.max_payload, Kind::Reply) else {
-                    continue;
-                };
-                let Ok(reply) = env.reply() else { continue };
-                if reply.request_id == req.id {
-                    found.entry(reply.sender).or_insert_with(|| sent.elapsed());
-                }
+        match intake.next_until(deadline).await {
+            Some((rtt, Ok(reply))) if reply.request_id == req.id => {
+                found.entry(reply.sender).or_insert(rtt);
             }
-            Ok(None) => return Err(ClientError::Bus("the reply subscription closed".into())),
-            Err(_) => break,
+            Some((_, Err(Rejected::Untrusted(why)))) => {
+                untrusted += 1;
+                tracing::warn!("ignored a discovery reply: {why}");
+            }
+            Some(_) => {}
+            None => break,
         }
     }
-    let _ = sub.unsubscribe().await;
+    if untrusted > 0 {
+        eprintln!("warning: ignored {untrusted} discovery replies that failed verification");
+    }
     Ok(found.into_iter().collect())
 }
 

@@ -30,6 +30,9 @@ pub enum ClientError {
     /// The bus failed mid-request.
     #[error("the bus failed: {0}")]
     Bus(String),
+    /// Our key, certificate or the CA could not be used.
+    #[error("{0}")]
+    Security(String),
     /// A local I/O problem (a nodes file, stdin).
     #[error("{0}")]
     Io(String),

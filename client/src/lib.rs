@@ -19,5 +19,6 @@ pub mod error;
 pub mod output;
 pub mod rpc;
 pub mod target;
+pub mod verify;
 
 pub use error::ClientError;

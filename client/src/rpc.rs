@@ -4,9 +4,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use mco_core::wire::{Envelope, Kind, RequestBody};
+use mco_core::wire::RequestBody;
 use mco_core::{subject, Filter};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
@@ -14,6 +13,7 @@ use tokio::time::Instant;
 use crate::bus::Bus;
 use crate::error::ClientError;
 use crate::output::NodeReply;
+use crate::verify::{Intake, Rejected};
 
 /// What to call.
 #[derive(Debug, Clone)]
@@ -52,6 +52,8 @@ pub struct Collected {
     pub unexpected: Vec<String>,
     /// Replies that did not decode.
     pub undecodable: usize,
+    /// Replies that failed verification, with the reason (treated as no reply).
+    pub untrusted: Vec<String>,
     /// Request ids sent, one per batch.
     pub request_ids: Vec<String>,
 }
@@ -131,35 +133,31 @@ async fn one_batch(
 ) -> Result<(), ClientError> {
     let req = call.request(bus);
     let reply_to = bus.reply_subject(&req);
-    let mut sub = bus
+    let sub = bus
         .client
         .subscribe(reply_to)
         .await
         .map_err(|e| ClientError::Bus(e.to_string()))?;
     let sent = Instant::now();
+    let mut intake = Intake::start(sub, bus.opener.clone(), sent);
     send(bus, &req, batch).await?;
     out.request_ids.push(req.id.clone());
     let mut pending: HashSet<&str> = batch.iter().map(String::as_str).collect();
     let mut answered: HashSet<String> = HashSet::new();
     let deadline = sent + timeout;
     while !pending.is_empty() {
-        let msg = match tokio::time::timeout_at(deadline, sub.next()).await {
-            Ok(Some(m)) => m,
-            Ok(None) => return Err(ClientError::Bus("the reply subscription closed".into())),
-            Err(_) => break,
+        let Some((rtt, opened)) = intake.next_until(deadline).await else {
+            break;
         };
-        // A NATS status (503 no responders for a node nobody serves) is not a reply.
-        if msg.status.is_some() {
-            continue;
-        }
-        let rtt = sent.elapsed();
-        let reply = match Envelope::decode(&msg.payload, bus.max_payload, Kind::Reply)
-            .and_then(|e| e.reply())
-        {
+        let reply = match opened {
             Ok(r) if r.request_id == req.id => r,
             Ok(_) => continue,
-            Err(_) => {
+            Err(Rejected::Undecodable(_)) => {
                 out.undecodable += 1;
+                continue;
+            }
+            Err(Rejected::Untrusted(why)) => {
+                out.untrusted.push(why);
                 continue;
             }
         };
@@ -177,7 +175,6 @@ async fn one_batch(
             out.unexpected.push(reply.sender);
         }
     }
-    let _ = sub.unsubscribe().await;
     out.no_response
         .extend(pending.into_iter().map(str::to_string));
     Ok(())

@@ -33,6 +33,10 @@ where
     Cmd::mco().args(args).run()
 }
 
+/// The client config a fresh temporary `HOME` gets: insecure, like the responders
+/// [`crate::Responder`] starts by default.
+pub const INSECURE_CLIENT: &str = "[security]\ninsecure = true\n";
+
 /// Whether a variable of the caller's environment is kept away from the command.
 pub fn is_scrubbed(name: &str) -> bool {
     name.starts_with("MCO_") || matches!(name, "XDG_CONFIG_HOME" | "RUST_LOG" | "HOME")
@@ -164,7 +168,12 @@ impl Cmd {
             Some(home) => home.clone(),
             None => {
                 let home = scratch.path().join("home");
-                fs::create_dir(&home).expect("create the temporary HOME");
+                // The suite's fleets run in the demo's insecure mode unless a
+                // test brings its own HOME or --config with certificates.
+                let cfg = home.join(".config/mco");
+                fs::create_dir_all(&cfg).expect("create the temporary HOME");
+                fs::write(cfg.join("client.toml"), INSECURE_CLIENT)
+                    .expect("write the default client config");
                 home
             }
         };

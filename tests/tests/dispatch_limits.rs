@@ -111,7 +111,10 @@ fn panics_timeouts_and_busy_are_replies_not_crashes() {
     let client_cfg = dir.path().join("client.toml");
     std::fs::write(
         &client_cfg,
-        format!("ddl_dirs = [{:?}]\n", ddls.display().to_string()),
+        format!(
+            "ddl_dirs = [{:?}]\n[security]\ninsecure = true\n",
+            ddls.display().to_string()
+        ),
     )
     .unwrap();
     let cfg = client_cfg.to_str().unwrap();

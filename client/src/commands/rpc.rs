@@ -136,6 +136,13 @@ pub(super) async fn run(
         )
         .map_err(io)?;
     }
+    if !collected.untrusted.is_empty() {
+        eprintln!(
+            "warning: ignored {} replies that failed verification (counted as no reply): {}",
+            collected.untrusted.len(),
+            collected.untrusted.join("; ")
+        );
+    }
     if collected.undecodable > 0 {
         eprintln!(
             "warning: ignored {} replies that did not decode",

@@ -207,8 +207,11 @@ impl Principal {
 pub struct TrustStore {
     ca_der: Vec<u8>,
     revoked: HashSet<Vec<u8>>,
-    cache: Mutex<HashMap<Vec<u8>, Result<Arc<Principal>, SecurityError>>>,
+    cache: Mutex<HashMap<Vec<u8>, Checked>>,
 }
+
+/// A certificate checked against the CA, cached by its DER bytes.
+type Checked = Result<Arc<Principal>, SecurityError>;
 
 /// Bound on cached certificates (a fleet's worth; cleared when full).
 const CACHE_LIMIT: usize = 100_000;

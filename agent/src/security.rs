@@ -1,0 +1,126 @@
+//! The responder's side of message security: its own credentials, the shared
+//! trust store (CA and CRL, re-read when the CRL changes) and a replay cache
+//! per node.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use mco_core::config::SecurityConfig;
+use mco_core::security::{Credentials, LoadError, ReplayCache, TrustStore};
+use tracing::{info, warn};
+
+/// Replay cache bound per node.
+const REPLAY_LIMIT: usize = 200_000;
+
+/// The CA and CRL, swapped whole when the CRL file changes.
+pub struct SharedTrust {
+    ca: PathBuf,
+    crl: Option<PathBuf>,
+    current: RwLock<(Arc<TrustStore>, Option<SystemTime>)>,
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+impl SharedTrust {
+    /// Loads the CA and CRL.
+    pub fn load(ca: &Path, crl: Option<&Path>) -> Result<SharedTrust, LoadError> {
+        let store = TrustStore::load(ca, crl)?;
+        Ok(SharedTrust {
+            ca: ca.to_path_buf(),
+            crl: crl.map(Path::to_path_buf),
+            current: RwLock::new((Arc::new(store), crl.and_then(mtime))),
+        })
+    }
+
+    /// The trust store in force.
+    pub fn get(&self) -> Arc<TrustStore> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
+    }
+
+    /// Re-reads the CRL if its file changed; a CRL that fails to load keeps
+    /// the previous one in force and is reported.
+    pub fn refresh(&self) {
+        let Some(crl) = &self.crl else { return };
+        let now = mtime(crl);
+        if now == self.current.read().unwrap_or_else(|e| e.into_inner()).1 {
+            return;
+        }
+        match TrustStore::load(&self.ca, Some(crl)) {
+            Ok(store) => {
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = (Arc::new(store), now);
+                info!("re-read the CRL {}", crl.display());
+            }
+            Err(e) => warn!("keeping the previous CRL: {e}"),
+        }
+    }
+}
+
+/// One node's security state.
+pub struct NodeSecurity {
+    /// The node's key and certificate.
+    pub creds: Credentials,
+    /// The collective's CA and CRL.
+    pub trust: Arc<SharedTrust>,
+    /// Request ids seen.
+    pub replay: ReplayCache,
+}
+
+/// Paths in `[security]` may hold `{identity}`, replaced per (virtual) node.
+pub fn for_identity(p: &Path, identity: &str) -> PathBuf {
+    PathBuf::from(p.to_string_lossy().replace("{identity}", identity))
+}
+
+/// The missing `[security]` keys secure mode needs, as one message.
+pub fn missing_keys(cfg: &SecurityConfig, file: &Path) -> Option<String> {
+    let missing: Vec<&str> = [
+        ("ca", cfg.ca.is_none()),
+        ("cert", cfg.cert.is_none()),
+        ("key", cfg.key.is_none()),
+    ]
+    .iter()
+    .filter(|(_, m)| *m)
+    .map(|(k, _)| *k)
+    .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "{}: secure mode needs [security] {} (or `insecure = true` for a throw-away demo)",
+            file.display(),
+            missing.join(", ")
+        )
+    })
+}
+
+impl NodeSecurity {
+    /// Loads the credentials of `identity` against a shared trust store.
+    pub fn load(
+        cfg: &SecurityConfig,
+        identity: &str,
+        trust: Arc<SharedTrust>,
+    ) -> Result<NodeSecurity, LoadError> {
+        let cert = for_identity(cfg.cert.as_deref().unwrap_or(Path::new("")), identity);
+        let key = for_identity(cfg.key.as_deref().unwrap_or(Path::new("")), identity);
+        let creds = Credentials::load(&cert, &key)?;
+        let want = format!("node:{identity}");
+        if creds.name() != want {
+            return Err(LoadError {
+                path: cert.display().to_string(),
+                message: format!(
+                    "the certificate is for {:?}, but this node is {want:?}",
+                    creds.name()
+                ),
+            });
+        }
+        Ok(NodeSecurity {
+            creds,
+            trust,
+            replay: ReplayCache::new(REPLAY_LIMIT),
+        })
+    }
+}
