@@ -1,1 +1,0 @@
-//! Authorization: MCollective actionpolicy files.
