@@ -9,11 +9,13 @@ use mco_core::config::ResponderConfig;
 use tokio::sync::{watch, Notify};
 use tracing::{error, info, warn};
 
+use crate::audit::AuditLog;
 use crate::facts;
-use crate::node::NodeState;
+use crate::node::{NodeState, Shared};
 use crate::registry::{Registry, RegistryError};
 use crate::security::{self, NodeSecurity, SharedTrust};
 use crate::serve::{self, BusOptions};
+use mco_core::policy::Authorizer;
 
 /// How the daemon runs, beyond its config file.
 #[derive(Debug, Clone, Default)]
@@ -73,6 +75,16 @@ pub async fn run(
         )?))
     };
     let registry = Arc::new(registry);
+    let authz = Arc::new(Authorizer::new(
+        cfg.security.policy_dir.clone(),
+        cfg.security.default_policy == "allow",
+    ));
+    let audit = match &cfg.security.audit_log {
+        Some(p) => Some(AuditLog::open(p).map_err(|e| {
+            DaemonError::Unsupported(format!("security.audit_log {}: {e}", p.display()))
+        })?),
+        None => None,
+    };
     let identity = cfg.identity.clone().unwrap_or_else(facts::default_identity);
     let names: Vec<(String, Option<usize>)> = match opts.fleet {
         None => vec![(identity.clone(), None)],
@@ -80,20 +92,20 @@ pub async fn run(
             .map(|i| (format!("{identity}-{i:04}"), Some(i)))
             .collect(),
     };
+    let shared = Shared {
+        collectives: cfg.collectives.clone(),
+        registry: registry.clone(),
+        max_concurrent: cfg.agents.max_concurrent,
+        authz,
+        audit: audit.clone(),
+    };
     let mut nodes = Vec::with_capacity(names.len());
     for (name, index) in names {
         let security = match &trust {
             Some(t) => Some(NodeSecurity::load(&cfg.security, &name, t.clone())?),
             None => None,
         };
-        nodes.push(Arc::new(NodeState::new(
-            name,
-            cfg.collectives.clone(),
-            registry.clone(),
-            cfg.agents.max_concurrent,
-            index,
-            security,
-        )));
+        nodes.push(Arc::new(NodeState::new(name, index, security, &shared)));
     }
     refresh_facts(&cfg, &nodes).await;
 
@@ -146,6 +158,7 @@ pub async fn run(
         if nodes.len() == 1 { identity } else { format!("{} virtual nodes", nodes.len()) }
     );
 
+    let audit_reopen = audit.clone();
     let refresher = {
         let cfg = cfg.clone();
         let nodes = nodes.clone();
@@ -164,7 +177,10 @@ pub async fn run(
                         }
                     }
                     _ = reload.notified() => {
-                        info!("reloading facts");
+                        info!("reloading facts and reopening the audit log");
+                        if let Some(a) = &audit_reopen {
+                            a.reopen();
+                        }
                         refresh_facts(&cfg, &nodes).await;
                     }
                 }
@@ -180,6 +196,14 @@ pub async fn run(
         }
     }
     refresher.abort();
+    if let Some(a) = &audit {
+        let bound = std::time::Duration::from_secs(5);
+        match tokio::time::timeout(bound, a.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!("could not flush the audit log: {e}"),
+            Err(_) => warn!("the audit log did not flush within {bound:?}"),
+        }
+    }
     info!("responder stopped");
     Ok(())
 }

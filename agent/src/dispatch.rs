@@ -9,7 +9,8 @@ use mco_core::wire::{now_ms, ReplyBody, RequestBody, Status};
 use serde_json::Map;
 use tracing::{debug, warn, Instrument};
 
-use crate::node::NodeState;
+use crate::audit::AuditRecord;
+use crate::node::{NodeState, View};
 
 /// Runs one authentic, selected request to completion and returns its reply.
 pub async fn dispatch(node: Arc<NodeState>, req: RequestBody) -> ReplyBody {
@@ -28,15 +29,23 @@ pub async fn dispatch(node: Arc<NodeState>, req: RequestBody) -> ReplyBody {
     } else {
         node.stats.failed();
     }
-    ReplyBody {
-        request_id: req.id,
+    let reply = ReplyBody {
+        request_id: req.id.clone(),
         sender: node.identity.clone(),
         status,
         message,
         data,
         time_ms: now_ms(),
         elapsed_us: started.elapsed().as_micros() as u64,
+    };
+    if let Some(audit) = &node.audit {
+        let action = node
+            .registry
+            .get(&req.agent)
+            .and_then(|h| h.ddl.action(&req.action));
+        audit.log(AuditRecord::new(&req, &reply, action));
     }
+    reply
 }
 
 type Outcome = (Status, String, Map<String, serde_json::Value>);
@@ -49,6 +58,16 @@ async fn run(node: &Arc<NodeState>, req: RequestBody) -> Outcome {
             Map::new(),
         );
     };
+    let decision = node
+        .authz
+        .authorize(&req.agent, &req.action, &req.caller, &View::of(node));
+    if let Some(e) = &decision.error {
+        warn!("policy file problem: {e}");
+    }
+    if !decision.allowed {
+        debug!("denied: {}", decision.reason);
+        return (Status::Aborted, "not authorized".into(), Map::new());
+    }
     let Some(action) = hosted.ddl.action(&req.action) else {
         return (
             Status::UnknownAction,

@@ -24,6 +24,20 @@ pub struct Snapshot {
     pub classes: Arc<Vec<String>>,
 }
 
+/// What every node of one process shares.
+pub struct Shared {
+    /// Collectives served.
+    pub collectives: Vec<String>,
+    /// Hosted agents.
+    pub registry: Arc<Registry>,
+    /// Action slots per node.
+    pub max_concurrent: usize,
+    /// Authorization.
+    pub authz: Arc<mco_core::policy::Authorizer>,
+    /// The audit log, if configured.
+    pub audit: Option<crate::audit::AuditLog>,
+}
+
 /// One node served by this process.
 pub struct NodeState {
     /// Identity.
@@ -43,29 +57,33 @@ pub struct NodeState {
     fleet_index: Option<usize>,
     /// Signing and verification; `None` in insecure mode.
     pub security: Option<crate::security::NodeSecurity>,
+    /// Who may call what (shared by every node of the process).
+    pub authz: Arc<mco_core::policy::Authorizer>,
+    /// Where handled requests are recorded.
+    pub audit: Option<crate::audit::AuditLog>,
 }
 
 impl NodeState {
-    /// A node with no facts yet.
+    /// A node with no facts yet; `fleet_index` is set for a virtual node.
     pub fn new(
         identity: String,
-        collectives: Vec<String>,
-        registry: Arc<Registry>,
-        max_concurrent: usize,
         fleet_index: Option<usize>,
         security: Option<crate::security::NodeSecurity>,
+        shared: &Shared,
     ) -> NodeState {
         NodeState {
             identity,
-            collectives,
-            registry,
+            collectives: shared.collectives.clone(),
+            registry: shared.registry.clone(),
             stats: Stats::default(),
-            slots: Arc::new(Semaphore::new(max_concurrent)),
-            max_concurrent,
+            slots: Arc::new(Semaphore::new(shared.max_concurrent)),
+            max_concurrent: shared.max_concurrent,
             started: Instant::now(),
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             fleet_index,
             security,
+            authz: shared.authz.clone(),
+            audit: shared.audit.clone(),
         }
     }
 

@@ -73,7 +73,7 @@ impl Drop for InProcess {
 
 fn start(nats: &NatsServer, dir: &Path) -> InProcess {
     let text = format!(
-        "identity = \"worker\"\n[nats]\nservers = [{:?}]\n[facts]\nsystem = false\n[agents]\nmax_concurrent = 1\n[security]\ninsecure = true\n",
+        "identity = \"worker\"\n[nats]\nservers = [{:?}]\n[facts]\nsystem = false\n[agents]\nmax_concurrent = 1\n[security]\ninsecure = true\ndefault_policy = \"allow\"\n",
         nats.url()
     );
     let cfg = ResponderConfig::from_toml(&dir.join("responder.toml"), &text).unwrap();
