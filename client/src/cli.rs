@@ -64,6 +64,15 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// The collective's PKI: CA, certificates, CSRs, revocation, broker configuration.
+    Pki {
+        /// The PKI directory (default: ~/.config/mco/pki).
+        #[arg(long, global = true, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::commands::pki::PkiCommand,
+    },
     /// Print a shell completion script.
     Completion {
         /// The shell.

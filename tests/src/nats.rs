@@ -35,6 +35,7 @@ const BINARY_NAME: &str = "nats-server";
 #[derive(Debug, Clone)]
 pub struct NatsServerBuilder {
     max_payload: Option<usize>,
+    config_text: Option<String>,
     ready_timeout: Duration,
 }
 
@@ -43,6 +44,8 @@ impl Default for NatsServerBuilder {
         NatsServerBuilder {
             // nats-server's own default applies: 1 MiB.
             max_payload: None,
+            // No configuration file beyond `max_payload`.
+            config_text: None,
             ready_timeout: READY_TIMEOUT,
         }
     }
@@ -52,6 +55,13 @@ impl NatsServerBuilder {
     /// The largest message payload the server accepts, in bytes (its `max_payload`).
     pub fn max_payload(mut self, bytes: usize) -> Self {
         self.max_payload = Some(bytes);
+        self
+    }
+
+    /// Configuration file text for the server (TLS, authorization, …). The port and address
+    /// still come from the command line, which overrides any `listen` in the text.
+    pub fn config_text(mut self, text: impl Into<String>) -> Self {
+        self.config_text = Some(text.into());
         self
     }
 
@@ -73,10 +83,13 @@ impl NatsServerBuilder {
             .prefix("mco-nats-")
             .tempdir()
             .expect("a temporary directory for nats-server");
-        let config = self.max_payload.map(|bytes| {
+        let mut text = self.config_text.unwrap_or_default();
+        if let Some(bytes) = self.max_payload {
+            text.push_str(&format!("\nmax_payload: {bytes}\n"));
+        }
+        let config = (!text.is_empty()).then(|| {
             let path = dir.path().join("nats-server.conf");
-            fs::write(&path, format!("max_payload: {bytes}\n"))
-                .expect("write the nats-server config file");
+            fs::write(&path, text).expect("write the nats-server config file");
             path
         });
         let mut server = NatsServer {

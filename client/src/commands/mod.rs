@@ -5,6 +5,7 @@ mod facts;
 mod find;
 mod inventory;
 mod ping;
+pub mod pki;
 mod rpc;
 
 use std::io::Write;
@@ -27,6 +28,9 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, ClientError> {
         clap_complete::generate(*shell, &mut cmd, "mco", out);
         return Ok(0);
     }
+    if let Command::Pki { dir, command } = &cli.command {
+        return pki::run(dir.as_deref(), command, out);
+    }
     let cfg = crate::config::load(cli.config.as_deref(), &cli.nats)?;
     match cli.command {
         Command::Ping { target } => ping::run(&cfg, &target, out).await,
@@ -43,7 +47,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, ClientError> {
         Command::Plugin {
             command: PluginCommand::Doc { agent },
         } => doc::run(&cfg, agent.as_deref(), out),
-        Command::Completion { .. } => Ok(0),
+        Command::Completion { .. } | Command::Pki { .. } => Ok(0),
     }
 }
 

@@ -1,0 +1,410 @@
+//! `mco pki …`: the collective's CA, certificates, CSRs, revocation and broker configuration.
+//!
+//! Every verb works on one directory (`--dir`, default `~/.config/mco/pki`) and needs neither a
+//! client configuration nor a broker.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Subcommand, ValueEnum};
+use mco_core::pki::{
+    self, broker_config, request_csr, BrokerOptions, Ca, CaOptions, CrlOptions, CsrOptions, Index,
+    IssueOptions, Issued, Kind, PkiError, SignPolicy,
+};
+
+use super::{io, Exit};
+use crate::error::ClientError;
+
+/// Where the PKI lives unless `--dir` says otherwise.
+pub const DEFAULT_DIR: &str = "~/.config/mco/pki";
+
+/// `mco pki …` verbs.
+#[derive(Subcommand, Debug)]
+pub enum PkiCommand {
+    /// The collective CA.
+    Ca {
+        /// What to do.
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Create a key and a certificate for `user:NAME` or `node:NAME`, signed by the CA.
+    Issue {
+        /// The name, without its kind.
+        name: String,
+        /// Caller or responder.
+        #[arg(long, value_enum)]
+        kind: KindArg,
+        /// Days of validity.
+        #[arg(long, default_value_t = pki::DEFAULT_DAYS, value_name = "N")]
+        days: u32,
+        /// An IP address the certificate is valid for (node certificates, e.g. the broker's).
+        #[arg(long = "ip", value_name = "IP")]
+        ips: Vec<IpAddr>,
+        /// An extra DNS name the certificate is valid for (node certificates).
+        #[arg(long = "dns", value_name = "NAME")]
+        dns: Vec<String>,
+        /// Replace an existing NAME.pem / NAME.key.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Create a key and a certificate signing request where the key is to live; send NAME.csr to
+    /// the CA and keep NAME.key.
+    Csr {
+        /// The name, without its kind.
+        name: String,
+        /// Caller or responder.
+        #[arg(long, value_enum)]
+        kind: KindArg,
+        /// Where to write NAME.key and NAME.csr (default: the PKI directory).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// An IP address to ask for (node requests).
+        #[arg(long = "ip", value_name = "IP")]
+        ips: Vec<IpAddr>,
+        /// An extra DNS name to ask for (node requests).
+        #[arg(long = "dns", value_name = "NAME")]
+        dns: Vec<String>,
+        /// Replace an existing NAME.key / NAME.csr.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check a CSR and sign it, writing NAME.pem into the PKI directory.
+    Sign {
+        /// The CSR file (PEM).
+        csr: PathBuf,
+        /// Days of validity.
+        #[arg(long, default_value_t = pki::DEFAULT_DAYS, value_name = "N")]
+        days: u32,
+        /// Sign only this kind (repeatable; default: user and node).
+        #[arg(long = "allow-kind", value_enum, value_name = "KIND")]
+        allow_kinds: Vec<KindArg>,
+        /// Sign only names matching this regular expression as a whole.
+        #[arg(long, value_name = "REGEX")]
+        name_pattern: Option<String>,
+        /// Copy a node's extra DNS names and IP addresses (otherwise such a request is refused).
+        #[arg(long)]
+        allow_sans: bool,
+        /// Replace an existing NAME.pem.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Revoke every certificate of NAME, or the one with SERIAL, and rewrite the CRL.
+    Revoke {
+        /// A name (without its kind) or a serial number in hex.
+        #[arg(value_name = "NAME|SERIAL")]
+        target: String,
+        /// Days until the rewritten CRL's next update.
+        #[arg(long, default_value_t = pki::crl::DEFAULT_CRL_DAYS, value_name = "N")]
+        days: u32,
+    },
+    /// Write ca.crl: every revoked serial, signed by the CA.
+    Crl {
+        /// Days until the CRL's next update.
+        #[arg(long, default_value_t = pki::crl::DEFAULT_CRL_DAYS, value_name = "N")]
+        days: u32,
+    },
+    /// Summarize a certificate, CSR or CRL (PEM or DER).
+    Show {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Print a nats-server configuration: TLS with certificates from the CA, one user per
+    /// identity, each confined to its own subjects.
+    BrokerConfig {
+        /// Address for client connections.
+        #[arg(long, default_value = pki::broker::DEFAULT_LISTEN, value_name = "HOST:PORT")]
+        listen: String,
+        /// The broker's certificate: NAME.pem and NAME.key in the PKI directory.
+        #[arg(long, default_value = "broker", value_name = "NAME")]
+        server_cert: String,
+        /// A collective the identities may use (repeatable).
+        #[arg(long = "collective", required = true, value_name = "COLLECTIVE")]
+        collectives: Vec<String>,
+        /// A responder to admit besides the live node certificates in the index (repeatable).
+        #[arg(long = "node", value_name = "NAME")]
+        nodes: Vec<String>,
+        /// A caller to admit besides the live user certificates in the index (repeatable).
+        #[arg(long = "user", value_name = "NAME")]
+        users: Vec<String>,
+    },
+}
+
+/// `mco pki ca …`.
+#[derive(Subcommand, Debug)]
+pub enum CaCommand {
+    /// Create the CA: an Ed25519 key (ca.key) and a self-signed certificate (ca.pem).
+    Init {
+        /// Replace an existing CA (every certificate it issued stops being trusted).
+        #[arg(long)]
+        force: bool,
+        /// Days of validity.
+        #[arg(long, default_value_t = pki::DEFAULT_CA_DAYS, value_name = "N")]
+        days: u32,
+        /// The CA certificate's common name.
+        #[arg(long, default_value = pki::DEFAULT_CA_NAME, value_name = "CN")]
+        name: String,
+    },
+}
+
+/// `--kind`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KindArg {
+    /// A caller: `user:NAME`.
+    User,
+    /// A responder: `node:NAME`.
+    Node,
+}
+
+impl From<KindArg> for Kind {
+    fn from(k: KindArg) -> Kind {
+        match k {
+            KindArg::User => Kind::User,
+            KindArg::Node => Kind::Node,
+        }
+    }
+}
+
+/// Runs one `mco pki` verb on `dir` (default [`DEFAULT_DIR`]).
+pub fn run(
+    dir: Option<&Path>,
+    command: &PkiCommand,
+    out: &mut dyn Write,
+) -> Result<Exit, ClientError> {
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => {
+            let d = mco_core::config::expand_home(DEFAULT_DIR);
+            if d.starts_with("~") {
+                return Err(ClientError::Usage(
+                    "HOME is not set; say where the PKI is with --dir".to_string(),
+                ));
+            }
+            d
+        }
+    };
+    match command {
+        PkiCommand::Ca {
+            command: CaCommand::Init { force, days, name },
+        } => {
+            let opts = CaOptions {
+                common_name: name.clone(),
+                validity_days: *days,
+                force: *force,
+            };
+            let ca = Ca::init(&dir, &opts).map_err(pki_err)?;
+            writeln!(
+                out,
+                "Created the collective CA in {}\n  certificate  {}\n  key          {} (keep it secret)\n  SHA-256      {}",
+                dir.display(),
+                dir.join(pki::CA_CERT).display(),
+                dir.join(pki::CA_KEY).display(),
+                ca.fingerprint()
+            )
+            .map_err(io)?;
+        }
+        PkiCommand::Issue {
+            name,
+            kind,
+            days,
+            ips,
+            dns,
+            force,
+        } => {
+            let ca = Ca::load(&dir).map_err(pki_err)?;
+            let opts = IssueOptions {
+                validity_days: *days,
+                dns: dns.clone(),
+                ips: ips.clone(),
+                force: *force,
+                ..IssueOptions::default()
+            };
+            let issued = ca.issue(name, (*kind).into(), &opts).map_err(pki_err)?;
+            report_issued(&issued, out)?;
+        }
+        PkiCommand::Csr {
+            name,
+            kind,
+            out: target,
+            ips,
+            dns,
+            force,
+        } => {
+            let target = target.clone().unwrap_or_else(|| dir.clone());
+            let opts = CsrOptions {
+                dns: dns.clone(),
+                ips: ips.clone(),
+                force: *force,
+            };
+            let req = request_csr(&target, name, (*kind).into(), &opts).map_err(pki_err)?;
+            writeln!(
+                out,
+                "Wrote {} (keep it here) and {}; send the CSR to the CA for `mco pki sign`.",
+                req.key_path.display(),
+                req.csr_path.display()
+            )
+            .map_err(io)?;
+        }
+        PkiCommand::Sign {
+            csr,
+            days,
+            allow_kinds,
+            name_pattern,
+            allow_sans,
+            force,
+        } => {
+            let ca = Ca::load(&dir).map_err(pki_err)?;
+            let text = std::fs::read_to_string(csr)
+                .map_err(|e| ClientError::Io(format!("{}: {e}", csr.display())))?;
+            let name_pattern = match name_pattern {
+                Some(p) => Some(regex::Regex::new(p).map_err(|e| {
+                    ClientError::Usage(format!("--name-pattern {p:?} is not a regex: {e}"))
+                })?),
+                None => None,
+            };
+            let mut policy = SignPolicy {
+                validity_days: *days,
+                name_pattern,
+                allow_extra_sans: *allow_sans,
+                force: *force,
+                ..SignPolicy::default()
+            };
+            if !allow_kinds.is_empty() {
+                policy.allowed_kinds = allow_kinds.iter().map(|k| (*k).into()).collect();
+            }
+            let issued = ca.sign_csr(&text, &policy).map_err(pki_err)?;
+            report_issued(&issued, out)?;
+        }
+        PkiCommand::Revoke { target, days } => {
+            let ca = Ca::load(&dir).map_err(pki_err)?;
+            let revoked = ca.revoke(target).map_err(pki_err)?;
+            for e in &revoked {
+                writeln!(
+                    out,
+                    "Revoked {} (serial {})",
+                    e.kind.identity(&e.name),
+                    e.serial
+                )
+                .map_err(io)?;
+            }
+            write_crl(&ca, *days, out)?;
+            writeln!(
+                out,
+                "Regenerate the broker configuration (mco pki broker-config) and reload nats-server \
+                 to keep revoked identities off the bus."
+            )
+            .map_err(io)?;
+        }
+        PkiCommand::Crl { days } => {
+            let ca = Ca::load(&dir).map_err(pki_err)?;
+            write_crl(&ca, *days, out)?;
+        }
+        PkiCommand::Show { file } => {
+            let bytes = std::fs::read(file)
+                .map_err(|e| ClientError::Io(format!("{}: {e}", file.display())))?;
+            let text = pki::show(&bytes)
+                .map_err(|e| ClientError::Io(format!("{}: {e}", file.display())))?;
+            out.write_all(text.as_bytes()).map_err(io)?;
+        }
+        PkiCommand::BrokerConfig {
+            listen,
+            server_cert,
+            collectives,
+            nodes,
+            users,
+        } => {
+            let text = broker(&dir, listen, server_cert, collectives, nodes, users)?;
+            out.write_all(text.as_bytes()).map_err(io)?;
+        }
+    }
+    Ok(0)
+}
+
+fn broker(
+    dir: &Path,
+    listen: &str,
+    server_cert: &str,
+    collectives: &[String],
+    extra_nodes: &[String],
+    extra_users: &[String],
+) -> Result<String, ClientError> {
+    pki::check_name(server_cert).map_err(pki_err)?;
+    // Absolute paths, so the configuration works wherever nats-server starts.
+    let dir = std::fs::canonicalize(dir)
+        .map_err(|e| ClientError::Io(format!("{}: {e}", dir.display())))?;
+    if !dir.join(pki::CA_CERT).exists() {
+        return Err(pki_err(PkiError::NoCa { dir }));
+    }
+    let cert = dir.join(format!("{server_cert}.pem"));
+    let key = dir.join(format!("{server_cert}.key"));
+    if !cert.exists() || !key.exists() {
+        return Err(ClientError::Io(format!(
+            "no broker certificate {} with its key; issue one with \
+             `mco pki issue {server_cert} --kind node --ip ADDRESS --dns HOSTNAME`",
+            cert.display()
+        )));
+    }
+    let index = Index::load(&dir).map_err(pki_err)?;
+    let now = pki::index::unix_now();
+    let mut nodes: Vec<String> = index
+        .live_names(Kind::Node, now)
+        .into_iter()
+        .filter(|n| n != server_cert)
+        .collect();
+    nodes.extend(extra_nodes.iter().cloned());
+    let mut users = index.live_names(Kind::User, now);
+    users.extend(extra_users.iter().cloned());
+    let opts = BrokerOptions {
+        listen: listen.to_string(),
+        server_cert: cert,
+        server_key: key,
+        collectives: collectives.to_vec(),
+        nodes,
+        users,
+    };
+    broker_config(&dir, &opts).map_err(pki_err)
+}
+
+fn write_crl(ca: &Ca, days: u32, out: &mut dyn Write) -> Result<(), ClientError> {
+    ca.crl(&CrlOptions {
+        next_update_days: days,
+    })
+    .map_err(pki_err)?;
+    let revoked = Index::load(ca.dir())
+        .map_err(pki_err)?
+        .certs
+        .iter()
+        .filter(|e| e.revoked_at.is_some())
+        .count();
+    writeln!(
+        out,
+        "Wrote {} ({revoked} revoked, next update in {days} days)",
+        ca.dir().join(pki::CA_CRL).display()
+    )
+    .map_err(io)
+}
+
+fn report_issued(issued: &Issued, out: &mut dyn Write) -> Result<(), ClientError> {
+    writeln!(
+        out,
+        "Issued {} (serial {}), valid until {}\n  certificate  {}",
+        issued.kind.identity(&issued.name),
+        issued.serial,
+        pki::index::format_unix(issued.not_after),
+        issued.cert_path.display()
+    )
+    .map_err(io)?;
+    if let Some(key) = &issued.key_path {
+        writeln!(out, "  key          {}", key.display()).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Usage-type PKI errors exit 64, the rest 1.
+fn pki_err(e: PkiError) -> ClientError {
+    if e.is_usage() {
+        ClientError::Usage(e.to_string())
+    } else {
+        ClientError::Io(e.to_string())
+    }
+}

@@ -1,0 +1,282 @@
+//! A `nats-server` configuration that admits only the collective's certificates and confines
+//! each identity to its own subjects.
+//!
+//! With `verify_and_map`, nats-server requires a client certificate signed by the CA and then
+//! looks for a configured user named after it: first each email SAN, then each DNS SAN, then the
+//! certificate's subject in RFC 2253 form. An mco certificate's subject is one common name, so a
+//! caller maps as `CN=user:alice` and a responder as `CN=node:web1`. No SAN the CA signs can take
+//! that form (SANs are host names and IP addresses only), so no certificate can map to another
+//! identity, and a certificate whose identity is not listed cannot connect at all: that is how a
+//! revoked identity is kept out (nats-server does not read our CRL) once the configuration is
+//! regenerated without it and the server reloaded.
+//!
+//! Permissions, per collective `C`:
+//! - a responder publishes `C.reply.>` (replies go to the caller's reply subject) and its own
+//!   `C.registration.<identity>`, and subscribes to `C.node.<identity>` and `C.broadcast.agent.>`;
+//! - a caller publishes `C.broadcast.agent.>` and `C.node.>`, and subscribes only to its own
+//!   `C.reply.<caller-hash>.>`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::{check_name, Kind, PkiError, CA_CERT};
+use crate::subject;
+
+/// The address a generated configuration listens on unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4222";
+
+/// What goes into [`broker_config`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerOptions {
+    /// `host:port` for client connections (default [`DEFAULT_LISTEN`]).
+    pub listen: String,
+    /// The broker's certificate (issued by the CA with its host names or addresses as SANs).
+    pub server_cert: PathBuf,
+    /// The broker's private key.
+    pub server_key: PathBuf,
+    /// Collectives whose subjects the identities may use; at least one.
+    pub collectives: Vec<String>,
+    /// Responder identities (names without `node:`).
+    pub nodes: Vec<String>,
+    /// Caller names (without `user:`).
+    pub users: Vec<String>,
+}
+
+impl Default for BrokerOptions {
+    fn default() -> Self {
+        BrokerOptions {
+            listen: DEFAULT_LISTEN.to_string(),
+            server_cert: PathBuf::new(),
+            server_key: PathBuf::new(),
+            collectives: Vec::new(),
+            nodes: Vec::new(),
+            users: Vec::new(),
+        }
+    }
+}
+
+/// The user string nats-server's `verify_and_map` matches for a certificate of ours:
+/// `CN=user:alice`, `CN=node:web1`.
+pub fn mapped_user(kind: Kind, name: &str) -> String {
+    format!("CN={}", kind.identity(name))
+}
+
+/// A `nats-server` configuration: TLS with client certificates verified against `CA_DIR/ca.pem`
+/// and mapped to users, and one user per identity with its permissions (see the module docs).
+pub fn broker_config(ca_dir: &Path, opts: &BrokerOptions) -> Result<String, PkiError> {
+    if opts.collectives.is_empty() {
+        return Err(bad("at least one collective is needed"));
+    }
+    for c in &opts.collectives {
+        if !subject::valid_token(c) {
+            return Err(bad(&format!("{c:?} is not a valid collective name")));
+        }
+    }
+    if opts.nodes.is_empty() && opts.users.is_empty() {
+        // With no users at all, nats-server would admit every certificate with full rights.
+        return Err(bad("no identities: name at least one node or user"));
+    }
+    for name in opts.nodes.iter().chain(&opts.users) {
+        check_name(name)?;
+    }
+    let listen = quoted("listen", &opts.listen)?;
+    let ca_file = quoted("ca_file", &ca_dir.join(CA_CERT).to_string_lossy())?;
+    let cert_file = quoted("server certificate", &opts.server_cert.to_string_lossy())?;
+    let key_file = quoted("server key", &opts.server_key.to_string_lossy())?;
+
+    let mut nodes = opts.nodes.clone();
+    nodes.sort();
+    nodes.dedup();
+    let mut users = opts.users.clone();
+    users.sort();
+    users.dedup();
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# nats-server configuration for mco collectives: {}",
+        opts.collectives.join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "# Clients must present a certificate from the collective CA; each"
+    );
+    let _ = writeln!(
+        out,
+        "# certificate maps to the user named after its subject."
+    );
+    let _ = writeln!(out, "listen: {listen}\n");
+    let _ = writeln!(out, "tls {{");
+    let _ = writeln!(out, "  cert_file: {cert_file}");
+    let _ = writeln!(out, "  key_file: {key_file}");
+    let _ = writeln!(out, "  ca_file: {ca_file}");
+    let _ = writeln!(out, "  verify_and_map: true");
+    let _ = writeln!(out, "}}\n");
+    let _ = writeln!(out, "authorization {{");
+    let _ = writeln!(out, "  users = [");
+    for node in &nodes {
+        let mut publish = Vec::new();
+        let mut subscribe = Vec::new();
+        for c in &opts.collectives {
+            publish.push(format!("{c}.reply.>"));
+            publish.push(subject::registration(c, node));
+            subscribe.push(subject::node(c, node));
+            subscribe.push(format!("{c}.broadcast.agent.>"));
+        }
+        user_entry(
+            &mut out,
+            &mapped_user(Kind::Node, node),
+            &publish,
+            &subscribe,
+        );
+    }
+    for user in &users {
+        let caller = Kind::User.identity(user);
+        let mut publish = Vec::new();
+        let mut subscribe = Vec::new();
+        for c in &opts.collectives {
+            publish.push(format!("{c}.broadcast.agent.>"));
+            publish.push(format!("{c}.node.>"));
+            subscribe.push(subject::reply_wildcard(c, &caller));
+        }
+        user_entry(
+            &mut out,
+            &mapped_user(Kind::User, user),
+            &publish,
+            &subscribe,
+        );
+    }
+    let _ = writeln!(out, "  ]");
+    let _ = writeln!(out, "}}");
+    Ok(out)
+}
+
+fn user_entry(out: &mut String, user: &str, publish: &[String], subscribe: &[String]) {
+    let list = |subjects: &[String]| {
+        let quoted: Vec<String> = subjects.iter().map(|s| format!("\"{s}\"")).collect();
+        quoted.join(", ")
+    };
+    let _ = writeln!(out, "    {{");
+    let _ = writeln!(out, "      user: \"{user}\"");
+    let _ = writeln!(out, "      permissions: {{");
+    let _ = writeln!(out, "        publish: {{ allow: [{}] }}", list(publish));
+    let _ = writeln!(out, "        subscribe: {{ allow: [{}] }}", list(subscribe));
+    let _ = writeln!(out, "      }}");
+    let _ = writeln!(out, "    }}");
+}
+
+/// `value` in double quotes; refuses what would need escaping in nats-server's format.
+fn quoted(what: &str, value: &str) -> Result<String, PkiError> {
+    if value.is_empty() {
+        return Err(bad(&format!("the {what} is empty")));
+    }
+    if value
+        .chars()
+        .any(|c| c == '"' || c == '\\' || c.is_control())
+    {
+        return Err(bad(&format!(
+            "the {what} {value:?} contains a quote, backslash or control character"
+        )));
+    }
+    Ok(format!("\"{value}\""))
+}
+
+fn bad(message: &str) -> PkiError {
+    PkiError::BadBrokerOption(message.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> BrokerOptions {
+        BrokerOptions {
+            server_cert: "/pki/broker.pem".into(),
+            server_key: "/pki/broker.key".into(),
+            collectives: vec!["mcollective".into()],
+            nodes: vec!["web1".into()],
+            users: vec!["alice".into()],
+            ..BrokerOptions::default()
+        }
+    }
+
+    #[test]
+    fn writes_tls_and_per_identity_permissions() {
+        let text = broker_config(Path::new("/pki"), &opts()).unwrap();
+        assert!(text.contains("listen: \"127.0.0.1:4222\""), "{text}");
+        assert!(text.contains("ca_file: \"/pki/ca.pem\""), "{text}");
+        assert!(text.contains("cert_file: \"/pki/broker.pem\""), "{text}");
+        assert!(text.contains("key_file: \"/pki/broker.key\""), "{text}");
+        assert!(text.contains("verify_and_map: true"), "{text}");
+        assert!(text.contains("user: \"CN=node:web1\""), "{text}");
+        assert!(text.contains("user: \"CN=user:alice\""), "{text}");
+        assert!(text.contains(
+            "publish: { allow: [\"mcollective.reply.>\", \"mcollective.registration.web1\"] }"
+        ));
+        assert!(text.contains(
+            "subscribe: { allow: [\"mcollective.node.web1\", \"mcollective.broadcast.agent.>\"] }"
+        ));
+        let own = subject::reply_wildcard("mcollective", "user:alice");
+        assert!(
+            text.contains(&format!("subscribe: {{ allow: [\"{own}\"] }}")),
+            "{text}"
+        );
+        assert!(text.contains(
+            "publish: { allow: [\"mcollective.broadcast.agent.>\", \"mcollective.node.>\"] }"
+        ));
+        assert!(!text.contains("_INBOX"), "{text}");
+    }
+
+    #[test]
+    fn every_collective_gets_its_subjects() {
+        let o = BrokerOptions {
+            collectives: vec!["eu".into(), "us".into()],
+            ..opts()
+        };
+        let text = broker_config(Path::new("/pki"), &o).unwrap();
+        for c in ["eu", "us"] {
+            assert!(text.contains(&format!("\"{c}.node.web1\"")), "{text}");
+            let own = subject::reply_wildcard(c, "user:alice");
+            assert!(text.contains(&own), "{text}");
+        }
+    }
+
+    #[test]
+    fn refuses_unusable_options() {
+        let cases = [
+            BrokerOptions {
+                collectives: Vec::new(),
+                ..opts()
+            },
+            BrokerOptions {
+                collectives: vec!["a.b".into()],
+                ..opts()
+            },
+            BrokerOptions {
+                nodes: Vec::new(),
+                users: Vec::new(),
+                ..opts()
+            },
+            BrokerOptions {
+                server_cert: "/pki/\"x.pem".into(),
+                ..opts()
+            },
+            BrokerOptions {
+                listen: String::new(),
+                ..opts()
+            },
+        ];
+        for o in cases {
+            let err = broker_config(Path::new("/pki"), &o).unwrap_err();
+            assert!(matches!(err, PkiError::BadBrokerOption(_)), "{o:?}: {err}");
+        }
+        let bad_name = BrokerOptions {
+            users: vec!["al\"ice".into()],
+            ..opts()
+        };
+        assert!(matches!(
+            broker_config(Path::new("/pki"), &bad_name),
+            Err(PkiError::InvalidName { .. })
+        ));
+    }
+}
