@@ -36,7 +36,15 @@ struct Args {
 const EX_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let usage = e.use_stderr();
+            let _ = e.print();
+            // Help and --version are success; bad usage exits 64 (EX_USAGE).
+            return ExitCode::from(if usage { 64 } else { 0 });
+        }
+    };
     let mut cfg = match ResponderConfig::load(&args.config) {
         Ok(c) => c,
         Err(e) => {

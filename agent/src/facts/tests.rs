@@ -243,19 +243,31 @@ async fn timeout_kills_children_holding_stdout() {
         .trim()
         .parse()
         .unwrap();
-    // A killed process may linger as a zombie until its parent (init) reaps it;
-    // either way it must not be running any more.
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .next();
-    assert!(
-        matches!(state, None | Some("Z" | "X")),
-        "sleep still alive: {stat}"
-    );
+    // SIGKILL is delivered asynchronously, and a killed process may linger as
+    // a zombie until init reaps it: poll until it is no longer running.
+    let state = |pid: i32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let s = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .next()
+            .map(str::to_string);
+        (s, stat)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, stat) = state(pid);
+        if matches!(s.as_deref(), None | Some("Z" | "X")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sleep still alive: {stat}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

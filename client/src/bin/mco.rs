@@ -7,7 +7,15 @@ use clap::Parser;
 use mco_client::cli::Cli;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let usage = e.use_stderr();
+            let _ = e.print();
+            // Help and --version are success; bad usage exits 64 (EX_USAGE).
+            return ExitCode::from(if usage { 64 } else { 0 });
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MCO_LOG")
