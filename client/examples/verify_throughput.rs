@@ -63,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let parallel = rt.block_on(async {
         let t = Instant::now();
         let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
-        for m in sealed.iter().cloned() {
+        for m in sealed.clone() {
             let tx = tx.clone();
             let opener = opener.clone();
             tokio::spawn(async move {
