@@ -12,7 +12,7 @@ mod replay;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
@@ -207,7 +207,7 @@ impl Principal {
 pub struct TrustStore {
     ca_der: Vec<u8>,
     revoked: HashSet<Vec<u8>>,
-    cache: Mutex<HashMap<Vec<u8>, Checked>>,
+    cache: RwLock<HashMap<Vec<u8>, Checked>>,
 }
 
 /// A certificate checked against the CA, cached by its DER bytes.
@@ -228,7 +228,7 @@ impl TrustStore {
         Ok(TrustStore {
             ca_der,
             revoked,
-            cache: Mutex::new(HashMap::new()),
+            cache: RwLock::new(HashMap::new()),
         })
     }
 
@@ -259,14 +259,14 @@ impl TrustStore {
     fn principal(&self, der: &[u8]) -> Result<Arc<Principal>, SecurityError> {
         if let Some(hit) = self
             .cache
-            .lock()
+            .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(der)
         {
             return hit.clone();
         }
         let result = self.check_chain(der).map(Arc::new);
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
         }
