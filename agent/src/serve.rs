@@ -139,7 +139,7 @@ pub async fn serve(
 
 fn refuse(node: &NodeState, why: Drop, detail: &dyn std::fmt::Display) {
     node.stats.dropped(why);
-    if node.security.is_some() && why as usize >= Drop::Unsigned as usize {
+    if node.security.is_some() && why.is_security_check() {
         warn!(node = %node.identity, reason = why.name(), "refused a request: {detail}");
     } else {
         debug!(node = %node.identity, reason = why.name(), "dropped a message: {detail}");

@@ -91,6 +91,32 @@ impl Drop {
     pub fn name(self) -> &'static str {
         DROPS[self as usize].1
     }
+
+    /// Whether this is a failed check of DESIGN §8 (certificate, signature, caller, TTL,
+    /// collective, replay) rather than a message that is malformed or not for us; a secure node
+    /// logs these as warnings.
+    pub fn is_security_check(self) -> bool {
+        match self {
+            Drop::Oversized
+            | Drop::Undecodable
+            | Drop::BadVersion
+            | Drop::WrongKind
+            | Drop::BadFilter
+            | Drop::NoReplyTo => false,
+            Drop::Expired
+            | Drop::WrongCollective
+            | Drop::Unsigned
+            | Drop::BadCertificate
+            | Drop::UntrustedCertificate
+            | Drop::CertificateNotYetValid
+            | Drop::CertificateExpired
+            | Drop::CertificateRevoked
+            | Drop::BadSignature
+            | Drop::NameMismatch
+            | Drop::WrongPrincipal
+            | Drop::Replay => true,
+        }
+    }
 }
 
 /// Counters of one node.
@@ -184,6 +210,8 @@ mod tests {
         ] {
             assert_eq!(Drop::from(&e).name(), e.reason(), "names agree with core");
         }
+        assert!(Drop::Expired.is_security_check() && Drop::WrongCollective.is_security_check());
+        assert!(Drop::Replay.is_security_check() && !Drop::Undecodable.is_security_check());
         let s = Stats::default();
         s.dropped(Drop::Expired);
         s.seen();

@@ -26,6 +26,8 @@ pub struct ResponderSpec {
     pub extra_toml: String,
     /// `nats.max_payload`, if set.
     pub max_payload: Option<usize>,
+    /// The body of the `[security]` table; `None` runs the responder in insecure mode.
+    pub security: Option<String>,
 }
 
 impl ResponderSpec {
@@ -39,6 +41,7 @@ impl ResponderSpec {
             fleet: None,
             extra_toml: String::new(),
             max_payload: None,
+            security: None,
         }
     }
 
@@ -69,6 +72,13 @@ impl ResponderSpec {
     /// Sets the responder's message size bound.
     pub fn max_payload(mut self, bytes: usize) -> ResponderSpec {
         self.max_payload = Some(bytes);
+        self
+    }
+
+    /// Runs the responder in secure mode with `table` as the body of its `[security]` table
+    /// (`ca`, `cert`, `key`, …; see [`crate::SecureCollective`], which writes it).
+    pub fn secure(mut self, table: &str) -> ResponderSpec {
+        self.security = Some(table.to_string());
         self
     }
 
@@ -115,11 +125,12 @@ impl Responder {
             id = spec.identity,
             cols = collectives.join(", "),
         ) + &format!(
-                "[nats]\nservers = [{url:?}]\n{payload}[facts]\nfiles = [{facts:?}]\nclasses_file = {classes:?}\nrefresh = \"1h\"\n[security]\ninsecure = true\n{extra}",
+                "[nats]\nservers = [{url:?}]\n{payload}[facts]\nfiles = [{facts:?}]\nclasses_file = {classes:?}\nrefresh = \"1h\"\n[security]\n{security}{extra}",
                 url = nats.url(),
                 payload = spec.max_payload.map(|m| format!("max_payload = {m}\n")).unwrap_or_default(),
                 facts = facts.display().to_string(),
                 classes = classes.display().to_string(),
+                security = spec.security.as_deref().unwrap_or("insecure = true\n"),
                 extra = spec.extra_toml,
             );
         std::fs::write(&config, text).unwrap();

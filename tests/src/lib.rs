@@ -11,6 +11,8 @@
 //! - [`proc`]: [`bin_path`] to find the workspace binaries, [`ChildGuard`] to own a process.
 //! - [`cmd`]: [`mco`] / [`Cmd`] to run a command to completion and assert on its [`Output`].
 //! - [`poll`]: [`eventually`] and [`eventually_async`].
+//! - [`secure`]: [`SecureCollective`], a CA made with `mco pki`, a TLS broker and signing
+//!   responders.
 //!
 //! A typical end-to-end test:
 //!
@@ -38,9 +40,11 @@ pub mod nats;
 pub mod poll;
 pub mod proc;
 pub mod replies;
+pub mod secure;
 
 pub use cmd::{mco, Cmd, Output};
 pub use fleet::{wait_for_nodes, Responder, ResponderSpec};
 pub use nats::{NatsServer, NatsServerBuilder};
 pub use poll::{eventually, eventually_async};
 pub use proc::{bin_path, ChildGuard, ProcStat};
+pub use secure::{tls_connect, SecureCollective, SecureCollectiveBuilder, TlsClient};
