@@ -29,6 +29,8 @@ pub struct BusOptions {
     pub backoff: Backoff,
     /// Messages buffered per subscription before the broker marks us slow.
     pub subscription_capacity: usize,
+    /// Initial size of each connection's read buffer; it grows for larger messages.
+    pub read_buffer: u16,
 }
 
 /// Connects one node, retrying for ever with jittered backoff.
@@ -46,6 +48,7 @@ pub async fn connect(
         .retry_on_initial_connect()
         .max_reconnects(None)
         .subscription_capacity(opts.subscription_capacity)
+        .read_buffer_capacity(opts.read_buffer)
         .reconnect_delay_callback(move |attempt| backoff.delay(attempt, seed))
         .event_callback(move |event| {
             let who = who.clone();
