@@ -32,6 +32,8 @@ pub struct BusOptions {
     pub subscription_capacity: usize,
     /// TLS with a client certificate: CA, certificate and key files.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)>,
+    /// Initial size of each connection's read buffer; it grows for larger messages.
+    pub read_buffer: u16,
 }
 
 /// Connects one node, retrying for ever with jittered backoff.
@@ -59,6 +61,7 @@ pub async fn connect(
         .retry_on_initial_connect()
         .max_reconnects(None)
         .subscription_capacity(opts.subscription_capacity)
+        .read_buffer_capacity(opts.read_buffer)
         .reconnect_delay_callback(move |attempt| backoff.delay(attempt, seed))
         .event_callback(move |event| {
             let who = who.clone();
