@@ -27,7 +27,7 @@ fn mtime(p: &Path) -> Option<SystemTime> {
 impl SharedTrust {
     /// Loads the CA and CRL.
     pub fn load(ca: &Path, crl: Option<&Path>) -> Result<SharedTrust, LoadError> {
-        let store = TrustStore::load(ca, crl)?;
+        let store = TrustStore::load(ca, crl)?.with_memo();
         Ok(SharedTrust {
             ca: ca.to_path_buf(),
             crl: crl.map(Path::to_path_buf),
@@ -52,7 +52,7 @@ impl SharedTrust {
         if now == self.current.read().unwrap_or_else(|e| e.into_inner()).1 {
             return;
         }
-        match TrustStore::load(&self.ca, Some(crl)) {
+        match TrustStore::load(&self.ca, Some(crl)).map(TrustStore::with_memo) {
             Ok(store) => {
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = (Arc::new(store), now);
                 info!("re-read the CRL {}", crl.display());

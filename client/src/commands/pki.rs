@@ -127,6 +127,9 @@ pub enum PkiCommand {
         /// A caller to admit besides the live user certificates in the index (repeatable).
         #[arg(long = "user", value_name = "NAME")]
         users: Vec<String>,
+        /// An agent whose broadcasts responders may receive (repeatable; default: every agent).
+        #[arg(long = "agent", value_name = "AGENT")]
+        agents: Vec<String>,
     },
 }
 
@@ -312,8 +315,14 @@ pub fn run(
             collectives,
             nodes,
             users,
+            agents,
         } => {
-            let text = broker(&dir, listen, server_cert, collectives, nodes, users)?;
+            if let Some(bad) = agents.iter().find(|a| !mco_core::subject::valid_token(a)) {
+                return Err(ClientError::Usage(format!(
+                    "--agent {bad:?} is not an agent name"
+                )));
+            }
+            let text = broker(&dir, listen, server_cert, collectives, nodes, users, agents)?;
             out.write_all(text.as_bytes()).map_err(io)?;
         }
     }
@@ -327,6 +336,7 @@ fn broker(
     collectives: &[String],
     extra_nodes: &[String],
     extra_users: &[String],
+    agents: &[String],
 ) -> Result<String, ClientError> {
     pki::check_name(server_cert).map_err(pki_err)?;
     // Absolute paths, so the configuration works wherever nats-server starts.
@@ -361,6 +371,7 @@ fn broker(
         collectives: collectives.to_vec(),
         nodes,
         users,
+        agents: agents.to_vec(),
     };
     broker_config(&dir, &opts).map_err(pki_err)
 }

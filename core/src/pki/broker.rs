@@ -12,7 +12,8 @@
 //!
 //! Permissions, per collective `C`:
 //! - a responder publishes `C.reply.>` (replies go to the caller's reply subject) and its own
-//!   `C.registration.<identity>`, and subscribes to `C.node.<identity>` and `C.broadcast.agent.>`;
+//!   `C.registration.<identity>`, and subscribes to `C.node.<identity>` and the broadcast subjects
+//!   of its agents, `C.broadcast.agent.<agent>` (or `C.broadcast.agent.>` when no list is given);
 //! - a caller publishes `C.broadcast.agent.>` and `C.node.>`, and subscribes only to its own
 //!   `C.reply.<caller-hash>.>`.
 
@@ -40,6 +41,8 @@ pub struct BrokerOptions {
     pub nodes: Vec<String>,
     /// Caller names (without `user:`).
     pub users: Vec<String>,
+    /// Agents whose broadcasts responders may receive; empty means every agent.
+    pub agents: Vec<String>,
 }
 
 impl Default for BrokerOptions {
@@ -51,6 +54,7 @@ impl Default for BrokerOptions {
             collectives: Vec::new(),
             nodes: Vec::new(),
             users: Vec::new(),
+            agents: Vec::new(),
         }
     }
 }
@@ -121,7 +125,11 @@ pub fn broker_config(ca_dir: &Path, opts: &BrokerOptions) -> Result<String, PkiE
             publish.push(format!("{c}.reply.>"));
             publish.push(subject::registration(c, node));
             subscribe.push(subject::node(c, node));
-            subscribe.push(format!("{c}.broadcast.agent.>"));
+            if opts.agents.is_empty() {
+                subscribe.push(format!("{c}.broadcast.agent.>"));
+            } else {
+                subscribe.extend(opts.agents.iter().map(|a| subject::broadcast(c, a)));
+            }
         }
         user_entry(
             &mut out,
@@ -198,6 +206,24 @@ mod tests {
             users: vec!["alice".into()],
             ..BrokerOptions::default()
         }
+    }
+
+    #[test]
+    fn responders_can_be_confined_to_their_agents_broadcasts() {
+        let o = BrokerOptions {
+            agents: vec!["rpcutil".into(), "nrpe".into()],
+            ..opts()
+        };
+        let text = broker_config(Path::new("/pki"), &o).unwrap();
+        assert!(
+            text.contains(
+                "subscribe: { allow: [\"mcollective.node.web1\", \"mcollective.broadcast.agent.rpcutil\", \"mcollective.broadcast.agent.nrpe\"] }"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains(
+            "subscribe: { allow: [\"mcollective.node.web1\", \"mcollective.broadcast.agent.>\""
+        ));
     }
 
     #[test]

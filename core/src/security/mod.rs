@@ -12,7 +12,9 @@ mod replay;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+
+use sha2::{Digest, Sha256};
 
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
@@ -205,10 +207,18 @@ impl Principal {
 
 /// The collective's CA and CRL: what every message is checked against.
 pub struct TrustStore {
-    ca_der: Vec<u8>,
+    ca_key: VerifyingKey,
+    ca_subject: Vec<u8>,
     revoked: HashSet<Vec<u8>>,
     cache: RwLock<HashMap<Vec<u8>, Checked>>,
+    memo: Option<Mutex<HashSet<[u8; 32]>>>,
 }
+
+/// Bound on remembered envelopes (see [`TrustStore::with_memo`]).
+const MEMO_LIMIT: usize = 4096;
+
+/// The Ed25519 signature algorithm's OID, 1.3.101.112.
+const ED25519_OID: &str = "1.3.101.112";
 
 /// A certificate checked against the CA, cached by its DER bytes.
 type Checked = Result<Arc<Principal>, SecurityError>;
@@ -220,16 +230,30 @@ impl TrustStore {
     /// Loads the CA certificate and, if given, the CRL.
     pub fn load(ca: &Path, crl: Option<&Path>) -> Result<TrustStore, LoadError> {
         let ca_der = read_der(ca)?;
-        parse_x509_certificate(&ca_der).map_err(|e| load_err(ca, e))?;
+        let (_, parsed) = parse_x509_certificate(&ca_der).map_err(|e| load_err(ca, e))?;
+        let ca_key =
+            ed25519_key(&parsed).ok_or_else(|| load_err(ca, "the CA key is not Ed25519"))?;
+        let ca_subject = parsed.subject().as_raw().to_vec();
         let revoked = match crl {
             Some(p) if p.exists() => read_crl(p, &ca_der)?,
             _ => HashSet::new(),
         };
         Ok(TrustStore {
-            ca_der,
+            ca_key,
+            ca_subject,
             revoked,
             cache: RwLock::new(HashMap::new()),
+            memo: None,
         })
+    }
+
+    /// Remembers envelopes whose signature verified, so the same bytes are
+    /// not verified twice. Worth it where one process receives each message
+    /// many times (a responder serving virtual nodes gets every broadcast once
+    /// per node); validity and the CRL are still checked every time.
+    pub fn with_memo(mut self) -> TrustStore {
+        self.memo = Some(Mutex::new(HashSet::new()));
+        self
     }
 
     /// Checks an envelope's certificate and signature at time `now_s` (Unix
@@ -248,11 +272,31 @@ impl TrustStore {
         if self.revoked.contains(&p.serial) {
             return Err(SecurityError::Revoked(p.name.clone()));
         }
+        let digest = self.memo.as_ref().map(|_| {
+            let mut h = Sha256::new();
+            h.update(&env.sig);
+            h.update((env.cert.len() as u64).to_le_bytes());
+            h.update(&env.cert);
+            h.update(&env.body);
+            <[u8; 32]>::from(h.finalize())
+        });
+        if let (Some(memo), Some(d)) = (&self.memo, &digest) {
+            if memo.lock().unwrap_or_else(|e| e.into_inner()).contains(d) {
+                return Ok(p);
+            }
+        }
         let sig = Signature::from_slice(&env.sig)
             .map_err(|_| SecurityError::BadSignature(p.name.clone()))?;
         p.key
             .verify(&env.body, &sig)
             .map_err(|_| SecurityError::BadSignature(p.name.clone()))?;
+        if let (Some(memo), Some(d)) = (&self.memo, digest) {
+            let mut m = memo.lock().unwrap_or_else(|e| e.into_inner());
+            if m.len() >= MEMO_LIMIT {
+                m.clear();
+            }
+            m.insert(d);
+        }
         Ok(p)
     }
 
@@ -277,27 +321,41 @@ impl TrustStore {
     fn check_chain(&self, der: &[u8]) -> Result<Principal, SecurityError> {
         let (_, cert) = parse_x509_certificate(der)
             .map_err(|e| SecurityError::BadCertificate(e.to_string()))?;
-        let (_, ca) = parse_x509_certificate(&self.ca_der)
-            .map_err(|e| SecurityError::BadCertificate(e.to_string()))?;
         let name = common_name(&cert)
             .ok_or_else(|| SecurityError::BadCertificate("no common name".into()))?;
-        if cert.issuer() != ca.subject() || cert.verify_signature(Some(ca.public_key())).is_err() {
-            return Err(SecurityError::UntrustedCertificate(name));
+        let untrusted = || SecurityError::UntrustedCertificate(name.clone());
+        if cert.issuer().as_raw() != self.ca_subject.as_slice()
+            || cert.signature_algorithm.algorithm.to_id_string() != ED25519_OID
+        {
+            return Err(untrusted());
         }
-        let raw = cert.public_key().subject_public_key.data.as_ref();
-        let bytes: [u8; 32] = raw
-            .try_into()
-            .map_err(|_| SecurityError::BadCertificate(format!("{name}: not an Ed25519 key")))?;
-        let key = VerifyingKey::from_bytes(&bytes)
-            .map_err(|_| SecurityError::BadCertificate(format!("{name}: not an Ed25519 key")))?;
+        let sig =
+            Signature::from_slice(cert.signature_value.data.as_ref()).map_err(|_| untrusted())?;
+        self.ca_key
+            .verify(cert.tbs_certificate.as_ref(), &sig)
+            .map_err(|_| untrusted())?;
+        let key = ed25519_key(&cert)
+            .ok_or_else(|| SecurityError::BadCertificate(format!("{name}: not an Ed25519 key")))?;
         Ok(Principal {
-            name,
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
             serial: cert.raw_serial().to_vec(),
             key,
+            name,
         })
     }
+}
+
+/// The Ed25519 public key of a certificate, if it has one.
+fn ed25519_key(cert: &X509Certificate<'_>) -> Option<VerifyingKey> {
+    let raw: [u8; 32] = cert
+        .public_key()
+        .subject_public_key
+        .data
+        .as_ref()
+        .try_into()
+        .ok()?;
+    VerifyingKey::from_bytes(&raw).ok()
 }
 
 fn read_crl(path: &Path, ca_der: &[u8]) -> Result<HashSet<Vec<u8>>, LoadError> {
