@@ -9,12 +9,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use mco_core::security::TrustStore;
 use mco_core::wire::{now_ms, Envelope, Kind, ReplyBody};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+/// Most replies checked in one batch.
+const BATCH: usize = 64;
 
 /// Why a reply was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +38,48 @@ pub struct Opener {
 }
 
 impl Opener {
+    /// Decodes and checks many replies, their signatures in one batch.
+    pub fn open_many(&self, payloads: &[bytes::Bytes]) -> Vec<Result<ReplyBody, Rejected>> {
+        let Some(trust) = &self.trust else {
+            return payloads.iter().map(|p| self.open(p)).collect();
+        };
+        let decoded: Vec<Result<(Envelope, ReplyBody), Rejected>> = payloads
+            .iter()
+            .map(|p| {
+                let env = Envelope::decode(p, self.max_payload, Kind::Reply)
+                    .map_err(|e| Rejected::Undecodable(e.to_string()))?;
+                let reply = env
+                    .reply()
+                    .map_err(|e| Rejected::Undecodable(e.to_string()))?;
+                Ok((env, reply))
+            })
+            .collect();
+        let envs: Vec<&Envelope> = decoded
+            .iter()
+            .filter_map(|d| d.as_ref().ok().map(|(e, _)| e))
+            .collect();
+        let mut checked = trust
+            .verify_many(&envs, (now_ms() / 1000) as i64)
+            .into_iter();
+        decoded
+            .into_iter()
+            .map(|d| {
+                let (_, reply) = d?;
+                let signer = checked
+                    .next()
+                    .unwrap_or(Err(mco_core::security::SecurityError::Unsigned))
+                    .map_err(|e| Rejected::Untrusted(e.to_string()))?;
+                if signer.node_identity() != Some(reply.sender.as_str()) {
+                    return Err(Rejected::Untrusted(format!(
+                        "a reply claiming to be from {:?} is signed by {:?}",
+                        reply.sender, signer.name
+                    )));
+                }
+                Ok(reply)
+            })
+            .collect()
+    }
+
     /// Decodes and checks one reply.
     pub fn open(&self, payload: &[u8]) -> Result<ReplyBody, Rejected> {
         let env = Envelope::decode(payload, self.max_payload, Kind::Reply)
@@ -74,17 +119,45 @@ impl Intake {
     pub fn start(mut sub: async_nats::Subscriber, opener: Opener, sent: Instant) -> Intake {
         let (tx, rx) = mpsc::channel(1024);
         let reader = tokio::spawn(async move {
-            while let Some(msg) = sub.next().await {
-                // A status message (e.g. "no responders") is the broker talking, not a reply.
-                if msg.status.is_some() {
-                    continue;
+            while let Some(first) = sub.next().await {
+                // Take whatever else has already arrived, up to a batch, so
+                // that under load signatures are checked many at a time.
+                let mut batch = Vec::with_capacity(BATCH);
+                let mut rtts = Vec::with_capacity(BATCH);
+                let mut push = |batch: &mut Vec<bytes::Bytes>, msg: async_nats::Message| {
+                    // A status message (e.g. "no responders") is the broker talking, not a reply.
+                    if msg.status.is_none() {
+                        rtts.push(sent.elapsed());
+                        batch.push(msg.payload);
+                    }
+                };
+                push(&mut batch, first);
+                let mut closed = false;
+                while batch.len() < BATCH {
+                    match sub.next().now_or_never() {
+                        Some(Some(msg)) => push(&mut batch, msg),
+                        Some(None) => {
+                            closed = true;
+                            break;
+                        }
+                        None => break,
+                    }
                 }
-                let rtt = sent.elapsed();
-                let tx = tx.clone();
-                let opener = opener.clone();
-                tokio::spawn(async move {
-                    let _ = tx.send((rtt, opener.open(&msg.payload))).await;
-                });
+                if !batch.is_empty() {
+                    let tx = tx.clone();
+                    let opener = opener.clone();
+                    tokio::spawn(async move {
+                        let results = opener.open_many(&batch);
+                        for (rtt, r) in rtts.into_iter().zip(results) {
+                            if tx.send((rtt, r)).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+                if closed {
+                    break;
+                }
             }
             let _ = sub.unsubscribe().await;
         });

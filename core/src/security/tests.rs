@@ -133,6 +133,63 @@ fn the_whole_matrix() {
     assert_eq!(e(&revoked), "certificate_revoked");
     assert_eq!(e(&stranger), "untrusted_certificate");
 
+    // Many at once: the batch path gives each envelope the answer it would
+    // get alone, whether the batch holds a bad one or not.
+    let fresh_trust = TrustStore::load(&ca_path, Some(&crl_path)).unwrap();
+    let bob = creds(d, &issue(&ca1, "user:bob", 2020, 2040, 11), "bob");
+    let all_good = [
+        alice.seal(Kind::Request, body.clone()),
+        bob.seal(Kind::Request, body.clone()),
+    ];
+    let refs: Vec<&Envelope> = all_good.iter().collect();
+    let names: Vec<String> = fresh_trust
+        .verify_many(&refs, NOW)
+        .into_iter()
+        .map(|r| r.unwrap().name.clone())
+        .collect();
+    assert_eq!(names, ["user:alice", "user:bob"]);
+    let mixed = [
+        alice.seal(Kind::Request, body.clone()),
+        tampered.clone(),
+        expired.seal(Kind::Request, body.clone()),
+        revoked.seal(Kind::Request, body.clone()),
+        stranger.seal(Kind::Request, body.clone()),
+        unsigned.clone(),
+        bob.seal(Kind::Request, body.clone()),
+    ];
+    let refs: Vec<&Envelope> = mixed.iter().collect();
+    let fresh_trust = TrustStore::load(&ca_path, Some(&crl_path)).unwrap();
+    let got: Vec<&str> = fresh_trust
+        .verify_many(&refs, NOW)
+        .iter()
+        .map(|r| match r {
+            Ok(_) => "ok",
+            Err(e) => e.reason(),
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "ok",
+            "bad_signature",
+            "certificate_expired",
+            "certificate_revoked",
+            "untrusted_certificate",
+            "unsigned",
+            "ok"
+        ]
+    );
+    // Expiry is checked on the batch path too.
+    let late = [
+        alice.seal(Kind::Request, body.clone()),
+        bob.seal(Kind::Request, body.clone()),
+    ];
+    let refs: Vec<&Envelope> = late.iter().collect();
+    assert!(fresh_trust
+        .verify_many(&refs, 2_300_000_000)
+        .iter()
+        .all(|r| r.as_ref().unwrap_err().reason() == "certificate_expired"));
+
     // A key that does not belong to the certificate is refused at load.
     let other = issue(&ca1, "user:x", 2020, 2040, 9);
     let c = write(d, "x.pem", &other.0);
