@@ -72,8 +72,22 @@ pub fn daemon_stats(
     }
     let out = mco(args);
     out.assert_success();
+    stats_by_node(&out, ids.len())
+}
+
+/// The `data` of each reply of a `daemon_stats -j` run, by sender; every one
+/// must be status 0 and `expected` nodes must have answered.
+///
+/// # Panics
+///
+/// If a reply failed, lacks data, or a node did not answer.
+#[track_caller]
+pub fn stats_by_node(
+    out: &Output,
+    expected: usize,
+) -> BTreeMap<String, serde_json::Map<String, Value>> {
     let mut stats = BTreeMap::new();
-    for r in replies(&out) {
+    for r in replies(out) {
         assert_eq!(r.get("statuscode"), Some(&Value::from(0)), "{out:?}");
         let sender = r["sender"].as_str().unwrap_or_default().to_string();
         let Some(Value::Object(data)) = r.get("data") else {
@@ -81,7 +95,7 @@ pub fn daemon_stats(
         };
         stats.insert(sender, data.clone());
     }
-    assert_eq!(stats.len(), ids.len(), "every node answers\n{out:?}");
+    assert_eq!(stats.len(), expected, "every node answers\n{out:?}");
     stats
 }
 

@@ -21,7 +21,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::mpsc;
 
-use crate::replies::{replies, write_nodes_file};
+use crate::replies::write_nodes_file;
 use crate::{eventually, Cmd, NatsServer, Output, Responder, ResponderSpec};
 
 /// The collective every secure collective serves.
@@ -365,18 +365,7 @@ impl SecureCollective {
         for id in ids {
             cmd = cmd.args(["-I", id]);
         }
-        let out = cmd.run();
-        let mut stats = BTreeMap::new();
-        for r in replies(&out) {
-            assert_eq!(r.get("statuscode"), Some(&Value::from(0)), "{out:?}");
-            let sender = r["sender"].as_str().unwrap_or_default().to_string();
-            let Some(Value::Object(data)) = r.get("data") else {
-                panic!("daemon_stats reply without data\n{out:?}");
-            };
-            stats.insert(sender, data.clone());
-        }
-        assert_eq!(stats.len(), ids.len(), "every node answers\n{out:?}");
-        stats
+        crate::replies::stats_by_node(&cmd.run(), ids.len())
     }
 
     /// Connects to the broker over TLS as `name` (a user or node of this collective), or with no
