@@ -308,7 +308,7 @@ impl Parser<'_> {
             }
             Tok::RParen => Err(self.err_at(at, "unexpected ')'")),
             Tok::And | Tok::Or => Err(self.err_at(at, "expected a term before this operator")),
-            Tok::Not => unreachable_not(),
+            Tok::Not => Ok(Expr::Not(Box::new(self.unary()?))),
             Tok::Func(name, arg) => self.term(at, &name, arg).map(Expr::Term),
             Tok::Word(w) => {
                 let term = if has_operator(&w) {
@@ -352,11 +352,6 @@ impl Parser<'_> {
             .map(|_| ())
             .map_err(|e| self.err_at(at, format!("{} (in {s:?})", e.message)))
     }
-}
-
-fn unreachable_not() -> Result<Expr, FilterError> {
-    // `unary` consumes every `not` before `primary` runs.
-    Ok(Expr::Term(Term::Class(String::new())))
 }
 
 /// Parses a compound expression.

@@ -198,7 +198,8 @@ impl CompiledFact {
             Cmp::Value(op, want, num) => match op {
                 FactOp::Eq => equal(v, want, *num),
                 FactOp::Ne => !equal(v, want, *num),
-                FactOp::Re => unreachable_re(),
+                // `=~` always compiles to `Cmp::Regex`; a plain value never matches it.
+                FactOp::Re => false,
                 FactOp::Lt => order(v, want, *num) == Some(Ordering::Less),
                 FactOp::Gt => order(v, want, *num) == Some(Ordering::Greater),
                 FactOp::Le => {
@@ -211,11 +212,6 @@ impl CompiledFact {
             },
         }
     }
-}
-
-fn unreachable_re() -> bool {
-    // `=~` always compiles to a regex comparison.
-    false
 }
 
 /// A fact value as text for string and regex comparisons.
