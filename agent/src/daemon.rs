@@ -48,7 +48,7 @@ pub fn preflight(cfg: &ResponderConfig) -> Result<(Registry, Vec<String>), Daemo
             return Err(DaemonError::Unsupported(msg));
         }
     }
-    Ok(Registry::from_config(&cfg.agents)?)
+    Ok(Registry::from_config(cfg)?)
 }
 
 /// Runs the responder until `shutdown` turns true. `reload` re-reads facts

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use mco_core::agent::AgentSummary;
-use mco_core::config::AgentsConfig;
+use mco_core::config::ResponderConfig;
 use mco_core::{Agent, Ddl};
 
 /// Why the agent set could not be built.
@@ -13,6 +13,16 @@ pub enum RegistryError {
     /// `[agents] enabled` names an agent this build does not have.
     #[error("agents.enabled: unknown agent {0:?} (this build has: {1})")]
     UnknownAgent(String, String),
+    /// An agent's `[plugin.NAME]` settings are wrong.
+    #[error("{file}: plugin.{agent}: {message}")]
+    Plugin {
+        /// The config file.
+        file: String,
+        /// The agent.
+        agent: String,
+        /// What is wrong, naming the key.
+        message: String,
+    },
     /// A DDL in a configured directory did not load.
     #[error(transparent)]
     Ddl(#[from] mco_core::ddl::DdlError),
@@ -33,18 +43,33 @@ pub struct Registry {
     agents: BTreeMap<String, Hosted>,
 }
 
-/// Every agent this build can host.
-pub fn builtin() -> Vec<Arc<dyn Agent>> {
-    vec![Arc::new(mco_plugin_rpcutil::Rpcutil::new())]
+/// The names of every agent this build can host.
+pub const BUILTIN: &[&str] = &["rpcutil"];
+
+/// Builds one built-in agent from its `[plugin.NAME]` table (empty when the
+/// config has none).
+fn build(name: &str, cfg: &ResponderConfig) -> Result<Arc<dyn Agent>, RegistryError> {
+    let empty = toml::Table::new();
+    let table = cfg.plugin.get(name).unwrap_or(&empty);
+    let fail = |message: String| RegistryError::Plugin {
+        file: cfg.file.display().to_string(),
+        agent: name.to_string(),
+        message,
+    };
+    let _ = (table, &fail);
+    match name {
+        "rpcutil" => Ok(Arc::new(mco_plugin_rpcutil::Rpcutil::new())),
+        other => unreachable!("{other} is not in BUILTIN"),
+    }
 }
 
 impl Registry {
     /// Builds the registry from the config: the enabled built-in agents
     /// (rpcutil always), with DDLs from `ddl_dirs` replacing built-in ones of
     /// the same name. Returns warnings for DDLs that have no implementation here.
-    pub fn from_config(cfg: &AgentsConfig) -> Result<(Registry, Vec<String>), RegistryError> {
-        let all = builtin();
-        let names: Vec<&str> = all.iter().map(|a| a.name()).collect();
+    pub fn from_config(config: &ResponderConfig) -> Result<(Registry, Vec<String>), RegistryError> {
+        let cfg = &config.agents;
+        let names = BUILTIN;
         let enabled: Vec<String> = match &cfg.enabled {
             Some(list) => {
                 for n in list {
@@ -57,11 +82,11 @@ impl Registry {
             None => names.iter().map(|s| s.to_string()).collect(),
         };
         let mut reg = Registry::default();
-        for agent in all {
-            let name = agent.name().to_string();
-            if name == "rpcutil" || enabled.contains(&name) {
+        for name in names {
+            if *name == "rpcutil" || enabled.iter().any(|e| e == name) {
+                let agent = build(name, config)?;
                 let ddl = Arc::new(agent.ddl().clone());
-                reg.agents.insert(name, Hosted { agent, ddl });
+                reg.agents.insert(name.to_string(), Hosted { agent, ddl });
             }
         }
         let mut warnings = Vec::new();
