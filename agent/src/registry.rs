@@ -44,7 +44,7 @@ pub struct Registry {
 }
 
 /// The names of every agent this build can host.
-pub const BUILTIN: &[&str] = &["rpcutil"];
+pub const BUILTIN: &[&str] = &["rpcutil", "resource"];
 
 /// Builds one built-in agent from its `[plugin.NAME]` table (empty when the
 /// config has none).
@@ -56,9 +56,11 @@ fn build(name: &str, cfg: &ResponderConfig) -> Result<Arc<dyn Agent>, RegistryEr
         agent: name.to_string(),
         message,
     };
-    let _ = (table, &fail);
     match name {
         "rpcutil" => Ok(Arc::new(mco_plugin_rpcutil::Rpcutil::new())),
+        "resource" => Ok(Arc::new(
+            mco_plugin_resource::ResourceAgent::from_config(table).map_err(fail)?,
+        )),
         other => unreachable!("{other} is not in BUILTIN"),
     }
 }
