@@ -7,6 +7,7 @@ use crate::model::{absent, ensure_of, same, Change, Failure, Property, State};
 use crate::system::System;
 
 mod host;
+mod user;
 
 /// One resource type (`user`, `file`, …) and its provider.
 ///
@@ -114,7 +115,10 @@ pub fn missing(name: &str) -> State {
 
 /// Every type this build has.
 pub fn all() -> Vec<Box<dyn ResourceType>> {
-    vec![Box::new(host::Host)]
+    vec![
+        Box::new(host::Host),
+        Box::new(user::User::default()),
+    ]
 }
 
 /// The names of every type this build has.
