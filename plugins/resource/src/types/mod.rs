@@ -6,6 +6,7 @@ use serde_json::Value;
 use crate::model::{absent, ensure_of, same, Change, Failure, Property, State};
 use crate::system::System;
 
+mod group;
 mod host;
 mod user;
 
@@ -118,6 +119,7 @@ pub fn all() -> Vec<Box<dyn ResourceType>> {
     vec![
         Box::new(host::Host),
         Box::new(user::User::default()),
+        Box::new(group::Group),
     ]
 }
 
