@@ -8,6 +8,7 @@ use crate::system::System;
 
 mod group;
 mod host;
+mod ssh_authorized_key;
 mod user;
 
 /// One resource type (`user`, `file`, …) and its provider.
@@ -120,6 +121,7 @@ pub fn all() -> Vec<Box<dyn ResourceType>> {
         Box::new(host::Host),
         Box::new(user::User::default()),
         Box::new(group::Group),
+        Box::new(ssh_authorized_key::SshAuthorizedKey),
     ]
 }
 
