@@ -6,6 +6,7 @@ use serde_json::Value;
 use crate::model::{absent, ensure_of, same, Change, Failure, Property, State};
 use crate::system::System;
 
+mod cron;
 mod group;
 mod host;
 mod ssh_authorized_key;
@@ -122,6 +123,7 @@ pub fn all() -> Vec<Box<dyn ResourceType>> {
         Box::new(user::User::default()),
         Box::new(group::Group),
         Box::new(ssh_authorized_key::SshAuthorizedKey),
+        Box::new(cron::Cron),
     ]
 }
 
