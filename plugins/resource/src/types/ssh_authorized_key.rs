@@ -14,7 +14,8 @@
 //! root's passwd; the new file gets its owner before it is renamed into
 //! place). An existing file keeps its mode and owner. A `.ssh` or
 //! `authorized_keys` that is a symbolic link is refused: following it as
-//! root could read or write another file.
+//! root could read or write another file (`find` and `search` skip such
+//! files; `do` fails on them).
 //!
 //! Lines are written `[OPTIONS ]KEY_TYPE KEY NAME`. `options` are split on
 //! commas outside double quotes (so `from="a,b"` is one option) and

@@ -859,6 +859,45 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn managed_homes_move_and_stay_unless_managed() {
+        let f = accounts("user");
+        let bob = [("uid", "1010"), ("home", "/home/bob"), ("shell", "/bin/sh")];
+        let mut create = bob.to_vec();
+        create.push(("managehome", "true"));
+        f.ensure("bob", &create);
+        fs::write(f.root().join("home/bob/notes"), "kept").unwrap();
+        // usermod -m moves the home but does not make its parent
+        fs::create_dir(f.root().join("srv")).unwrap();
+        let r = f.ensure("bob", &[("home", "/srv/bob"), ("managehome", "true")]);
+        assert_eq!(
+            r["changes"],
+            json!([{"property": "home", "old": "/home/bob", "new": "/srv/bob"}])
+        );
+        assert!(!f.root().join("home/bob").exists());
+        assert_eq!(
+            fs::read_to_string(f.root().join("srv/bob/notes")).unwrap(),
+            "kept"
+        );
+        assert_eq!(
+            f.read(PASSWD),
+            format!("{PASSWD0}bob:x:1010:1010::/srv/bob:/bin/sh\n")
+        );
+        // removed without managehome: the home stays
+        f.ensure("bob", &[("ensure", "absent")]);
+        assert_eq!(f.read(PASSWD), PASSWD0);
+        assert_eq!(f.read(GROUP), GROUP0);
+        assert!(f.root().join("srv/bob/notes").exists());
+    }
+
+    #[test]
+    fn the_real_root_gets_no_prefix() {
+        let real = System::new("/", std::time::Duration::from_secs(1));
+        assert!(prefix(&real).is_empty());
+        let tmp = System::new("/tmp/r", std::time::Duration::from_secs(1));
+        assert_eq!(prefix(&tmp), ["--prefix", "/tmp/r"]);
+    }
+
+    #[test]
     fn bad_input_names_the_property_and_touches_nothing() {
         let f = accounts("user");
         for (props, prop) in [
