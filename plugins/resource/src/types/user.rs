@@ -5,8 +5,11 @@
 //! `userdel`), given `--prefix ROOT` when the root is not `/`, so they read
 //! and write the root's `/etc/passwd`, `/etc/group`, `/etc/shadow` and
 //! `/etc/gshadow` (and its `/etc/login.defs`, which decides for instance
-//! whether `userdel` removes the user's own group). The tools keep every
-//! line they do not change as it was. Under a prefix we also pass
+//! whether `userdel` removes the user's own group, and the password ageing
+//! fields of a new `/etc/shadow` line; without it the tools' built-in
+//! defaults apply). The tools keep every line they do not change as it was.
+//! Supplementary groups given by number are turned into names first:
+//! shadow 4.13's `usermod -G NUMBER` crashes under `--prefix`. Under a prefix we also pass
 //! `useradd -l` (its lastlog/faillog reset would write the host's
 //! `/var/log` files, which the prefix does not cover) and take the skeleton
 //! from the root's `/etc/skel`.
