@@ -50,7 +50,10 @@ fn allow_all(root: &Path) -> String {
     let dir = root.join("policies");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("resource.policy"), "policy default allow\n").unwrap();
-    format!("insecure = true\npolicy_dir = {:?}\n", dir.display().to_string())
+    format!(
+        "insecure = true\npolicy_dir = {:?}\n",
+        dir.display().to_string()
+    )
 }
 
 fn spawn(nats: &NatsServer, id: &str, role: &str, extra: &str) -> Node {
