@@ -146,7 +146,12 @@ impl Bus {
                 .add_root_certificates(ca)
                 .add_client_certificate(cert, key)
                 .require_tls(true);
-            (Some(creds), Some(Arc::new(trust)))
+            if sec.sign {
+                (Some(creds), Some(Arc::new(trust)))
+            } else {
+                eprintln!("mco: UNSIGNED MODE (security.sign = false): TLS to the broker is on, but requests are not signed and replies are not verified; use this only to measure what signing costs");
+                (None, None)
+            }
         };
         let client = options
             .name(format!("mco {}", cfg.identity))
