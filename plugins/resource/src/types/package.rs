@@ -32,7 +32,9 @@
 //!   `--force-script-chrootless` is deliberately not used, as the scripts would
 //!   then act on the real system.
 //!
-//! `held` sets dpkg's selection with `dpkg --set-selections`. Multi-arch
+//! `held` sets dpkg's selection with `dpkg --set-selections`; a held package
+//! is left alone by apt, so `latest` cannot upgrade it until it is released
+//! (by `dpkg --set-selections`, outside this type). Multi-arch
 //! qualified names (`libc6:i386`) are not supported: the first stanza of the
 //! name is the package.
 

@@ -4,7 +4,9 @@
 //! Two providers, chosen per node:
 //! - **systemd** when the root is `/` and `/run/systemd/system` exists:
 //!   `systemctl is-active`, `is-enabled`, `start`, `stop`, `enable`,
-//!   `disable`. A name without a unit suffix means `NAME.service`.
+//!   `disable`. A name without a unit suffix means `NAME.service`; `search`
+//!   lists every service unit file (templates excepted) by its full unit name,
+//!   its state from one `systemctl list-units` call.
 //! - **init** (SysV) otherwise: the script `/etc/init.d/NAME` under the root.
 //!   `NAME status` exiting 0 means running, anything else (LSB: 3) stopped;
 //!   `start`/`stop` go through the script, run on this host at its path under
