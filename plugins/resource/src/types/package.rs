@@ -632,6 +632,18 @@ mod tests {
             json!(false)
         );
 
+        // modify: back to an older version, then latest again
+        let r = f.ensure("mco-demo", &[("ensure", "1.0-1")]);
+        assert_eq!(
+            r["changes"],
+            json!([{"property": "ensure", "old": "1.1-1", "new": "1.0-1"}])
+        );
+        assert_eq!(r["ensure"], json!("1.0-1"));
+        assert_eq!(std::fs::read_to_string(&hello).unwrap(), "1.0-1\n");
+        assert_eq!(without(&f.read(STATUS), "mco-demo"), BEFORE);
+        let r = f.ensure("mco-demo", &[("ensure", "latest")]);
+        assert_eq!(r["ensure"], json!("1.1-1"));
+
         // held
         let r = f.ensure("mco-demo", &[("ensure", "held")]);
         assert_eq!(r["changed"], json!(true));
