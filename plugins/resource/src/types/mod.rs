@@ -7,6 +7,8 @@ use crate::model::{absent, ensure_of, same, Change, Failure, Property, State};
 use crate::system::System;
 
 mod host;
+mod package;
+mod service;
 
 /// One resource type (`user`, `file`, …) and its provider.
 ///
@@ -114,7 +116,11 @@ pub fn missing(name: &str) -> State {
 
 /// Every type this build has.
 pub fn all() -> Vec<Box<dyn ResourceType>> {
-    vec![Box::new(host::Host)]
+    vec![
+        Box::new(host::Host),
+        Box::new(package::Package),
+        Box::new(service::Service),
+    ]
 }
 
 /// The names of every type this build has.
