@@ -7,7 +7,7 @@ use crate::model::{absent, ensure_of, same, Change, Failure, Property, State};
 use crate::system::System;
 
 // mod exec;
-// mod file;
+mod file;
 mod host;
 mod mailalias;
 
@@ -147,7 +147,7 @@ pub fn all() -> Vec<Box<dyn ResourceType>> {
     vec![
         Box::new(host::Host),
         Box::new(mailalias::Mailalias),
-        // Box::new(file::File),
+        Box::new(file::File),
         // Box::new(exec::Exec),
     ]
 }
