@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::model::{absent, ensure_of, same, Change, Failure, Property, State};
 use crate::system::System;
 
-// mod exec;
+mod exec;
 mod file;
 mod host;
 mod mailalias;
@@ -148,7 +148,7 @@ pub fn all() -> Vec<Box<dyn ResourceType>> {
         Box::new(host::Host),
         Box::new(mailalias::Mailalias),
         Box::new(file::File),
-        // Box::new(exec::Exec),
+        Box::new(exec::Exec),
     ]
 }
 
