@@ -316,7 +316,7 @@ impl ResourceType for Exec {
                 return Err(Failure::invalid("returns", "names no exit code"));
             }
             for c in codes {
-                if !c.trim().parse::<u8>().is_ok() {
+                if c.trim().parse::<u8>().is_err() {
                     return Err(Failure::invalid(
                         "returns",
                         format!("{c:?} is not an exit code (0-255)"),

@@ -177,6 +177,8 @@ fn wanted(desired: &State, current: &State) -> Option<&'static str> {
         "file" => "file",
         "directory" => "directory",
         "link" => "link",
+        // `present`, or nothing said: whatever is there, but content means a file.
+        _ if desired.contains_key("content") => "file",
         _ => match have {
             "absent" if desired.contains_key("ensure") => "file",
             "absent" => return None,
@@ -476,23 +478,21 @@ impl ResourceType for File {
         let changed = |k: &str| changes.iter().any(|c| c.property == k);
         let mode = text(desired, "mode").and_then(|m| u32::from_str_radix(m, 8).ok());
         match want {
-            "file" => {
-                if have != "file" || changed("content") {
-                    if have == "file" {
-                        if let Some(b) = backup_path(&p, desired) {
-                            let old = fs::read(&p).map_err(|e| Failure::io(&p, e))?;
-                            let md = fs::metadata(&p).map_err(|e| Failure::io(&p, e))?;
-                            write_atomic(&b, &old, md.mode() & 0o7777)?;
-                        }
+            "file" if have != "file" || changed("content") => {
+                if have == "file" {
+                    if let Some(b) = backup_path(&p, desired) {
+                        let old = fs::read(&p).map_err(|e| Failure::io(&p, e))?;
+                        let md = fs::metadata(&p).map_err(|e| Failure::io(&p, e))?;
+                        write_atomic(&b, &old, md.mode() & 0o7777)?;
                     }
-                    if have == "link" {
-                        // write_atomic would take the mode and owner of what
-                        // the link points to.
-                        fs::remove_file(&p).map_err(|e| Failure::io(&p, e))?;
-                    }
-                    let content = text(desired, "content").unwrap_or_default();
-                    write_atomic(&p, content.as_bytes(), mode.unwrap_or(0o644))?;
                 }
+                if have == "link" {
+                    // write_atomic would take the mode and owner of what
+                    // the link points to.
+                    fs::remove_file(&p).map_err(|e| Failure::io(&p, e))?;
+                }
+                let content = text(desired, "content").unwrap_or_default();
+                write_atomic(&p, content.as_bytes(), mode.unwrap_or(0o644))?;
             }
             "directory" if have == "absent" => {
                 fs::create_dir(&p).map_err(|e| Failure::io(&p, e))?;
@@ -728,6 +728,8 @@ mod tests {
         // directories are never replaced
         let e = f.ensure_err("/srv/data", &[("ensure", "file")]);
         assert_eq!(e.status, mco_core::Status::Aborted);
+        assert!(e.message.contains("refusing to replace"), "{}", e.message);
+        let e = f.ensure_err("/srv/data", &[("ensure", "present"), ("content", "x")]);
         assert!(e.message.contains("refusing to replace"), "{}", e.message);
         let e = f.ensure_err("/srv/keep.conf", &[("ensure", "directory")]);
         assert!(e.message.contains("refusing to replace"), "{}", e.message);
