@@ -214,7 +214,7 @@ impl ResourceType for Mailalias {
         Ok(parse(&lines(&text)).iter().map(state).collect())
     }
 
-    fn changes(&self, name: &str, desired: &State, current: &State) -> Vec<Change> {
+    fn changes(&self, _name: &str, desired: &State, current: &State) -> Vec<Change> {
         let mut d = desired.clone();
         if let Some(rs) = desired_recipients(desired) {
             d.insert("recipient".into(), json!(rs));
@@ -223,7 +223,6 @@ impl ResourceType for Mailalias {
             Property::new("ensure", Kind::OneOf(&["present", "absent"])),
             Property::new("recipient", Kind::OrderedList),
         ];
-        let _ = name;
         crate::types::default_changes(TYPED, &d, current)
     }
 
