@@ -18,8 +18,9 @@
 //!   `<`, `$(`, `${`, `$NAME`, backquotes) is refused with a message to set
 //!   `shell=true`. Without a shell, `*` and `~` are not expanded.
 //! - `cwd` (default: the root), `environment` (`KEY=VALUE` items, comma
-//!   separated, so a value cannot hold a comma), `user` (name or number from the root's `/etc/passwd`; its
-//!   `HOME`, `USER` and `LOGNAME` are set), `timeout` (seconds; default the
+//!   separated, so a value cannot hold a comma), `user` (name or number
+//!   from the root's `/etc/passwd`; its `HOME`, `USER` and `LOGNAME` are
+//!   set), `timeout` (seconds; default the
 //!   agent's command timeout), `returns` (exit codes that mean success;
 //!   default `0`).
 //!
