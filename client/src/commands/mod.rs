@@ -6,6 +6,7 @@ mod find;
 mod inventory;
 mod ping;
 pub mod pki;
+mod resource;
 mod rpc;
 
 use std::io::Write;
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, ClientError> {
     match cli.command {
         Command::Ping { target } => ping::run(&cfg, &target, out).await,
         Command::Rpc(args) => rpc::run(&cfg, &args, out).await,
+        Command::Resource(args) => resource::run(&cfg, &args, out).await,
         Command::Facts {
             fact,
             verbose,

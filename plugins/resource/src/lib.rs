@@ -187,13 +187,15 @@ impl Inner {
         ty.validate(&name, &desired)?;
         let noop = self.settings.noop || input.get("noop").and_then(Value::as_bool) == Some(true);
         let _one_at_a_time = self.changing.lock().unwrap_or_else(|p| p.into_inner());
-        let current = ty.find(&self.system, &name)?;
+        let current = ty.current(&self.system, &name, &desired)?;
         let changes = ty.changes(&name, &desired, &current);
         let after = if changes.is_empty() || noop {
             current.clone()
         } else {
-            ty.apply(&self.system, &name, &desired, &current, &changes)?;
-            ty.find(&self.system, &name)?
+            let report = ty.apply_report(&self.system, &name, &desired, &current, &changes)?;
+            let mut after = ty.find(&self.system, &name)?;
+            after.extend(report);
+            after
         };
         let mut resource = after;
         self.redact(ty, &mut resource);

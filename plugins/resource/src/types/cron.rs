@@ -8,8 +8,8 @@
 //! adopted; an adopted job keeps its marker line as it is. A job owns only
 //! its block: other jobs, comments and environment lines are kept byte for
 //! byte. The name is unique on the node: `find` takes the first job of that
-//! name in the crontabs in order of user name, and giving a job another
-//! `user` moves it. On creation `user` defaults to root and the schedule
+//! name in the crontabs in order of user name (`do` first looks in the
+//! given user's crontab), and giving a job another `user` moves it. On creation `user` defaults to root and the schedule
 //! fields to `*`; `command` is required. A special schedule (`@reboot`…)
 //! found in a file is shown as `minute` with the other fields `*`.
 //!
@@ -352,6 +352,25 @@ impl ResourceType for Cron {
 
     fn search(&self, sys: &System) -> Result<Vec<State>, Failure> {
         Ok(all_jobs(sys)?.iter().map(|(u, j)| state(u, j)).collect())
+    }
+
+    /// The job of that name in the desired user's crontab if it has one,
+    /// otherwise [`ResourceType::find`]'s (which `do` then moves); a user
+    /// the root does not have is refused.
+    fn current(&self, sys: &System, name: &str, desired: &State) -> Result<State, Failure> {
+        if let Some(u) = desired.get("user").and_then(Value::as_str) {
+            if !read_passwd(sys)?.iter().any(|p| p.name == u) {
+                return Err(Failure::invalid(
+                    "user",
+                    format!("{u:?} is not a user of this node"),
+                ));
+            }
+            let all = all_jobs(sys)?;
+            if let Some((owner, j)) = all.iter().find(|(o, j)| o == u && j.name == name) {
+                return Ok(state(owner, j));
+            }
+        }
+        self.find(sys, name)
     }
 
     fn apply(

@@ -7,8 +7,13 @@ use crate::model::{absent, ensure_of, same, Change, Failure, Property, State};
 use crate::system::System;
 
 mod cron;
+mod exec;
+mod file;
 mod group;
 mod host;
+mod mailalias;
+mod package;
+mod service;
 mod ssh_authorized_key;
 mod user;
 
@@ -36,6 +41,17 @@ pub trait ResourceType: Send + Sync {
     /// Every resource of this type on the node, each with a `name`.
     fn search(&self, sys: &System) -> Result<Vec<State>, Failure>;
 
+    /// The current state that `do` compares `desired` with. The default is
+    /// [`ResourceType::find`]; a type whose "current state" depends on the
+    /// request overrides it: an exec evaluates its `creates`, `onlyif` and
+    /// `unless` here, a file resolves a numeric owner given in `desired`
+    /// against the node's user database. It may also refuse a request that
+    /// only the node can judge (an owner that does not exist there).
+    fn current(&self, sys: &System, name: &str, desired: &State) -> Result<State, Failure> {
+        let _ = desired;
+        self.find(sys, name)
+    }
+
     /// What must change to turn `current` into `desired`. The default
     /// compares each desired state property with the current one (see
     /// [`default_changes`]).
@@ -53,6 +69,22 @@ pub trait ResourceType: Send + Sync {
         current: &State,
         changes: &[Change],
     ) -> Result<(), Failure>;
+
+    /// Makes the changes like [`ResourceType::apply`] and returns facts
+    /// about the run that `find` cannot show afterwards (an exec's
+    /// `exitcode` and `output`); `do` adds them to the `resource` it
+    /// replies with. The default applies and adds nothing.
+    fn apply_report(
+        &self,
+        sys: &System,
+        name: &str,
+        desired: &State,
+        current: &State,
+        changes: &[Change],
+    ) -> Result<State, Failure> {
+        self.apply(sys, name, desired, current, changes)?;
+        Ok(State::new())
+    }
 }
 
 /// The comparison most types want:
@@ -120,7 +152,12 @@ pub fn missing(name: &str) -> State {
 pub fn all() -> Vec<Box<dyn ResourceType>> {
     vec![
         Box::new(host::Host),
-        Box::new(user::User::default()),
+        Box::new(package::Package),
+        Box::new(service::Service),
+        Box::new(mailalias::Mailalias),
+        Box::new(file::File),
+        Box::new(exec::Exec),
+        Box::new(user::User),
         Box::new(group::Group),
         Box::new(ssh_authorized_key::SshAuthorizedKey),
         Box::new(cron::Cron),

@@ -4,7 +4,8 @@
 //! is unique on the node: `find` looks through the `authorized_keys` of
 //! every user of the root's `/etc/passwd` (in that order; a home shared by
 //! several users is read once) and takes the first line whose comment is
-//! the name. A key owns only that line; every other line (other keys,
+//! the name (`do` first looks in the given user's file). A key owns only
+//! that line; every other line (other keys,
 //! comments, blank lines, odd spacing) is kept byte for byte. Giving a key
 //! another `user` moves it from the old user's file to the new one's.
 //!
@@ -466,6 +467,20 @@ impl ResourceType for SshAuthorizedKey {
         Ok(all_keys(sys)?.iter().map(|(u, e)| state(u, e)).collect())
     }
 
+    /// The key of that name in the desired user's file if it has one,
+    /// otherwise [`ResourceType::find`]'s (which `do` then moves); a user
+    /// the root does not have is refused.
+    fn current(&self, sys: &System, name: &str, desired: &State) -> Result<State, Failure> {
+        if let Some(u) = desired.get("user").and_then(Value::as_str) {
+            user_entry(sys, u)?;
+            let all = all_keys(sys)?;
+            if let Some((owner, e)) = all.iter().find(|(o, e)| o == u && e.name == name) {
+                return Ok(state(owner, e));
+            }
+        }
+        self.find(sys, name)
+    }
+
     fn changes(&self, _name: &str, desired: &State, current: &State) -> Vec<Change> {
         let mut want = desired.clone();
         if let Some(o) = desired.get("options").and_then(Value::as_str) {
@@ -724,6 +739,30 @@ mod tests {
         }
         assert!(!f.root().join("home/alice/.ssh").exists());
         assert_eq!(f.read("/home/bob/.ssh/authorized_keys"), BOB_BEFORE);
+    }
+
+    #[test]
+    fn the_given_users_key_wins() {
+        let f = fixture();
+        let line = format!("ssh-ed25519 {K3} shared\n");
+        let f = f.file("/home/alice/.ssh/authorized_keys", &line).file(
+            "/home/bob/.ssh/authorized_keys",
+            &format!("{BOB_BEFORE}{line}"),
+        );
+        let r = f.ensure(
+            "shared",
+            &[("user", "bob"), ("key_type", "ssh-ed25519"), ("key", K1)],
+        );
+        assert_eq!(
+            r["changes"],
+            json!([{"property": "key", "old": K3, "new": K1}])
+        );
+        assert_eq!(f.read("/home/alice/.ssh/authorized_keys"), line);
+        assert_eq!(
+            f.read("/home/bob/.ssh/authorized_keys"),
+            format!("{BOB_BEFORE}ssh-ed25519 {K1} shared\n")
+        );
+        assert_eq!(f.find("shared")["resource"]["user"], json!("alice"));
     }
 
     #[test]

@@ -38,13 +38,12 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use serde_json::{json, Value};
 
 use crate::model::{strings, Change, Failure, Kind, Property, State};
 use crate::system::{lines, Cmd, System};
-use crate::types::{default_changes, missing, ResourceType};
+use crate::types::{missing, ResourceType};
 
 /// The accounts file, as written on the node.
 pub const PASSWD: &str = "/etc/passwd";
@@ -69,13 +68,7 @@ const PROPS: &[Property] = &[
 ];
 
 /// The `user` type.
-#[derive(Default)]
-pub struct User {
-    /// The group table (name, gid) as the last `find` read it, so that
-    /// `changes` can compare a gid given as a number with one shown as a
-    /// name. Changes are made one at a time, right after a `find`.
-    groups: Mutex<Vec<(String, u32)>>,
-}
+pub struct User;
 
 /// One `/etc/passwd` entry.
 #[derive(Debug, Clone)]
@@ -302,30 +295,30 @@ pub fn password_ok(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"./$=,-".contains(&b))
 }
 
-fn group_name(groups: &[(String, u32)], g: &str) -> String {
-    if let Ok(n) = g.parse::<u32>() {
-        if let Some((name, _)) = groups.iter().find(|(_, id)| *id == n) {
-            return name.clone();
-        }
+/// The gid of a group given by name or number, if the root's
+/// `/etc/group` has it.
+fn gid_of(table: &[GroupEntry], g: &str) -> Option<u32> {
+    match g.parse::<u32>() {
+        Ok(n) => table.iter().find(|e| e.gid == n).map(|e| e.gid),
+        Err(_) => table.iter().find(|e| e.name == g).map(|e| e.gid),
     }
-    g.to_string()
 }
 
-/// Supplementary groups given by name or number, as names: `usermod -G`
-/// with a number under `--prefix` crashes (shadow 4.13), so numbers are
-/// resolved through the root's `/etc/group` first.
-fn group_names(sys: &System, groups: &Value) -> Result<Vec<String>, Failure> {
-    let table = read_groups(sys)?;
+/// Supplementary groups given by name or number, as names, each known to
+/// the root's `/etc/group` (`usermod -G NUMBER` crashes under `--prefix`
+/// in shadow 4.13, so numbers are resolved here first).
+fn group_names(table: &[GroupEntry], groups: &Value) -> Result<Vec<String>, Failure> {
     let mut out: Vec<String> = Vec::new();
     for g in strings(groups) {
-        let name = match g.parse::<u32>() {
-            Ok(n) => table
-                .iter()
-                .find(|e| e.gid == n)
-                .map(|e| e.name.clone())
-                .ok_or_else(|| Failure::invalid("groups", format!("no group has gid {n}")))?,
-            Err(_) => g,
-        };
+        let name = gid_of(table, &g)
+            .and_then(|id| {
+                if g.parse::<u32>().is_ok() {
+                    table.iter().find(|e| e.gid == id).map(|e| e.name.clone())
+                } else {
+                    Some(g.clone())
+                }
+            })
+            .ok_or_else(|| Failure::invalid("groups", format!("{g:?} is not in {GROUP}")))?;
         if !out.contains(&name) {
             out.push(name);
         }
@@ -499,14 +492,39 @@ impl ResourceType for User {
     }
 
     fn find(&self, sys: &System, name: &str) -> Result<State, Failure> {
-        let groups = read_groups(sys)?;
-        if let Ok(mut cache) = self.groups.lock() {
-            *cache = groups.iter().map(|g| (g.name.clone(), g.gid)).collect();
-        }
         let Some(p) = read_passwd(sys)?.into_iter().find(|p| p.name == name) else {
             return Ok(missing(name));
         };
-        Ok(state(&p, &groups, &read_shadow(sys)?))
+        Ok(state(&p, &read_groups(sys)?, &read_shadow(sys)?))
+    }
+
+    /// [`ResourceType::find`], then a primary group or a set of
+    /// supplementary groups naming the same gids as the desired ones (by
+    /// name or number) is shown as desired; a group the root's
+    /// `/etc/group` does not have is refused.
+    fn current(&self, sys: &System, name: &str, desired: &State) -> Result<State, Failure> {
+        let table = read_groups(sys)?;
+        let mut s = self.find(sys, name)?;
+        if let Some(g) = text(desired, "gid") {
+            let id = gid_of(&table, g)
+                .ok_or_else(|| Failure::invalid("gid", format!("{g:?} is not in {GROUP}")))?;
+            if text(&s, "gid").and_then(|have| gid_of(&table, have)) == Some(id) {
+                s.insert("gid".into(), json!(g));
+            }
+        }
+        if let Some(gs) = desired.get("groups") {
+            let mut want = group_names(&table, gs)?;
+            if let Some(have) = s.get("groups") {
+                let mut have = strings(have);
+                want.sort();
+                have.sort();
+                have.dedup();
+                if want == have {
+                    s.insert("groups".into(), gs.clone());
+                }
+            }
+        }
+        Ok(s)
     }
 
     fn search(&self, sys: &System) -> Result<Vec<State>, Failure> {
@@ -516,25 +534,6 @@ impl ResourceType for User {
             .iter()
             .map(|p| state(p, &groups, &shadow))
             .collect())
-    }
-
-    fn changes(&self, _name: &str, desired: &State, current: &State) -> Vec<Change> {
-        let groups = self.groups.lock().map(|g| g.clone()).unwrap_or_default();
-        let mut want = desired.clone();
-        if let Some(g) = text(desired, "gid") {
-            want.insert("gid".into(), json!(group_name(&groups, g)));
-        }
-        if let Some(gs) = desired.get("groups") {
-            let mut named: Vec<String> = Vec::new();
-            for g in strings(gs) {
-                let n = group_name(&groups, &g);
-                if !named.contains(&n) {
-                    named.push(n);
-                }
-            }
-            want.insert("groups".into(), json!(named));
-        }
-        default_changes(PROPS, &want, current)
     }
 
     fn apply(
@@ -574,7 +573,7 @@ impl ResourceType for User {
                     }
                 }
                 "groups" => {
-                    let named = group_names(sys, v.unwrap_or(&Value::Null))?;
+                    let named = group_names(&read_groups(sys)?, v.unwrap_or(&Value::Null))?;
                     c = c.args(["-G".to_string(), named.join(",")]);
                     any = true;
                 }
@@ -627,7 +626,7 @@ fn create(sys: &System, name: &str, desired: &State, managehome: bool) -> Result
         None => c = c.arg("-U"),
     }
     if let Some(gs) = desired.get("groups") {
-        let gs = group_names(sys, gs)?;
+        let gs = group_names(&read_groups(sys)?, gs)?;
         if !gs.is_empty() {
             c = c.args(["-G".to_string(), gs.join(",")]);
         }
@@ -776,7 +775,7 @@ pub(crate) mod tests {
             r["changes"],
             json!([
                 {"property": "uid", "old": 1001, "new": 1005},
-                {"property": "groups", "old": ["staff"], "new": ["bin"]},
+                {"property": "groups", "old": ["staff"], "new": ["bin", "2"]},
                 {"property": "comment", "old": "Alice A", "new": "Alice B"},
                 {"property": "shell", "old": "/bin/bash", "new": "/bin/sh"},
                 {"property": "password", "old": "[redacted]", "new": "[redacted]"},
@@ -807,7 +806,7 @@ pub(crate) mod tests {
         let r = f.ensure("old", &[("gid", "50")]);
         assert_eq!(
             r["changes"],
-            json!([{"property": "gid", "old": "users", "new": "staff"}])
+            json!([{"property": "gid", "old": "users", "new": "50"}])
         );
         let passwd1 = "root:x:0:0:root:/root:/bin/bash\n# local accounts below\nbin:x:2:2:bin:/bin:/usr/sbin/nologin\nold:x:1500:50:Old Timer:/home/old:/bin/sh\n";
         assert_eq!(
@@ -919,8 +918,19 @@ pub(crate) mod tests {
         }
         let e = f.ensure_err("bad:name", &[]);
         assert!(e.message.starts_with("name:"), "{}", e.message);
-        // refused by the tool: a group that does not exist
-        let e = f.ensure_err("carol", &[("gid", "nosuch")]);
+        // groups the root does not have, even in noop
+        for (props, prop) in [
+            (vec![("gid", "nosuch")], "gid"),
+            (vec![("gid", "4242")], "gid"),
+            (vec![("groups", "staff,nosuch"), ("noop", "true")], "groups"),
+            (vec![("groups", "4242")], "groups"),
+        ] {
+            let e = f.ensure_err("carol", &props);
+            assert_eq!(e.status, mco_core::Status::InvalidData, "{props:?}");
+            assert!(e.message.starts_with(&format!("{prop}:")), "{}", e.message);
+        }
+        // refused by the tool: a uid in use; the hash is never echoed
+        let e = f.ensure_err("carol", &[("uid", "0"), ("password", "$6$salt$hash")]);
         assert_eq!(e.status, mco_core::Status::Aborted);
         assert!(e.message.contains("useradd failed"), "{}", e.message);
         assert!(!e.message.contains("$6$"), "{}", e.message);
