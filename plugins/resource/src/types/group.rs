@@ -144,6 +144,15 @@ impl ResourceType for Group {
         Ok(read_groups(sys)?.iter().map(state).collect())
     }
 
+    /// [`ResourceType::find`], refusing members the root's `/etc/passwd`
+    /// does not have (also in noop).
+    fn current(&self, sys: &System, name: &str, desired: &State) -> Result<State, Failure> {
+        if let Some(m) = desired.get("members") {
+            check_members(sys, &strings(m))?;
+        }
+        self.find(sys, name)
+    }
+
     fn apply(
         &self,
         sys: &System,

@@ -24,9 +24,10 @@
 //! Reported values: `gid` is the primary group's NAME when the root's
 //! `/etc/group` knows it (its number otherwise); a desired `gid` or
 //! `groups` entry may be a name or a number, compared through the root's
-//! `/etc/group`. `groups` lists the groups naming the user as a member,
-//! compared as a set. `password` is the `/etc/shadow` field and must be
-//! given as a crypt hash (`$id$…`) or a locked form (`!`, `*`, `!…`);
+//! `/etc/group` (one naming the same gid is shown as given; one the root
+//! does not have is refused, also in noop). `groups` lists the groups
+//! naming the user as a member, compared as a set. `password` is the
+//! `/etc/shadow` field and must be given as a crypt hash (`$id$…`) or a locked form (`!`, `*`, `!…`);
 //! it is never echoed back. When no `gid` is given on creation the user
 //! gets the group named after it: the existing one if there is one
 //! (`-g NAME`), a new one otherwise (`-U`). `managehome` creates the home
