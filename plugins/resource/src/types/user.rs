@@ -27,8 +27,10 @@
 //! `/etc/group` (one naming the same gid is shown as given; one the root
 //! does not have is refused, also in noop). `groups` lists the groups
 //! naming the user as a member, compared as a set. `password` is the
-//! `/etc/shadow` field and must be given as a crypt hash (`$id$…`) or a locked form (`!`, `*`, `!…`);
-//! it is never echoed back. When no `gid` is given on creation the user
+//! `/etc/shadow` field and must be given as a crypt hash (`$id$…`) or a
+//! locked form (`!`, `*`, `!…`); it is never echoed back. It reaches
+//! `useradd`/`usermod` as `-p HASH`, so the hash (never a plain password)
+//! is briefly visible in the process list, as with Puppet's provider. When no `gid` is given on creation the user
 //! gets the group named after it: the existing one if there is one
 //! (`-g NAME`), a new one otherwise (`-U`). `managehome` creates the home
 //! with the user (`-m`, otherwise `-M`), moves it when `home` changes
