@@ -17,6 +17,7 @@ pub mod ddls;
 pub mod discovery;
 pub mod error;
 pub mod output;
+pub mod provision;
 pub mod rpc;
 pub mod target;
 pub mod verify;

@@ -1,0 +1,124 @@
+//! Counters of the provisioner, in Prometheus' text format, served on an
+//! HTTP endpoint (`GET /metrics`) when `metrics_listen` is set.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The provisioner's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Nodes provisioned.
+    pub provisioned: AtomicU64,
+    /// Attempts that failed.
+    pub failed: AtomicU64,
+    /// Nodes refused (not expected).
+    pub refused: AtomicU64,
+    /// Nodes waiting for a master, now.
+    pub waiting: AtomicU64,
+    /// Nodes being worked on, now.
+    pub in_progress: AtomicU64,
+    steps: Mutex<BTreeMap<String, (u64, f64)>>,
+}
+
+impl Metrics {
+    /// Records how long a step took.
+    pub fn step(&self, name: &str, took: Duration) {
+        let mut s = self.steps.lock().unwrap_or_else(|e| e.into_inner());
+        let e = s.entry(name.to_string()).or_insert((0, 0.0));
+        e.0 += 1;
+        e.1 += took.as_secs_f64();
+    }
+
+    /// Adds one to a counter.
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, help, c, kind) in [
+            ("mco_provision_provisioned_total", "Nodes provisioned", &self.provisioned, "counter"),
+            ("mco_provision_failed_total", "Provisioning attempts that failed", &self.failed, "counter"),
+            ("mco_provision_refused_total", "Nodes refused as not expected", &self.refused, "counter"),
+            ("mco_provision_waiting", "Nodes waiting for a master", &self.waiting, "gauge"),
+            ("mco_provision_in_progress", "Nodes being provisioned", &self.in_progress, "gauge"),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n",
+                c.load(Ordering::Relaxed)
+            ));
+        }
+        out.push_str("# HELP mco_provision_step_seconds Time spent in each step\n# TYPE mco_provision_step_seconds summary\n");
+        for (step, (n, sum)) in self.steps.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            out.push_str(&format!(
+                "mco_provision_step_seconds_sum{{step=\"{step}\"}} {sum:.6}\nmco_provision_step_seconds_count{{step=\"{step}\"}} {n}\n"
+            ));
+        }
+        out
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: std::sync::Arc<Metrics>) {
+    loop {
+        let Ok((mut s, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            let n = match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+                Ok(Ok(n)) => n,
+                _ => return,
+            };
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let (status, body) = if req.starts_with("GET /metrics ") || req.starts_with("GET / ") {
+                ("200 OK", metrics.render())
+            } else {
+                ("404 Not Found", "not found\n".to_string())
+            };
+            let _ = s
+                .write_all(
+                    format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn counters_render_and_serve() {
+        let m = std::sync::Arc::new(Metrics::default());
+        Metrics::bump(&m.provisioned);
+        Metrics::bump(&m.provisioned);
+        m.step("sign", Duration::from_millis(1500));
+        let text = m.render();
+        assert!(text.contains("mco_provision_provisioned_total 2\n"), "{text}");
+        assert!(text.contains("mco_provision_step_seconds_sum{step=\"sign\"} 1.500000\n"), "{text}");
+        assert!(text.contains("mco_provision_step_seconds_count{step=\"sign\"} 1\n"), "{text}");
+
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(serve(l, m.clone()));
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut got = String::new();
+        s.read_to_string(&mut got).await.unwrap();
+        assert!(got.starts_with("HTTP/1.1 200 OK"), "{got}");
+        assert!(got.contains("mco_provision_provisioned_total 2"), "{got}");
+        server.abort();
+    }
+}

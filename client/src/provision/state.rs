@@ -1,0 +1,267 @@
+//! What the provisioner knows of each node, kept in a journal file so that a
+//! provisioner killed mid-run resumes where it stopped and never signs a
+//! certificate twice: every change appends one JSON line (the one recording
+//! a signed certificate is fsynced before the certificate is used), the
+//! last line for a node wins, and the journal is compacted — rewritten
+//! atomically — when opened. An exclusive lock on the file keeps a second
+//! provisioner off it.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Where a node stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Being worked on.
+    InProgress,
+    /// Done: it answers in the main collective with its certificate.
+    Provisioned,
+    /// The last attempt failed; it will be retried.
+    Failed,
+    /// Failed more often than retries allow; left alone.
+    GaveUp,
+    /// Not expected: left locked, never signed.
+    Refused,
+    /// No master to give it.
+    Waiting,
+}
+
+impl Status {
+    /// The word shown to operators.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::InProgress => "in_progress",
+            Status::Provisioned => "provisioned",
+            Status::Failed => "failed",
+            Status::GaveUp => "gave_up",
+            Status::Refused => "refused",
+            Status::Waiting => "waiting",
+        }
+    }
+}
+
+/// One node's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Where it stands.
+    pub status: Status,
+    /// The last step completed in the current attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// Attempts so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// The master it was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<String>,
+    /// The certificate signed for it (PEM): reused, never signed again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// The public key the node signed its CSR with (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr_key: Option<String>,
+    /// What went wrong last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Not before this time (ms since the epoch) will it be tried again.
+    #[serde(default)]
+    pub retry_at_ms: u64,
+    /// When it was last changed (ms since the epoch).
+    pub updated_ms: u64,
+}
+
+impl Record {
+    /// A record for a node just taken up.
+    pub fn new(now_ms: u64) -> Record {
+        Record {
+            status: Status::InProgress,
+            step: None,
+            attempts: 0,
+            master: None,
+            certificate: None,
+            csr_key: None,
+            error: None,
+            retry_at_ms: 0,
+            updated_ms: now_ms,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Line {
+    node: String,
+    #[serde(flatten)]
+    record: Record,
+}
+
+/// Why the journal could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Reading or writing failed.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What failed.
+        message: String,
+    },
+    /// Another provisioner holds the lock.
+    #[error("{0}: another provisioner is using this state file")]
+    Locked(String),
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> StateError {
+    StateError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// The journal, open for appending.
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    _lock: File,
+    records: BTreeMap<String, Record>,
+}
+
+/// Reads a journal without locking it (for `mco provision status`): the
+/// last record of every node. A line that does not parse (a torn last line
+/// after a crash) is skipped.
+pub fn read(path: &Path) -> Result<BTreeMap<String, Record>, StateError> {
+    let mut out = BTreeMap::new();
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io(path, e)),
+    };
+    for line in BufReader::new(f).lines() {
+        let line = line.map_err(|e| io(path, e))?;
+        if let Ok(l) = serde_json::from_str::<Line>(&line) {
+            out.insert(l.node, l.record);
+        }
+    }
+    Ok(out)
+}
+
+impl Journal {
+    /// Opens (creating) the journal, takes its lock and compacts it.
+    pub fn open(path: &Path) -> Result<Journal, StateError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        }
+        let lock_path = path.with_extension("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| io(&lock_path, e))?;
+        if !try_lock(&lock) {
+            return Err(StateError::Locked(path.display().to_string()));
+        }
+        let records = read(path)?;
+        // Compact: the live records, written whole and renamed into place.
+        let tmp = path.with_extension("compact");
+        {
+            let mut f = OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(|e| io(&tmp, e))?;
+            for (node, record) in &records {
+                let line = serde_json::to_string(&Line {
+                    node: node.clone(),
+                    record: record.clone(),
+                })
+                .map_err(|e| io(&tmp, e))?;
+                writeln!(f, "{line}").map_err(|e| io(&tmp, e))?;
+            }
+            f.sync_all().map_err(|e| io(&tmp, e))?;
+        }
+        std::fs::rename(&tmp, path).map_err(|e| io(path, e))?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| io(path, e))?;
+        Ok(Journal {
+            path: path.to_path_buf(),
+            file,
+            _lock: lock,
+            records,
+        })
+    }
+
+    /// The record of `node`, if any.
+    pub fn get(&self, node: &str) -> Option<&Record> {
+        self.records.get(node)
+    }
+
+    /// Every record.
+    pub fn all(&self) -> &BTreeMap<String, Record> {
+        &self.records
+    }
+
+    /// Records a change; `durable` fsyncs it before returning.
+    pub fn put(&mut self, node: &str, record: Record, durable: bool) -> Result<(), StateError> {
+        let line = serde_json::to_string(&Line {
+            node: node.to_string(),
+            record: record.clone(),
+        })
+        .map_err(|e| io(&self.path, e))?;
+        self.file
+            .write_all(format!("{line}\n").as_bytes())
+            .map_err(|e| io(&self.path, e))?;
+        if durable {
+            self.file.sync_data().map_err(|e| io(&self.path, e))?;
+        }
+        self.records.insert(node.to_string(), record);
+        Ok(())
+    }
+}
+
+fn try_lock(f: &File) -> bool {
+    f.try_lock().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_survive_a_reopen_and_a_torn_last_line() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.jsonl");
+        {
+            let mut j = Journal::open(&p).unwrap();
+            let mut r = Record::new(1);
+            j.put("n1", r.clone(), false).unwrap();
+            r.step = Some("sign".into());
+            r.certificate = Some("PEM".into());
+            j.put("n1", r, true).unwrap();
+            j.put("n2", Record::new(2), false).unwrap();
+            // A second provisioner is kept off.
+            assert!(matches!(Journal::open(&p), Err(StateError::Locked(_))));
+        }
+        // A crash in the middle of a line.
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"{\"node\":\"n1\",\"sta").unwrap();
+        drop(f);
+        let j = Journal::open(&p).unwrap();
+        assert_eq!(j.get("n1").unwrap().certificate.as_deref(), Some("PEM"));
+        assert_eq!(j.get("n1").unwrap().step.as_deref(), Some("sign"));
+        assert_eq!(j.all().len(), 2);
+        // Compacted: one line per node.
+        assert_eq!(std::fs::read_to_string(&p).unwrap().lines().count(), 2);
+        assert_eq!(read(&p).unwrap().len(), 2);
+    }
+}
