@@ -44,7 +44,7 @@ pub struct Registry {
 }
 
 /// The names of every agent this build can host.
-pub const BUILTIN: &[&str] = &["rpcutil"];
+pub const BUILTIN: &[&str] = &["rpcutil", "nrpe"];
 
 /// Builds one built-in agent from its `[plugin.NAME]` table (empty when the
 /// config has none).
@@ -56,9 +56,17 @@ fn build(name: &str, cfg: &ResponderConfig) -> Result<Arc<dyn Agent>, RegistryEr
         agent: name.to_string(),
         message,
     };
-    let _ = (table, &fail);
     match name {
         "rpcutil" => Ok(Arc::new(mco_plugin_rpcutil::Rpcutil::new())),
+        "nrpe" => {
+            // Relative paths are relative to the config file's directory.
+            let base = cfg.file.parent().unwrap_or(std::path::Path::new("."));
+            let nrpe = mco_plugin_nrpe::NrpeConfig::from_table(table, base).map_err(|errs| {
+                let all: Vec<String> = errs.iter().map(ToString::to_string).collect();
+                fail(all.join("; "))
+            })?;
+            Ok(Arc::new(mco_plugin_nrpe::Nrpe::new(nrpe)))
+        }
         other => unreachable!("{other} is not in BUILTIN"),
     }
 }

@@ -8,7 +8,10 @@ use mco_core::Ddl;
 use crate::error::ClientError;
 
 /// DDLs shipped with mco, embedded at build time.
-pub const BUILTIN: &[(&str, &str)] = &[("rpcutil", include_str!("../../ddl/rpcutil.json"))];
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("rpcutil", include_str!("../../ddl/rpcutil.json")),
+    ("nrpe", include_str!("../../ddl/nrpe.json")),
+];
 
 /// Known DDLs by agent name.
 #[derive(Debug, Default)]
