@@ -30,6 +30,8 @@ pub enum Command {
     },
     /// Call an agent action on matching nodes.
     Rpc(RpcArgs),
+    /// Run one NRPE check on matching nodes and aggregate the Nagios states.
+    Nrpe(NrpeArgs),
     /// Report the values of one fact across matching nodes.
     Facts {
         /// The fact, dotted for nested facts.
@@ -114,6 +116,27 @@ pub struct RpcArgs {
     /// Send the request without waiting for replies; print the request id.
     #[arg(long)]
     pub no_results: bool,
+    /// Filters and discovery.
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// `mco nrpe CHECK [ARG …] [filters]`, and the arguments of `check_mco_nrpe`.
+#[derive(Args, Debug, Clone)]
+pub struct NrpeArgs {
+    /// The check: a command[NAME] defined on the nodes; `NAME!ARG1!ARG2` works too.
+    pub check: String,
+    /// Arguments for $ARG1$, $ARG2$ … (after `--` when one starts with a dash).
+    pub args: Vec<String>,
+    /// Show every node, OK ones included, with performance data.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Expect at least N nodes: those not discovered count as UNKNOWN (see --unknown-as).
+    #[arg(long, value_name = "N")]
+    pub expect: Option<usize>,
+    /// How to count nodes that did not answer or were expected but not found.
+    #[arg(long, value_enum, value_name = "STATE", default_value = "unknown")]
+    pub unknown_as: crate::nrpe::UnknownAs,
     /// Filters and discovery.
     #[command(flatten)]
     pub target: TargetArgs,

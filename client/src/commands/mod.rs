@@ -4,6 +4,7 @@ mod doc;
 mod facts;
 mod find;
 mod inventory;
+mod nrpe;
 mod ping;
 pub mod pki;
 mod rpc;
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, ClientError> {
     match cli.command {
         Command::Ping { target } => ping::run(&cfg, &target, out).await,
         Command::Rpc(args) => rpc::run(&cfg, &args, out).await,
+        Command::Nrpe(args) => nrpe::run(&cfg, &args, out).await,
         Command::Facts {
             fact,
             verbose,
