@@ -69,7 +69,9 @@ fn main() -> ExitCode {
                 // --help and --version.
                 return finish(&e.to_string(), State::Ok);
             }
-            return unknown("check_mco_nrpe", &format!("usage error: {}", e.render()));
+            let text = e.render().to_string();
+            let text = text.strip_prefix("error: ").unwrap_or(&text);
+            return unknown("check_mco_nrpe", &format!("usage error: {text}"));
         }
     };
     tracing_subscriber::fmt()
