@@ -593,3 +593,28 @@ fn silent_nodes_and_broken_runs_are_unknown() {
     out.assert_exit(0);
     assert!(out.stdout.contains("--unknown-as"), "{out:?}");
 }
+
+#[test]
+fn bad_plugin_settings_stop_the_responder_naming_each_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("responder.toml");
+    std::fs::write(
+        &cfg,
+        "identity = \"n1\"\n[nats]\nservers = [\"nats://127.0.0.1:1\"]\n[security]\ninsecure = true\n\
+         [plugin.nrpe]\nconf_dir = 3\ntimeout = \"soon\"\ncolour = \"red\"\n",
+    )
+    .unwrap();
+    let out = Cmd::new(bin_path("mco-responder"))
+        .args(["--config", cfg.to_str().unwrap()])
+        .run();
+    out.assert_exit(64);
+    for part in [
+        "plugin.nrpe: ",
+        "colour: unknown key",
+        "conf_dir: expected a path string, found integer",
+        "timeout: ",
+    ] {
+        assert!(out.stderr.contains(part), "missing {part:?}: {out:?}");
+    }
+    assert!(out.stderr.contains(&cfg.display().to_string()), "{out:?}");
+}

@@ -107,7 +107,9 @@ fn main() -> ExitCode {
         }
     });
     match result {
-        Ok(Some(Outcome::Checked(report))) => finish(&report.plugin_output(), report.state()),
+        Ok(Some(Outcome::Checked(report))) => {
+            finish(&report.plugin_output(cli.check.verbose), report.state())
+        }
         Ok(Some(Outcome::NothingDiscovered(why))) => unknown(&name, &why),
         Ok(None) => unknown(
             &name,

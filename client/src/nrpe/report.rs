@@ -245,14 +245,19 @@ impl Report {
     }
 
     /// The plugin output: line 1 with the counts and performance data, the
-    /// host lists, then each non-OK host with its output (long output).
-    pub fn plugin_output(&self) -> String {
+    /// host lists, then each non-OK host with its output (long output);
+    /// `verbose` adds the OK hosts at the end.
+    pub fn plugin_output(&self, verbose: bool) -> String {
         let mut out = format!("{}: {}|{}\n", self.check, self.summary(), self.perfdata());
         for line in self.state_lines() {
             out.push_str(&clean(&line));
             out.push('\n');
         }
-        for n in self.problems() {
+        let oks = self
+            .nodes
+            .iter()
+            .filter(|n| verbose && n.state == State::Ok);
+        for n in self.problems().into_iter().chain(oks) {
             let _ = writeln!(
                 out,
                 "[{}] {}: {}",
@@ -364,8 +369,15 @@ mod tests {
         let r = sample();
         assert_eq!(r.counts(), [2, 0, 1, 5]);
         assert_eq!(r.exit_code(), 2);
+        let verbose = r.plugin_output(true);
+        assert!(
+            verbose.ends_with(
+                "[UNKNOWN] odd: strange\n[OK] web1: OK - load 0.1\n[OK] web2: OK - load 3.1\n"
+            ),
+            "{verbose}"
+        );
         assert_eq!(
-            r.plugin_output(),
+            r.plugin_output(false),
             "check_load: OK: 2 WARNING: 0 CRITICAL: 1 UNKNOWN: 5|total=8 ok=2 warning=0 critical=1 unknown=5 checktime=1.234s \
              load1_min=0.1;;;; load1_avg=5.066667;;;; load1_max=12;;;; x_min=1s;;;; x_avg=1s;;;; x_max=1s;;;;\n\
              CRITICAL: db1\n\
