@@ -3,6 +3,7 @@
 //! scripted plugins returning every state, multi-line output and performance data.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use mco_tests::replies::replies;
 use mco_tests::{bin_path, mco, Cmd, NatsServer, Output, Responder, ResponderSpec};
@@ -27,6 +28,7 @@ fn app_script(id: &str) -> &'static str {
              echo \"worker 3 busy|'free space'=40%;20;10\"\nexit 1\n"
         }
         "n-crit" => "echo 'APP CRITICAL - down'\necho 'connection refused'\nexit 2\n",
+        "n-slow" => "exec sleep 60\n",
         _ => "echo 'APP confused'\nexit 7\n",
     }
 }
@@ -35,6 +37,11 @@ fn app_script(id: &str) -> &'static str {
 /// for the bad-input tests. Only `n-crit` lacks the file check_file_age looks at, and runs a
 /// process check that wants a process nobody runs.
 fn node(nats: &NatsServer, id: &str) -> Node {
+    node_with_timeout(nats, id, "20s")
+}
+
+/// [`node`] with the agent's per-check `timeout`.
+fn node_with_timeout(nats: &NatsServer, id: &str, timeout: &str) -> Node {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
     std::fs::write(d.join("app.sh"), app_script(id)).unwrap();
@@ -69,7 +76,7 @@ fn node(nats: &NatsServer, id: &str) -> Node {
     .unwrap();
     std::fs::write(d.join("b.cfg"), cfg).unwrap();
     let mut spec = ResponderSpec::new(id).extra(&format!(
-        "[plugin.nrpe]\nconf_dir = {:?}\ntimeout = \"20s\"\n",
+        "[plugin.nrpe]\nconf_dir = {:?}\ntimeout = {timeout:?}\n",
         d.display().to_string()
     ));
     // The demo's insecure mode, with no policy files: let every caller run checks.
