@@ -128,7 +128,7 @@ pub struct NrpeArgs {
     pub check: String,
     /// Arguments for $ARG1$, $ARG2$ … (after `--` when one starts with a dash).
     pub args: Vec<String>,
-    /// Show every node, OK ones included, with performance data.
+    /// Show every node, OK ones included (`mco nrpe` adds their performance data).
     #[arg(short, long)]
     pub verbose: bool,
     /// Expect at least N nodes: those not discovered count as UNKNOWN (see --unknown-as).
