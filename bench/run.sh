@@ -16,12 +16,15 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: bench/run.sh [--nodes N] [--runs R] [--bin DIR] [--secure]
+usage: bench/run.sh [--nodes N] [--runs R] [--bin DIR] [--secure [--unsigned]]
 
   --nodes N   virtual nodes served by one mco-responder (default 1000)
   --runs R    timed runs per measurement, after one untimed warm-up (default 5)
   --secure    a throw-away CA and a certificate per node: TLS to the broker,
               signed requests and replies, every signature verified
+  --unsigned  with --secure: TLS with the same certificates, but messages
+              neither signed nor verified (security.sign = false), to
+              measure what signing and verification alone cost
   --bin DIR   directory holding mco and mco-responder
               (default: $CARGO_TARGET_DIR/release, else target/release in the repo)
 
@@ -42,6 +45,7 @@ NODES=1000
 RUNS=5
 BIN=""
 SECURE=0
+UNSIGNED=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --nodes) NODES="${2:?--nodes needs a value}"; shift 2 ;;
@@ -51,12 +55,14 @@ while [[ $# -gt 0 ]]; do
         --bin) BIN="${2:?--bin needs a value}"; shift 2 ;;
         --bin=*) BIN="${1#*=}"; shift ;;
         --secure) SECURE=1; shift ;;
+        --unsigned) UNSIGNED=1; shift ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; exit 64 ;;
     esac
 done
 [[ "$NODES" =~ ^[1-9][0-9]*$ ]] || die "--nodes must be a positive integer, not '$NODES'"
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer, not '$RUNS'"
+((!UNSIGNED || SECURE)) || die "--unsigned goes with --secure"
 ((NODES >= 2)) || die "--nodes must be at least 2 (one measurement selects half the fleet)"
 ((NODES <= 10000)) || die "--nodes above 10000 does not fit the bench-NNNN identities"
 
@@ -172,6 +178,12 @@ crl = \"$PKI/ca.crl\""
 cert = \"$PKI/bench.pem\"
 key = \"$PKI/bench.key\"
 crl = \"$PKI/ca.crl\""
+    if ((UNSIGNED)); then
+        RESPONDER_SECURITY="$RESPONDER_SECURITY
+sign = false"
+        CLIENT_SECURITY="$CLIENT_SECURITY
+sign = false"
+    fi
 else
 cat >"$WORK/nats.conf" <<EOF
 host: 127.0.0.1
@@ -229,6 +241,9 @@ $CLIENT_SECURITY
 EOF
 # The client reads only this file, never the invoking user's config.
 export MCO_CONFIG="$WORK/client.toml"
+# The client keeps the node certificates it has checked (~/.cache/mco/USER.known),
+# as an operator's does between runs; here in the work dir, filled by the warm-up.
+export XDG_CACHE_HOME="$WORK/cache"
 unset MCO_LOG
 
 fleet_start=$EPOCHREALTIME
@@ -450,7 +465,7 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 per_node() { awk -v k="$1" -v n="$NODES" 'BEGIN { printf "%.1f", k / n }'; }
 
 cat <<EOF
-### $NODES nodes, $RUNS runs, $( ((SECURE)) && echo "secure: TLS, signed and verified" || echo "insecure: plain TCP, unsigned") (median of each; one untimed warm-up first)
+### $NODES nodes, $RUNS runs, $( ((UNSIGNED)) && echo "TLS with certificates, messages unsigned" || { ((SECURE)) && echo "secure: TLS, signed and verified" || echo "insecure: plain TCP, unsigned"; }) (median of each; one untimed warm-up first)
 
 $(nproc) cores, $(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), nats-server $NATS_VERSION, mco $("$MCO" --version | awk '{ print $2 }'); all $NODES nodes answered discovery $fleet_ready_ms ms after the responder was started (that includes the check's own 300 ms discovery window). Load average (1, 5, 15 min) before the runs: $load_before; after: $load_after.
 

@@ -74,6 +74,9 @@ pub async fn run(
             cfg.security.crl.as_deref(),
         )?))
     };
+    if trust.is_some() && !cfg.security.sign {
+        warn!("UNSIGNED MODE (security.sign = false): TLS to the broker is on, but requests and replies are neither signed nor verified; use this only to measure what signing costs");
+    }
     let registry = Arc::new(registry);
     let authz = Arc::new(Authorizer::new(
         cfg.security.policy_dir.clone(),
@@ -102,8 +105,10 @@ pub async fn run(
     let mut nodes = Vec::with_capacity(names.len());
     for (name, index) in names {
         let security = match &trust {
-            Some(t) => Some(NodeSecurity::load(&cfg.security, &name, t.clone())?),
-            None => None,
+            Some(t) if cfg.security.sign => {
+                Some(NodeSecurity::load(&cfg.security, &name, t.clone())?)
+            }
+            _ => None,
         };
         nodes.push(Arc::new(NodeState::new(name, index, security, &shared)));
     }

@@ -44,7 +44,7 @@ pub struct Registry {
 }
 
 /// The names of every agent this build can host.
-pub const BUILTIN: &[&str] = &["rpcutil", "nrpe"];
+pub const BUILTIN: &[&str] = &["rpcutil", "resource", "nrpe"];
 
 /// Builds one built-in agent from its `[plugin.NAME]` table (empty when the
 /// config has none).
@@ -58,6 +58,9 @@ fn build(name: &str, cfg: &ResponderConfig) -> Result<Arc<dyn Agent>, RegistryEr
     };
     match name {
         "rpcutil" => Ok(Arc::new(mco_plugin_rpcutil::Rpcutil::new())),
+        "resource" => Ok(Arc::new(
+            mco_plugin_resource::ResourceAgent::from_config(table).map_err(fail)?,
+        )),
         "nrpe" => {
             // Relative paths are relative to the config file's directory.
             let base = cfg.file.parent().unwrap_or(std::path::Path::new("."));

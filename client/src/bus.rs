@@ -41,6 +41,73 @@ fn pki_default(given: &Option<std::path::PathBuf>, file: &str) -> std::path::Pat
         .unwrap_or_else(|| expand_home(&format!("{DEFAULT_PKI_DIR}/{file}")))
 }
 
+/// Where this caller keeps the node certificates it has checked:
+/// `$XDG_CACHE_HOME/mco/IDENTITY.known` (default `~/.cache/mco/`).
+pub fn known_path(identity: &str) -> std::path::PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| expand_home("~/.cache"));
+    base.join("mco").join(format!("{identity}.known"))
+}
+
+const KNOWN_PURPOSE: &str = "known certificates";
+
+/// Loads the known-certificates file; a missing, stale or altered one is
+/// ignored (the certificates are then checked against the CA again).
+fn load_known(trust: &TrustStore, creds: &Credentials, identity: &str) {
+    let path = known_path(identity);
+    if let Ok(bytes) = std::fs::read(&path) {
+        if let Err(why) = trust.import_known(&bytes, &creds.derive_secret(KNOWN_PURPOSE)) {
+            tracing::debug!("{}: ignored: {why}", path.display());
+        }
+    }
+}
+
+/// Writes the known-certificates file if this run checked new certificates:
+/// a temporary file (0600) in a 0700 directory, renamed into place.
+fn save_known(trust: &TrustStore, creds: &Credentials, identity: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if !trust.learned_any() {
+        return;
+    }
+    let path = known_path(identity);
+    let Some(dir) = path.parent() else { return };
+    let bytes = trust.export_known(
+        &creds.derive_secret(KNOWN_PURPOSE),
+        mco_core::wire::now_ms() as i64 / 1000,
+    );
+    let tmp = dir.join(format!(".{identity}.known.{}", std::process::id()));
+    let result = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .and_then(|_| {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()
+        })
+        .and_then(|_| std::fs::rename(&tmp, &path));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::debug!("{}: not saved: {e}", path.display());
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        if let (Some(trust), Some(creds)) = (&self.opener.trust, &self.creds) {
+            save_known(trust, creds, &self.sender);
+        }
+    }
+}
+
 impl Bus {
     /// Connects, failing fast with a clear error if no broker answers.
     pub async fn connect(cfg: &ClientConfig) -> Result<Bus, ClientError> {
@@ -74,11 +141,17 @@ impl Bus {
             }
             let trust = TrustStore::load(&ca, crl.as_deref())
                 .map_err(|e| ClientError::Security(e.to_string()))?;
+            load_known(&trust, &creds, &cfg.identity);
             options = options
                 .add_root_certificates(ca)
                 .add_client_certificate(cert, key)
                 .require_tls(true);
-            (Some(creds), Some(Arc::new(trust)))
+            if sec.sign {
+                (Some(creds), Some(Arc::new(trust)))
+            } else {
+                eprintln!("mco: UNSIGNED MODE (security.sign = false): TLS to the broker is on, but requests are not signed and replies are not verified; use this only to measure what signing costs");
+                (None, None)
+            }
         };
         let client = options
             .name(format!("mco {}", cfg.identity))

@@ -30,6 +30,8 @@ pub enum Command {
     },
     /// Call an agent action on matching nodes.
     Rpc(RpcArgs),
+    /// Ensure, show or list resources (users, files, packages, …) on matching nodes.
+    Resource(ResourceArgs),
     /// Run one NRPE check on matching nodes and aggregate the Nagios states.
     Nrpe(NrpeArgs),
     /// Report the values of one fact across matching nodes.
@@ -116,6 +118,37 @@ pub struct RpcArgs {
     /// Send the request without waiting for replies; print the request id.
     #[arg(long)]
     pub no_results: bool,
+    /// Filters and discovery.
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// `mco resource TYPE [NAME] [PROPERTY=VALUE …]`.
+#[derive(Args, Debug)]
+pub struct ResourceArgs {
+    /// The type: user, group, file, package, service, exec, host, mailalias, cron, ssh_authorized_key.
+    #[arg(value_name = "TYPE")]
+    pub kind: String,
+    /// The resource's name; given alone, the resource is shown.
+    pub name: Option<String>,
+    /// Desired properties as property=value; the nodes make it so.
+    #[arg(value_name = "PROPERTY=VALUE")]
+    pub properties: Vec<String>,
+    /// Report what would change and change nothing.
+    #[arg(long)]
+    pub noop: bool,
+    /// List every resource of the type on each node.
+    #[arg(long, conflicts_with_all = ["name", "properties", "noop"])]
+    pub search: bool,
+    /// With --search: most resources per node.
+    #[arg(long, requires = "search", value_name = "N")]
+    pub limit: Option<u64>,
+    /// Print a JSON array of replies instead of text.
+    #[arg(short = 'j', long)]
+    pub json: bool,
+    /// Show unchanged nodes too, and whole resources in --search.
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Filters and discovery.
     #[command(flatten)]
     pub target: TargetArgs,

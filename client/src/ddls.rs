@@ -10,6 +10,7 @@ use crate::error::ClientError;
 /// DDLs shipped with mco, embedded at build time.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("rpcutil", include_str!("../../ddl/rpcutil.json")),
+    ("resource", include_str!("../../ddl/resource.json")),
     ("nrpe", include_str!("../../ddl/nrpe.json")),
 ];
 

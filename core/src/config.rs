@@ -265,6 +265,10 @@ pub struct SecurityConfig {
     pub crl: Option<PathBuf>,
     /// Unsigned messages, no TLS: throw-away demos only.
     pub insecure: bool,
+    /// Sign and verify messages (default). `false` keeps TLS to the broker
+    /// with this party's certificate but neither signs nor verifies: for
+    /// measuring what signing costs, never for a real fleet.
+    pub sign: bool,
     /// Directory of `<agent>.policy` files (responder).
     pub policy_dir: Option<PathBuf>,
     /// Policy for agents without a policy file (responder): `allow` or `deny`.
@@ -276,7 +280,7 @@ pub struct SecurityConfig {
 impl SecurityConfig {
     fn read(r: &mut Reader, t: &Table, responder: bool) -> SecurityConfig {
         let p = "security";
-        let mut known = vec!["ca", "cert", "key", "crl", "insecure"];
+        let mut known = vec!["ca", "cert", "key", "crl", "insecure", "sign"];
         if responder {
             known.extend(["policy_dir", "default_policy", "audit_log"]);
         } else {
@@ -295,6 +299,7 @@ impl SecurityConfig {
             key: r.path(t, p, "key"),
             crl: r.path(t, p, "crl"),
             insecure: r.boolean(t, p, "insecure").unwrap_or(false),
+            sign: r.boolean(t, p, "sign").unwrap_or(true),
             policy_dir: r.path(t, p, "policy_dir"),
             default_policy,
             audit_log: r.path(t, p, "audit_log"),

@@ -272,6 +272,40 @@ async fn a_secure_collective_acts_only_on_authentic_fresh_requests() {
     responder_refuses_what_does_not_verify(&col).await;
     broker_admits_only_the_collective_and_confines_each_identity(&col).await;
     client_treats_a_reply_that_does_not_verify_as_no_reply(&col).await;
+    block_in_place(|| client_keeps_the_certificates_it_checked(&col));
+}
+
+/// A run of `mco` remembers the node certificates it checked in `~/.cache/mco/USER.known`
+/// (0600); the next run uses them, and an altered file is ignored, never trusted.
+fn client_keeps_the_certificates_it_checked(col: &SecureCollective) {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    let ping = || {
+        col.mco("alice")
+            .home(home.path())
+            .env_remove("XDG_CACHE_HOME")
+            .args(["rpc", "rpcutil", "ping", "-I", TARGET, "-j", "-t", "5s"])
+            .run()
+    };
+    let known = home.path().join(".cache/mco/alice.known");
+    assert_eq!(ping().assert_success().stdout_json()[0]["sender"], TARGET);
+    let first = std::fs::read(&known).expect("the known-certificates file was written");
+    let mode = std::fs::metadata(&known).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(
+        first.windows(TARGET.len()).any(|w| w == TARGET.as_bytes()),
+        "the node's certificate is listed"
+    );
+    assert_eq!(ping().assert_success().stdout_json()[0]["sender"], TARGET);
+    let mut altered = first.clone();
+    altered[50] ^= 0x01;
+    std::fs::write(&known, &altered).unwrap();
+    assert_eq!(ping().assert_success().stdout_json()[0]["sender"], TARGET);
+    assert_eq!(
+        std::fs::read(&known).unwrap(),
+        first,
+        "the altered file was replaced by a freshly checked one"
+    );
 }
 
 async fn responder_refuses_what_does_not_verify(col: &SecureCollective) {

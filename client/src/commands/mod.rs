@@ -7,6 +7,7 @@ mod inventory;
 mod nrpe;
 mod ping;
 pub mod pki;
+mod resource;
 mod rpc;
 
 use std::io::Write;
@@ -36,6 +37,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, ClientError> {
     match cli.command {
         Command::Ping { target } => ping::run(&cfg, &target, out).await,
         Command::Rpc(args) => rpc::run(&cfg, &args, out).await,
+        Command::Resource(args) => resource::run(&cfg, &args, out).await,
         Command::Nrpe(args) => nrpe::run(&cfg, &args, out).await,
         Command::Facts {
             fact,

@@ -10,9 +10,10 @@ use serde_json::{Map, Value};
 use super::{connect, discover, exit_code, io, Exit};
 use crate::cli::{DisplayArg, RpcArgs};
 use crate::ddls::DdlStore;
+use crate::discovery::Discovered;
 use crate::error::ClientError;
 use crate::output::{self, DisplayMode, RunSummary};
-use crate::rpc::{self, Call, Wait};
+use crate::rpc::{self, Call, Collected, Wait};
 
 /// Finds the agent's DDL and action, or says which exist.
 pub(crate) fn action<'a>(
@@ -65,77 +66,73 @@ pub(crate) fn inputs(act: &Action, words: &[String]) -> Result<Map<String, Value
     Ok(data)
 }
 
-pub(super) async fn run(
+/// A discovered and answered call: what the verbs print from.
+pub(crate) struct Answered {
+    /// Who was expected to answer.
+    pub found: Discovered,
+    /// What came back.
+    pub collected: Collected,
+    /// When the call began (discovery included).
+    pub started: std::time::Instant,
+}
+
+/// Discovers the target and calls `agent#action` with `data` on it, waiting
+/// the plan's timeout (or discovery plus the DDL's). `None` when nothing was
+/// discovered (after saying so: on `out`, or on stderr with `[]` on `out`
+/// for JSON).
+pub(crate) async fn discover_and_call(
     cfg: &ClientConfig,
-    args: &RpcArgs,
+    target: &crate::cli::TargetArgs,
+    ddl: &Ddl,
+    action: &str,
+    data: Map<String, Value>,
+    json: bool,
     out: &mut dyn Write,
-) -> Result<Exit, ClientError> {
-    let store = DdlStore::load(&cfg.ddl_dirs)?;
-    let (ddl, act) = action(&store, &args.agent, &args.action)?;
-    let words: Vec<String> = args.inputs.iter().chain(&args.arg).cloned().collect();
-    let data = inputs(act, &words)?;
-    let (plan, bus) = connect(cfg, &args.target).await?;
+) -> Result<Option<Answered>, ClientError> {
+    let agent = ddl.metadata.name.clone();
+    let (plan, bus) = connect(cfg, target).await?;
     let started = std::time::Instant::now();
-    let found = if args.json {
+    let found = if json {
         // Keep stdout valid JSON for scripts: an empty array, the words on stderr.
         let mut note = Vec::new();
-        let found = discover(&bus, &plan, Some(&args.agent), &mut note).await?;
+        let found = discover(&bus, &plan, Some(&agent), &mut note).await?;
         if found.is_none() {
             eprint!("{}", String::from_utf8_lossy(&note));
             writeln!(out, "[]").map_err(io)?;
         }
         found
     } else {
-        discover(&bus, &plan, Some(&args.agent), out).await?
+        discover(&bus, &plan, Some(&agent), out).await?
     };
     let Some(found) = found else {
-        return Ok(1);
+        return Ok(None);
     };
     let call = Call {
         collective: plan.collective.clone(),
-        agent: args.agent.clone(),
-        action: args.action.clone(),
+        agent,
+        action: action.to_string(),
         data,
         filter: plan.filter.clone(),
     };
-    if args.no_results {
-        let id = rpc::fire(&bus, &call, &found.nodes).await?;
-        writeln!(out, "Request sent with id: {id}").map_err(io)?;
-        return Ok(0);
-    }
     let timeout = plan
         .timeout
         .unwrap_or(plan.discovery_timeout + std::time::Duration::from_secs(ddl.metadata.timeout));
     let wait = Wait {
         timeout,
         batch: plan.batch,
-        progress: plan.progress && !args.json,
+        progress: plan.progress && !json,
     };
     let collected = rpc::call(&bus, &call, &found.nodes, &wait).await?;
-    if args.json {
-        output::write_json(out, &args.agent, &args.action, &collected.replies).map_err(io)?;
-    } else {
-        let mode = match (args.verbose, args.display) {
-            (true, _) | (_, Some(DisplayArg::All)) => DisplayMode::All,
-            (_, Some(DisplayArg::Ok)) => DisplayMode::Ok,
-            (_, Some(DisplayArg::Failed)) => DisplayMode::Failed,
-            _ => DisplayMode::Ddl,
-        };
-        output::write_results(out, Some(act), &collected.replies, mode, args.verbose)
-            .map_err(io)?;
-        output::write_aggregates(out, act, &collected.replies).map_err(io)?;
-        output::write_summary(
-            out,
-            &RunSummary {
-                discovered: found.nodes.len(),
-                responded: collected.replies.len(),
-                elapsed: started.elapsed(),
-                no_response: collected.no_response.clone(),
-                unexpected: collected.unexpected.clone(),
-            },
-        )
-        .map_err(io)?;
-    }
+    warn_untrusted(&collected);
+    Ok(Some(Answered {
+        found,
+        collected,
+        started,
+    }))
+}
+
+/// Says on stderr which replies were ignored.
+fn warn_untrusted(collected: &Collected) {
     if !collected.untrusted.is_empty() {
         eprintln!(
             "warning: ignored {} replies that failed verification (counted as no reply): {}",
@@ -149,5 +146,67 @@ pub(super) async fn run(
             collected.undecodable
         );
     }
-    Ok(exit_code(&found, &collected))
+}
+
+/// The closing lines every verb prints after its results.
+pub(crate) fn summary(out: &mut dyn Write, a: &Answered) -> Result<(), ClientError> {
+    output::write_summary(
+        out,
+        &RunSummary {
+            discovered: a.found.nodes.len(),
+            responded: a.collected.replies.len(),
+            elapsed: a.started.elapsed(),
+            no_response: a.collected.no_response.clone(),
+            unexpected: a.collected.unexpected.clone(),
+        },
+    )
+    .map_err(io)
+}
+
+pub(super) async fn run(
+    cfg: &ClientConfig,
+    args: &RpcArgs,
+    out: &mut dyn Write,
+) -> Result<Exit, ClientError> {
+    let store = DdlStore::load(&cfg.ddl_dirs)?;
+    let (ddl, act) = action(&store, &args.agent, &args.action)?;
+    let words: Vec<String> = args.inputs.iter().chain(&args.arg).cloned().collect();
+    let data = inputs(act, &words)?;
+    if args.no_results {
+        let (plan, bus) = connect(cfg, &args.target).await?;
+        let Some(found) = discover(&bus, &plan, Some(&args.agent), out).await? else {
+            return Ok(1);
+        };
+        let call = Call {
+            collective: plan.collective.clone(),
+            agent: args.agent.clone(),
+            action: args.action.clone(),
+            data,
+            filter: plan.filter.clone(),
+        };
+        let id = rpc::fire(&bus, &call, &found.nodes).await?;
+        writeln!(out, "Request sent with id: {id}").map_err(io)?;
+        return Ok(0);
+    }
+    let Some(answered) =
+        discover_and_call(cfg, &args.target, ddl, &args.action, data, args.json, out).await?
+    else {
+        return Ok(1);
+    };
+    let collected = &answered.collected;
+    if args.json {
+        output::write_json(out, &args.agent, &args.action, &collected.replies).map_err(io)?;
+    } else {
+        let mode = match (args.verbose, args.display) {
+            (true, _) | (_, Some(DisplayArg::All)) => DisplayMode::All,
+            (_, Some(DisplayArg::Ok)) => DisplayMode::Ok,
+            (_, Some(DisplayArg::Failed)) => DisplayMode::Failed,
+            _ => DisplayMode::Ddl,
+        };
+        output::write_results(out, Some(act), &collected.replies, mode, args.verbose)
+            .map_err(io)?;
+        output::write_aggregates(out, act, &collected.replies).map_err(io)?;
+        summary(out, &answered)?;
+    }
+    Ok(exit_code(&answered.found, collected))
 }

@@ -14,6 +14,7 @@ mod aggregate;
 mod json;
 mod printf;
 mod report;
+pub mod resource;
 mod results;
 
 use std::cmp::Ordering;

@@ -5,9 +5,11 @@
 //! checks that the certificate was issued by the collective's CA, is within
 //! its validity and not revoked, that the signature verifies, and that the
 //! name the body claims is the name the certificate proves. Parsed
-//! certificates are cached by their DER bytes, so the cost per message is one
-//! signature check.
+//! certificates are cached by the SHA-256 of their DER bytes, so the cost per
+//! message is one signature check; a short-lived client can keep them in a
+//! known-certificates file between runs (see [`TrustStore::export_known`]).
 
+mod known;
 mod replay;
 
 use std::collections::{HashMap, HashSet};
@@ -156,6 +158,18 @@ impl Credentials {
         })
     }
 
+    /// A 32-byte secret derived from the private key for `purpose`: what
+    /// authenticates files only this party should write (its known
+    /// certificates).
+    pub fn derive_secret(&self, purpose: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"mco derived secret\0");
+        h.update(purpose.as_bytes());
+        h.update([0]);
+        h.update(self.key.to_bytes());
+        h.finalize().into()
+    }
+
     /// The certificate's name, e.g. `user:alice`.
     pub fn name(&self) -> &str {
         &self.name
@@ -210,8 +224,15 @@ pub struct TrustStore {
     ca_key: VerifyingKey,
     ca_subject: Vec<u8>,
     revoked: HashSet<Vec<u8>>,
-    cache: RwLock<HashMap<Vec<u8>, Checked>>,
+    cache: RwLock<HashMap<[u8; 32], Checked>>,
+    /// Certificates checked in this process, not yet in the known file.
+    learned: std::sync::atomic::AtomicUsize,
     memo: Option<Mutex<HashSet<[u8; 32]>>>,
+}
+
+/// The SHA-256 of a certificate's DER: its key in the cache.
+fn cert_digest(der: &[u8]) -> [u8; 32] {
+    Sha256::digest(der).into()
 }
 
 /// Bound on remembered envelopes (see [`TrustStore::with_memo`]).
@@ -243,8 +264,66 @@ impl TrustStore {
             ca_subject,
             revoked,
             cache: RwLock::new(HashMap::new()),
+            learned: std::sync::atomic::AtomicUsize::new(0),
             memo: None,
         })
+    }
+
+    /// Loads a known-certificates file written by [`export_known`](Self::export_known)
+    /// with the same `secret` for this CA: its certificates are not checked
+    /// against the CA again (validity and the CRL still are). Returns how many
+    /// were loaded, or why the file was refused (nothing is loaded then).
+    pub fn import_known(&self, bytes: &[u8], secret: &[u8; 32]) -> Result<usize, &'static str> {
+        let entries = known::decode(bytes, self.ca_key.as_bytes(), secret)?;
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        let mut n = 0;
+        for e in entries {
+            let Ok(key) = VerifyingKey::from_bytes(&e.key) else {
+                continue;
+            };
+            if cache.len() >= CACHE_LIMIT {
+                break;
+            }
+            cache.insert(
+                e.digest,
+                Ok(Arc::new(Principal {
+                    name: e.name,
+                    not_before: e.not_before,
+                    not_after: e.not_after,
+                    serial: e.serial,
+                    key,
+                })),
+            );
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Whether certificates were checked since the last export.
+    pub fn learned_any(&self) -> bool {
+        self.learned.load(std::sync::atomic::Ordering::Relaxed) > 0
+    }
+
+    /// Every certificate checked good and not expired at `now_s`, as a
+    /// known-certificates file authenticated with `secret`.
+    pub fn export_known(&self, secret: &[u8; 32], now_s: i64) -> Vec<u8> {
+        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+        let mut entries: Vec<known::Entry> = cache
+            .iter()
+            .filter_map(|(d, c)| c.as_ref().ok().map(|p| (d, p)))
+            .filter(|(_, p)| p.not_after >= now_s)
+            .map(|(d, p)| known::Entry {
+                digest: *d,
+                key: p.key.to_bytes(),
+                not_before: p.not_before,
+                not_after: p.not_after,
+                serial: p.serial.clone(),
+                name: p.name.clone(),
+            })
+            .collect();
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        self.learned.store(0, std::sync::atomic::Ordering::Relaxed);
+        known::encode(self.ca_key.as_bytes(), &entries, secret)
     }
 
     /// Remembers envelopes whose signature verified, so the same bytes are
@@ -314,8 +393,8 @@ impl TrustStore {
             return envs.iter().map(|e| self.verify(e, now_s)).collect();
         }
         // Gather what to check; anything unusual takes the one-by-one path.
-        struct Fresh<'a> {
-            der: &'a [u8],
+        struct Fresh {
+            digest: [u8; 32],
             principal: Principal,
             tbs: Vec<u8>,
             sig: Signature,
@@ -323,17 +402,18 @@ impl TrustStore {
         let mut messages: Vec<&[u8]> = Vec::with_capacity(envs.len() * 2);
         let mut sigs = Vec::with_capacity(envs.len() * 2);
         let mut keys = Vec::with_capacity(envs.len() * 2);
-        let mut fresh: Vec<Fresh<'_>> = Vec::new();
+        let mut fresh: Vec<Fresh> = Vec::new();
         let mut principals: Vec<Arc<Principal>> = Vec::with_capacity(envs.len());
         for env in envs {
             let Ok(sig) = Signature::from_slice(&env.sig) else {
                 return envs.iter().map(|e| self.verify(e, now_s)).collect();
             };
+            let digest = cert_digest(&env.cert);
             let cached = self
                 .cache
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(env.cert.as_slice())
+                .get(&digest)
                 .cloned();
             let p = match cached {
                 Some(Ok(p)) => p,
@@ -342,7 +422,7 @@ impl TrustStore {
                     Some(f) => {
                         let p = Arc::new(f.0.clone());
                         fresh.push(Fresh {
-                            der: &env.cert,
+                            digest,
                             principal: f.0,
                             tbs: f.1,
                             sig: f.2,
@@ -370,8 +450,10 @@ impl TrustStore {
             if cache.len() + fresh.len() >= CACHE_LIMIT {
                 cache.clear();
             }
+            self.learned
+                .fetch_add(fresh.len(), std::sync::atomic::Ordering::Relaxed);
             for f in fresh {
-                cache.insert(f.der.to_vec(), Ok(Arc::new(f.principal)));
+                cache.insert(f.digest, Ok(Arc::new(f.principal)));
             }
         }
         principals
@@ -412,20 +494,25 @@ impl TrustStore {
     }
 
     fn principal(&self, der: &[u8]) -> Result<Arc<Principal>, SecurityError> {
+        let digest = cert_digest(der);
         if let Some(hit) = self
             .cache
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(der)
+            .get(&digest)
         {
             return hit.clone();
         }
         let result = self.check_chain(der).map(Arc::new);
+        if result.is_ok() {
+            self.learned
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
         }
-        cache.insert(der.to_vec(), result.clone());
+        cache.insert(digest, result.clone());
         result
     }
 

@@ -210,3 +210,91 @@ fn the_whole_matrix() {
     let fp = write(d, "foreign.crl", &foreign.pem().unwrap());
     assert!(TrustStore::load(&ca_path, Some(&fp)).is_err());
 }
+
+#[test]
+fn known_certificates_skip_only_the_ca_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca1 = ca("collective CA");
+    let ca_path = write(d, "ca.pem", &ca1.pem);
+    let node = creds(d, &issue(&ca1, "node:web-1", 2020, 2040, 7), "web");
+    let me = creds(d, &issue(&ca1, "user:alice", 2020, 2040, 8), "alice");
+    let secret = me.derive_secret("known certificates");
+    let body = b"reply".to_vec();
+    let env = node.seal(Kind::Reply, body.clone());
+
+    let first = TrustStore::load(&ca_path, None).unwrap();
+    assert!(!first.learned_any());
+    first.verify(&env, NOW).unwrap();
+    assert!(first.learned_any());
+    let file = first.export_known(&secret, NOW);
+    assert!(!first.learned_any());
+
+    // A new process loads the file: the certificate is known, the message
+    // signature is still checked.
+    let second = TrustStore::load(&ca_path, None).unwrap();
+    assert_eq!(second.import_known(&file, &secret), Ok(1));
+    assert_eq!(second.verify(&env, NOW).unwrap().name, "node:web-1");
+    assert!(!second.learned_any(), "nothing new was checked");
+    let mut forged = env.clone();
+    forged.body[0] ^= 1;
+    assert_eq!(
+        second.verify(&forged, NOW).unwrap_err().reason(),
+        "bad_signature"
+    );
+    // Validity is still checked for a known certificate.
+    assert_eq!(
+        second.verify(&env, 2_300_000_000).unwrap_err().reason(),
+        "certificate_expired"
+    );
+
+    // Altered, another owner's, or another CA's files are refused.
+    let mut altered = file.clone();
+    altered[60] ^= 1;
+    assert!(TrustStore::load(&ca_path, None)
+        .unwrap()
+        .import_known(&altered, &secret)
+        .is_err());
+    let other = me.derive_secret("something else");
+    assert!(TrustStore::load(&ca_path, None)
+        .unwrap()
+        .import_known(&file, &other)
+        .is_err());
+    let ca2 = ca("collective CA");
+    let ca2_path = write(d, "ca2.pem", &ca2.pem);
+    assert!(TrustStore::load(&ca2_path, None)
+        .unwrap()
+        .import_known(&file, &secret)
+        .is_err());
+
+    // A known certificate revoked since is refused: the CRL is checked every time.
+    let crl = CertificateRevocationListParams {
+        this_update: date_time_ymd(2024, 1, 1),
+        next_update: date_time_ymd(2035, 1, 1),
+        crl_number: SerialNumber::from(2u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![RevokedCertParams {
+            serial_number: SerialNumber::from(7u64),
+            revocation_time: date_time_ymd(2024, 1, 1),
+            reason_code: None,
+            invalidity_date: None,
+        }],
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca1.issuer)
+    .unwrap();
+    let crl_path = write(d, "ca.crl", &crl.pem().unwrap());
+    let third = TrustStore::load(&ca_path, Some(&crl_path)).unwrap();
+    assert_eq!(third.import_known(&file, &secret), Ok(1));
+    assert_eq!(
+        third.verify(&env, NOW).unwrap_err().reason(),
+        "certificate_revoked"
+    );
+    assert_eq!(
+        third.verify_many(&[&env, &env], NOW)[0]
+            .as_ref()
+            .unwrap_err()
+            .reason(),
+        "certificate_revoked"
+    );
+}

@@ -1,0 +1,395 @@
+//! The system a provider works on: a root directory (`/` on a real node, a
+//! temporary tree in tests and dry runs), commands run with a timeout, and
+//! files replaced atomically.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::model::Failure;
+
+/// The node's system as providers see it.
+#[derive(Debug, Clone)]
+pub struct System {
+    root: PathBuf,
+    timeout: Duration,
+}
+
+/// What a finished command left.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Exit code (`-1` when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Output {
+    /// Whether it exited 0.
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+
+    /// Standard error, or standard output if that is empty, trimmed: what to
+    /// tell the operator when it failed.
+    pub fn why(&self) -> String {
+        let e = self.stderr.trim();
+        if e.is_empty() {
+            self.stdout.trim().to_string()
+        } else {
+            e.to_string()
+        }
+    }
+}
+
+/// A command to run.
+#[derive(Debug, Clone, Default)]
+pub struct Cmd {
+    program: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: Option<PathBuf>,
+    stdin: Option<Vec<u8>>,
+    uid: Option<(u32, u32)>,
+    timeout: Option<Duration>,
+}
+
+impl Cmd {
+    /// `program` with no arguments.
+    pub fn new(program: impl Into<String>) -> Cmd {
+        Cmd {
+            program: program.into(),
+            ..Cmd::default()
+        }
+    }
+
+    /// Adds an argument.
+    pub fn arg(mut self, a: impl AsRef<OsStr>) -> Cmd {
+        self.args.push(a.as_ref().to_string_lossy().into_owned());
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I, S>(mut self, items: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        for a in items {
+            self.args.push(a.as_ref().to_string_lossy().into_owned());
+        }
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn env(mut self, k: &str, v: &str) -> Cmd {
+        self.env.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    /// Runs in `dir`.
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Cmd {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    /// Feeds `data` on standard input.
+    pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Cmd {
+        self.stdin = Some(data.into());
+        self
+    }
+
+    /// Runs as this uid and gid.
+    pub fn as_user(mut self, uid: u32, gid: u32) -> Cmd {
+        self.uid = Some((uid, gid));
+        self
+    }
+
+    /// Bounds the run (default: the system's timeout).
+    pub fn timeout(mut self, t: Duration) -> Cmd {
+        self.timeout = Some(t);
+        self
+    }
+
+    /// The command line, for messages.
+    pub fn display(&self) -> String {
+        let mut s = self.program.clone();
+        for a in &self.args {
+            s.push(' ');
+            s.push_str(a);
+        }
+        s
+    }
+}
+
+impl System {
+    /// A system rooted at `root`, running commands for at most `timeout`.
+    pub fn new(root: impl Into<PathBuf>, timeout: Duration) -> System {
+        System {
+            root: root.into(),
+            timeout,
+        }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether this is the real system (`root` is `/`).
+    pub fn is_real_root(&self) -> bool {
+        self.root == Path::new("/")
+    }
+
+    /// The path of the system file `abs` (written as on the node, e.g.
+    /// `/etc/hosts`) under the root. `..` components cannot climb above the root.
+    pub fn path(&self, abs: impl AsRef<Path>) -> PathBuf {
+        let mut out = self.root.clone();
+        let mut depth = 0usize;
+        for c in abs.as_ref().components() {
+            match c {
+                Component::Normal(p) => {
+                    out.push(p);
+                    depth += 1;
+                }
+                Component::ParentDir if depth > 0 => {
+                    out.pop();
+                    depth -= 1;
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Runs `cmd` to completion or its timeout; the whole process group is
+    /// killed on timeout. A program that cannot be started is a failure
+    /// naming it.
+    pub fn run(&self, cmd: &Cmd) -> Result<Output, Failure> {
+        let mut c = Command::new(&cmd.program);
+        c.args(&cmd.args)
+            .stdin(if cmd.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        for (k, v) in &cmd.env {
+            c.env(k, v);
+        }
+        if let Some(d) = &cmd.cwd {
+            c.current_dir(d);
+        }
+        if let Some((uid, gid)) = cmd.uid {
+            c.uid(uid).gid(gid);
+        }
+        let mut child = c
+            .spawn()
+            .map_err(|e| Failure::failed(format!("cannot run {}: {e}", cmd.program)))?;
+        let pid = child.id() as i32;
+        if let (Some(data), Some(mut sink)) = (cmd.stdin.clone(), child.stdin.take()) {
+            std::thread::spawn(move || {
+                let _ = sink.write_all(&data);
+            });
+        }
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut out = String::new();
+            let mut err = String::new();
+            if let Some(mut o) = child.stdout.take() {
+                let mut b = Vec::new();
+                let _ = o.read_to_end(&mut b);
+                out = String::from_utf8_lossy(&b).into_owned();
+            }
+            if let Some(mut e) = child.stderr.take() {
+                let mut b = Vec::new();
+                let _ = e.read_to_end(&mut b);
+                err = String::from_utf8_lossy(&b).into_owned();
+            }
+            let code = child.wait().ok().and_then(|s| s.code()).unwrap_or(-1);
+            let _ = tx.send(Output {
+                code,
+                stdout: out,
+                stderr: err,
+            });
+        });
+        let limit = cmd.timeout.unwrap_or(self.timeout);
+        match rx.recv_timeout(limit) {
+            Ok(o) => Ok(o),
+            Err(_) => {
+                // SAFETY: kill(2) on the process group we created; no memory is involved.
+                unsafe {
+                    libc::kill(-pid, libc::SIGKILL);
+                }
+                Err(Failure::failed(format!(
+                    "{} timed out after {}s and was killed",
+                    cmd.display(),
+                    limit.as_secs()
+                )))
+            }
+        }
+    }
+
+    /// Reads a system file as text; a missing file is `None`.
+    pub fn read(&self, abs: &str) -> Result<Option<String>, Failure> {
+        let p = self.path(abs);
+        match fs::read(&p) {
+            Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Failure::io(&p, e)),
+        }
+    }
+
+    /// Replaces a system file atomically (see [`write_atomic`]), keeping an
+    /// existing file's mode and owner, or using `mode` for a new one.
+    pub fn write(&self, abs: &str, content: &[u8], mode: u32) -> Result<(), Failure> {
+        write_atomic(&self.path(abs), content, mode)
+    }
+}
+
+/// Replaces `path` with `content` so that a crash at any moment leaves the
+/// old file or the new one, never a mix: a temporary file in the same
+/// directory, written and fsynced, takes the old file's mode and owner (or
+/// `mode` for a new file), is renamed over the target, and the directory is
+/// fsynced.
+pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> Result<(), Failure> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let old = fs::metadata(path).ok();
+    let mut n = 0u32;
+    let (tmp, mut f) = loop {
+        let tmp = dir.join(format!(".{name}.mco-{}-{n}", std::process::id()));
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+        {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+            Err(e) => return Err(Failure::io(&tmp, e)),
+        }
+    };
+    let result = (|| -> std::io::Result<()> {
+        f.write_all(content)?;
+        let (m, owner) = match &old {
+            Some(md) => (md.mode() & 0o7777, Some((md.uid(), md.gid()))),
+            None => (mode, None),
+        };
+        if let Some((uid, gid)) = owner {
+            // Only root may give a file away; elsewhere keep ours.
+            let _ = std::os::unix::fs::fchown(&f, Some(uid), Some(gid));
+        }
+        f.set_permissions(fs::Permissions::from_mode(m))?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(Failure::io(path, e));
+    }
+    Ok(())
+}
+
+/// Splits text into lines that keep their line endings, so that joining them
+/// gives back the exact bytes: how providers keep every line they do not own.
+pub fn lines(text: &str) -> Vec<String> {
+    text.split_inclusive('\n').map(str::to_string).collect()
+}
+
+/// Appends `line` (which must end in a newline) to `lines`, first ending the
+/// last line if it had no newline.
+pub fn push_line(lines: &mut Vec<String>, line: String) {
+    if let Some(last) = lines.last_mut() {
+        if !last.ends_with('\n') {
+            last.push('\n');
+        }
+    }
+    lines.push(line);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_under_the_root() {
+        let s = System::new("/tmp/r", Duration::from_secs(1));
+        assert_eq!(s.path("/etc/hosts"), PathBuf::from("/tmp/r/etc/hosts"));
+        assert_eq!(s.path("/../../etc/x"), PathBuf::from("/tmp/r/etc/x"));
+        assert_eq!(s.path("/a/../../b"), PathBuf::from("/tmp/r/b"));
+        let real = System::new("/", Duration::from_secs(1));
+        assert_eq!(real.path("/etc/hosts"), PathBuf::from("/etc/hosts"));
+        assert!(real.is_real_root());
+    }
+
+    #[test]
+    fn atomic_write_keeps_mode_and_leaves_no_temporaries() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        write_atomic(&p, b"one\n", 0o640).unwrap();
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o7777, 0o640);
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        write_atomic(&p, b"two\n", 0o644).unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "two\n");
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o7777, 0o600);
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn lines_round_trip_exactly() {
+        for t in ["a\nb\n", "a\r\nb", "", "\n\n", "x"] {
+            assert_eq!(lines(t).concat(), t);
+        }
+        let mut l = lines("a\nb");
+        push_line(&mut l, "c\n".into());
+        assert_eq!(l.concat(), "a\nb\nc\n");
+    }
+
+    #[test]
+    fn commands_run_time_out_and_report_missing_programs() {
+        let s = System::new("/", Duration::from_secs(5));
+        let o = s
+            .run(&Cmd::new("sh").args(["-c", "echo hi; echo err >&2; exit 3"]))
+            .unwrap();
+        assert_eq!(
+            (o.code, o.stdout.as_str(), o.stderr.as_str()),
+            (3, "hi\n", "err\n")
+        );
+        let o = s.run(&Cmd::new("cat").stdin("fed")).unwrap();
+        assert_eq!(o.stdout, "fed");
+        let e = s
+            .run(
+                &Cmd::new("sleep")
+                    .arg("30")
+                    .timeout(Duration::from_millis(200)),
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("timed out"), "{e}");
+        let e = s.run(&Cmd::new("/nonexistent/prog")).unwrap_err();
+        assert!(
+            e.to_string().contains("cannot run /nonexistent/prog"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,961 @@
+//! `user`: local accounts in the root's `/etc/passwd`, `/etc/shadow` and
+//! `/etc/group` (supplementary groups).
+//!
+//! Changes are made with the shadow tools (`useradd`, `usermod`,
+//! `userdel`), given `--prefix ROOT` when the root is not `/`, so they read
+//! and write the root's `/etc/passwd`, `/etc/group`, `/etc/shadow` and
+//! `/etc/gshadow` (and its `/etc/login.defs`, which decides for instance
+//! whether `userdel` removes the user's own group, and the password ageing
+//! fields of a new `/etc/shadow` line; without it the tools' built-in
+//! defaults apply). The tools keep every line they do not change as it was.
+//! Supplementary groups given by number are turned into names first:
+//! shadow 4.13's `usermod -G NUMBER` crashes under `--prefix`. Under a prefix we also pass
+//! `useradd -l` (its lastlog/faillog reset would write the host's
+//! `/var/log` files, which the prefix does not cover) and take the skeleton
+//! from the root's `/etc/skel`.
+//!
+//! One case is done natively: changing the uid under a root other than `/`.
+//! `usermod -u` copies the user's lastlog and faillog entries in the host's
+//! `/var/log` whatever the prefix, so there the uid field of the user's
+//! `/etc/passwd` line is rewritten atomically (under `/etc/passwd.lock`,
+//! the lock the shadow tools honour), and the files in the home directory
+//! owned by the old uid are given to the new one, as `usermod` does.
+//!
+//! Reported values: `gid` is the primary group's NAME when the root's
+//! `/etc/group` knows it (its number otherwise); a desired `gid` or
+//! `groups` entry may be a name or a number, compared through the root's
+//! `/etc/group` (one naming the same gid is shown as given; one the root
+//! does not have is refused, also in noop). `groups` lists the groups
+//! naming the user as a member, compared as a set. `password` is the
+//! `/etc/shadow` field and must be given as a crypt hash (`$id$…`) or a
+//! locked form (`!`, `*`, `!…`); it is never echoed back. It reaches
+//! `useradd`/`usermod` as `-p HASH`, so the hash (never a plain password)
+//! is briefly visible in the process list, as with Puppet's provider. When no `gid` is given on creation the user
+//! gets the group named after it: the existing one if there is one
+//! (`-g NAME`), a new one otherwise (`-U`). `managehome` creates the home
+//! with the user (`-m`, otherwise `-M`), moves it when `home` changes
+//! (`usermod -m`) and removes it with the user (`userdel -r`); `system`
+//! allocates a system uid (`-r`) on creation.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::model::{strings, Change, Failure, Kind, Property, State};
+use crate::system::{lines, Cmd, System};
+use crate::types::{missing, ResourceType};
+
+/// The accounts file, as written on the node.
+pub const PASSWD: &str = "/etc/passwd";
+/// The shadowed passwords.
+pub const SHADOW: &str = "/etc/shadow";
+/// The groups file.
+pub const GROUP: &str = "/etc/group";
+/// The shadowed group data.
+pub const GSHADOW: &str = "/etc/gshadow";
+
+const PROPS: &[Property] = &[
+    Property::new("ensure", Kind::OneOf(&["present", "absent"])),
+    Property::new("uid", Kind::Integer),
+    Property::new("gid", Kind::Text),
+    Property::new("groups", Kind::List),
+    Property::new("comment", Kind::Text),
+    Property::new("home", Kind::Text),
+    Property::new("managehome", Kind::Boolean).parameter(),
+    Property::new("shell", Kind::Text),
+    Property::new("password", Kind::Text).sensitive(),
+    Property::new("system", Kind::Boolean).parameter(),
+];
+
+/// The `user` type.
+pub struct User;
+
+/// One `/etc/passwd` entry.
+#[derive(Debug, Clone)]
+pub(crate) struct PasswdEntry {
+    pub name: String,
+    pub password: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub comment: String,
+    pub home: String,
+    pub shell: String,
+}
+
+/// One `/etc/group` entry.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupEntry {
+    pub name: String,
+    pub gid: u32,
+    pub members: Vec<String>,
+}
+
+/// The colon-separated fields of a database line (without its line
+/// ending), or `None` for comments, blank lines and NIS `+`/`-` entries.
+pub(crate) fn fields(line: &str) -> Option<Vec<&str>> {
+    let l = line.trim_end_matches(['\n', '\r']);
+    if l.trim().is_empty() || l.starts_with('#') || l.starts_with('+') || l.starts_with('-') {
+        return None;
+    }
+    Some(l.split(':').collect())
+}
+
+/// Parses a passwd line.
+pub(crate) fn parse_passwd(line: &str) -> Option<PasswdEntry> {
+    let f = fields(line)?;
+    if f.len() != 7 {
+        return None;
+    }
+    Some(PasswdEntry {
+        name: f[0].to_string(),
+        password: f[1].to_string(),
+        uid: f[2].parse().ok()?,
+        gid: f[3].parse().ok()?,
+        comment: f[4].to_string(),
+        home: f[5].to_string(),
+        shell: f[6].to_string(),
+    })
+}
+
+/// Parses a group line.
+pub(crate) fn parse_group(line: &str) -> Option<GroupEntry> {
+    let f = fields(line)?;
+    if f.len() != 4 {
+        return None;
+    }
+    Some(GroupEntry {
+        name: f[0].to_string(),
+        gid: f[2].parse().ok()?,
+        members: f[3]
+            .split(',')
+            .filter(|m| !m.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
+}
+
+/// Every entry of the root's `/etc/passwd`.
+pub(crate) fn read_passwd(sys: &System) -> Result<Vec<PasswdEntry>, Failure> {
+    let text = sys.read(PASSWD)?.unwrap_or_default();
+    Ok(text.lines().filter_map(parse_passwd).collect())
+}
+
+/// Every entry of the root's `/etc/group`.
+pub(crate) fn read_groups(sys: &System) -> Result<Vec<GroupEntry>, Failure> {
+    let text = sys.read(GROUP)?.unwrap_or_default();
+    Ok(text.lines().filter_map(parse_group).collect())
+}
+
+/// The password field of every `/etc/shadow` entry.
+fn read_shadow(sys: &System) -> Result<Vec<(String, String)>, Failure> {
+    let text = sys.read(SHADOW)?.unwrap_or_default();
+    Ok(text
+        .lines()
+        .filter_map(fields)
+        .filter(|f| f.len() >= 2)
+        .map(|f| (f[0].to_string(), f[1].to_string()))
+        .collect())
+}
+
+/// The arguments that point a shadow tool at the root: none for `/`.
+pub(crate) fn prefix(sys: &System) -> Vec<String> {
+    if sys.is_real_root() {
+        Vec::new()
+    } else {
+        vec![
+            "--prefix".to_string(),
+            sys.root().to_string_lossy().into_owned(),
+        ]
+    }
+}
+
+/// Runs a tool that edits the account databases; a failure names the
+/// program and says why, never echoing the arguments (a password hash may
+/// be among them).
+pub(crate) fn run_tool(sys: &System, cmd: &Cmd, program: &str) -> Result<(), Failure> {
+    let out = sys.run(cmd)?;
+    if out.success() {
+        Ok(())
+    } else {
+        Err(Failure::failed(format!(
+            "{program} failed (exit {}): {}",
+            out.code,
+            out.why()
+        )))
+    }
+}
+
+/// A lock on a system database the way the shadow tools take it: the file
+/// `NAME.lock` created exclusively, holding our pid; a lock left by a dead
+/// process is broken. Released on drop.
+pub(crate) struct FileLock(PathBuf);
+
+impl FileLock {
+    /// Locks `abs` (a path as on the node) under the root.
+    pub(crate) fn take(sys: &System, abs: &str) -> Result<FileLock, Failure> {
+        let path = sys.path(format!("{abs}.lock"));
+        for attempt in 0..2 {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    let _ = write!(f, "{}", std::process::id());
+                    return Ok(FileLock(path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt == 0 => {
+                    let pid = fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|s| s.trim().parse::<i32>().ok())
+                        .filter(|p| *p > 0);
+                    if let Some(p) = pid.filter(|p| alive(*p)) {
+                        return Err(Failure::failed(format!(
+                            "{} is locked by process {p}",
+                            sys.path(abs).display()
+                        )));
+                    }
+                    let _ = fs::remove_file(&path);
+                }
+                Err(e) => return Err(Failure::io(&path, e)),
+            }
+        }
+        Err(Failure::failed(format!(
+            "cannot lock {}",
+            sys.path(abs).display()
+        )))
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks that the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Replaces field `index` of the colon-separated line `line`, keeping its
+/// line ending.
+pub(crate) fn set_field(line: &str, index: usize, value: &str) -> String {
+    let body = line.trim_end_matches(['\n', '\r']);
+    let ending = &line[body.len()..];
+    let mut f: Vec<&str> = body.split(':').collect();
+    while f.len() <= index {
+        f.push("");
+    }
+    f[index] = value;
+    format!("{}{ending}", f.join(":"))
+}
+
+/// Whether `s` may name a user or group: what `useradd` accepts without
+/// `--badname`, plus upper case.
+pub(crate) fn account_name_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && !s.starts_with('-')
+        && !s.bytes().all(|b| b.is_ascii_digit())
+        && s != "."
+        && s != ".."
+        && s.bytes().enumerate().all(|(i, b)| {
+            b.is_ascii_alphanumeric() || b"_.-".contains(&b) || (b == b'$' && i == s.len() - 1)
+        })
+}
+
+/// Whether `s` is a crypt(3) hash or a locked/disabled password field.
+pub fn password_ok(s: &str) -> bool {
+    if s.contains([':', '\n', '\r', ' ', '\t']) {
+        return false;
+    }
+    let rest = s.trim_start_matches('!');
+    if rest.is_empty() {
+        // "!" or "!!": locked, no password
+        return !s.is_empty();
+    }
+    if rest == "*" {
+        return true;
+    }
+    // $id$[param$]salt$hash (also bcrypt's $2b$cost$…): at least three
+    // '$'-separated parts after the leading '$', drawn from crypt's alphabet.
+    let Some(body) = rest.strip_prefix('$') else {
+        return false;
+    };
+    let parts: Vec<&str> = body.split('$').collect();
+    parts.len() >= 3
+        && parts[0].bytes().all(|b| b.is_ascii_alphanumeric())
+        && !parts[0].is_empty()
+        && !parts.last().is_some_and(|p| p.is_empty())
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"./$=,-".contains(&b))
+}
+
+/// The gid of a group given by name or number, if the root's
+/// `/etc/group` has it.
+fn gid_of(table: &[GroupEntry], g: &str) -> Option<u32> {
+    match g.parse::<u32>() {
+        Ok(n) => table.iter().find(|e| e.gid == n).map(|e| e.gid),
+        Err(_) => table.iter().find(|e| e.name == g).map(|e| e.gid),
+    }
+}
+
+/// Supplementary groups given by name or number, as names, each known to
+/// the root's `/etc/group` (`usermod -G NUMBER` crashes under `--prefix`
+/// in shadow 4.13, so numbers are resolved here first).
+fn group_names(table: &[GroupEntry], groups: &Value) -> Result<Vec<String>, Failure> {
+    let mut out: Vec<String> = Vec::new();
+    for g in strings(groups) {
+        let name = gid_of(table, &g)
+            .and_then(|id| {
+                if g.parse::<u32>().is_ok() {
+                    table.iter().find(|e| e.gid == id).map(|e| e.name.clone())
+                } else {
+                    Some(g.clone())
+                }
+            })
+            .ok_or_else(|| Failure::invalid("groups", format!("{g:?} is not in {GROUP}")))?;
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+fn state(p: &PasswdEntry, groups: &[GroupEntry], shadow: &[(String, String)]) -> State {
+    let gid = groups
+        .iter()
+        .find(|g| g.gid == p.gid)
+        .map(|g| g.name.clone())
+        .unwrap_or_else(|| p.gid.to_string());
+    let member_of: Vec<&str> = groups
+        .iter()
+        .filter(|g| g.members.contains(&p.name))
+        .map(|g| g.name.as_str())
+        .collect();
+    let password = shadow
+        .iter()
+        .find(|(n, _)| *n == p.name)
+        .map(|(_, pw)| pw.clone())
+        .unwrap_or_else(|| p.password.clone());
+    let mut s = State::new();
+    s.insert("name".into(), json!(p.name));
+    s.insert("ensure".into(), json!("present"));
+    s.insert("uid".into(), json!(p.uid));
+    s.insert("gid".into(), json!(gid));
+    s.insert("groups".into(), json!(member_of));
+    s.insert("comment".into(), json!(p.comment));
+    s.insert("home".into(), json!(p.home));
+    s.insert("shell".into(), json!(p.shell));
+    s.insert("password".into(), json!(password));
+    s
+}
+
+fn text<'a>(desired: &'a State, k: &str) -> Option<&'a str> {
+    desired.get(k).and_then(Value::as_str)
+}
+
+fn flag(desired: &State, k: &str) -> bool {
+    desired.get(k).and_then(Value::as_bool).unwrap_or(false)
+}
+
+fn one_field(property: &str, v: &str) -> Result<(), Failure> {
+    if v.contains([':', '\n', '\r']) {
+        return Err(Failure::invalid(property, "must be one line without ':'"));
+    }
+    Ok(())
+}
+
+fn path_field(property: &str, v: &str) -> Result<(), Failure> {
+    one_field(property, v)?;
+    if !v.starts_with('/') {
+        return Err(Failure::invalid(
+            property,
+            format!("{v:?} is not an absolute path"),
+        ));
+    }
+    Ok(())
+}
+
+/// Gives every file under `dir` (and `dir`) owned by `old` to `new`,
+/// never following symbolic links.
+fn chown_tree(dir: &Path, old: u32, new: u32) -> Result<(), Failure> {
+    let md = fs::symlink_metadata(dir).map_err(|e| Failure::io(dir, e))?;
+    if md.uid() == old {
+        std::os::unix::fs::lchown(dir, Some(new), None).map_err(|e| Failure::io(dir, e))?;
+    }
+    if md.is_dir() {
+        for entry in fs::read_dir(dir).map_err(|e| Failure::io(dir, e))? {
+            let entry = entry.map_err(|e| Failure::io(dir, e))?;
+            chown_tree(&entry.path(), old, new)?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets the uid of `name` in the root's `/etc/passwd` directly (see the
+/// module documentation for why), then hands its home's files over.
+fn set_uid_natively(sys: &System, name: &str, new: u32) -> Result<(), Failure> {
+    let _lock = FileLock::take(sys, PASSWD)?;
+    let text = sys.read(PASSWD)?.unwrap_or_default();
+    let all: Vec<PasswdEntry> = text.lines().filter_map(parse_passwd).collect();
+    let me = all
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| Failure::failed(format!("user {name} vanished from {PASSWD}")))?;
+    if let Some(other) = all.iter().find(|p| p.uid == new && p.name != name) {
+        return Err(Failure::failed(format!(
+            "uid {new} is already used by {}",
+            other.name
+        )));
+    }
+    let old = me.uid;
+    let home = me.home.clone();
+    let mut out = lines(&text);
+    for l in out.iter_mut() {
+        if parse_passwd(l).is_some_and(|p| p.name == name) {
+            *l = set_field(l, 2, &new.to_string());
+        }
+    }
+    sys.write(PASSWD, out.concat().as_bytes(), 0o644)?;
+    let h = sys.path(&home);
+    if !home.is_empty() && home != "/" {
+        if let Ok(md) = fs::symlink_metadata(&h) {
+            if md.is_dir() && md.uid() == old {
+                chown_tree(&h, old, new)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl ResourceType for User {
+    fn name(&self) -> &'static str {
+        "user"
+    }
+
+    fn properties(&self) -> &'static [Property] {
+        PROPS
+    }
+
+    fn validate(&self, name: &str, desired: &State) -> Result<(), Failure> {
+        if !account_name_ok(name) {
+            return Err(Failure::invalid(
+                "name",
+                format!("{name:?} is not a valid user name"),
+            ));
+        }
+        if let Some(uid) = desired.get("uid").and_then(Value::as_i64) {
+            if !(0..u32::MAX as i64).contains(&uid) {
+                return Err(Failure::invalid("uid", format!("{uid} is out of range")));
+            }
+        }
+        if let Some(g) = text(desired, "gid") {
+            if !account_name_ok(g) && g.parse::<u32>().is_err() {
+                return Err(Failure::invalid(
+                    "gid",
+                    format!("{g:?} is not a group name or number"),
+                ));
+            }
+        }
+        if let Some(gs) = desired.get("groups") {
+            for g in strings(gs) {
+                if !account_name_ok(&g) && g.parse::<u32>().is_err() {
+                    return Err(Failure::invalid(
+                        "groups",
+                        format!("{g:?} is not a group name or number"),
+                    ));
+                }
+            }
+        }
+        if let Some(c) = text(desired, "comment") {
+            one_field("comment", c)?;
+        }
+        for p in ["home", "shell"] {
+            if let Some(v) = text(desired, p) {
+                path_field(p, v)?;
+            }
+        }
+        if let Some(pw) = text(desired, "password") {
+            if !password_ok(pw) {
+                return Err(Failure::invalid(
+                    "password",
+                    "must be a crypt(3) hash ($id$salt$hash) or a locked form (!, *, !HASH); plain text is refused",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn find(&self, sys: &System, name: &str) -> Result<State, Failure> {
+        let Some(p) = read_passwd(sys)?.into_iter().find(|p| p.name == name) else {
+            return Ok(missing(name));
+        };
+        Ok(state(&p, &read_groups(sys)?, &read_shadow(sys)?))
+    }
+
+    /// [`ResourceType::find`], then a primary group or a set of
+    /// supplementary groups naming the same gids as the desired ones (by
+    /// name or number) is shown as desired; a group the root's
+    /// `/etc/group` does not have is refused.
+    fn current(&self, sys: &System, name: &str, desired: &State) -> Result<State, Failure> {
+        let table = read_groups(sys)?;
+        let mut s = self.find(sys, name)?;
+        if let Some(g) = text(desired, "gid") {
+            let id = gid_of(&table, g)
+                .ok_or_else(|| Failure::invalid("gid", format!("{g:?} is not in {GROUP}")))?;
+            if text(&s, "gid").and_then(|have| gid_of(&table, have)) == Some(id) {
+                s.insert("gid".into(), json!(g));
+            }
+        }
+        if let Some(gs) = desired.get("groups") {
+            let mut want = group_names(&table, gs)?;
+            if let Some(have) = s.get("groups") {
+                let mut have = strings(have);
+                want.sort();
+                have.sort();
+                have.dedup();
+                if want == have {
+                    s.insert("groups".into(), gs.clone());
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    fn search(&self, sys: &System) -> Result<Vec<State>, Failure> {
+        let groups = read_groups(sys)?;
+        let shadow = read_shadow(sys)?;
+        Ok(read_passwd(sys)?
+            .iter()
+            .map(|p| state(p, &groups, &shadow))
+            .collect())
+    }
+
+    fn apply(
+        &self,
+        sys: &System,
+        name: &str,
+        desired: &State,
+        current: &State,
+        changes: &[Change],
+    ) -> Result<(), Failure> {
+        let managehome = flag(desired, "managehome");
+        if text(desired, "ensure") == Some("absent") {
+            let mut c = Cmd::new("userdel").args(prefix(sys));
+            if managehome {
+                c = c.arg("-r");
+            }
+            return run_tool(sys, &c.arg(name), "userdel");
+        }
+        if current.get("ensure").and_then(Value::as_str) != Some("present") {
+            return create(sys, name, desired, managehome);
+        }
+        let mut c = Cmd::new("usermod").args(prefix(sys));
+        let mut any = false;
+        let mut native_uid = None;
+        for ch in changes {
+            let v = desired.get(&ch.property);
+            match ch.property.as_str() {
+                "uid" => {
+                    let Some(uid) = v.and_then(Value::as_i64) else {
+                        continue;
+                    };
+                    if sys.is_real_root() {
+                        c = c.args(["-u".to_string(), uid.to_string()]);
+                        any = true;
+                    } else {
+                        native_uid = u32::try_from(uid).ok();
+                    }
+                }
+                "groups" => {
+                    let named = group_names(&read_groups(sys)?, v.unwrap_or(&Value::Null))?;
+                    c = c.args(["-G".to_string(), named.join(",")]);
+                    any = true;
+                }
+                p @ ("gid" | "comment" | "home" | "shell" | "password") => {
+                    let Some(s) = v.and_then(Value::as_str) else {
+                        continue;
+                    };
+                    let opt = match p {
+                        "gid" => "-g",
+                        "comment" => "-c",
+                        "home" => "-d",
+                        "shell" => "-s",
+                        _ => "-p",
+                    };
+                    c = c.args([opt, s]);
+                    if p == "home" && managehome {
+                        c = c.arg("-m");
+                    }
+                    any = true;
+                }
+                _ => {}
+            }
+        }
+        if any {
+            run_tool(sys, &c.arg(name), "usermod")?;
+        }
+        if let Some(uid) = native_uid {
+            set_uid_natively(sys, name, uid)?;
+        }
+        Ok(())
+    }
+}
+
+fn create(sys: &System, name: &str, desired: &State, managehome: bool) -> Result<(), Failure> {
+    let mut c = Cmd::new("useradd").args(prefix(sys));
+    if !sys.is_real_root() {
+        c = c.arg("-l");
+        if managehome {
+            c = c.arg("-k").arg(sys.path("/etc/skel"));
+        }
+    }
+    if let Some(uid) = desired.get("uid").and_then(Value::as_i64) {
+        c = c.args(["-u".to_string(), uid.to_string()]);
+    }
+    match text(desired, "gid") {
+        Some(g) => c = c.args(["-g", g]),
+        None if read_groups(sys)?.iter().any(|g| g.name == name) => {
+            c = c.args(["-g", name]);
+        }
+        None => c = c.arg("-U"),
+    }
+    if let Some(gs) = desired.get("groups") {
+        let gs = group_names(&read_groups(sys)?, gs)?;
+        if !gs.is_empty() {
+            c = c.args(["-G".to_string(), gs.join(",")]);
+        }
+    }
+    for (p, opt) in [
+        ("comment", "-c"),
+        ("home", "-d"),
+        ("shell", "-s"),
+        ("password", "-p"),
+    ] {
+        if let Some(v) = text(desired, p) {
+            c = c.args([opt, v]);
+        }
+    }
+    c = c.arg(if managehome { "-m" } else { "-M" });
+    if flag(desired, "system") {
+        c = c.arg("-r");
+    }
+    run_tool(sys, &c.arg(name), "useradd")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::types::tests::Fixture;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    pub(crate) const PASSWD0: &str = "root:x:0:0:root:/root:/bin/bash\n# local accounts below\nbin:x:2:2:bin:/bin:/usr/sbin/nologin\nold:x:1500:100:Old Timer:/home/old:/bin/sh\n";
+    pub(crate) const GROUP0: &str = "root:x:0:\nbin:x:2:\nusers:x:100:old\nstaff:x:50:\n";
+    pub(crate) const SHADOW0: &str = "root:*:19000:0:99999:7:::\nbin:*:19000:0:99999:7:::\nold:$6$salt$oldhash:19000:0:99999:7:::\n";
+    pub(crate) const GSHADOW0: &str = "root:*::\nbin:*::\nusers:*::old\nstaff:*::\n";
+    /// As Debian ships them: user groups, no password ageing.
+    const LOGIN_DEFS: &str =
+        "# test\nUSERGROUPS_ENAB yes\nPASS_MAX_DAYS 99999\nPASS_MIN_DAYS 0\nPASS_WARN_AGE 7\n";
+
+    pub(crate) fn accounts(ty: &'static str) -> Fixture {
+        Fixture::new(ty)
+            .file(PASSWD, PASSWD0)
+            .file(GROUP, GROUP0)
+            .file(SHADOW, SHADOW0)
+            .file(GSHADOW, GSHADOW0)
+            .file("/etc/login.defs", LOGIN_DEFS)
+    }
+
+    fn today() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 86400
+    }
+
+    fn unchanged(f: &Fixture) {
+        assert_eq!(f.read(PASSWD), PASSWD0);
+        assert_eq!(f.read(GROUP), GROUP0);
+        assert_eq!(f.read(SHADOW), SHADOW0);
+        assert_eq!(f.read(GSHADOW), GSHADOW0);
+    }
+
+    const ALICE: &[(&str, &str)] = &[
+        ("uid", "1001"),
+        ("groups", "staff"),
+        ("comment", "Alice A"),
+        ("home", "/home/alice"),
+        ("shell", "/bin/bash"),
+        ("password", "$6$salt$hash"),
+        ("managehome", "true"),
+    ];
+
+    #[test]
+    fn create_modify_rerun_noop_remove_find_search() {
+        let f = accounts("user");
+        let day = today();
+
+        // noop: reports, touches nothing
+        let mut noop = ALICE.to_vec();
+        noop.push(("noop", "true"));
+        let r = f.ensure("alice", &noop);
+        assert_eq!(r["changed"], json!(false));
+        assert_eq!(r["changes"][0]["property"], json!("ensure"));
+        unchanged(&f);
+        assert!(!f.root().join("home/alice").exists());
+
+        // create
+        let r = f.ensure("alice", ALICE);
+        assert_eq!(r["changed"], json!(true));
+        let props: Vec<&str> = r["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["property"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            props,
+            ["ensure", "uid", "groups", "comment", "home", "shell", "password"]
+        );
+        let pw = r["changes"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(pw["new"], json!("[redacted]"));
+        assert_eq!(r["resource"]["password"], json!("[redacted]"));
+        assert_eq!(
+            f.read(PASSWD),
+            format!("{PASSWD0}alice:x:1001:1001:Alice A:/home/alice:/bin/bash\n")
+        );
+        assert_eq!(
+            f.read(GROUP),
+            "root:x:0:\nbin:x:2:\nusers:x:100:old\nstaff:x:50:alice\nalice:x:1001:\n"
+        );
+        assert_eq!(
+            f.read(SHADOW),
+            format!("{SHADOW0}alice:$6$salt$hash:{day}:0:99999:7:::\n")
+        );
+        assert_eq!(
+            f.read(GSHADOW),
+            "root:*::\nbin:*::\nusers:*::old\nstaff:*::alice\nalice:!::\n"
+        );
+        let home = fs::metadata(f.root().join("home/alice")).unwrap();
+        assert!(home.is_dir());
+        assert_eq!((home.uid(), home.gid()), (1001, 1001));
+
+        // idempotent, the primary group given by name or number
+        let mut again = ALICE.to_vec();
+        again.push(("gid", "alice"));
+        let r = f.ensure("alice", &again);
+        assert_eq!(r["changed"], json!(false));
+        assert_eq!(r["changes"], json!([]));
+        again.pop();
+        again.push(("gid", "1001"));
+        assert_eq!(f.ensure("alice", &again)["changes"], json!([]));
+
+        // modify: uid (natively under a temporary root), groups, shell,
+        // comment, password; the home's files follow the uid
+        fs::write(f.root().join("home/alice/notes"), "x").unwrap();
+        std::os::unix::fs::lchown(f.root().join("home/alice/notes"), Some(1001), Some(1001))
+            .unwrap();
+        let r = f.ensure(
+            "alice",
+            &[
+                ("uid", "1005"),
+                ("groups", "bin,2"),
+                ("shell", "/bin/sh"),
+                ("comment", "Alice B"),
+                ("password", "!"),
+            ],
+        );
+        assert_eq!(
+            r["changes"],
+            json!([
+                {"property": "uid", "old": 1001, "new": 1005},
+                {"property": "groups", "old": ["staff"], "new": ["bin", "2"]},
+                {"property": "comment", "old": "Alice A", "new": "Alice B"},
+                {"property": "shell", "old": "/bin/bash", "new": "/bin/sh"},
+                {"property": "password", "old": "[redacted]", "new": "[redacted]"},
+            ])
+        );
+        assert_eq!(
+            f.read(PASSWD),
+            format!("{PASSWD0}alice:x:1005:1001:Alice B:/home/alice:/bin/sh\n")
+        );
+        assert_eq!(
+            f.read(GROUP),
+            "root:x:0:\nbin:x:2:alice\nusers:x:100:old\nstaff:x:50:\nalice:x:1001:\n"
+        );
+        assert_eq!(
+            f.read(SHADOW),
+            format!("{SHADOW0}alice:!:{day}:0:99999:7:::\n")
+        );
+        assert_eq!(
+            f.read(GSHADOW),
+            "root:*::\nbin:*::alice\nusers:*::old\nstaff:*::\nalice:!::\n"
+        );
+        for p in ["home/alice", "home/alice/notes"] {
+            assert_eq!(fs::metadata(f.root().join(p)).unwrap().uid(), 1005, "{p}");
+        }
+        assert!(!f.root().join("etc/passwd.lock").exists());
+
+        // primary group of another user, by number; other lines untouched
+        let r = f.ensure("old", &[("gid", "50")]);
+        assert_eq!(
+            r["changes"],
+            json!([{"property": "gid", "old": "users", "new": "50"}])
+        );
+        let passwd1 = "root:x:0:0:root:/root:/bin/bash\n# local accounts below\nbin:x:2:2:bin:/bin:/usr/sbin/nologin\nold:x:1500:50:Old Timer:/home/old:/bin/sh\n";
+        assert_eq!(
+            f.read(PASSWD),
+            format!("{passwd1}alice:x:1005:1001:Alice B:/home/alice:/bin/sh\n")
+        );
+
+        // find and search
+        let found = f.find("alice");
+        assert_eq!(found["ensure"], json!("present"));
+        let res = &found["resource"];
+        assert_eq!(res["uid"], json!(1005));
+        assert_eq!(res["gid"], json!("alice"));
+        assert_eq!(res["groups"], json!(["bin"]));
+        assert_eq!(res["home"], json!("/home/alice"));
+        assert_eq!(res["password"], json!("[redacted]"));
+        assert_eq!(f.find("nobody")["ensure"], json!("absent"));
+        let names: Vec<String> = f.search()["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["root", "bin", "old", "alice"]);
+
+        // remove, with the home and the user's own group
+        let r = f.ensure("alice", &[("ensure", "absent"), ("managehome", "true")]);
+        assert_eq!(r["changed"], json!(true));
+        assert_eq!(f.read(PASSWD), passwd1);
+        assert_eq!(f.read(GROUP), GROUP0);
+        assert_eq!(f.read(SHADOW), SHADOW0);
+        assert_eq!(f.read(GSHADOW), GSHADOW0);
+        assert!(!f.root().join("home/alice").exists());
+        let r = f.ensure("alice", &[("ensure", "absent")]);
+        assert_eq!(r["changed"], json!(false));
+    }
+
+    #[test]
+    fn system_users_and_existing_user_groups() {
+        let f = accounts("user")
+            .file(GROUP, &format!("{GROUP0}svc:x:1200:\n"))
+            .file(GSHADOW, &format!("{GSHADOW0}svc:!::\n"));
+        let r = f.ensure("svc", &[("system", "true"), ("shell", "/usr/sbin/nologin")]);
+        assert_eq!(r["changed"], json!(true));
+        let res = &f.find("svc")["resource"];
+        assert!(res["uid"].as_i64().unwrap() < 1000, "{res}");
+        assert_eq!(res["gid"], json!("svc"));
+        assert_eq!(res["password"], json!("[redacted]"));
+        assert!(f.read(SHADOW).starts_with(SHADOW0));
+        assert!(!f.root().join("home/svc").exists());
+        assert_eq!(f.read(GROUP), format!("{GROUP0}svc:x:1200:\n"));
+    }
+
+    #[test]
+    fn managed_homes_move_and_stay_unless_managed() {
+        let f = accounts("user");
+        let bob = [("uid", "1010"), ("home", "/home/bob"), ("shell", "/bin/sh")];
+        let mut create = bob.to_vec();
+        create.push(("managehome", "true"));
+        f.ensure("bob", &create);
+        fs::write(f.root().join("home/bob/notes"), "kept").unwrap();
+        // usermod -m moves the home but does not make its parent
+        fs::create_dir(f.root().join("srv")).unwrap();
+        let r = f.ensure("bob", &[("home", "/srv/bob"), ("managehome", "true")]);
+        assert_eq!(
+            r["changes"],
+            json!([{"property": "home", "old": "/home/bob", "new": "/srv/bob"}])
+        );
+        assert!(!f.root().join("home/bob").exists());
+        assert_eq!(
+            fs::read_to_string(f.root().join("srv/bob/notes")).unwrap(),
+            "kept"
+        );
+        assert_eq!(
+            f.read(PASSWD),
+            format!("{PASSWD0}bob:x:1010:1010::/srv/bob:/bin/sh\n")
+        );
+        // removed without managehome: the home stays
+        f.ensure("bob", &[("ensure", "absent")]);
+        assert_eq!(f.read(PASSWD), PASSWD0);
+        assert_eq!(f.read(GROUP), GROUP0);
+        assert!(f.root().join("srv/bob/notes").exists());
+    }
+
+    #[test]
+    fn the_real_root_gets_no_prefix() {
+        let real = System::new("/", std::time::Duration::from_secs(1));
+        assert!(prefix(&real).is_empty());
+        let tmp = System::new("/tmp/r", std::time::Duration::from_secs(1));
+        assert_eq!(prefix(&tmp), ["--prefix", "/tmp/r"]);
+    }
+
+    #[test]
+    fn bad_input_names_the_property_and_touches_nothing() {
+        let f = accounts("user");
+        for (props, prop) in [
+            (vec![("password", "secret")], "password"),
+            (vec![("password", "$6$onlysalt")], "password"),
+            (vec![("uid", "abc")], "uid"),
+            (vec![("comment", "a:b")], "comment"),
+            (vec![("home", "home/x")], "home"),
+            (vec![("shell", "/bin/sh\nx")], "shell"),
+            (vec![("groups", "ok,b@d")], "groups"),
+            (vec![("managehome", "perhaps")], "managehome"),
+        ] {
+            let e = f.ensure_err("carol", &props);
+            assert_eq!(e.status, mco_core::Status::InvalidData, "{props:?}");
+            assert!(e.message.starts_with(&format!("{prop}:")), "{}", e.message);
+        }
+        let e = f.ensure_err("bad:name", &[]);
+        assert!(e.message.starts_with("name:"), "{}", e.message);
+        // groups the root does not have, even in noop
+        for (props, prop) in [
+            (vec![("gid", "nosuch")], "gid"),
+            (vec![("gid", "4242")], "gid"),
+            (vec![("groups", "staff,nosuch"), ("noop", "true")], "groups"),
+            (vec![("groups", "4242")], "groups"),
+        ] {
+            let e = f.ensure_err("carol", &props);
+            assert_eq!(e.status, mco_core::Status::InvalidData, "{props:?}");
+            assert!(e.message.starts_with(&format!("{prop}:")), "{}", e.message);
+        }
+        // refused by the tool: a uid in use; the hash is never echoed
+        let e = f.ensure_err("carol", &[("uid", "0"), ("password", "$6$salt$hash")]);
+        assert_eq!(e.status, mco_core::Status::Aborted);
+        assert!(e.message.contains("useradd failed"), "{}", e.message);
+        assert!(!e.message.contains("$6$"), "{}", e.message);
+        unchanged(&f);
+    }
+
+    #[test]
+    fn passwords_must_be_hashes() {
+        for ok in [
+            "$6$salt$hash",
+            "$y$j9T$salt$hash",
+            "$2b$10$abcdefghijklmnopqrstuv",
+            "!",
+            "!!",
+            "*",
+            "!$6$salt$hash",
+            "!*",
+        ] {
+            assert!(password_ok(ok), "{ok}");
+        }
+        for bad in ["", "secret", "$6$", "$6$salt$", "$6$a b$c", "x:y", "$$a$b"] {
+            assert!(!password_ok(bad), "{bad}");
+        }
+    }
+}
