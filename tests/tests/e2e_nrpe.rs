@@ -497,8 +497,11 @@ fn silent_nodes_and_broken_runs_are_unknown() {
     let nats = NatsServer::start();
     let ok = node(&nats, "n-ok1");
     let mut gone = node(&nats, "n-ok2");
+    // A node whose check outlasts the plugin's -t: the plugin's own time limit ends the run
+    // and counts it as silent (its agent would only give up on the check after 8s).
+    let mut slow = node_with_timeout(&nats, "n-slow", "8s");
     let list = ok.dir.path().join("nodes.txt");
-    std::fs::write(&list, "n-ok1\nn-ok2\n").unwrap();
+    std::fs::write(&list, "n-ok1\nn-ok2\nn-slow\n").unwrap();
     gone.responder.child.kill();
 
     let out = Cmd::new(bin_path("check_mco_nrpe"))
@@ -514,12 +517,17 @@ fn silent_nodes_and_broken_runs_are_unknown() {
         .run();
     out.assert_exit(3);
     assert!(
-        out.stdout.starts_with("check_app: OK: 1 WARNING: 0 CRITICAL: 0 UNKNOWN: 1|total=2 ok=1 warning=0 critical=0 unknown=1 "),
+        out.stdout.starts_with("check_app: OK: 1 WARNING: 0 CRITICAL: 0 UNKNOWN: 2|total=3 ok=1 warning=0 critical=0 unknown=2 "),
         "{out:?}"
     );
     assert!(
         out.stdout
-            .contains("\nUNKNOWN: n-ok2\n[UNKNOWN] n-ok2: no response within "),
+            .contains("\nUNKNOWN: n-ok2 n-slow\n[UNKNOWN] n-ok2: no response within "),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout
+            .contains("\n[UNKNOWN] n-slow: no response within "),
         "{out:?}"
     );
     // Only the answering node's perfdata is aggregated.
@@ -528,6 +536,10 @@ fn silent_nodes_and_broken_runs_are_unknown() {
             .contains(" time_min=0.5s;;;; time_avg=0.5s;;;; time_max=0.5s;;;;"),
         "{out:?}"
     );
+    // A graceful stop lets the slow check end by the agent's timeout, which kills it.
+    slow.responder.child.signal(libc::SIGTERM);
+    slow.responder.child.wait_exit(Duration::from_secs(30));
+    std::fs::write(&list, "n-ok1\nn-ok2\n").unwrap();
     let out = Cmd::new(bin_path("check_mco_nrpe"))
         .args([
             "--nats",

@@ -350,7 +350,11 @@ fn inventory(url: &str) {
     let inv = out.stdout_json();
     assert_eq!(inv["facts"]["role"], "db", "{out:?}");
     assert_eq!(inv["classes"], json!(["postgres"]), "{out:?}");
-    assert_eq!(inv["agents"], json!(["nrpe", "resource", "rpcutil"]), "{out:?}");
+    assert_eq!(
+        inv["agents"],
+        json!(["nrpe", "resource", "rpcutil"]),
+        "{out:?}"
+    );
     assert_eq!(inv["main_collective"], "mcollective", "{out:?}");
 
     let out = mco(["inventory", "nosuch", "-t", "1s", "--nats", url]);
