@@ -143,7 +143,7 @@ fn nagios_records_the_aggregated_state_output_and_perfdata() {
     let core = work.path().join("nagios");
     std::fs::create_dir_all(core.join("checkresults")).unwrap();
     let line = format!(
-        "{} --config {} --nats {} -t 20s $ARG1$",
+        "{} --config {} --nats {} -t 20s --discovery-window 1s $ARG1$",
         bin_path("check_mco_nrpe").display(),
         client.display(),
         nats.url()
