@@ -30,18 +30,42 @@ impl Node {
     }
 }
 
+const PASSWD: &str =
+    "root:x:0:0:root:/root:/bin/bash\n# local accounts\nops:x:1000:1000:Ops:/home/ops:/bin/sh\n";
+const GROUP: &str = "root:x:0:\nops:x:1000:\nusers:x:100:\n";
+const SHADOW: &str = "root:*:19000:0:99999:7:::\nops:!:19000:0:99999:7:::\n";
+const GSHADOW: &str = "root:*::\nops:!::\nusers:*::\n";
+const LOGIN_DEFS: &str =
+    "USERGROUPS_ENAB yes\nPASS_MAX_DAYS 99999\nPASS_MIN_DAYS 0\nPASS_WARN_AGE 7\n";
+
+/// A system root with a hosts file and the account databases the shadow tools edit.
 fn root_with(hosts: &str) -> TempDir {
     let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(root.path().join("etc")).unwrap();
-    std::fs::write(root.path().join("etc/hosts"), hosts).unwrap();
+    let etc = root.path().join("etc");
+    std::fs::create_dir_all(etc.join("skel")).unwrap();
+    std::fs::create_dir_all(root.path().join("home")).unwrap();
+    for (name, text) in [
+        ("hosts", hosts),
+        ("passwd", PASSWD),
+        ("group", GROUP),
+        ("shadow", SHADOW),
+        ("gshadow", GSHADOW),
+        ("login.defs", LOGIN_DEFS),
+    ] {
+        std::fs::write(etc.join(name), text).unwrap();
+    }
     root
 }
 
 fn settings(root: &Path, extra: &str) -> String {
     format!(
-        "[plugin.resource]\nallow_types = [\"host\"]\nroot = {:?}\n{extra}",
+        "[plugin.resource]\nallow_types = [\"host\", \"user\"]\nroot = {:?}\n{extra}",
         root.display().to_string()
     )
+}
+
+fn read(root: &Path, file: &str) -> String {
+    std::fs::read_to_string(root.join(file)).unwrap()
 }
 
 /// The `[security]` table of an insecure test node whose resource policy allows every caller;
@@ -57,11 +81,21 @@ fn allow_all(root: &Path) -> String {
 }
 
 fn spawn(nats: &NatsServer, id: &str, role: &str, extra: &str) -> Node {
+    spawn_with(nats, id, role, &["host", "user"], extra)
+}
+
+fn spawn_with(nats: &NatsServer, id: &str, role: &str, types: &[&str], extra: &str) -> Node {
     let root = root_with(HOSTS);
+    let types: Vec<String> = types.iter().map(|t| format!("{t:?}")).collect();
+    let settings = format!(
+        "[plugin.resource]\nallow_types = [{}]\nroot = {:?}\n{extra}",
+        types.join(", "),
+        root.path().display().to_string()
+    );
     let spec = ResponderSpec::new(id)
         .facts(json!({"role": role}))
         .secure(&allow_all(root.path()))
-        .extra(&settings(root.path(), extra));
+        .extra(&settings);
     let responder = Responder::spawn(nats, spec);
     Node { root, responder }
 }
@@ -260,13 +294,133 @@ fn a_filtered_half_of_the_fleet_changes_and_reports() {
 }
 
 #[test]
+fn a_user_ensured_on_half_the_fleet() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let nodes: Vec<Node> = [("web-1", "web"), ("web-2", "web"), ("db-1", "db")]
+        .iter()
+        .map(|(id, role)| spawn(&nats, id, role, ""))
+        .collect();
+    for n in &nodes {
+        n.responder.wait_ready(&nats);
+    }
+    let ensure = [
+        "resource",
+        "user",
+        "deploy",
+        "ensure=present",
+        "uid=2001",
+        "comment=Deploy user",
+        "shell=/bin/bash",
+        "home=/home/deploy",
+        "-F",
+        "role=web",
+    ];
+    let out = run(&url, &ensure);
+    out.assert_success();
+    assert!(out.stdout.contains("web-1: changed\n"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("    uid      -      2001\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Summary: changed: 2, unchanged: 0"),
+        "{}",
+        out.stdout
+    );
+    for n in &nodes[..2] {
+        let root = n.root.path();
+        assert_eq!(
+            read(root, "etc/passwd"),
+            format!("{PASSWD}deploy:x:2001:2001:Deploy user:/home/deploy:/bin/bash\n")
+        );
+        assert_eq!(read(root, "etc/group"), format!("{GROUP}deploy:x:2001:\n"));
+        assert!(read(root, "etc/shadow").starts_with(SHADOW));
+    }
+    let db = nodes[2].root.path();
+    assert_eq!(read(db, "etc/passwd"), PASSWD, "the db node was touched");
+    assert_eq!(read(db, "etc/group"), GROUP);
+
+    let out = run(&url, &ensure);
+    out.assert_success();
+    assert!(
+        out.stdout.contains("Summary: changed: 0, unchanged: 2"),
+        "{}",
+        out.stdout
+    );
+
+    // a plain-text password never leaves the node's validation
+    let out = run(
+        &url,
+        &[
+            "rpc",
+            "resource",
+            "do",
+            "type=user",
+            "name=deploy",
+            "password=hunter2",
+            "-F",
+            "role=web",
+            "-j",
+        ],
+    );
+    out.assert_exit(2);
+    for r in replies(&out) {
+        assert_eq!(r["statuscode"], json!(4), "{r:?}");
+        assert!(
+            r["statusmsg"].as_str().unwrap().starts_with("password:"),
+            "{r:?}"
+        );
+    }
+    // find shows it the Puppet way; the fleet summary counts by ensure
+    let out = run(&url, &["resource", "user", "deploy"]);
+    out.assert_success();
+    assert!(
+        out.stdout
+            .contains("  user { 'deploy':\n    ensure   => 'present',\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Summary: absent: 1, present: 2"),
+        "{}",
+        out.stdout
+    );
+
+    // and removed again
+    let out = run(
+        &url,
+        &[
+            "resource",
+            "user",
+            "deploy",
+            "ensure=absent",
+            "-F",
+            "role=web",
+        ],
+    );
+    out.assert_success();
+    assert!(
+        out.stdout.contains("Summary: changed: 2, unchanged: 0"),
+        "{}",
+        out.stdout
+    );
+    for n in &nodes[..2] {
+        assert_eq!(read(n.root.path(), "etc/passwd"), PASSWD);
+        assert_eq!(read(n.root.path(), "etc/group"), GROUP);
+    }
+}
+
+#[test]
 fn refusals_and_bad_input_touch_nothing() {
     let nats = NatsServer::start();
     let url = nats.url();
-    let strict = spawn(
+    let strict = spawn_with(
         &nats,
         "strict",
         "web",
+        &["host"],
         "[plugin.resource.host]\ndeny_names = [\"localhost\", \"db*\"]\n",
     );
     let dry = spawn(&nats, "dry", "web", "noop = true\n");
