@@ -44,7 +44,7 @@ pub struct Registry {
 }
 
 /// The names of every agent this build can host.
-pub const BUILTIN: &[&str] = &["rpcutil", "resource"];
+pub const BUILTIN: &[&str] = &["rpcutil", "resource", "nrpe"];
 
 /// Builds one built-in agent from its `[plugin.NAME]` table (empty when the
 /// config has none).
@@ -61,6 +61,15 @@ fn build(name: &str, cfg: &ResponderConfig) -> Result<Arc<dyn Agent>, RegistryEr
         "resource" => Ok(Arc::new(
             mco_plugin_resource::ResourceAgent::from_config(table).map_err(fail)?,
         )),
+        "nrpe" => {
+            // Relative paths are relative to the config file's directory.
+            let base = cfg.file.parent().unwrap_or(std::path::Path::new("."));
+            let nrpe = mco_plugin_nrpe::NrpeConfig::from_table(table, base).map_err(|errs| {
+                let all: Vec<String> = errs.iter().map(ToString::to_string).collect();
+                fail(all.join("; "))
+            })?;
+            Ok(Arc::new(mco_plugin_nrpe::Nrpe::new(nrpe)))
+        }
         other => unreachable!("{other} is not in BUILTIN"),
     }
 }

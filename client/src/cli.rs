@@ -32,6 +32,8 @@ pub enum Command {
     Rpc(RpcArgs),
     /// Ensure, show or list resources (users, files, packages, …) on matching nodes.
     Resource(ResourceArgs),
+    /// Run one NRPE check on matching nodes and aggregate the Nagios states.
+    Nrpe(NrpeArgs),
     /// Report the values of one fact across matching nodes.
     Facts {
         /// The fact, dotted for nested facts.
@@ -147,6 +149,27 @@ pub struct ResourceArgs {
     /// Show unchanged nodes too, and whole resources in --search.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Filters and discovery.
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// `mco nrpe CHECK [ARG …] [filters]`, and the arguments of `check_mco_nrpe`.
+#[derive(Args, Debug, Clone)]
+pub struct NrpeArgs {
+    /// The check: a command[NAME] defined on the nodes; `NAME!ARG1!ARG2` works too.
+    pub check: String,
+    /// Arguments for $ARG1$, $ARG2$ … (after `--` when one starts with a dash).
+    pub args: Vec<String>,
+    /// Show every node, OK ones included (`mco nrpe` adds their performance data).
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Expect at least N nodes: those not discovered count as UNKNOWN (see --unknown-as).
+    #[arg(long, value_name = "N")]
+    pub expect: Option<usize>,
+    /// How to count nodes that did not answer or were expected but not found.
+    #[arg(long, value_enum, value_name = "STATE", default_value = "unknown")]
+    pub unknown_as: crate::nrpe::UnknownAs,
     /// Filters and discovery.
     #[command(flatten)]
     pub target: TargetArgs,

@@ -11,6 +11,7 @@ use crate::error::ClientError;
 pub const BUILTIN: &[(&str, &str)] = &[
     ("rpcutil", include_str!("../../ddl/rpcutil.json")),
     ("resource", include_str!("../../ddl/resource.json")),
+    ("nrpe", include_str!("../../ddl/nrpe.json")),
 ];
 
 /// Known DDLs by agent name.

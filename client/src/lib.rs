@@ -16,6 +16,7 @@ pub mod config;
 pub mod ddls;
 pub mod discovery;
 pub mod error;
+pub mod nrpe;
 pub mod output;
 pub mod provision;
 pub mod rpc;

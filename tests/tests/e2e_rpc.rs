@@ -333,7 +333,7 @@ fn inventory(url: &str) {
         "Inventory for alpha:\n",
         "Server Statistics:\n",
         "Total Requests: ",
-        "   Agents:\n      rpcutil\n",
+        "   Agents:\n      nrpe\n      resource\n      rpcutil\n",
         "   Classes:\n      nginx\n      users::admin\n",
         "   Collectives:\n      mcollective\n",
         "   Facts:\n",
@@ -350,7 +350,11 @@ fn inventory(url: &str) {
     let inv = out.stdout_json();
     assert_eq!(inv["facts"]["role"], "db", "{out:?}");
     assert_eq!(inv["classes"], json!(["postgres"]), "{out:?}");
-    assert_eq!(inv["agents"], json!(["rpcutil"]), "{out:?}");
+    assert_eq!(
+        inv["agents"],
+        json!(["nrpe", "resource", "rpcutil"]),
+        "{out:?}"
+    );
     assert_eq!(inv["main_collective"], "mcollective", "{out:?}");
 
     let out = mco(["inventory", "nosuch", "-t", "1s", "--nats", url]);

@@ -4,6 +4,7 @@ mod doc;
 mod facts;
 mod find;
 mod inventory;
+mod nrpe;
 mod ping;
 pub mod pki;
 mod resource;
@@ -37,6 +38,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, ClientError> {
         Command::Ping { target } => ping::run(&cfg, &target, out).await,
         Command::Rpc(args) => rpc::run(&cfg, &args, out).await,
         Command::Resource(args) => resource::run(&cfg, &args, out).await,
+        Command::Nrpe(args) => nrpe::run(&cfg, &args, out).await,
         Command::Facts {
             fact,
             verbose,
