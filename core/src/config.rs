@@ -314,6 +314,9 @@ pub struct NatsConfig {
     pub servers: Vec<String>,
     /// Largest message sent or accepted, bytes.
     pub max_payload: usize,
+    /// A file holding a NATS token to authenticate with (e.g. the
+    /// provisioning broker's bootstrap token), read at connect time.
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for NatsConfig {
@@ -321,6 +324,7 @@ impl Default for NatsConfig {
         NatsConfig {
             servers: vec!["nats://127.0.0.1:4222".into()],
             max_payload: crate::wire::DEFAULT_MAX_PAYLOAD,
+            token_file: None,
         }
     }
 }
@@ -328,7 +332,8 @@ impl Default for NatsConfig {
 impl NatsConfig {
     fn read(r: &mut Reader, t: &Table) -> NatsConfig {
         let p = "nats";
-        r.unknown(t, p, &["servers", "max_payload"]);
+        r.unknown(t, p, &["servers", "max_payload", "token_file"]);
+        let token_file = r.path(t, p, "token_file");
         let mut c = NatsConfig::default();
         if let Some(s) = r.strings(t, p, "servers") {
             if s.is_empty() {
@@ -342,6 +347,7 @@ impl NatsConfig {
             }
             c.max_payload = m as usize;
         }
+        c.token_file = token_file;
         c
     }
 }
@@ -369,6 +375,8 @@ pub struct ResponderConfig {
     pub log_level: String,
     /// `[plugin.NAME]` tables, owned by each agent.
     pub plugin: BTreeMap<String, Table>,
+    /// `[provisioning]`, if present.
+    pub provisioning: Option<crate::provisioning::ProvisioningConfig>,
 }
 
 /// `[facts]`.
@@ -451,6 +459,7 @@ impl ResponderConfig {
                 "shutdown_grace",
                 "log_level",
                 "plugin",
+                "provisioning",
             ],
         );
         let identity = r.string(&t, "", "identity");
@@ -544,6 +553,9 @@ impl ResponderConfig {
                 }
             }
         }
+        let provisioning = r
+            .table(&t, "", "provisioning")
+            .map(|p| crate::provisioning::ProvisioningConfig::read(&mut r, p));
         r.finish()?;
         Ok(ResponderConfig {
             file: path.to_path_buf(),
@@ -556,6 +568,7 @@ impl ResponderConfig {
             shutdown_grace,
             log_level,
             plugin,
+            provisioning,
         })
     }
 }

@@ -17,6 +17,7 @@ pub mod facts;
 pub mod filter;
 pub mod pki;
 pub mod policy;
+pub mod provisioning;
 pub mod security;
 pub mod subject;
 pub mod wire;

@@ -47,6 +47,16 @@ pub struct Envelope {
     /// The signer's X.509 certificate, DER; empty while unsigned.
     #[serde(with = "serde_bytes", default)]
     pub cert: Vec<u8>,
+    /// The signer's raw Ed25519 public key (32 bytes) when it has no
+    /// certificate yet: a node in provisioning mode signs its replies with
+    /// the key it made at first boot. Empty otherwise, and then not encoded,
+    /// so every other message is byte-for-byte what protocol v1 always was.
+    #[serde(
+        with = "serde_bytes",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub key: Vec<u8>,
 }
 
 /// The inner layer of a request.
@@ -234,6 +244,7 @@ impl Envelope {
             body,
             sig: Vec::new(),
             cert: Vec::new(),
+            key: Vec::new(),
         }
     }
 
@@ -360,6 +371,39 @@ mod tests {
             Envelope::decode(b"\xc1garbage", DEFAULT_MAX_PAYLOAD, Kind::Request),
             Err(WireError::Decode(_))
         ));
+    }
+
+    #[test]
+    fn key_field_is_optional_both_ways() {
+        // An envelope without `key` encodes exactly as before the field existed.
+        #[derive(Serialize)]
+        struct Old<'a> {
+            v: u8,
+            kind: Kind,
+            #[serde(with = "serde_bytes")]
+            body: &'a [u8],
+            #[serde(with = "serde_bytes")]
+            sig: &'a [u8],
+            #[serde(with = "serde_bytes")]
+            cert: &'a [u8],
+        }
+        let env = Envelope::unsigned(Kind::Reply, vec![1, 2, 3]);
+        let old = rmp_serde::to_vec_named(&Old {
+            v: 1,
+            kind: Kind::Reply,
+            body: &[1, 2, 3],
+            sig: &[],
+            cert: &[],
+        })
+        .unwrap();
+        assert_eq!(env.encode(), old);
+        // Old bytes decode with an empty key; a key round-trips.
+        let back = Envelope::decode(&old, DEFAULT_MAX_PAYLOAD, Kind::Reply).unwrap();
+        assert!(back.key.is_empty());
+        let mut keyed = env.clone();
+        keyed.key = vec![7; 32];
+        let back = Envelope::decode(&keyed.encode(), DEFAULT_MAX_PAYLOAD, Kind::Reply).unwrap();
+        assert_eq!(back.key, vec![7; 32]);
     }
 
     #[test]

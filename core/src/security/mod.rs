@@ -10,6 +10,7 @@
 //! known-certificates file between runs (see [`TrustStore::export_known`]).
 
 mod known;
+mod nodekey;
 mod replay;
 
 use std::collections::{HashMap, HashSet};
@@ -24,6 +25,7 @@ use x509_parser::prelude::*;
 
 use crate::wire::{Envelope, Kind, PROTOCOL_VERSION};
 
+pub use nodekey::{verify_key_signed, NodeKey};
 pub use replay::ReplayCache;
 
 #[cfg(test)]
@@ -184,6 +186,7 @@ impl Credentials {
             body,
             sig,
             cert: self.cert_der.clone(),
+            key: Vec::new(),
         }
     }
 }
