@@ -50,6 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(Opener {
             trust: Some(Arc::new(TrustStore::load(&ca, None)?)),
             max_payload: 1 << 20,
+            pins: None,
         })
     };
     let opener = fresh()?;

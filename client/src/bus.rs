@@ -105,6 +105,11 @@ impl Drop for Bus {
         if let (Some(trust), Some(creds)) = (&self.opener.trust, &self.creds) {
             save_known(trust, creds, &self.sender);
         }
+        if let Some(pins) = &self.opener.pins {
+            if let Err(e) = pins.save() {
+                tracing::warn!("key pins not saved: {e}");
+            }
+        }
     }
 }
 
@@ -153,6 +158,12 @@ impl Bus {
                 (None, None)
             }
         };
+        if let Some(path) = &cfg.nats.token_file {
+            let token = std::fs::read_to_string(path).map_err(|e| {
+                ClientError::Security(format!("nats.token_file {}: {e}", path.display()))
+            })?;
+            options = options.token(token.trim().to_string());
+        }
         let client = options
             .name(format!("mco {}", cfg.identity))
             .connection_timeout(Duration::from_secs(5))
@@ -173,8 +184,16 @@ impl Bus {
             opener: Opener {
                 trust,
                 max_payload: cfg.nats.max_payload,
+                pins: None,
             },
         })
+    }
+
+    /// Accepts replies signed by bare node keys, checked against `pins`:
+    /// what talking to the `provisioning` collective needs.
+    pub fn with_pins(mut self, pins: Arc<crate::pins::KeyPins>) -> Bus {
+        self.opener.pins = Some(pins);
+        self
     }
 
     /// A new request body.

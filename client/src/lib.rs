@@ -18,6 +18,7 @@ pub mod discovery;
 pub mod error;
 pub mod nrpe;
 pub mod output;
+pub mod pins;
 pub mod provision;
 pub mod rpc;
 pub mod target;

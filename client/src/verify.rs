@@ -35,12 +35,17 @@ pub struct Opener {
     pub trust: Option<Arc<TrustStore>>,
     /// Message size bound.
     pub max_payload: usize,
+    /// Key pins, for the `provisioning` collective only: with them, a reply
+    /// signed by a raw node key (no certificate) is accepted if the key is
+    /// the one pinned for its sender, or the sender has none yet. Without
+    /// them such a reply is untrusted.
+    pub pins: Option<Arc<crate::pins::KeyPins>>,
 }
 
 impl Opener {
     /// Decodes and checks many replies, their signatures in one batch.
     pub fn open_many(&self, payloads: &[bytes::Bytes]) -> Vec<Result<ReplyBody, Rejected>> {
-        let Some(trust) = &self.trust else {
+        let Some(trust) = self.trust.as_ref().filter(|_| self.pins.is_none()) else {
             return payloads.iter().map(|p| self.open(p)).collect();
         };
         let decoded: Vec<Result<(Envelope, ReplyBody), Rejected>> = payloads
@@ -87,6 +92,9 @@ impl Opener {
         let reply = env
             .reply()
             .map_err(|e| Rejected::Undecodable(e.to_string()))?;
+        if !env.key.is_empty() {
+            return self.open_key_signed(&env, reply);
+        }
         if let Some(trust) = &self.trust {
             let signer = trust
                 .verify(&env, (now_ms() / 1000) as i64)
@@ -98,6 +106,25 @@ impl Opener {
                 )));
             }
         }
+        Ok(reply)
+    }
+
+    /// A reply signed by a raw node key: good only against the pins.
+    fn open_key_signed(&self, env: &Envelope, reply: ReplyBody) -> Result<ReplyBody, Rejected> {
+        let Some(pins) = &self.pins else {
+            return Err(Rejected::Untrusted(format!(
+                "{:?} signed with a bare key; only the provisioning collective accepts that",
+                reply.sender
+            )));
+        };
+        if self.trust.is_none() {
+            // Insecure mode: nothing is checked, pins included.
+            return Ok(reply);
+        }
+        let key = mco_core::security::verify_key_signed(env)
+            .map_err(|e| Rejected::Untrusted(e.to_string()))?;
+        pins.check(&reply.sender, &key)
+            .map_err(|e| Rejected::Untrusted(e.to_string()))?;
         Ok(reply)
     }
 }

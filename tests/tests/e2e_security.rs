@@ -770,6 +770,7 @@ fn the_client_opens_only_replies_signed_by_the_node_they_name() {
     let opener = Opener {
         trust: Some(std::sync::Arc::new(trust)),
         max_payload: DEFAULT_MAX_PAYLOAD,
+        pins: None,
     };
     let body = ReplyBody {
         request_id: new_request_id(),
@@ -824,6 +825,7 @@ fn the_client_opens_only_replies_signed_by_the_node_they_name() {
     let insecure = Opener {
         trust: None,
         max_payload: DEFAULT_MAX_PAYLOAD,
+        pins: None,
     };
     assert!(
         insecure

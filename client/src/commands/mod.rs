@@ -58,7 +58,13 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, ClientError> {
 /// Resolves the target flags and connects.
 async fn connect(cfg: &ClientConfig, args: &TargetArgs) -> Result<(Plan, Bus), ClientError> {
     let plan = target::resolve(args, cfg)?;
-    let bus = Bus::connect(cfg).await?;
+    let mut bus = Bus::connect(cfg).await?;
+    if plan.collective == mco_core::provisioning::PROVISIONING_COLLECTIVE {
+        let path = crate::pins::default_pins_path();
+        let pins = crate::pins::KeyPins::load(&path)
+            .map_err(|e| ClientError::Security(e.to_string()))?;
+        bus = bus.with_pins(std::sync::Arc::new(pins));
+    }
     Ok((plan, bus))
 }
 

@@ -1,0 +1,273 @@
+//! Key pins for nodes in provisioning mode: trust on first use, then only that key.
+//!
+//! A node being provisioned has no certificate; it signs replies with a key
+//! it made at first boot and sends the raw public key along. The first key
+//! seen for an identity is pinned; a later reply from that identity signed
+//! with any other key is refused as untrusted, and so is a CSR the
+//! provisioner did not get under the pinned key.
+//!
+//! File format (`~/.cache/mco/provisioning.pins` for `mco`, any path for a
+//! provisioner): UTF-8 text, one pin per line, `IDENTITY HEX-PUBLIC-KEY`
+//! (64 lowercase hex digits) separated by one space, sorted by identity;
+//! blank lines and lines starting with `#` are ignored. It is written whole,
+//! atomically, mode 0600.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use mco_core::config::expand_home;
+
+/// Why a pin check or a pins file failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PinError {
+    /// The node's reply was signed by another key than the pinned one.
+    #[error("{identity:?} is pinned to key {pinned}, but this reply is signed by {got}")]
+    Mismatch {
+        /// The node.
+        identity: String,
+        /// The key pinned for it, hex.
+        pinned: String,
+        /// The key that signed, hex.
+        got: String,
+    },
+    /// A line of the pins file does not parse.
+    #[error("{path}:{line}: {message}")]
+    BadLine {
+        /// The file.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The file could not be read or written.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Identity → pinned Ed25519 public key, shared by the tasks opening replies.
+#[derive(Debug)]
+pub struct KeyPins {
+    path: Option<PathBuf>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    pins: BTreeMap<String, [u8; 32]>,
+    dirty: bool,
+}
+
+/// Where `mco` keeps its pins: `$XDG_CACHE_HOME/mco/provisioning.pins`
+/// (default `~/.cache/mco/`).
+pub fn default_pins_path() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| expand_home("~/.cache"));
+    base.join("mco").join("provisioning.pins")
+}
+
+/// Parses pins text; `path` names it in errors.
+pub fn parse_pins(path: &str, text: &str) -> Result<BTreeMap<String, [u8; 32]>, PinError> {
+    let mut out = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |message: &str| PinError::BadLine {
+            path: path.to_string(),
+            line: i + 1,
+            message: message.to_string(),
+        };
+        let (id, key) = line
+            .split_once(' ')
+            .ok_or_else(|| bad("expected `IDENTITY HEX-KEY`"))?;
+        let bytes = hex::decode(key.trim()).map_err(|_| bad("the key is not hex"))?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| bad("the key is not 32 bytes"))?;
+        if id.is_empty() || id.contains(char::is_whitespace) {
+            return Err(bad("bad identity"));
+        }
+        out.insert(id.to_string(), key);
+    }
+    Ok(out)
+}
+
+/// Renders pins as the file's text.
+pub fn render_pins(pins: &BTreeMap<String, [u8; 32]>) -> String {
+    let mut s = String::from("# mco provisioning key pins: IDENTITY HEX-PUBLIC-KEY\n");
+    for (id, key) in pins {
+        s.push_str(id);
+        s.push(' ');
+        s.push_str(&hex::encode(key));
+        s.push('\n');
+    }
+    s
+}
+
+impl KeyPins {
+    /// Pins kept in memory only.
+    pub fn in_memory() -> KeyPins {
+        KeyPins {
+            path: None,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// Loads the pins file at `path` (a missing file is no pins yet);
+    /// [`save`](Self::save) writes back there.
+    pub fn load(path: &Path) -> Result<KeyPins, PinError> {
+        let pins = match std::fs::read_to_string(path) {
+            Ok(text) => parse_pins(&path.display().to_string(), &text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => {
+                return Err(PinError::Io {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })
+            }
+        };
+        Ok(KeyPins {
+            path: Some(path.to_path_buf()),
+            inner: Mutex::new(Inner { pins, dirty: false }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Accepts `key` for `identity` if it is the pinned key, or pins it if
+    /// the identity has none yet; refuses any other key.
+    pub fn check(&self, identity: &str, key: &[u8; 32]) -> Result<(), PinError> {
+        let mut inner = self.lock();
+        match inner.pins.get(identity) {
+            Some(pinned) if pinned == key => Ok(()),
+            Some(pinned) => Err(PinError::Mismatch {
+                identity: identity.to_string(),
+                pinned: hex::encode(pinned),
+                got: hex::encode(key),
+            }),
+            None => {
+                inner.pins.insert(identity.to_string(), *key);
+                inner.dirty = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// The key pinned for `identity`.
+    pub fn get(&self, identity: &str) -> Option<[u8; 32]> {
+        self.lock().pins.get(identity).copied()
+    }
+
+    /// Forgets `identity`'s pin (a node re-imaged on purpose); returns whether it had one.
+    pub fn forget(&self, identity: &str) -> bool {
+        let mut inner = self.lock();
+        let had = inner.pins.remove(identity).is_some();
+        inner.dirty |= had;
+        had
+    }
+
+    /// Writes the pins file if anything changed since it was loaded (a
+    /// temporary 0600 file in a 0700 directory, renamed into place).
+    pub fn save(&self) -> Result<(), PinError> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let mut inner = self.lock();
+        if !inner.dirty {
+            return Ok(());
+        }
+        let text = render_pins(&inner.pins);
+        let io = |e: std::io::Error| PinError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io)?;
+        let tmp = dir.join(format!(
+            ".{}.{}",
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            std::process::id()
+        ));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| {
+                f.write_all(text.as_bytes())?;
+                f.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(e));
+        }
+        inner.dirty = false;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_key_pinned_other_keys_refused_and_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/p.pins");
+        let pins = KeyPins::load(&path).unwrap();
+        pins.check("n1", &[1; 32]).unwrap();
+        pins.check("n1", &[1; 32]).unwrap();
+        assert!(matches!(
+            pins.check("n1", &[2; 32]),
+            Err(PinError::Mismatch { .. })
+        ));
+        pins.save().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.ends_with(&format!("n1 {}\n", "01".repeat(32))), "{text}");
+        let again = KeyPins::load(&path).unwrap();
+        assert_eq!(again.get("n1"), Some([1; 32]));
+        assert!(again.check("n1", &[3; 32]).is_err());
+        assert!(again.forget("n1"));
+        again.check("n1", &[3; 32]).unwrap();
+    }
+
+    #[test]
+    fn bad_lines_name_the_line() {
+        let err = parse_pins("f", "# c\n\nn1 zz\n").unwrap_err();
+        assert_eq!(
+            err,
+            PinError::BadLine {
+                path: "f".into(),
+                line: 3,
+                message: "the key is not hex".into()
+            }
+        );
+        assert!(parse_pins("f", "n1 0102\n").is_err());
+        assert!(parse_pins("f", "justone\n").is_err());
+    }
+}
