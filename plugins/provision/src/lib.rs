@@ -1,0 +1,476 @@
+//! The `provision` agent: the node side of provisioning (DESIGN §11).
+//!
+//! A node in provisioning mode hosts only `rpcutil` and this agent, on the
+//! `provisioning` collective. Every action requires the bootstrap token
+//! (compared in constant time), so that only a provisioner holding the
+//! image's token — and, as for every request, a `user:` certificate from
+//! the CA — can drive it. The actions are small and idempotent, so a
+//! provisioner that dies mid-way can run them again: `gencsr` returns the
+//! CSR it already made unless asked to regenerate, `lock` renews the
+//! caller's own lock, `set_master` replaces the `puppet` line.
+//!
+//! State lives in `state_dir` (where `{identity}` is replaced, so one
+//! process can serve a fleet of virtual nodes): `node.key` (the reply
+//! signing key), `lock.json`, `master.json`, `csr/IDENTITY.{key,csr}`,
+//! `disabled`. The private certificate key never leaves the node.
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod bootstrap;
+pub mod configure;
+pub mod state;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use mco_core::agent::{ActionError, ActionResult, Agent, Outputs, RequestContext};
+use mco_core::config::SecurityConfig;
+use mco_core::pki::{self, CsrOptions, KEY_MODE, PUBLIC_MODE};
+use mco_core::provisioning::{files, ProvisioningConfig};
+use mco_core::security::{Credentials, NodeKey, TrustStore};
+use mco_core::wire::Kind;
+use mco_core::{Ddl, Status};
+use serde_json::{json, Map, Value};
+
+use state::{Lock, Master};
+
+/// The DDL shipped in `ddl/provision.json`.
+pub const DDL_JSON: &str = include_str!("../../../ddl/provision.json");
+
+/// What the agent needs from the responder's config.
+#[derive(Debug, Clone)]
+pub struct ProvisionSettings {
+    /// `[provisioning]`.
+    pub provisioning: ProvisioningConfig,
+    /// `[security]`: where `configure` puts the certificate, key, CA and CRL.
+    pub security: SecurityConfig,
+    /// The responder's config file, which `configure` rewrites.
+    pub config_file: PathBuf,
+    /// Whether the responder runs in provisioning mode now.
+    pub active: bool,
+}
+
+/// The provision agent.
+pub struct Provision {
+    ddl: Ddl,
+    settings: ProvisionSettings,
+    /// Serializes read-modify-write of state files (lock, hosts).
+    guard: Mutex<()>,
+}
+
+impl Provision {
+    /// Builds the agent.
+    pub fn new(settings: ProvisionSettings) -> Provision {
+        static DDL: OnceLock<Ddl> = OnceLock::new();
+        let ddl = DDL
+            .get_or_init(|| {
+                Ddl::from_json("ddl/provision.json", DDL_JSON)
+                    .expect("the shipped provision DDL loads")
+            })
+            .clone();
+        Provision {
+            ddl,
+            settings,
+            guard: Mutex::new(()),
+        }
+    }
+
+    /// The state directory of node `identity`.
+    pub fn state_dir(&self, identity: &str) -> PathBuf {
+        for_identity(&self.settings.provisioning.state_dir, identity)
+    }
+
+    fn lock_guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.guard.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `{identity}` in a path replaced by the node's identity.
+pub fn for_identity(p: &Path, identity: &str) -> PathBuf {
+    PathBuf::from(p.to_string_lossy().replace("{identity}", identity))
+}
+
+/// Compares two byte strings in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn obj(v: Value) -> Outputs {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn now_s() -> i64 {
+    (mco_core::wire::now_ms() / 1000) as i64
+}
+
+fn str_in<'a>(input: &'a Map<String, Value>, k: &str) -> &'a str {
+    input.get(k).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn aborted(m: impl std::fmt::Display) -> ActionError {
+    ActionError::aborted(m.to_string())
+}
+
+fn write(path: &Path, data: &[u8], mode: u32) -> Result<(), ActionError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| aborted(format!("{}: {e}", dir.display())))?;
+    }
+    pki::write_atomic(path, data, mode, true).map_err(aborted)
+}
+
+#[async_trait::async_trait]
+impl Agent for Provision {
+    fn ddl(&self) -> &Ddl {
+        &self.ddl
+    }
+
+    async fn call(
+        &self,
+        action: &str,
+        input: &Map<String, Value>,
+        ctx: &RequestContext,
+    ) -> ActionResult {
+        let want = self
+            .settings
+            .provisioning
+            .read_token()
+            .map_err(|e| aborted(format!("the token file cannot be read: {e}")))?;
+        if want.is_empty() || !constant_time_eq(str_in(input, "token").as_bytes(), want.as_bytes())
+        {
+            return Err(ActionError::aborted("bad token"));
+        }
+        let identity = ctx.node.identity().to_string();
+        let dir = self.state_dir(&identity);
+        match action {
+            "state" => self.state(&identity, &dir),
+            "lock" => {
+                let expiry = input.get("expiry").and_then(Value::as_i64).unwrap_or(300);
+                if expiry <= 0 {
+                    return Err(ActionError::new(
+                        Status::InvalidData,
+                        "expiry must be at least 1 second",
+                    ));
+                }
+                let _g = self.lock_guard();
+                let path = dir.join(files::LOCK);
+                let current: Option<Lock> = state::read_json(&path);
+                let lock = Lock::take(current.as_ref(), &ctx.caller, expiry, now_s())
+                    .map_err(aborted)?;
+                let text = serde_json::to_vec(&lock).map_err(aborted)?;
+                write(&path, &text, PUBLIC_MODE)?;
+                Ok(obj(json!({"owner": lock.owner, "expires": lock.expires})))
+            }
+            "unlock" => {
+                let _g = self.lock_guard();
+                let path = dir.join(files::LOCK);
+                if let Some(current) = state::read_json::<Lock>(&path) {
+                    Lock::may_release(&current, &ctx.caller, now_s()).map_err(aborted)?;
+                }
+                pki::remove_if_present(&path).map_err(aborted)?;
+                Ok(obj(json!({"locked": false})))
+            }
+            "set_master" => {
+                let name = str_in(input, "name");
+                let address = str_in(input, "address");
+                let _g = self.lock_guard();
+                let hosts = for_identity(&self.settings.provisioning.hosts_file, &identity);
+                let before = match std::fs::read_to_string(&hosts) {
+                    Ok(t) => t,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                    Err(e) => return Err(aborted(format!("{}: {e}", hosts.display()))),
+                };
+                let after = state::update_hosts(&before, name, address);
+                write(&hosts, after.as_bytes(), PUBLIC_MODE)?;
+                let master = Master {
+                    name: name.to_string(),
+                    address: address.to_string(),
+                };
+                let text = serde_json::to_vec(&master).map_err(aborted)?;
+                write(&dir.join(files::MASTER), &text, PUBLIC_MODE)?;
+                Ok(obj(json!({
+                    "line": state::master_line(name, address),
+                    "hosts_file": hosts.display().to_string(),
+                })))
+            }
+            "gencsr" => {
+                let regenerate = input
+                    .get("regenerate")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                self.gencsr(&identity, &dir, regenerate)
+            }
+            "configure" => self.configure(&identity, &dir, input),
+            "run" => self.run_bootstrap().await,
+            "restart" => self.restart(&identity),
+            "disable" => {
+                write(&dir.join(files::DISABLED), b"", PUBLIC_MODE)?;
+                Ok(obj(json!({"disabled": true})))
+            }
+            other => Err(ActionError::new(
+                Status::UnknownAction,
+                format!("unknown action {other:?}"),
+            )),
+        }
+    }
+}
+
+impl Provision {
+    fn csr_paths(dir: &Path, identity: &str) -> (PathBuf, PathBuf) {
+        let d = dir.join(files::CSR_DIR);
+        (
+            d.join(format!("{identity}.csr")),
+            d.join(format!("{identity}.key")),
+        )
+    }
+
+    fn state(&self, identity: &str, dir: &Path) -> ActionResult {
+        let now = now_s();
+        let lock = state::read_json::<Lock>(&dir.join(files::LOCK)).filter(|l| l.live(now));
+        let master: Option<Master> = state::read_json(&dir.join(files::MASTER));
+        let paths = configure::paths(&self.settings.security, dir, identity);
+        let cert_present = paths.cert.exists() && paths.key.exists();
+        let public_key = NodeKey::load_or_create(&dir.join(files::NODE_KEY))
+            .map(|k| k.public_hex())
+            .map_err(aborted)?;
+        let (csr, _) = Self::csr_paths(dir, identity);
+        Ok(obj(json!({
+            "identity": identity,
+            "provisioning": self.settings.active,
+            "provisioned": cert_present && dir.join("configured").exists(),
+            "cert_present": cert_present,
+            "locked": lock.is_some(),
+            "lock_owner": lock.as_ref().map(|l| l.owner.clone()).unwrap_or_default(),
+            "lock_expires": lock.as_ref().map(|l| l.expires).unwrap_or(0),
+            "master": master.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
+            "master_address": master.as_ref().map(|m| m.address.clone()).unwrap_or_default(),
+            "disabled": dir.join(files::DISABLED).exists(),
+            "public_key": public_key,
+            "csr_present": csr.exists(),
+        })))
+    }
+
+    fn gencsr(&self, identity: &str, dir: &Path, regenerate: bool) -> ActionResult {
+        let (csr_path, key_path) = Self::csr_paths(dir, identity);
+        let _g = self.lock_guard();
+        let csr_pem = match std::fs::read_to_string(&csr_path) {
+            Ok(pem) if !regenerate && key_path.exists() => pem,
+            _ => {
+                let opts = CsrOptions {
+                    force: true,
+                    ..CsrOptions::default()
+                };
+                pki::request_csr(&dir.join(files::CSR_DIR), identity, pki::Kind::Node, &opts)
+                    .map_err(aborted)?
+                    .csr_pem
+            }
+        };
+        let public_key = csr_public_key(&csr_pem).unwrap_or_default();
+        Ok(obj(json!({
+            "csr": csr_pem,
+            "name": format!("node:{identity}"),
+            "public_key": public_key,
+        })))
+    }
+
+    fn configure(&self, identity: &str, dir: &Path, input: &Map<String, Value>) -> ActionResult {
+        if let Some(want) = input.get("identity").and_then(Value::as_str) {
+            if want != identity {
+                return Err(aborted(format!(
+                    "this node is {identity:?}, not {want:?}"
+                )));
+            }
+        }
+        let servers = configure::split_list(str_in(input, "servers"));
+        let collectives = match input.get("collectives").and_then(Value::as_str) {
+            Some(c) => configure::split_list(c),
+            None => vec!["mcollective".to_string()],
+        };
+        let (_, csr_key) = Self::csr_paths(dir, identity);
+        if !csr_key.exists() {
+            return Err(aborted("no key yet: run gencsr first"));
+        }
+        let _g = self.lock_guard();
+        // Stage the files, then check them exactly as the responder will:
+        // the certificate must be for this node, match the gencsr key and
+        // chain to the CA (within validity, not revoked).
+        let stage = dir.join("staging");
+        let _ = std::fs::remove_dir_all(&stage);
+        let staged = |name: &str, text: &str| -> Result<PathBuf, ActionError> {
+            let p = stage.join(name);
+            write(&p, text.as_bytes(), PUBLIC_MODE)?;
+            Ok(p)
+        };
+        let cert_pem = str_in(input, "certificate");
+        let ca_pem = str_in(input, "ca");
+        let crl_pem = input.get("crl").and_then(Value::as_str).unwrap_or("");
+        let cert = staged("node.pem", cert_pem)?;
+        let ca = staged("ca.pem", ca_pem)?;
+        let crl = if crl_pem.is_empty() {
+            None
+        } else {
+            Some(staged("ca.crl", crl_pem)?)
+        };
+        let creds = Credentials::load(&cert, &csr_key).map_err(|e| {
+            aborted(format!(
+                "the certificate does not match the key gencsr made: {}",
+                e.message
+            ))
+        })?;
+        if creds.name() != format!("node:{identity}") {
+            return Err(aborted(format!(
+                "the certificate is for {:?}, not node:{identity}",
+                creds.name()
+            )));
+        }
+        let trust = TrustStore::load(&ca, crl.as_deref()).map_err(|e| aborted(e.message))?;
+        let probe = creds.seal(Kind::Reply, b"configure".to_vec());
+        trust
+            .verify(&probe, now_s())
+            .map_err(|e| aborted(format!("the certificate does not verify: {e}")))?;
+
+        let file = &self.settings.config_file;
+        let original = std::fs::read_to_string(file)
+            .map_err(|e| aborted(format!("{}: {e}", file.display())))?;
+        let paths = configure::paths(&self.settings.security, dir, identity);
+        let text = configure::new_config(file, &original, identity, &collectives, &servers, &paths)
+            .map_err(|e| aborted(format!("the new configuration is not valid: {e}")))?;
+        let key_pem = std::fs::read(&csr_key)
+            .map_err(|e| aborted(format!("{}: {e}", csr_key.display())))?;
+        write(&paths.key, &key_pem, KEY_MODE)?;
+        write(&paths.cert, cert_pem.as_bytes(), PUBLIC_MODE)?;
+        write(&paths.ca, ca_pem.as_bytes(), PUBLIC_MODE)?;
+        if crl_pem.is_empty() {
+            let _ = std::fs::remove_file(&paths.crl);
+        } else {
+            write(&paths.crl, crl_pem.as_bytes(), PUBLIC_MODE)?;
+        }
+        write(file, text.as_bytes(), PUBLIC_MODE)?;
+        write(&dir.join("configured"), b"", PUBLIC_MODE)?;
+        let _ = std::fs::remove_dir_all(&stage);
+        Ok(obj(json!({
+            "config_file": file.display().to_string(),
+            "certificate_file": paths.cert.display().to_string(),
+            "serial": cert_serial(cert_pem).unwrap_or_default(),
+        })))
+    }
+
+    async fn run_bootstrap(&self) -> ActionResult {
+        let p = &self.settings.provisioning;
+        if p.bootstrap_command.is_empty() {
+            return Err(aborted("no [provisioning] bootstrap_command is configured"));
+        }
+        let r = bootstrap::run(&p.bootstrap_command, p.bootstrap_timeout)
+            .await
+            .map_err(|e| {
+                aborted(format!(
+                    "cannot run {:?}: {e}",
+                    p.bootstrap_command.first().cloned().unwrap_or_default()
+                ))
+            })?;
+        let (ok, summary) = bootstrap::interpret(r.exitcode, r.timed_out);
+        let data = obj(json!({
+            "exitcode": r.exitcode,
+            "summary": summary,
+            "output": r.output,
+            "success": ok,
+        }));
+        if ok {
+            Ok(data)
+        } else {
+            Err(ActionError::aborted(format!("bootstrap {summary}")).with_data(data))
+        }
+    }
+
+    fn restart(&self, identity: &str) -> ActionResult {
+        let dir = self.state_dir(identity);
+        let paths = configure::paths(&self.settings.security, &dir, identity);
+        if !(paths.cert.exists() && paths.key.exists()) {
+            return Err(aborted("not configured yet: run configure first"));
+        }
+        let splay = self.settings.provisioning.splay.as_millis() as u64;
+        let jitter = if splay == 0 {
+            0
+        } else {
+            rand_core::RngCore::next_u64(&mut rand_core::OsRng) % (splay + 1)
+        };
+        // At least a moment, so that this reply is on the wire first.
+        let delay = Duration::from_millis(jitter.max(500));
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            reexec();
+        });
+        Ok(obj(json!({"delay_ms": delay.as_millis() as u64})))
+    }
+}
+
+/// Replaces this process with a fresh run of the same binary and arguments.
+fn reexec() {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!("restart: cannot find our own binary: {e}");
+            return;
+        }
+    };
+    tracing::warn!("restarting: re-executing {}", exe.display());
+    let err = std::process::Command::new(&exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    tracing::error!("restart: exec {} failed: {err}", exe.display());
+}
+
+/// The hex public key of a CSR.
+fn csr_public_key(pem: &str) -> Option<String> {
+    let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+    let (_, csr) =
+        <x509_parser::certification_request::X509CertificationRequest as x509_parser::prelude::FromDer<_>>::from_der(&p.contents).ok()?;
+    Some(hex::encode(
+        csr.certification_request_info
+            .subject_pki
+            .subject_public_key
+            .data
+            .as_ref(),
+    ))
+}
+
+/// The hex serial of a certificate.
+fn cert_serial(pem: &str) -> Option<String> {
+    let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&p.contents).ok()?;
+    Some(pki::index::serial_hex(cert.raw_serial()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn ddl_loads_and_marks_the_token_sensitive() {
+        let p = Provision::new(ProvisionSettings {
+            provisioning: ProvisioningConfig::default(),
+            security: SecurityConfig::default(),
+            config_file: PathBuf::from("r.toml"),
+            active: true,
+        });
+        for a in &p.ddl().actions {
+            let t = a.input.get("token").expect("every action takes the token");
+            assert!(t.sensitive, "{}", a.action);
+        }
+    }
+}
