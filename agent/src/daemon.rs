@@ -16,6 +16,8 @@ use crate::registry::{Registry, RegistryError};
 use crate::security::{self, NodeSecurity, SharedTrust};
 use crate::serve::{self, BusOptions};
 use mco_core::policy::Authorizer;
+use mco_core::provisioning::{files, ProvisioningConfig, PROVISIONING_COLLECTIVE};
+use mco_core::security::NodeKey;
 
 /// How the daemon runs, beyond its config file.
 #[derive(Debug, Clone, Default)]
@@ -41,8 +43,33 @@ pub enum DaemonError {
     Security(#[from] mco_core::security::LoadError),
 }
 
+/// The `[provisioning]` settings if this responder starts in provisioning
+/// mode: configured, not disabled, and enabled or without its certificate.
+pub fn provisioning_mode(cfg: &ResponderConfig) -> Option<&ProvisioningConfig> {
+    cfg.provisioning
+        .as_ref()
+        .filter(|p| p.active(&cfg.security))
+}
+
 /// Checks what the daemon needs before anything connects; returns warnings.
 pub fn preflight(cfg: &ResponderConfig) -> Result<(Registry, Vec<String>), DaemonError> {
+    if let Some(p) = provisioning_mode(cfg) {
+        let file = cfg.file.display();
+        match &p.ca {
+            Some(ca) if ca.exists() => {}
+            _ => {
+                return Err(DaemonError::Unsupported(format!(
+                    "{file}: provisioning.ca must name the CA certificate shipped with the node"
+                )))
+            }
+        }
+        if let Err(e) = p.read_token() {
+            return Err(DaemonError::Unsupported(format!(
+                "{file}: provisioning.token_file cannot be read: {e}"
+            )));
+        }
+        return Ok((Registry::provisioning(cfg, true), Vec::new()));
+    }
     if !cfg.security.insecure {
         if let Some(msg) = security::missing_keys(&cfg.security, &cfg.file) {
             return Err(DaemonError::Unsupported(msg));
@@ -60,7 +87,15 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
     reload: Arc<Notify>,
 ) -> Result<(), DaemonError> {
-    let trust = if cfg.security.insecure {
+    let prov = provisioning_mode(&cfg).cloned();
+    let trust = if let Some(p) = &prov {
+        warn!(
+            servers = %p.servers.join(","),
+            "PROVISIONING MODE: this node has no certificate yet; it joins only the {PROVISIONING_COLLECTIVE:?} collective and hosts only rpcutil and provision until it is provisioned"
+        );
+        let ca = p.ca.as_deref().unwrap_or(std::path::Path::new(""));
+        Some(Arc::new(SharedTrust::load(ca, None)?))
+    } else if cfg.security.insecure {
         warn!("INSECURE MODE: requests and replies are neither signed nor verified, and the broker connection is not authenticated; use this only for throw-away demos");
         None
     } else {
@@ -74,13 +109,15 @@ pub async fn run(
             cfg.security.crl.as_deref(),
         )?))
     };
-    if trust.is_some() && !cfg.security.sign {
+    if trust.is_some() && !cfg.security.sign && prov.is_none() {
         warn!("UNSIGNED MODE (security.sign = false): TLS to the broker is on, but requests and replies are neither signed nor verified; use this only to measure what signing costs");
     }
     let registry = Arc::new(registry);
+    // In provisioning mode the token guards every provision action; policy
+    // files, if the image ships any, still apply.
     let authz = Arc::new(Authorizer::new(
         cfg.security.policy_dir.clone(),
-        cfg.security.default_policy == "allow",
+        cfg.security.default_policy == "allow" || prov.is_some(),
     ));
     let audit = match &cfg.security.audit_log {
         Some(p) => Some(AuditLog::open(p).map_err(|e| {
@@ -95,8 +132,12 @@ pub async fn run(
             .map(|i| (format!("{identity}-{i:04}"), Some(i)))
             .collect(),
     };
+    let collectives = match &prov {
+        Some(_) => vec![PROVISIONING_COLLECTIVE.to_string()],
+        None => cfg.collectives.clone(),
+    };
     let shared = Shared {
-        collectives: cfg.collectives.clone(),
+        collectives: collectives.clone(),
         registry: registry.clone(),
         max_concurrent: cfg.agents.max_concurrent,
         authz,
@@ -104,8 +145,14 @@ pub async fn run(
     };
     let mut nodes = Vec::with_capacity(names.len());
     for (name, index) in names {
-        let security = match &trust {
-            Some(t) if cfg.security.sign => {
+        let security = match (&trust, &prov) {
+            (Some(t), Some(p)) => {
+                let dir = security::for_identity(&p.state_dir, &name);
+                let key = NodeKey::load_or_create(&dir.join(files::NODE_KEY))?;
+                info!(node = %name, key = %key.public_hex(), "provisioning key");
+                Some(NodeSecurity::provisioning(key, t.clone()))
+            }
+            (Some(t), None) if cfg.security.sign => {
                 Some(NodeSecurity::load(&cfg.security, &name, t.clone())?)
             }
             _ => None,
@@ -114,13 +161,31 @@ pub async fn run(
     }
     refresh_facts(&cfg, &nodes).await;
 
+    let token = match (&prov, &cfg.nats.token_file) {
+        (Some(p), _) => Some(
+            p.read_token()
+                .map_err(|e| DaemonError::Unsupported(format!("provisioning.token_file: {e}")))?,
+        ),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| DaemonError::Unsupported(format!("nats.token_file: {e}")))?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
     let bus = BusOptions {
-        servers: cfg.nats.servers.clone(),
+        servers: match &prov {
+            Some(p) => p.servers.clone(),
+            None => cfg.nats.servers.clone(),
+        },
         max_payload: cfg.nats.max_payload,
         backoff: Backoff::default(),
         subscription_capacity: 4096,
+        server_ca: prov.as_ref().and_then(|p| p.ca.clone()),
+        token,
         tls: match (
-            &trust,
+            prov.is_none().then_some(()).and(trust.as_ref()),
             &cfg.security.ca,
             &cfg.security.cert,
             &cfg.security.key,
@@ -161,7 +226,7 @@ pub async fn run(
     info!(
         nodes = nodes.len(),
         agents = %registry.names().collect::<Vec<_>>().join(","),
-        collectives = %cfg.collectives.join(","),
+        collectives = %collectives.join(","),
         "responder serving {}",
         if nodes.len() == 1 { identity } else { format!("{} virtual nodes", nodes.len()) }
     );

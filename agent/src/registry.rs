@@ -44,7 +44,10 @@ pub struct Registry {
 }
 
 /// The names of every agent this build can host.
-pub const BUILTIN: &[&str] = &["rpcutil", "resource", "nrpe"];
+pub const BUILTIN: &[&str] = &["rpcutil", "resource", "nrpe", "ca"];
+
+/// Agents hosted only when `[agents] enabled` names them (they need settings).
+const OPT_IN: &[&str] = &["ca"];
 
 /// Builds one built-in agent from its `[plugin.NAME]` table (empty when the
 /// config has none).
@@ -70,6 +73,12 @@ fn build(name: &str, cfg: &ResponderConfig) -> Result<Arc<dyn Agent>, RegistryEr
             })?;
             Ok(Arc::new(mco_plugin_nrpe::Nrpe::new(nrpe)))
         }
+        "ca" => {
+            let base = cfg.file.parent().unwrap_or(std::path::Path::new("."));
+            let ca = mco_plugin_ca::CaSettings::from_table(table, base)
+                .map_err(|errs| fail(errs.join("; ")))?;
+            Ok(Arc::new(mco_plugin_ca::CaAgent::new(ca)))
+        }
         other => unreachable!("{other} is not in BUILTIN"),
     }
 }
@@ -90,7 +99,11 @@ impl Registry {
                 }
                 list.clone()
             }
-            None => names.iter().map(|s| s.to_string()).collect(),
+            None => names
+                .iter()
+                .filter(|n| !OPT_IN.contains(n))
+                .map(|s| s.to_string())
+                .collect(),
         };
         let mut reg = Registry::default();
         for name in names {
@@ -114,6 +127,20 @@ impl Registry {
             }
         }
         Ok((reg, warnings))
+    }
+
+    /// The agents of provisioning mode: `rpcutil` and `provision`, nothing else.
+    pub fn provisioning(config: &ResponderConfig, active: bool) -> Registry {
+        let mut reg = Registry::default();
+        reg.add(Arc::new(mco_plugin_rpcutil::Rpcutil::new()));
+        let settings = mco_plugin_provision::ProvisionSettings {
+            provisioning: config.provisioning.clone().unwrap_or_default(),
+            security: config.security.clone(),
+            config_file: config.file.clone(),
+            active,
+        };
+        reg.add(Arc::new(mco_plugin_provision::Provision::new(settings)));
+        reg
     }
 
     /// Hosts one more agent (or replaces one of the same name): how a

@@ -7,7 +7,8 @@ use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use mco_core::config::SecurityConfig;
-use mco_core::security::{Credentials, LoadError, ReplayCache, TrustStore};
+use mco_core::security::{Credentials, LoadError, NodeKey, ReplayCache, TrustStore};
+use mco_core::wire::{Envelope, Kind};
 use tracing::{info, warn};
 
 /// Replay cache bound per node.
@@ -62,10 +63,29 @@ impl SharedTrust {
     }
 }
 
+/// What a node signs its replies with.
+pub enum Signer {
+    /// Its certificate and key: normal mode.
+    Cert(Credentials),
+    /// The key it made at first boot, sent along as a raw public key:
+    /// provisioning mode, before it has a certificate.
+    Key(NodeKey),
+}
+
+impl Signer {
+    /// Signs `body` into an envelope.
+    pub fn seal(&self, kind: Kind, body: Vec<u8>) -> Envelope {
+        match self {
+            Signer::Cert(c) => c.seal(kind, body),
+            Signer::Key(k) => k.seal_with_key(kind, body),
+        }
+    }
+}
+
 /// One node's security state.
 pub struct NodeSecurity {
-    /// The node's key and certificate.
-    pub creds: Credentials,
+    /// What the node signs replies with.
+    pub signer: Signer,
     /// The collective's CA and CRL.
     pub trust: Arc<SharedTrust>,
     /// Request ids seen.
@@ -98,6 +118,16 @@ pub fn missing_keys(cfg: &SecurityConfig, file: &Path) -> Option<String> {
 }
 
 impl NodeSecurity {
+    /// Provisioning mode: replies signed with `key`, requests checked
+    /// against the shipped CA as in normal mode.
+    pub fn provisioning(key: NodeKey, trust: Arc<SharedTrust>) -> NodeSecurity {
+        NodeSecurity {
+            signer: Signer::Key(key),
+            trust,
+            replay: ReplayCache::new(REPLAY_LIMIT),
+        }
+    }
+
     /// Loads the credentials of `identity` against a shared trust store.
     pub fn load(
         cfg: &SecurityConfig,
@@ -118,7 +148,7 @@ impl NodeSecurity {
             });
         }
         Ok(NodeSecurity {
-            creds,
+            signer: Signer::Cert(creds),
             trust,
             replay: ReplayCache::new(REPLAY_LIMIT),
         })

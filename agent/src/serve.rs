@@ -34,6 +34,11 @@ pub struct BusOptions {
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)>,
     /// Initial size of each connection's read buffer; it grows for larger messages.
     pub read_buffer: u16,
+    /// A CA to check the broker's TLS certificate with, without a client
+    /// certificate (provisioning mode, before the node has one).
+    pub server_ca: Option<std::path::PathBuf>,
+    /// A NATS token to authenticate with.
+    pub token: Option<String>,
 }
 
 /// Connects one node, retrying for ever with jittered backoff.
@@ -55,6 +60,11 @@ pub async fn connect(
                 crate::security::for_identity(key, identity),
             )
             .require_tls(true);
+    } else if let Some(ca) = &opts.server_ca {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let Some(token) = &opts.token {
+        options = options.token(token.clone());
     }
     options
         .name(format!("mco-responder {identity}"))
@@ -258,7 +268,7 @@ async fn publish(
     mut reply: ReplyBody,
 ) {
     let seal = |body: Vec<u8>| match &node.security {
-        Some(sec) => sec.creds.seal(Kind::Reply, body).encode(),
+        Some(sec) => sec.signer.seal(Kind::Reply, body).encode(),
         None => Envelope::unsigned(Kind::Reply, body).encode(),
     };
     let mut bytes = seal(reply.encode());

@@ -12,6 +12,8 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("rpcutil", include_str!("../../ddl/rpcutil.json")),
     ("resource", include_str!("../../ddl/resource.json")),
     ("nrpe", include_str!("../../ddl/nrpe.json")),
+    ("provision", include_str!("../../ddl/provision.json")),
+    ("ca", include_str!("../../ddl/ca.json")),
 ];
 
 /// Known DDLs by agent name.

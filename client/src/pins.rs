@@ -248,7 +248,10 @@ mod tests {
         ));
         pins.save().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.ends_with(&format!("n1 {}\n", "01".repeat(32))), "{text}");
+        assert!(
+            text.ends_with(&format!("n1 {}\n", "01".repeat(32))),
+            "{text}"
+        );
         let again = KeyPins::load(&path).unwrap();
         assert_eq!(again.get("n1"), Some([1; 32]));
         assert!(again.check("n1", &[3; 32]).is_err());

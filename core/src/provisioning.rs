@@ -189,7 +189,10 @@ splay = "3s"
             .to_string();
         assert!(err.contains("provisioning.servrs: unknown key"), "{err}");
         assert!(err.contains("provisioning.servers: needs"), "{err}");
-        assert!(err.contains("provisioning.token_file: is required"), "{err}");
+        assert!(
+            err.contains("provisioning.token_file: is required"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -51,11 +51,7 @@ pub struct Envelope {
     /// certificate yet: a node in provisioning mode signs its replies with
     /// the key it made at first boot. Empty otherwise, and then not encoded,
     /// so every other message is byte-for-byte what protocol v1 always was.
-    #[serde(
-        with = "serde_bytes",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(with = "serde_bytes", default, skip_serializing_if = "Vec::is_empty")]
     pub key: Vec<u8>,
 }
 

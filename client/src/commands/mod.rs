@@ -61,8 +61,8 @@ async fn connect(cfg: &ClientConfig, args: &TargetArgs) -> Result<(Plan, Bus), C
     let mut bus = Bus::connect(cfg).await?;
     if plan.collective == mco_core::provisioning::PROVISIONING_COLLECTIVE {
         let path = crate::pins::default_pins_path();
-        let pins = crate::pins::KeyPins::load(&path)
-            .map_err(|e| ClientError::Security(e.to_string()))?;
+        let pins =
+            crate::pins::KeyPins::load(&path).map_err(|e| ClientError::Security(e.to_string()))?;
         bus = bus.with_pins(std::sync::Arc::new(pins));
     }
     Ok((plan, bus))

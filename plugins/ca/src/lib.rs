@@ -149,8 +149,7 @@ pub fn csr_common_name(pem: &str) -> Option<String> {
     use x509_parser::prelude::FromDer;
     let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
     let (_, csr) =
-        x509_parser::certification_request::X509CertificationRequest::from_der(&p.contents)
-            .ok()?;
+        x509_parser::certification_request::X509CertificationRequest::from_der(&p.contents).ok()?;
     let cn = csr
         .certification_request_info
         .subject
@@ -212,7 +211,10 @@ impl CaAgent {
     }
 
     async fn sign(&self, input: &Map<String, Value>) -> ActionResult {
-        let certname = input.get("name").and_then(Value::as_str).unwrap_or_default();
+        let certname = input
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let csr = input.get("csr").and_then(Value::as_str).unwrap_or_default();
         let name = node_name(certname)?;
         pki::check_name(name).map_err(aborted)?;
@@ -229,7 +231,9 @@ impl CaAgent {
         }
         if !self.settings.signer.is_empty() {
             let pem = run_signer(&self.settings.signer, csr, self.settings.signer_timeout).await?;
-            return Ok(obj(json!({"certificate": pem, "name": format!("node:{name}")})));
+            return Ok(obj(
+                json!({"certificate": pem, "name": format!("node:{name}")}),
+            ));
         }
         let _g = self.lock();
         let policy = SignPolicy {
@@ -313,7 +317,14 @@ impl Agent for CaAgent {
         input: &Map<String, Value>,
         _ctx: &RequestContext,
     ) -> ActionResult {
-        let name_in = || node_name(input.get("name").and_then(Value::as_str).unwrap_or_default());
+        let name_in = || {
+            node_name(
+                input
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+            )
+        };
         match action {
             "list" => self.list(),
             "sign" => self.sign(input).await,
@@ -367,8 +378,13 @@ mod tests {
             .parse()
             .unwrap();
         let errs = CaSettings::from_table(&t, Path::new("/etc/mco")).unwrap_err();
-        assert!(errs.iter().any(|e| e.starts_with("bogus: unknown key")), "{errs:?}");
-        let t: toml::Table = "dir = \"pki\"\nallow_names = [\"web-*\"]\n".parse().unwrap();
+        assert!(
+            errs.iter().any(|e| e.starts_with("bogus: unknown key")),
+            "{errs:?}"
+        );
+        let t: toml::Table = "dir = \"pki\"\nallow_names = [\"web-*\"]\n"
+            .parse()
+            .unwrap();
         let s = CaSettings::from_table(&t, Path::new("/etc/mco")).unwrap();
         assert_eq!(s.dir, PathBuf::from("/etc/mco/pki"));
         let a = CaAgent::new(s);

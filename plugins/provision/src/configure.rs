@@ -141,12 +141,22 @@ system = false
         assert_eq!(cfg.nats.servers, vec!["tls://a:1"]);
         assert_eq!(cfg.nats.max_payload, 2048);
         assert_eq!(cfg.security.crl, Some(PathBuf::from("/state/ssl/ca.crl")));
-        assert_eq!(cfg.security.policy_dir, Some(PathBuf::from("/etc/mco/policies")));
+        assert_eq!(
+            cfg.security.policy_dir,
+            Some(PathBuf::from("/etc/mco/policies"))
+        );
         assert!(!cfg.facts.system);
         assert_eq!(cfg.provisioning.unwrap().enabled, None);
 
-        let bad = new_config(Path::new("r.toml"), original, "n1", &["a.b".into()], &[], &p)
-            .unwrap_err();
+        let bad = new_config(
+            Path::new("r.toml"),
+            original,
+            "n1",
+            &["a.b".into()],
+            &[],
+            &p,
+        )
+        .unwrap_err();
         assert!(bad.contains("collectives"), "{bad}");
     }
 

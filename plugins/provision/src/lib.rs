@@ -162,8 +162,8 @@ impl Agent for Provision {
                 let _g = self.lock_guard();
                 let path = dir.join(files::LOCK);
                 let current: Option<Lock> = state::read_json(&path);
-                let lock = Lock::take(current.as_ref(), &ctx.caller, expiry, now_s())
-                    .map_err(aborted)?;
+                let lock =
+                    Lock::take(current.as_ref(), &ctx.caller, expiry, now_s()).map_err(aborted)?;
                 let text = serde_json::to_vec(&lock).map_err(aborted)?;
                 write(&path, &text, PUBLIC_MODE)?;
                 Ok(obj(json!({"owner": lock.owner, "expires": lock.expires})))
@@ -283,9 +283,7 @@ impl Provision {
     fn configure(&self, identity: &str, dir: &Path, input: &Map<String, Value>) -> ActionResult {
         if let Some(want) = input.get("identity").and_then(Value::as_str) {
             if want != identity {
-                return Err(aborted(format!(
-                    "this node is {identity:?}, not {want:?}"
-                )));
+                return Err(aborted(format!("this node is {identity:?}, not {want:?}")));
             }
         }
         let servers = configure::split_list(str_in(input, "servers"));
@@ -342,8 +340,8 @@ impl Provision {
         let paths = configure::paths(&self.settings.security, dir, identity);
         let text = configure::new_config(file, &original, identity, &collectives, &servers, &paths)
             .map_err(|e| aborted(format!("the new configuration is not valid: {e}")))?;
-        let key_pem = std::fs::read(&csr_key)
-            .map_err(|e| aborted(format!("{}: {e}", csr_key.display())))?;
+        let key_pem =
+            std::fs::read(&csr_key).map_err(|e| aborted(format!("{}: {e}", csr_key.display())))?;
         write(&paths.key, &key_pem, KEY_MODE)?;
         write(&paths.cert, cert_pem.as_bytes(), PUBLIC_MODE)?;
         write(&paths.ca, ca_pem.as_bytes(), PUBLIC_MODE)?;

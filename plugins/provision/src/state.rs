@@ -133,8 +133,14 @@ mod tests {
             Err(LockRefused::HeldBy(a.clone()))
         );
         // The owner renews; another takes it once expired.
-        assert_eq!(Lock::take(Some(&a), "user:a", 60, 1030).unwrap().expires, 1090);
-        assert_eq!(Lock::take(Some(&a), "user:b", 60, 1060).unwrap().owner, "user:b");
+        assert_eq!(
+            Lock::take(Some(&a), "user:a", 60, 1030).unwrap().expires,
+            1090
+        );
+        assert_eq!(
+            Lock::take(Some(&a), "user:b", 60, 1060).unwrap().owner,
+            "user:b"
+        );
         assert!(Lock::may_release(&a, "user:b", 1001).is_err());
         assert!(Lock::may_release(&a, "user:a", 1001).is_ok());
         assert!(Lock::may_release(&a, "user:b", 1060).is_ok());

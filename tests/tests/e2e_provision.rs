@@ -1,0 +1,488 @@
+//! Provisioning, node side and the CA over the bus: a responder with no certificate starts in
+//! provisioning mode on its own broker, a provisioner user drives its `provision` agent and the
+//! CA node's `ca` agent with the real `mco`, and the node comes back in the main collective with
+//! the certificate the CA signed for the key it made itself.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use mco_tests::replies::replies;
+use mco_tests::{
+    bin_path, eventually, ChildGuard, Cmd, NatsServer, Output, Responder, ResponderSpec,
+    SecureCollective,
+};
+use serde_json::Value;
+
+const TOKEN: &str = "s3cret-bootstrap-token";
+const WAIT: Duration = Duration::from_secs(30);
+
+fn s(p: &Path) -> String {
+    p.to_str().expect("UTF-8 temp paths").to_string()
+}
+
+/// The provisioning broker: TLS with the collective's broker certificate, no client
+/// certificates, the bootstrap token as NATS token auth.
+fn provisioning_broker(c: &SecureCollective) -> NatsServer {
+    let pki = c.pki_dir();
+    NatsServer::builder()
+        .config_text(format!(
+            "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n}}\nauthorization {{\n  token: {TOKEN:?}\n}}\n",
+            s(&pki.join("broker.pem")),
+            s(&pki.join("broker.key")),
+        ))
+        .start()
+}
+
+/// What a node's image ships: the CA certificate, the token, a config naming certificate paths
+/// that do not exist yet, and a `[provisioning]` table.
+struct Image {
+    dir: PathBuf,
+    spec: ResponderSpec,
+}
+
+fn image(c: &SecureCollective, prov: &NatsServer, identity: &str, bootstrap: &str) -> Image {
+    let dir = c.scratch().join(identity);
+    fs::create_dir_all(dir.join("ssl")).unwrap();
+    fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
+    fs::copy(c.pki_dir().join("ca.pem"), dir.join("shipped-ca.pem")).unwrap();
+    fs::write(
+        dir.join("hosts"),
+        "127.0.0.1 localhost\n10.0.0.1 old-master puppet\n::1 ip6-localhost\n",
+    )
+    .unwrap();
+    let security = format!(
+        "ca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\ncrl = {crl:?}\npolicy_dir = {pol:?}\ndefault_policy = \"deny\"\n",
+        ca = s(&dir.join("ssl/ca.pem")),
+        cert = s(&dir.join("ssl/node.pem")),
+        key = s(&dir.join("ssl/node.key")),
+        crl = s(&dir.join("ssl/ca.crl")),
+        pol = s(c.policy_dir()),
+    );
+    let provisioning = format!(
+        "[provisioning]\nservers = [\"tls://127.0.0.1:{port}\"]\ntoken_file = {token:?}\nca = {ca:?}\nstate_dir = {state:?}\nhosts_file = {hosts:?}\nbootstrap_command = {boot}\nbootstrap_timeout = \"20s\"\nsplay = \"0s\"\n",
+        port = prov.port(),
+        token = s(&dir.join("token")),
+        ca = s(&dir.join("shipped-ca.pem")),
+        state = s(&dir.join("state")),
+        hosts = s(&dir.join("hosts")),
+        boot = bootstrap,
+    );
+    let spec = ResponderSpec::new(identity)
+        .facts(serde_json::json!({"region": "eu"}))
+        .secure(&security)
+        .extra(&provisioning);
+    Image { dir, spec }
+}
+
+/// A client config for `user` on the provisioning broker, with its own pins cache.
+fn provisioner(c: &SecureCollective, prov: &NatsServer, user: &str) -> Cmd {
+    let pki = c.pki_dir();
+    let dir = c.scratch().join(format!("prov-{user}"));
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("token"), TOKEN).unwrap();
+    let cfg = dir.join("client.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "identity = {user:?}\ncollective = \"provisioning\"\n[nats]\nservers = [{url:?}]\ntoken_file = {token:?}\n[security]\nca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\n",
+            url = format!("tls://127.0.0.1:{}", prov.port()),
+            token = s(&dir.join("token")),
+            ca = s(&pki.join("ca.pem")),
+            cert = s(&pki.join(format!("{user}.pem"))),
+            key = s(&pki.join(format!("{user}.key"))),
+        ),
+    )
+    .unwrap();
+    Cmd::mco()
+        .arg("--config")
+        .arg(&cfg)
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+}
+
+fn pins_file(c: &SecureCollective, user: &str) -> PathBuf {
+    c.scratch()
+        .join(format!("prov-{user}"))
+        .join("cache/mco/provisioning.pins")
+}
+
+fn call(cmd: &Cmd, node: &str, agent: &str, action: &str, args: &[&str]) -> Output {
+    cmd.clone()
+        .args(["rpc", "-T", "provisioning", "-I", node, "-j", "-t", "20s"])
+        .args([agent, action])
+        .args(args)
+        .run()
+}
+
+/// The single reply of a `-j` run.
+#[track_caller]
+fn one(out: &Output) -> serde_json::Map<String, Value> {
+    let mut r = replies(out);
+    assert_eq!(r.len(), 1, "{out:?}");
+    r.remove(0)
+}
+
+#[track_caller]
+fn ok_data(out: &Output) -> serde_json::Map<String, Value> {
+    let r = one(out);
+    assert_eq!(r["statuscode"], 0, "{out:?}");
+    match r.get("data") {
+        Some(Value::Object(d)) => d.clone(),
+        other => panic!("no data: {other:?}"),
+    }
+}
+
+#[track_caller]
+fn refused(out: &Output, needle: &str) {
+    let r = one(out);
+    assert_eq!(r["statuscode"], 1, "{out:?}");
+    let msg = r["statusmsg"].as_str().unwrap_or_default();
+    assert!(msg.contains(needle), "{msg:?} lacks {needle:?}\n{out:?}");
+}
+
+fn token_arg() -> String {
+    format!("token={TOKEN}")
+}
+
+fn ca_node(c: &SecureCollective) -> Responder {
+    let pki = c.pki_dir();
+    fs::write(
+        c.policy_dir().join("ca.policy"),
+        "policy default deny\nallow\tuser:alice\t*\t*\t*\n",
+    )
+    .unwrap();
+    let security = format!(
+        "ca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\ncrl = {crl:?}\npolicy_dir = {pol:?}\ndefault_policy = \"deny\"\n",
+        ca = s(&pki.join("ca.pem")),
+        cert = s(&pki.join("ca-node.pem")),
+        key = s(&pki.join("ca-node.key")),
+        crl = s(&pki.join("ca.crl")),
+        pol = s(c.policy_dir()),
+    );
+    let extra = format!(
+        "[agents]\nenabled = [\"rpcutil\", \"ca\"]\n[plugin.ca]\ndir = {dir:?}\nallow_names = [\"fresh-*\"]\n",
+        dir = s(pki),
+    );
+    let r = Responder::spawn(
+        c.nats(),
+        ResponderSpec::new("ca-node")
+            .secure(&security)
+            .extra(&extra),
+    );
+    c.wait_ready(&["ca-node".to_string()]);
+    r
+}
+
+fn main_call(c: &SecureCollective, node: &str, agent: &str, action: &str, args: &[&str]) -> Output {
+    c.mco("alice")
+        .args(["rpc", "-I", node, "-j", "-t", "20s", agent, action])
+        .args(args)
+        .run()
+}
+
+#[test]
+fn a_bare_node_is_provisioned_over_the_bus_and_restarts_into_the_fleet() {
+    // `fresh-01` is admitted by name on the main broker (its certificate maps to CN=node:fresh-01);
+    // the certificate itself is made later, from the node's own CSR.
+    let c = SecureCollective::builder()
+        .user("bob")
+        .spare_node("fresh-01")
+        .spare_node("ca-node")
+        .start();
+    let prov = provisioning_broker(&c);
+    let _ca = ca_node(&c);
+    let img = image(
+        &c,
+        &prov,
+        "fresh-01",
+        r#"["sh", "-c", "echo Notice: applied; exit 2"]"#,
+    );
+    let mut node = Responder::spawn(c.nats(), img.spec.clone());
+    let pid = node.child.pid();
+    let alice = provisioner(&c, &prov, "alice");
+    let bob = provisioner(&c, &prov, "bob");
+    let token = token_arg();
+
+    // It answers in the provisioning collective, signed with its own key.
+    eventually(WAIT, "the node to answer in provisioning mode", || {
+        alice
+            .clone()
+            .args([
+                "rpc",
+                "-T",
+                "provisioning",
+                "-I",
+                "fresh-01",
+                "rpcutil",
+                "ping",
+                "-t",
+                "2s",
+            ])
+            .run()
+            .status
+            == 0
+    });
+    assert!(node.child.stderr_text().contains("PROVISIONING MODE"));
+    let st = ok_data(&call(&alice, "fresh-01", "provision", "state", &[&token]));
+    assert_eq!(st["provisioning"], true);
+    assert_eq!(st["cert_present"], false);
+    assert_eq!(st["locked"], false);
+    let key = st["public_key"].as_str().unwrap().to_string();
+    assert_eq!(key.len(), 64);
+    let pins = fs::read_to_string(pins_file(&c, "alice")).unwrap();
+    assert!(pins.contains(&format!("fresh-01 {key}\n")), "{pins}");
+    // Its facts are there for a provisioner to choose a master by.
+    let inv = ok_data(&call(&alice, "fresh-01", "rpcutil", "inventory", &[]));
+    assert_eq!(inv["facts"]["region"], "eu");
+    assert_eq!(inv["agents"], serde_json::json!(["provision", "rpcutil"]));
+
+    // A reply signed by another key than the pinned one is refused by the client.
+    let good = fs::read_to_string(pins_file(&c, "alice")).unwrap();
+    fs::write(pins_file(&c, "alice"), good.replace(&key, &"ab".repeat(32))).unwrap();
+    let out = call(&alice, "fresh-01", "rpcutil", "ping", &[]);
+    assert_ne!(out.status, 0, "{out:?}");
+    assert!(replies(&out).is_empty(), "{out:?}");
+    fs::write(pins_file(&c, "alice"), &good).unwrap();
+
+    // Wrong token refused.
+    refused(
+        &call(&alice, "fresh-01", "provision", "state", &["token=wrong"]),
+        "bad token",
+    );
+
+    // Locks: one owner at a time; the owner or expiry releases.
+    let l = ok_data(&call(
+        &alice,
+        "fresh-01",
+        "provision",
+        "lock",
+        &[&token, "expiry=600"],
+    ));
+    assert_eq!(l["owner"], "user:alice");
+    refused(
+        &call(&bob, "fresh-01", "provision", "lock", &[&token]),
+        "locked by user:alice",
+    );
+    refused(
+        &call(&bob, "fresh-01", "provision", "unlock", &[&token]),
+        "locked by user:alice",
+    );
+    ok_data(&call(&alice, "fresh-01", "provision", "unlock", &[&token]));
+    ok_data(&call(
+        &alice,
+        "fresh-01",
+        "provision",
+        "lock",
+        &[&token, "expiry=1"],
+    ));
+    eventually(WAIT, "alice's one-second lock to expire", || {
+        call(
+            &bob,
+            "fresh-01",
+            "provision",
+            "lock",
+            &[&token, "expiry=600"],
+        )
+        .status
+            == 0
+    });
+    ok_data(&call(&bob, "fresh-01", "provision", "unlock", &[&token]));
+    ok_data(&call(
+        &alice,
+        "fresh-01",
+        "provision",
+        "lock",
+        &[&token, "expiry=600"],
+    ));
+
+    // The master goes into the hosts file, replacing the old puppet line only.
+    ok_data(&call(
+        &alice,
+        "fresh-01",
+        "provision",
+        "set_master",
+        &[&token, "name=m1.eu.example", "address=10.1.2.3"],
+    ));
+    assert_eq!(
+        fs::read_to_string(img.dir.join("hosts")).unwrap(),
+        "127.0.0.1 localhost\n10.1.2.3 m1.eu.example puppet\n::1 ip6-localhost\n"
+    );
+    let st = ok_data(&call(&alice, "fresh-01", "provision", "state", &[&token]));
+    assert_eq!(st["master"], "m1.eu.example");
+    assert_eq!(st["lock_owner"], "user:alice");
+
+    // The CSR is made on the node; the CA signs it only for its own name.
+    let g = ok_data(&call(&alice, "fresh-01", "provision", "gencsr", &[&token]));
+    let csr = g["csr"].as_str().unwrap().to_string();
+    assert_eq!(g["name"], "node:fresh-01");
+    let again = ok_data(&call(&alice, "fresh-01", "provision", "gencsr", &[&token]));
+    assert_eq!(again["csr"], g["csr"], "gencsr is idempotent");
+    let csr_arg = format!("csr={csr}");
+    refused(
+        &main_call(&c, "ca-node", "ca", "sign", &["name=fresh-02", &csr_arg]),
+        "not node:fresh-02",
+    );
+    refused(
+        &main_call(&c, "ca-node", "ca", "sign", &["name=other-01", &csr_arg]),
+        "allow_names",
+    );
+    let signed = ok_data(&main_call(
+        &c,
+        "ca-node",
+        "ca",
+        "sign",
+        &["name=node:fresh-01", &csr_arg],
+    ));
+    let cert = signed["certificate"].as_str().unwrap().to_string();
+    let serial = signed["serial"].as_str().unwrap().to_string();
+    let listed = ok_data(&main_call(&c, "ca-node", "ca", "list", &[]));
+    assert!(
+        listed["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["serial"] == serial.as_str() && e["name"] == "node:fresh-01"),
+        "{listed:?}"
+    );
+    let crl = ok_data(&main_call(&c, "ca-node", "ca", "crl", &[]))["crl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ca_pem = fs::read_to_string(c.pki_dir().join("ca.pem")).unwrap();
+
+    // A certificate for another key is refused by configure.
+    let other = fs::read_to_string(c.pki_dir().join("ca-node.pem")).unwrap();
+    refused(
+        &call(
+            &alice,
+            "fresh-01",
+            "provision",
+            "configure",
+            &[
+                &token,
+                &format!("certificate={other}"),
+                &format!("ca={ca_pem}"),
+                "servers=tls://127.0.0.1:1",
+            ],
+        ),
+        "does not match the key gencsr made",
+    );
+    let main_url = format!("tls://127.0.0.1:{}", c.nats().port());
+    ok_data(&call(
+        &alice,
+        "fresh-01",
+        "provision",
+        "configure",
+        &[
+            &token,
+            &format!("certificate={cert}"),
+            &format!("ca={ca_pem}"),
+            &format!("crl={crl}"),
+            &format!("servers={main_url}"),
+            "collectives=mcollective",
+        ],
+    ));
+    assert_eq!(
+        fs::read_to_string(img.dir.join("ssl/node.pem")).unwrap(),
+        cert
+    );
+
+    // The bootstrap run: Puppet's exit code 2 means changes applied, a success.
+    let run = ok_data(&call(&alice, "fresh-01", "provision", "run", &[&token]));
+    assert_eq!(run["exitcode"], 2);
+    assert_eq!(run["success"], true);
+    assert_eq!(run["output"], "Notice: applied\n");
+
+    // Restart: the same process re-executes itself into normal mode.
+    ok_data(&call(&alice, "fresh-01", "provision", "restart", &[&token]));
+    eventually(WAIT, "the node to answer in the main collective", || {
+        main_call(&c, "fresh-01", "rpcutil", "ping", &[]).status == 0
+    });
+    assert_eq!(node.child.pid(), pid);
+    assert!(node.child.is_running());
+    // ... with its new certificate, and no longer in provisioning.
+    let out = c
+        .mco("alice")
+        .args(["rpc", "-I", "fresh-01", "-j", "rpcutil", "inventory"])
+        .run();
+    assert_eq!(
+        one(&out)["data"]["collectives"],
+        serde_json::json!(["mcollective"])
+    );
+    let out = alice
+        .clone()
+        .args([
+            "rpc",
+            "-T",
+            "provisioning",
+            "-I",
+            "fresh-01",
+            "-t",
+            "2s",
+            "rpcutil",
+            "ping",
+        ])
+        .run();
+    assert_ne!(out.status, 0, "still in provisioning mode: {out:?}");
+
+    // Revoking puts the serial on the CRL.
+    let r = ok_data(&main_call(
+        &c,
+        "ca-node",
+        "ca",
+        "revoke",
+        &["name=fresh-01"],
+    ));
+    assert!(r["revoked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s == serial.as_str()));
+    let crl = ok_data(&main_call(&c, "ca-node", "ca", "crl", &[]))["crl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shown = mco_core::pki::show(crl.as_bytes()).unwrap();
+    assert!(
+        shown.to_lowercase().contains(&serial.to_lowercase()),
+        "{serial} not in\n{shown}"
+    );
+    let _ = node.child.kill();
+}
+
+#[test]
+fn disable_sticks_across_restarts() {
+    let c = SecureCollective::builder().start();
+    let prov = provisioning_broker(&c);
+    let img = image(&c, &prov, "fresh-09", "[]");
+    let mut node = Responder::spawn(c.nats(), img.spec.clone());
+    let alice = provisioner(&c, &prov, "alice");
+    let token = token_arg();
+    eventually(WAIT, "the node to answer in provisioning mode", || {
+        call(&alice, "fresh-09", "provision", "state", &[&token]).status == 0
+    });
+    // No bootstrap command configured: run says so.
+    refused(
+        &call(&alice, "fresh-09", "provision", "run", &[&token]),
+        "bootstrap_command",
+    );
+    let d = ok_data(&call(&alice, "fresh-09", "provision", "disable", &[&token]));
+    assert_eq!(d["disabled"], true);
+    node.child.kill();
+
+    // Started again, still without a certificate, it does not provision.
+    let mut cmd = Command::new(bin_path("mco-responder"));
+    cmd.arg("--config").arg(&node.config);
+    let mut again = ChildGuard::spawn(cmd);
+    let status = again
+        .wait_exit(WAIT)
+        .expect("a disabled node without a certificate exits");
+    assert!(!status.success());
+    let err = again.stderr_text();
+    assert!(!err.contains("PROVISIONING MODE"), "{err}");
+    assert!(
+        err.contains("fresh-09/ssl/"),
+        "it wants its certificate files: {err}"
+    );
+}
