@@ -117,6 +117,7 @@ pub async fn serve(
     for s in subjects(&node) {
         subs.push(client.subscribe(s).await?);
     }
+    announce(&client, &node, max_payload).await;
     loop {
         tokio::select! {
             biased;
@@ -148,6 +149,46 @@ pub async fn serve(
     }
     drop(tokio::time::timeout(bound, client.flush()).await);
     Ok(())
+}
+
+/// In provisioning mode, tells a provisioner at once that this node is
+/// waiting: a key-signed envelope on `provisioning.registration.IDENTITY`
+/// whose body is a reply body (`request_id` `"registration"`, `message`
+/// `"provisioning"`, `data` `{identity, public_key, facts}`), so a
+/// provisioner opens it with the same pinned-key checks as any reply.
+async fn announce(client: &Client, node: &NodeState, max_payload: usize) {
+    use mco_core::agent::NodeInfo;
+    let Some(sec) = &node.security else { return };
+    let crate::security::Signer::Key(key) = &sec.signer else {
+        return;
+    };
+    let mut data = serde_json::Map::new();
+    data.insert("identity".into(), node.identity.clone().into());
+    data.insert("public_key".into(), key.public_hex().into());
+    data.insert(
+        "facts".into(),
+        serde_json::Value::Object((*node.facts()).clone()),
+    );
+    let body = ReplyBody {
+        request_id: "registration".into(),
+        sender: node.identity.clone(),
+        status: Status::Ok,
+        message: "provisioning".into(),
+        data,
+        time_ms: now_ms(),
+        elapsed_us: 0,
+    };
+    let bytes = sec.signer.seal(Kind::Reply, body.encode()).encode();
+    if bytes.len() > max_payload {
+        warn!(node = %node.identity, "the provisioning announcement is over the payload bound; not sent");
+        return;
+    }
+    for c in &node.collectives {
+        let subject = subject::registration(c, &node.identity);
+        if let Err(e) = client.publish(subject, bytes.clone().into()).await {
+            warn!(node = %node.identity, "could not announce: {e}");
+        }
+    }
 }
 
 fn refuse(node: &NodeState, why: Drop, detail: &dyn std::fmt::Display) {

@@ -486,3 +486,73 @@ fn disable_sticks_across_restarts() {
         "it wants its certificate files: {err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_announces_itself_and_the_library_pins_its_key() {
+    use futures::StreamExt;
+    use mco_client::pins::KeyPins;
+    use mco_client::verify::{Opener, Rejected};
+    use mco_core::security::TrustStore;
+    use std::sync::Arc;
+
+    let c = SecureCollective::builder().start();
+    let prov = provisioning_broker(&c);
+    let client = async_nats::ConnectOptions::new()
+        .add_root_certificates(c.pki_dir().join("ca.pem"))
+        .require_tls(true)
+        .token(TOKEN.to_string())
+        .connect(format!("tls://127.0.0.1:{}", prov.port()))
+        .await
+        .expect("the provisioner connects with the token");
+    let mut sub = client
+        .subscribe("provisioning.registration.>")
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let img = image(&c, &prov, "fresh-05", "[]");
+    let _node = Responder::spawn(c.nats(), img.spec.clone());
+    let msg = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("an announcement")
+        .expect("the subscription is open");
+    assert_eq!(msg.subject.as_str(), "provisioning.registration.fresh-05");
+
+    let pins = Arc::new(KeyPins::in_memory());
+    let opener = Opener {
+        trust: Some(Arc::new(
+            TrustStore::load(&c.pki_dir().join("ca.pem"), None).unwrap(),
+        )),
+        max_payload: 1 << 20,
+        pins: Some(pins.clone()),
+    };
+    let reply = opener.open(&msg.payload).expect("a good announcement");
+    assert_eq!(reply.sender, "fresh-05");
+    assert_eq!(reply.message, "provisioning");
+    assert_eq!(reply.data["facts"]["region"], "eu");
+    let key = reply.data["public_key"].as_str().unwrap().to_string();
+    assert_eq!(pins.get("fresh-05").map(hex_of), Some(key));
+
+    // The same announcement under another pin is refused; without pins, too.
+    let other = KeyPins::in_memory();
+    other.check("fresh-05", &[9; 32]).unwrap();
+    let strict = Opener {
+        pins: Some(Arc::new(other)),
+        ..opener.clone()
+    };
+    assert!(matches!(
+        strict.open(&msg.payload),
+        Err(Rejected::Untrusted(_))
+    ));
+    let unpinned = Opener {
+        pins: None,
+        ..opener
+    };
+    assert!(matches!(
+        unpinned.open(&msg.payload),
+        Err(Rejected::Untrusted(_))
+    ));
+}
+
+fn hex_of(k: [u8; 32]) -> String {
+    k.iter().map(|b| format!("{b:02x}")).collect()
+}
