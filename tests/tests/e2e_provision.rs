@@ -53,7 +53,8 @@ fn image(c: &SecureCollective, prov: &NatsServer, identity: &str, bootstrap: &st
     )
     .unwrap();
     let security = format!(
-        "ca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\ncrl = {crl:?}\npolicy_dir = {pol:?}\ndefault_policy = \"deny\"\n",
+        "ca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\ncrl = {crl:?}\npolicy_dir = {pol:?}\ndefault_policy = \"deny\"\naudit_log = {audit:?}\n",
+        audit = s(&dir.join("audit.jsonl")),
         ca = s(&dir.join("ssl/ca.pem")),
         cert = s(&dir.join("ssl/node.pem")),
         key = s(&dir.join("ssl/node.key")),
@@ -447,6 +448,25 @@ fn a_bare_node_is_provisioned_over_the_bus_and_restarts_into_the_fleet() {
     assert!(
         shown.to_lowercase().contains(&serial.to_lowercase()),
         "{serial} not in\n{shown}"
+    );
+    // Clean revokes (nothing left to revoke here) and removes the issued files.
+    let cleaned = ok_data(&main_call(&c, "ca-node", "ca", "clean", &["name=fresh-01"]));
+    assert!(
+        cleaned["removed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().ends_with("/fresh-01.pem")),
+        "{cleaned:?}"
+    );
+    assert!(!c.pki_dir().join("fresh-01.pem").exists());
+
+    // The token never reaches the audit log.
+    let audit = fs::read_to_string(img.dir.join("audit.jsonl")).unwrap();
+    assert!(audit.contains("\"provision\""), "{audit}");
+    assert!(
+        !audit.contains(TOKEN),
+        "the token leaked into the audit log"
     );
     let _ = node.child.kill();
 }

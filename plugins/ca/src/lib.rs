@@ -392,6 +392,38 @@ mod tests {
         assert!(!a.allow.is_match("db-1"));
     }
 
+    fn argv(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn external_signer_stdin_to_stdout_with_timeout() {
+        let good = argv(&[
+            "sh",
+            "-c",
+            "read first; test \"$first\" = CSR || exit 3; printf -- '-----BEGIN CERTIFICATE-----\\nX\\n'",
+        ]);
+        let pem = run_signer(&good, "CSR\n", Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+        let echo = argv(&["cat"]);
+        let e = run_signer(&echo, "CSR\n", Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert!(e.message.contains("no PEM certificate"), "{}", e.message);
+        let failing = argv(&["sh", "-c", "echo nope >&2; exit 1"]);
+        let e = run_signer(&failing, "", Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert!(e.message.contains("nope"), "{}", e.message);
+        let slow = argv(&["sleep", "5"]);
+        let e = run_signer(&slow, "", Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        assert!(e.message.contains("did not finish"), "{}", e.message);
+    }
+
     #[test]
     fn names() {
         assert_eq!(node_name("node:a").unwrap(), "a");
