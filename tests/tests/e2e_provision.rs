@@ -482,6 +482,11 @@ fn disable_sticks_across_restarts() {
     eventually(WAIT, "the node to answer in provisioning mode", || {
         call(&alice, "fresh-09", "provision", "state", &[&token]).status == 0
     });
+    // Broadcast discovery works on key-signed replies too (the config's collective is
+    // `provisioning`, so no -T is needed).
+    let found = alice.clone().args(["find"]).run();
+    assert_eq!(found.status, 0, "{found:?}");
+    assert_eq!(found.stdout.trim(), "fresh-09", "{found:?}");
     // No bootstrap command configured: run says so.
     refused(
         &call(&alice, "fresh-09", "provision", "run", &[&token]),
