@@ -88,13 +88,48 @@ pub async fn run(
     reload: Arc<Notify>,
 ) -> Result<(), DaemonError> {
     let prov = provisioning_mode(&cfg).cloned();
+    // `provision restart` stops the daemon as SIGTERM would, then re-executes it.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let restart = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let mut outer = shutdown.clone();
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            while !*outer.borrow_and_update() {
+                if outer.changed().await.is_err() {
+                    return;
+                }
+            }
+            let _ = stop_tx.send(true);
+        });
+    }
+    let mut registry = registry;
+    if prov.is_some() {
+        let flag = restart.clone();
+        let hook: mco_plugin_provision::RestartHook = Arc::new(move || {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = stop_tx.send(true);
+        });
+        registry = Registry::provisioning_with(&cfg, true, Some(hook));
+    }
+    let shutdown = stop_rx;
     let trust = if let Some(p) = &prov {
         warn!(
             servers = %p.servers.join(","),
             "PROVISIONING MODE: this node has no certificate yet; it joins only the {PROVISIONING_COLLECTIVE:?} collective and hosts only rpcutil and provision until it is provisioned"
         );
+        if opts.fleet.is_some() && !p.state_dir.to_string_lossy().contains("{identity}") {
+            return Err(DaemonError::Unsupported(format!(
+                "{}: --fleet in provisioning mode needs {{identity}} in provisioning.state_dir, so that each virtual node has its own key and state",
+                cfg.file.display()
+            )));
+        }
         let ca = p.ca.as_deref().unwrap_or(std::path::Path::new(""));
-        Some(Arc::new(SharedTrust::load(ca, None)?))
+        // A CRL already in place (shipped, or left by an earlier configure) still applies.
+        Some(Arc::new(SharedTrust::load(
+            ca,
+            cfg.security.crl.as_deref(),
+        )?))
     } else if cfg.security.insecure {
         warn!("INSECURE MODE: requests and replies are neither signed nor verified, and the broker connection is not authenticated; use this only for throw-away demos");
         None
@@ -276,6 +311,13 @@ pub async fn run(
             Ok(Err(e)) => warn!("could not flush the audit log: {e}"),
             Err(_) => warn!("the audit log did not flush within {bound:?}"),
         }
+    }
+    if restart.load(std::sync::atomic::Ordering::SeqCst) {
+        info!("responder stopped; restarting");
+        mco_plugin_provision::reexec();
+        return Err(DaemonError::Unsupported(
+            "provision restart: could not re-execute the responder".to_string(),
+        ));
     }
     info!("responder stopped");
     Ok(())

@@ -131,6 +131,15 @@ impl Registry {
 
     /// The agents of provisioning mode: `rpcutil` and `provision`, nothing else.
     pub fn provisioning(config: &ResponderConfig, active: bool) -> Registry {
+        Registry::provisioning_with(config, active, None)
+    }
+
+    /// As [`provisioning`](Self::provisioning), with the daemon's graceful restart.
+    pub fn provisioning_with(
+        config: &ResponderConfig,
+        active: bool,
+        restart: Option<mco_plugin_provision::RestartHook>,
+    ) -> Registry {
         let mut reg = Registry::default();
         reg.add(Arc::new(mco_plugin_rpcutil::Rpcutil::new()));
         let settings = mco_plugin_provision::ProvisionSettings {
@@ -138,6 +147,7 @@ impl Registry {
             security: config.security.clone(),
             config_file: config.file.clone(),
             active,
+            restart,
         };
         reg.add(Arc::new(mco_plugin_provision::Provision::new(settings)));
         reg

@@ -39,8 +39,13 @@ use state::{Lock, Master};
 /// The DDL shipped in `ddl/provision.json`.
 pub const DDL_JSON: &str = include_str!("../../../ddl/provision.json");
 
+/// How `restart` hands over to the daemon: called after the splay; the
+/// daemon stops taking requests, finishes in-flight ones, flushes the audit
+/// log and re-executes itself. Without one the agent re-executes at once.
+pub type RestartHook = std::sync::Arc<dyn Fn() + Send + Sync>;
+
 /// What the agent needs from the responder's config.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProvisionSettings {
     /// `[provisioning]`.
     pub provisioning: ProvisioningConfig,
@@ -50,6 +55,19 @@ pub struct ProvisionSettings {
     pub config_file: PathBuf,
     /// Whether the responder runs in provisioning mode now.
     pub active: bool,
+    /// The daemon's graceful restart, if it offers one.
+    pub restart: Option<RestartHook>,
+}
+
+impl std::fmt::Debug for ProvisionSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProvisionSettings")
+            .field("provisioning", &self.provisioning)
+            .field("config_file", &self.config_file)
+            .field("active", &self.active)
+            .field("restart", &self.restart.is_some())
+            .finish()
+    }
 }
 
 /// The provision agent.
@@ -401,16 +419,21 @@ impl Provision {
         };
         // At least a moment, so that this reply is on the wire first.
         let delay = Duration::from_millis(jitter.max(500));
+        let hook = self.settings.restart.clone();
         std::thread::spawn(move || {
             std::thread::sleep(delay);
-            reexec();
+            match hook {
+                Some(h) => h(),
+                None => reexec(),
+            }
         });
         Ok(obj(json!({"delay_ms": delay.as_millis() as u64})))
     }
 }
 
-/// Replaces this process with a fresh run of the same binary and arguments.
-fn reexec() {
+/// Replaces this process with a fresh run of the same binary and arguments;
+/// returns only if that failed (and says so in the log).
+pub fn reexec() {
     use std::os::unix::process::CommandExt;
     let exe = match std::env::current_exe() {
         Ok(e) => e,
@@ -465,6 +488,7 @@ mod tests {
             security: SecurityConfig::default(),
             config_file: PathBuf::from("r.toml"),
             active: true,
+            restart: None,
         });
         for a in &p.ddl().actions {
             let t = a.input.get("token").expect("every action takes the token");
