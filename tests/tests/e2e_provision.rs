@@ -402,6 +402,12 @@ fn a_bare_node_is_provisioned_over_the_bus_and_restarts_into_the_fleet() {
     });
     assert_eq!(node.child.pid(), pid);
     assert!(node.child.is_running());
+    assert!(
+        node.child
+            .stderr_text()
+            .contains("responder stopped; restarting"),
+        "the restart went through the graceful stop"
+    );
     // ... with its new certificate, and no longer in provisioning.
     let out = c
         .mco("alice")
