@@ -79,7 +79,12 @@ impl Picker {
             };
             chosen = masters
                 .iter()
-                .filter(|m| mco_core::facts::lookup(&m.facts, c).and_then(text).as_deref() == Some(&want))
+                .filter(|m| {
+                    mco_core::facts::lookup(&m.facts, c)
+                        .and_then(text)
+                        .as_deref()
+                        == Some(&want)
+                })
                 .collect();
             if !chosen.is_empty() {
                 reason = Reason::Shares(c.clone());
@@ -113,10 +118,22 @@ mod tests {
 
     fn masters() -> Vec<Master> {
         vec![
-            m("m-eu-fr-1", json!({"region": "eu", "country": "fr", "load": 0.9})),
-            m("m-eu-fr-2", json!({"region": "eu", "country": "fr", "load": 0.2})),
-            m("m-eu-de-1", json!({"region": "eu", "country": "de", "load": 0.1})),
-            m("m-us-1", json!({"region": "us", "country": "us", "load": "0.5"})),
+            m(
+                "m-eu-fr-1",
+                json!({"region": "eu", "country": "fr", "load": 0.9}),
+            ),
+            m(
+                "m-eu-fr-2",
+                json!({"region": "eu", "country": "fr", "load": 0.2}),
+            ),
+            m(
+                "m-eu-de-1",
+                json!({"region": "eu", "country": "de", "load": 0.1}),
+            ),
+            m(
+                "m-us-1",
+                json!({"region": "us", "country": "us", "load": "0.5"}),
+            ),
         ]
     }
 
@@ -132,14 +149,29 @@ mod tests {
     fn first_shared_criterion_then_least_loaded() {
         let ms = masters();
         let mut p = picker();
-        let (best, why) = p.pick(&node(json!({"region": "eu", "country": "fr"})), &ms).unwrap();
-        assert_eq!((best.identity.as_str(), why), ("m-eu-fr-2", Reason::Shares("country".into())));
+        let (best, why) = p
+            .pick(&node(json!({"region": "eu", "country": "fr"})), &ms)
+            .unwrap();
+        assert_eq!(
+            (best.identity.as_str(), why),
+            ("m-eu-fr-2", Reason::Shares("country".into()))
+        );
         // No master in Italy: the region decides.
-        let (best, why) = p.pick(&node(json!({"region": "eu", "country": "it"})), &ms).unwrap();
-        assert_eq!((best.identity.as_str(), why), ("m-eu-de-1", Reason::Shares("region".into())));
+        let (best, why) = p
+            .pick(&node(json!({"region": "eu", "country": "it"})), &ms)
+            .unwrap();
+        assert_eq!(
+            (best.identity.as_str(), why),
+            ("m-eu-de-1", Reason::Shares("region".into()))
+        );
         // Nothing shared: the least loaded of all.
-        let (best, why) = p.pick(&node(json!({"region": "ap", "country": "jp"})), &ms).unwrap();
-        assert_eq!((best.identity.as_str(), why), ("m-eu-de-1", Reason::Fallback));
+        let (best, why) = p
+            .pick(&node(json!({"region": "ap", "country": "jp"})), &ms)
+            .unwrap();
+        assert_eq!(
+            (best.identity.as_str(), why),
+            ("m-eu-de-1", Reason::Fallback)
+        );
         // A node without the facts: any master.
         assert_eq!(p.pick(&node(json!({})), &ms).unwrap().1, Reason::Fallback);
         assert!(p.pick(&node(json!({})), &[]).is_none());

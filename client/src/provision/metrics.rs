@@ -42,11 +42,36 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         for (name, help, c, kind) in [
-            ("mco_provision_provisioned_total", "Nodes provisioned", &self.provisioned, "counter"),
-            ("mco_provision_failed_total", "Provisioning attempts that failed", &self.failed, "counter"),
-            ("mco_provision_refused_total", "Nodes refused as not expected", &self.refused, "counter"),
-            ("mco_provision_waiting", "Nodes waiting for a master", &self.waiting, "gauge"),
-            ("mco_provision_in_progress", "Nodes being provisioned", &self.in_progress, "gauge"),
+            (
+                "mco_provision_provisioned_total",
+                "Nodes provisioned",
+                &self.provisioned,
+                "counter",
+            ),
+            (
+                "mco_provision_failed_total",
+                "Provisioning attempts that failed",
+                &self.failed,
+                "counter",
+            ),
+            (
+                "mco_provision_refused_total",
+                "Nodes refused as not expected",
+                &self.refused,
+                "counter",
+            ),
+            (
+                "mco_provision_waiting",
+                "Nodes waiting for a master",
+                &self.waiting,
+                "gauge",
+            ),
+            (
+                "mco_provision_in_progress",
+                "Nodes being provisioned",
+                &self.in_progress,
+                "gauge",
+            ),
         ] {
             out.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n",
@@ -106,15 +131,26 @@ mod tests {
         Metrics::bump(&m.provisioned);
         m.step("sign", Duration::from_millis(1500));
         let text = m.render();
-        assert!(text.contains("mco_provision_provisioned_total 2\n"), "{text}");
-        assert!(text.contains("mco_provision_step_seconds_sum{step=\"sign\"} 1.500000\n"), "{text}");
-        assert!(text.contains("mco_provision_step_seconds_count{step=\"sign\"} 1\n"), "{text}");
+        assert!(
+            text.contains("mco_provision_provisioned_total 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mco_provision_step_seconds_sum{step=\"sign\"} 1.500000\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mco_provision_step_seconds_count{step=\"sign\"} 1\n"),
+            "{text}"
+        );
 
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let server = tokio::spawn(serve(l, m.clone()));
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
         let mut got = String::new();
         s.read_to_string(&mut got).await.unwrap();
         assert!(got.starts_with("HTTP/1.1 200 OK"), "{got}");

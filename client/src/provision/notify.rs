@@ -97,18 +97,18 @@ impl Notifier {
             } => tokio::time::timeout(*timeout, post(authority, path, &body))
                 .await
                 .map_err(|_| format!("webhook {authority}{path}: no answer within {timeout:?}"))?,
-            Notifier::Exec { argv, timeout } => {
-                tokio::time::timeout(*timeout, exec(argv, &body))
-                    .await
-                    .map_err(|_| format!("{}: did not finish within {timeout:?}", argv[0]))?
-            }
+            Notifier::Exec { argv, timeout } => tokio::time::timeout(*timeout, exec(argv, &body))
+                .await
+                .map_err(|_| format!("{}: did not finish within {timeout:?}", argv[0]))?,
         }
     }
 }
 
 async fn post(authority: &str, path: &str, body: &[u8]) -> Result<(), String> {
     let fail = |e: std::io::Error| format!("webhook {authority}{path}: {e}");
-    let mut s = tokio::net::TcpStream::connect(authority).await.map_err(fail)?;
+    let mut s = tokio::net::TcpStream::connect(authority)
+        .await
+        .map_err(fail)?;
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nUser-Agent: mco-provisioner\r\nConnection: close\r\n\r\n",
         body.len()
@@ -217,13 +217,19 @@ mod tests {
                     }
                 }
             }
-            s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.unwrap();
+            s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .await
+                .unwrap();
             String::from_utf8(got).unwrap()
         });
-        let hook = Notifier::webhook(&format!("http://{addr}/events"), Duration::from_secs(5)).unwrap();
+        let hook =
+            Notifier::webhook(&format!("http://{addr}/events"), Duration::from_secs(5)).unwrap();
         hook.send(&event()).await.unwrap();
         let request = server.await.unwrap();
-        assert!(request.starts_with("POST /events HTTP/1.1\r\n"), "{request}");
+        assert!(
+            request.starts_with("POST /events HTTP/1.1\r\n"),
+            "{request}"
+        );
         let body = request.split("\r\n\r\n").nth(1).unwrap();
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["node"], "n1");
@@ -232,7 +238,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("events");
         let exec = Notifier::Exec {
-            argv: vec!["sh".into(), "-c".into(), format!("cat >> {}", out.display())],
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                format!("cat >> {}", out.display()),
+            ],
             timeout: Duration::from_secs(5),
         };
         exec.send(&event()).await.unwrap();
