@@ -229,8 +229,11 @@ pub struct TrustStore {
     imported: RwLock<HashMap<[u8; 32], Arc<Principal>>>,
     /// Certificates checked in this process, not yet in the known file.
     learned: std::sync::atomic::AtomicUsize,
-    memo: Option<Mutex<HashMap<[u8; 64], Arc<(Vec<u8>, Vec<u8>)>>>>,
+    memo: Option<Mutex<HashMap<[u8; 64], Arc<Signed>>>>,
 }
+
+/// The certificate and body bytes a remembered signature covered.
+type Signed = (Vec<u8>, Vec<u8>);
 
 /// The SHA-256 of a certificate's DER: its key in the cache.
 fn cert_digest(der: &[u8]) -> [u8; 32] {
