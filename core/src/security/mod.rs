@@ -504,7 +504,12 @@ impl TrustStore {
     /// A certificate checked before, in this process or (through the known
     /// file) an earlier one.
     fn cached(&self, der: &[u8]) -> Option<Checked> {
-        if let Some(hit) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(der) {
+        if let Some(hit) = self
+            .cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(der)
+        {
             return Some(hit.clone());
         }
         let imported = self.imported.read().unwrap_or_else(|e| e.into_inner());
