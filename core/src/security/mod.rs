@@ -227,11 +227,16 @@ pub struct TrustStore {
     ca_key: VerifyingKey,
     ca_subject: Vec<u8>,
     revoked: HashSet<Vec<u8>>,
-    cache: RwLock<HashMap<[u8; 32], Checked>>,
+    cache: RwLock<HashMap<Vec<u8>, Checked>>,
+    /// Certificates from a known-certificates file, by the SHA-256 of their DER.
+    imported: RwLock<HashMap<[u8; 32], Arc<Principal>>>,
     /// Certificates checked in this process, not yet in the known file.
     learned: std::sync::atomic::AtomicUsize,
-    memo: Option<Mutex<HashSet<[u8; 32]>>>,
+    memo: Option<Mutex<HashMap<[u8; 64], Arc<Signed>>>>,
 }
+
+/// The certificate and body bytes a remembered signature covered.
+type Signed = (Vec<u8>, Vec<u8>);
 
 /// The SHA-256 of a certificate's DER: its key in the cache.
 fn cert_digest(der: &[u8]) -> [u8; 32] {
@@ -239,7 +244,7 @@ fn cert_digest(der: &[u8]) -> [u8; 32] {
 }
 
 /// Bound on remembered envelopes (see [`TrustStore::with_memo`]).
-const MEMO_LIMIT: usize = 4096;
+const MEMO_LIMIT: usize = 1024;
 
 /// The Ed25519 signature algorithm's OID, 1.3.101.112.
 const ED25519_OID: &str = "1.3.101.112";
@@ -267,6 +272,7 @@ impl TrustStore {
             ca_subject,
             revoked,
             cache: RwLock::new(HashMap::new()),
+            imported: RwLock::new(HashMap::new()),
             learned: std::sync::atomic::AtomicUsize::new(0),
             memo: None,
         })
@@ -278,24 +284,24 @@ impl TrustStore {
     /// were loaded, or why the file was refused (nothing is loaded then).
     pub fn import_known(&self, bytes: &[u8], secret: &[u8; 32]) -> Result<usize, &'static str> {
         let entries = known::decode(bytes, self.ca_key.as_bytes(), secret)?;
-        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        let mut imported = self.imported.write().unwrap_or_else(|e| e.into_inner());
         let mut n = 0;
         for e in entries {
             let Ok(key) = VerifyingKey::from_bytes(&e.key) else {
                 continue;
             };
-            if cache.len() >= CACHE_LIMIT {
+            if imported.len() >= CACHE_LIMIT {
                 break;
             }
-            cache.insert(
+            imported.insert(
                 e.digest,
-                Ok(Arc::new(Principal {
+                Arc::new(Principal {
                     name: e.name,
                     not_before: e.not_before,
                     not_after: e.not_after,
                     serial: e.serial,
                     key,
-                })),
+                }),
             );
             n += 1;
         }
@@ -310,13 +316,21 @@ impl TrustStore {
     /// Every certificate checked good and not expired at `now_s`, as a
     /// known-certificates file authenticated with `secret`.
     pub fn export_known(&self, secret: &[u8; 32], now_s: i64) -> Vec<u8> {
-        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
-        let mut entries: Vec<known::Entry> = cache
-            .iter()
-            .filter_map(|(d, c)| c.as_ref().ok().map(|p| (d, p)))
+        let mut all: HashMap<[u8; 32], Arc<Principal>> = self
+            .imported
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for (der, checked) in self.cache.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            if let Ok(p) = checked {
+                all.insert(cert_digest(der), p.clone());
+            }
+        }
+        let mut entries: Vec<known::Entry> = all
+            .into_iter()
             .filter(|(_, p)| p.not_after >= now_s)
             .map(|(d, p)| known::Entry {
-                digest: *d,
+                digest: d,
                 key: p.key.to_bytes(),
                 not_before: p.not_before,
                 not_after: p.not_after,
@@ -334,7 +348,7 @@ impl TrustStore {
     /// many times (a responder serving virtual nodes gets every broadcast once
     /// per node); validity and the CRL are still checked every time.
     pub fn with_memo(mut self) -> TrustStore {
-        self.memo = Some(Mutex::new(HashSet::new()));
+        self.memo = Some(Mutex::new(HashMap::new()));
         self
     }
 
@@ -354,16 +368,16 @@ impl TrustStore {
         if self.revoked.contains(&p.serial) {
             return Err(SecurityError::Revoked(p.name.clone()));
         }
-        let digest = self.memo.as_ref().map(|_| {
-            let mut h = Sha256::new();
-            h.update(&env.sig);
-            h.update((env.cert.len() as u64).to_le_bytes());
-            h.update(&env.cert);
-            h.update(&env.body);
-            <[u8; 32]>::from(h.finalize())
-        });
-        if let (Some(memo), Some(d)) = (&self.memo, &digest) {
-            if memo.lock().unwrap_or_else(|e| e.into_inner()).contains(d) {
+        // The memo is keyed by the signature and holds the exact bytes it
+        // covered: a hit needs the same certificate and body, byte for byte.
+        let sig_bytes: Option<[u8; 64]> = env.sig.as_slice().try_into().ok();
+        if let (Some(memo), Some(k)) = (&self.memo, &sig_bytes) {
+            let hit = memo
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(k)
+                .cloned();
+            if hit.is_some_and(|seen| seen.0 == env.cert && seen.1 == env.body) {
                 return Ok(p);
             }
         }
@@ -372,12 +386,12 @@ impl TrustStore {
         p.key
             .verify(&env.body, &sig)
             .map_err(|_| SecurityError::BadSignature(p.name.clone()))?;
-        if let (Some(memo), Some(d)) = (&self.memo, digest) {
+        if let (Some(memo), Some(k)) = (&self.memo, sig_bytes) {
             let mut m = memo.lock().unwrap_or_else(|e| e.into_inner());
             if m.len() >= MEMO_LIMIT {
                 m.clear();
             }
-            m.insert(d);
+            m.insert(k, Arc::new((env.cert.clone(), env.body.clone())));
         }
         Ok(p)
     }
@@ -396,8 +410,8 @@ impl TrustStore {
             return envs.iter().map(|e| self.verify(e, now_s)).collect();
         }
         // Gather what to check; anything unusual takes the one-by-one path.
-        struct Fresh {
-            digest: [u8; 32],
+        struct Fresh<'a> {
+            der: &'a [u8],
             principal: Principal,
             tbs: Vec<u8>,
             sig: Signature,
@@ -405,19 +419,13 @@ impl TrustStore {
         let mut messages: Vec<&[u8]> = Vec::with_capacity(envs.len() * 2);
         let mut sigs = Vec::with_capacity(envs.len() * 2);
         let mut keys = Vec::with_capacity(envs.len() * 2);
-        let mut fresh: Vec<Fresh> = Vec::new();
+        let mut fresh: Vec<Fresh<'_>> = Vec::new();
         let mut principals: Vec<Arc<Principal>> = Vec::with_capacity(envs.len());
         for env in envs {
             let Ok(sig) = Signature::from_slice(&env.sig) else {
                 return envs.iter().map(|e| self.verify(e, now_s)).collect();
             };
-            let digest = cert_digest(&env.cert);
-            let cached = self
-                .cache
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&digest)
-                .cloned();
+            let cached = self.cached(&env.cert);
             let p = match cached {
                 Some(Ok(p)) => p,
                 Some(Err(_)) => return envs.iter().map(|e| self.verify(e, now_s)).collect(),
@@ -425,7 +433,7 @@ impl TrustStore {
                     Some(f) => {
                         let p = Arc::new(f.0.clone());
                         fresh.push(Fresh {
-                            digest,
+                            der: &env.cert,
                             principal: f.0,
                             tbs: f.1,
                             sig: f.2,
@@ -456,7 +464,7 @@ impl TrustStore {
             self.learned
                 .fetch_add(fresh.len(), std::sync::atomic::Ordering::Relaxed);
             for f in fresh {
-                cache.insert(f.digest, Ok(Arc::new(f.principal)));
+                cache.insert(f.der.to_vec(), Ok(Arc::new(f.principal)));
             }
         }
         principals
@@ -496,15 +504,34 @@ impl TrustStore {
         Some((principal, cert.tbs_certificate.as_ref().to_vec(), sig))
     }
 
-    fn principal(&self, der: &[u8]) -> Result<Arc<Principal>, SecurityError> {
-        let digest = cert_digest(der);
+    /// A certificate checked before, in this process or (through the known
+    /// file) an earlier one.
+    fn cached(&self, der: &[u8]) -> Option<Checked> {
         if let Some(hit) = self
             .cache
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&digest)
+            .get(der)
         {
-            return hit.clone();
+            return Some(hit.clone());
+        }
+        let imported = self.imported.read().unwrap_or_else(|e| e.into_inner());
+        if imported.is_empty() {
+            return None;
+        }
+        let p = imported.get(&cert_digest(der))?.clone();
+        drop(imported);
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(der.to_vec(), Ok(p.clone()));
+        Some(Ok(p))
+    }
+
+    fn principal(&self, der: &[u8]) -> Result<Arc<Principal>, SecurityError> {
+        if let Some(hit) = self.cached(der) {
+            return hit;
         }
         let result = self.check_chain(der).map(Arc::new);
         if result.is_ok() {
@@ -515,7 +542,7 @@ impl TrustStore {
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
         }
-        cache.insert(digest, result.clone());
+        cache.insert(der.to_vec(), result.clone());
         result
     }
 
