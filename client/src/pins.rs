@@ -259,6 +259,21 @@ mod tests {
         again.check("n1", &[3; 32]).unwrap();
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(text in "[ -~\n]{0,200}") {
+            let _ = parse_pins("f", &text);
+        }
+
+        #[test]
+        fn render_then_parse_round_trips(
+            pins in proptest::collection::btree_map("[a-z0-9.-]{1,20}", proptest::array::uniform32(0u8..), 0..6)
+        ) {
+            let back = parse_pins("f", &render_pins(&pins)).unwrap();
+            proptest::prop_assert_eq!(back, pins);
+        }
+    }
+
     #[test]
     fn bad_lines_name_the_line() {
         let err = parse_pins("f", "# c\n\nn1 zz\n").unwrap_err();

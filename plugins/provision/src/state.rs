@@ -146,6 +146,30 @@ mod tests {
         assert!(Lock::may_release(&a, "user:b", 1060).is_ok());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn hosts_update_is_idempotent_and_keeps_other_lines(
+            lines in proptest::collection::vec("[ -~\t]{0,40}", 0..8),
+            name in "[a-z][a-z0-9.-]{0,20}",
+            last in 0u8..255,
+        ) {
+            let hosts = lines.join("\n");
+            let address = format!("10.0.0.{last}");
+            let once = update_hosts(&hosts, &name, &address);
+            let twice = update_hosts(&once, &name, &address);
+            proptest::prop_assert_eq!(&once, &twice);
+            let line = master_line(&name, &address);
+            let ours = once.lines().filter(|l| *l == line).count();
+            proptest::prop_assert_eq!(ours, 1);
+            for l in hosts.lines() {
+                let content = l.split('#').next().unwrap_or_default();
+                if !content.split_whitespace().skip(1).any(|h| h == "puppet") {
+                    proptest::prop_assert!(once.lines().any(|o| o == l));
+                }
+            }
+        }
+    }
+
     #[test]
     fn hosts_line_replaced_in_place_others_kept() {
         let before = "127.0.0.1 localhost\n# comment\n10.0.0.1 old.example puppet\n::1 ip6-localhost\n10.0.0.9 other puppet # twice\n";
