@@ -272,6 +272,7 @@ pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> Result<(), Failur
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let old = fs::metadata(path).ok();
+    remove_stale_temporaries(dir, &name);
     let mut n = 0u32;
     let (tmp, mut f) = loop {
         let tmp = dir.join(format!(".{name}.mco-{}-{n}", std::process::id()));
@@ -309,6 +310,28 @@ pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> Result<(), Failur
         return Err(Failure::io(path, e));
     }
     Ok(())
+}
+
+/// Removes temporary files an earlier writer of `dir/name` left when it was
+/// killed between creating and renaming them (`.NAME.mco-PID-N` whose PID no
+/// longer runs). Best effort: what cannot be read or removed stays.
+fn remove_stale_temporaries(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.mco-");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Splits text into lines that keep their line endings, so that joining them
@@ -354,6 +377,21 @@ mod tests {
         assert_eq!(fs::read_to_string(&p).unwrap(), "two\n");
         assert_eq!(fs::metadata(&p).unwrap().mode() & 0o7777, 0o600);
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn temporaries_of_dead_writers_are_removed_on_the_next_write() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("hosts");
+        // pid_max is at most 2^22 on Linux: this writer is certainly gone.
+        let stale = d.path().join(".hosts.mco-999999999-0");
+        fs::write(&stale, b"half a fi").unwrap();
+        let other = d.path().join(".passwd.mco-999999999-0");
+        fs::write(&other, b"not ours").unwrap();
+        write_atomic(&p, b"whole\n", 0o644).unwrap();
+        assert!(!stale.exists(), "the dead writer's temporary is gone");
+        assert!(other.exists(), "another file's temporary is not touched");
+        assert_eq!(fs::read_to_string(&p).unwrap(), "whole\n");
     }
 
     #[test]
