@@ -58,6 +58,26 @@ pub struct Collected {
     pub request_ids: Vec<String>,
 }
 
+impl Collected {
+    /// Says on stderr which replies were ignored: those that failed
+    /// verification (counted as no reply) and those that did not decode.
+    pub fn warn_ignored(&self) {
+        if !self.untrusted.is_empty() {
+            eprintln!(
+                "warning: ignored {} replies that failed verification (counted as no reply): {}",
+                self.untrusted.len(),
+                self.untrusted.join("; ")
+            );
+        }
+        if self.undecodable > 0 {
+            eprintln!(
+                "warning: ignored {} replies that did not decode",
+                self.undecodable
+            );
+        }
+    }
+}
+
 /// Sends `call` to each of `nodes` directly and collects their replies.
 pub async fn call(
     bus: &Bus,

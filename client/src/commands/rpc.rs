@@ -123,29 +123,12 @@ pub(crate) async fn discover_and_call(
         progress: plan.progress && !json,
     };
     let collected = rpc::call(&bus, &call, &found.nodes, &wait).await?;
-    warn_untrusted(&collected);
+    collected.warn_ignored();
     Ok(Some(Answered {
         found,
         collected,
         started,
     }))
-}
-
-/// Says on stderr which replies were ignored.
-fn warn_untrusted(collected: &Collected) {
-    if !collected.untrusted.is_empty() {
-        eprintln!(
-            "warning: ignored {} replies that failed verification (counted as no reply): {}",
-            collected.untrusted.len(),
-            collected.untrusted.join("; ")
-        );
-    }
-    if collected.undecodable > 0 {
-        eprintln!(
-            "warning: ignored {} replies that did not decode",
-            collected.undecodable
-        );
-    }
 }
 
 /// The closing lines every verb prints after its results.

@@ -164,7 +164,9 @@ pub async fn run(
             batch: plan.batch,
             progress: plan.progress && budget.is_none(),
         };
-        rpc::call(&bus, &call, &found.nodes, &wait).await?
+        let c = rpc::call(&bus, &call, &found.nodes, &wait).await?;
+        c.warn_ignored();
+        c
     };
     let mut nodes: Vec<NodeCheck> = collected
         .replies
