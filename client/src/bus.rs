@@ -64,38 +64,18 @@ fn load_known(trust: &TrustStore, creds: &Credentials, identity: &str) {
     }
 }
 
-/// Writes the known-certificates file if this run checked new certificates:
-/// a temporary file (0600) in a 0700 directory, renamed into place.
+/// Writes the known-certificates file (0600, atomically, in a 0700
+/// directory) if this run checked new certificates.
 fn save_known(trust: &TrustStore, creds: &Credentials, identity: &str) {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     if !trust.learned_any() {
         return;
     }
     let path = known_path(identity);
-    let Some(dir) = path.parent() else { return };
     let bytes = trust.export_known(
         &creds.derive_secret(KNOWN_PURPOSE),
         mco_core::wire::now_ms() as i64 / 1000,
     );
-    let tmp = dir.join(format!(".{identity}.known.{}", std::process::id()));
-    let result = std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .and_then(|_| {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()
-        })
-        .and_then(|_| std::fs::rename(&tmp, &path));
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
+    if let Err(e) = mco_core::pki::write_private(&path, &bytes) {
         tracing::debug!("{}: not saved: {e}", path.display());
     }
 }

@@ -181,8 +181,6 @@ impl KeyPins {
     /// Writes the pins file if anything changed since it was loaded (a
     /// temporary 0600 file in a 0700 directory, renamed into place).
     pub fn save(&self) -> Result<(), PinError> {
-        use std::io::Write;
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         let Some(path) = &self.path else {
             return Ok(());
         };
@@ -191,41 +189,13 @@ impl KeyPins {
             return Ok(());
         }
         let text = render_pins(&inner.pins);
-        let io = |e: std::io::Error| PinError::Io {
+        mco_core::pki::write_private(path, text.as_bytes()).map_err(|e| PinError::Io {
             path: path.display().to_string(),
-            message: e.to_string(),
-        };
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io)?;
-        let tmp = dir.join(format!(
-            ".{}.{}",
-            path.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            std::process::id()
-        ));
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| {
-                f.write_all(text.as_bytes())?;
-                f.sync_all()
-            })
-            .and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io(e));
-        }
+            message: match e {
+                mco_core::pki::PkiError::Io { source, .. } => source.to_string(),
+                other => other.to_string(),
+            },
+        })?;
         inner.dirty = false;
         Ok(())
     }

@@ -17,6 +17,15 @@ use crate::wire::Status;
 /// Outputs of an action.
 pub type Outputs = Map<String, Value>;
 
+/// Outputs from a JSON object (as `json!({…})` builds them); any other
+/// value gives none.
+pub fn outputs(v: Value) -> Outputs {
+    match v {
+        Value::Object(m) => m,
+        _ => Outputs::new(),
+    }
+}
+
 /// A failed action: a status other than OK and a message for the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionError {

@@ -84,6 +84,16 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32, force: bool) -> Result<
         .map_err(io_err(&dir))
 }
 
+/// Replaces a private file of this party (a cache, a pins file): its
+/// directory is created 0700 if missing, and the file is written 0600,
+/// atomically.
+pub fn write_private(path: &Path, data: &[u8]) -> Result<(), PkiError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        ensure_dir(dir)?;
+    }
+    write_atomic(path, data, KEY_MODE, true)
+}
+
 /// Removes `path`; a missing file is fine.
 pub fn remove_if_present(path: &Path) -> Result<(), PkiError> {
     match fs::remove_file(path) {

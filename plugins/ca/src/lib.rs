@@ -23,7 +23,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use mco_core::agent::{ActionError, ActionResult, Agent, Outputs, RequestContext};
+use mco_core::agent::{outputs, ActionError, ActionResult, Agent, RequestContext};
 use mco_core::pki::{self, index::format_unix, Ca, CrlOptions, Index, PkiError, SignPolicy};
 use mco_core::{Ddl, Status};
 use serde_json::{json, Map, Value};
@@ -127,13 +127,6 @@ fn aborted(m: impl std::fmt::Display) -> ActionError {
     ActionError::aborted(m.to_string())
 }
 
-fn obj(v: Value) -> Outputs {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
 /// `node:NAME` or `NAME` → `NAME`; a `user:` name is refused.
 pub fn node_name(certname: &str) -> Result<&str, ActionError> {
     if let Some(rest) = certname.strip_prefix("user:") {
@@ -207,7 +200,9 @@ impl CaAgent {
                 })
             })
             .collect();
-        Ok(obj(json!({"count": certs.len(), "certificates": certs})))
+        Ok(outputs(
+            json!({"count": certs.len(), "certificates": certs}),
+        ))
     }
 
     async fn sign(&self, input: &Map<String, Value>) -> ActionResult {
@@ -231,7 +226,7 @@ impl CaAgent {
         }
         if !self.settings.signer.is_empty() {
             let pem = run_signer(&self.settings.signer, csr, self.settings.signer_timeout).await?;
-            return Ok(obj(
+            return Ok(outputs(
                 json!({"certificate": pem, "name": format!("node:{name}")}),
             ));
         }
@@ -243,7 +238,7 @@ impl CaAgent {
             ..SignPolicy::default()
         };
         let issued = self.ca()?.sign_csr(csr, &policy).map_err(aborted)?;
-        Ok(obj(json!({
+        Ok(outputs(json!({
             "certificate": issued.cert_pem,
             "serial": issued.serial,
             "name": format!("node:{}", issued.name),
@@ -332,7 +327,7 @@ impl Agent for CaAgent {
                 let name = name_in()?;
                 let _g = self.lock();
                 let (revoked, crl) = self.revoke(name, false)?;
-                Ok(obj(json!({"revoked": revoked, "crl": crl})))
+                Ok(outputs(json!({"revoked": revoked, "crl": crl})))
             }
             "clean" => {
                 let name = name_in()?;
@@ -347,7 +342,7 @@ impl Agent for CaAgent {
                         removed.push(p.display().to_string());
                     }
                 }
-                Ok(obj(json!({"revoked": revoked, "removed": removed})))
+                Ok(outputs(json!({"revoked": revoked, "removed": removed})))
             }
             "crl" => {
                 let path = self.settings.dir.join(pki::CA_CRL);
@@ -358,7 +353,7 @@ impl Agent for CaAgent {
                         self.ca()?.crl(&CrlOptions::default()).map_err(aborted)?
                     }
                 };
-                Ok(obj(json!({"crl": crl})))
+                Ok(outputs(json!({"crl": crl})))
             }
             other => Err(ActionError::new(
                 Status::UnknownAction,

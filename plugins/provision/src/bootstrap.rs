@@ -36,7 +36,43 @@ pub fn interpret(exitcode: i64, timed_out: bool) -> (bool, String) {
     }
 }
 
-/// Runs `argv` (no shell) with stdin closed, killing it after `timeout`.
+/// Reads to the end, keeping the first `keep` bytes: a chatty command can
+/// neither block on a full pipe nor fill the node's memory.
+async fn read_head<R: tokio::io::AsyncRead + Unpin>(
+    reader: Option<&mut R>,
+    keep: usize,
+) -> Vec<u8> {
+    let mut head = Vec::new();
+    let Some(reader) = reader else { return head };
+    let mut buf = [0u8; 8192];
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => return head,
+            Ok(n) => {
+                let room = keep.saturating_sub(head.len());
+                head.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+}
+
+/// Kills the process group `pgid` leads (a bootstrap run's children with it).
+#[allow(unsafe_code)]
+fn kill_group(pgid: u32) {
+    if let Ok(pgid) = i32::try_from(pgid) {
+        if pgid > 1 {
+            // SAFETY: kill(2) takes plain integers and touches no memory of
+            // ours; the negative pid addresses the group we started the
+            // command in, whose leader we have not reaped yet.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Runs `argv` (no shell) with stdin closed in a process group of its own;
+/// after `timeout` the whole group is killed.
 pub async fn run(argv: &[String], timeout: Duration) -> std::io::Result<RunOutcome> {
     let Some((program, args)) = argv.split_first() else {
         return Err(std::io::Error::other("empty command"));
@@ -46,24 +82,17 @@ pub async fn run(argv: &[String], timeout: Duration) -> std::io::Result<RunOutco
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()?;
+    let pgid = child.id();
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let read = async {
-        let mut out = Vec::new();
-        let mut err = Vec::new();
-        let o = async {
-            if let Some(s) = stdout.as_mut() {
-                let _ = s.read_to_end(&mut out).await;
-            }
-        };
-        let e = async {
-            if let Some(s) = stderr.as_mut() {
-                let _ = s.read_to_end(&mut err).await;
-            }
-        };
-        tokio::join!(o, e);
+        let (out, err) = tokio::join!(
+            read_head(stdout.as_mut(), MAX_OUTPUT),
+            read_head(stderr.as_mut(), MAX_OUTPUT)
+        );
         let status = child.wait().await;
         (out, err, status)
     };
@@ -77,11 +106,18 @@ pub async fn run(argv: &[String], timeout: Duration) -> std::io::Result<RunOutco
                 timed_out: false,
             })
         }
-        Err(_) => Ok(RunOutcome {
-            exitcode: -1,
-            output: String::new(),
-            timed_out: true,
-        }),
+        Err(_) => {
+            // The leader has not been reaped (the wait did not finish), so
+            // the group id is still ours.
+            if let Some(pgid) = pgid {
+                kill_group(pgid);
+            }
+            Ok(RunOutcome {
+                exitcode: -1,
+                output: String::new(),
+                timed_out: true,
+            })
+        }
     }
 }
 
@@ -111,5 +147,25 @@ mod tests {
         let slow: Vec<String> = ["sleep", "5"].iter().map(|s| s.to_string()).collect();
         let r = run(&slow, Duration::from_millis(100)).await.unwrap();
         assert!(r.timed_out);
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_commands_children_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("survived");
+        // A grandchild that would write the marker after the timeout if it lived.
+        let line = format!("(sleep 2; touch {}) & sleep 30", marker.display());
+        let argv: Vec<String> = ["sh", "-c", &line].iter().map(|s| s.to_string()).collect();
+        let r = run(&argv, Duration::from_millis(300)).await.unwrap();
+        assert!(r.timed_out);
+        // Wait past the grandchild's own deadline, polling for the marker.
+        let until = std::time::Instant::now() + Duration::from_secs(4);
+        while std::time::Instant::now() < until {
+            assert!(
+                !marker.exists(),
+                "a child of the timed-out command lived on"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }

@@ -15,7 +15,7 @@
 //! `disabled`. The private certificate key never leaves the node.
 
 #![warn(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod bootstrap;
 pub mod configure;
@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use mco_core::agent::{ActionError, ActionResult, Agent, Outputs, RequestContext};
+use mco_core::agent::{outputs, ActionError, ActionResult, Agent, RequestContext};
 use mco_core::config::SecurityConfig;
 use mco_core::pki::{self, CsrOptions, KEY_MODE, PUBLIC_MODE};
 use mco_core::provisioning::{files, ProvisioningConfig};
@@ -118,13 +118,6 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn obj(v: Value) -> Outputs {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
 fn now_s() -> i64 {
     (mco_core::wire::now_ms() / 1000) as i64
 }
@@ -184,7 +177,9 @@ impl Agent for Provision {
                     Lock::take(current.as_ref(), &ctx.caller, expiry, now_s()).map_err(aborted)?;
                 let text = serde_json::to_vec(&lock).map_err(aborted)?;
                 write(&path, &text, PUBLIC_MODE)?;
-                Ok(obj(json!({"owner": lock.owner, "expires": lock.expires})))
+                Ok(outputs(
+                    json!({"owner": lock.owner, "expires": lock.expires}),
+                ))
             }
             "unlock" => {
                 let _g = self.lock_guard();
@@ -193,7 +188,7 @@ impl Agent for Provision {
                     Lock::may_release(&current, &ctx.caller, now_s()).map_err(aborted)?;
                 }
                 pki::remove_if_present(&path).map_err(aborted)?;
-                Ok(obj(json!({"locked": false})))
+                Ok(outputs(json!({"locked": false})))
             }
             "set_master" => {
                 let name = str_in(input, "name");
@@ -213,7 +208,7 @@ impl Agent for Provision {
                 };
                 let text = serde_json::to_vec(&master).map_err(aborted)?;
                 write(&dir.join(files::MASTER), &text, PUBLIC_MODE)?;
-                Ok(obj(json!({
+                Ok(outputs(json!({
                     "line": state::master_line(name, address),
                     "hosts_file": hosts.display().to_string(),
                 })))
@@ -230,7 +225,7 @@ impl Agent for Provision {
             "restart" => self.restart(&identity),
             "disable" => {
                 write(&dir.join(files::DISABLED), b"", PUBLIC_MODE)?;
-                Ok(obj(json!({"disabled": true})))
+                Ok(outputs(json!({"disabled": true})))
             }
             other => Err(ActionError::new(
                 Status::UnknownAction,
@@ -259,7 +254,7 @@ impl Provision {
             .map(|k| k.public_hex())
             .map_err(aborted)?;
         let (csr, _) = Self::csr_paths(dir, identity);
-        Ok(obj(json!({
+        Ok(outputs(json!({
             "identity": identity,
             "provisioning": self.settings.active,
             "provisioned": cert_present && dir.join("configured").exists(),
@@ -291,7 +286,7 @@ impl Provision {
             }
         };
         let public_key = csr_public_key(&csr_pem).unwrap_or_default();
-        Ok(obj(json!({
+        Ok(outputs(json!({
             "csr": csr_pem,
             "name": format!("node:{identity}"),
             "public_key": public_key,
@@ -371,7 +366,7 @@ impl Provision {
         write(file, text.as_bytes(), PUBLIC_MODE)?;
         write(&dir.join("configured"), b"", PUBLIC_MODE)?;
         let _ = std::fs::remove_dir_all(&stage);
-        Ok(obj(json!({
+        Ok(outputs(json!({
             "config_file": file.display().to_string(),
             "certificate_file": paths.cert.display().to_string(),
             "serial": cert_serial(cert_pem).unwrap_or_default(),
@@ -392,7 +387,7 @@ impl Provision {
                 ))
             })?;
         let (ok, summary) = bootstrap::interpret(r.exitcode, r.timed_out);
-        let data = obj(json!({
+        let data = outputs(json!({
             "exitcode": r.exitcode,
             "summary": summary,
             "output": r.output,
@@ -427,7 +422,7 @@ impl Provision {
                 None => reexec(),
             }
         });
-        Ok(obj(json!({"delay_ms": delay.as_millis() as u64})))
+        Ok(outputs(json!({"delay_ms": delay.as_millis() as u64})))
     }
 }
 

@@ -16,7 +16,7 @@ pub mod types;
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use mco_core::agent::{ActionError, ActionResult, Agent, Outputs, RequestContext};
+use mco_core::agent::{outputs, ActionError, ActionResult, Agent, Outputs, RequestContext};
 use mco_core::{Ddl, Status};
 use serde_json::{json, Map, Value};
 
@@ -211,7 +211,7 @@ impl Inner {
             (false, false) => format!("{}[{name}] changed {}", ty.name(), props.join(", ")),
         };
         let ensure = ensure_of(&resource).to_string();
-        Ok(obj(json!({
+        Ok(outputs(json!({
             "changed": !changes.is_empty() && !noop,
             "noop": noop,
             "changes": listed,
@@ -227,7 +227,7 @@ impl Inner {
         let mut state = ty.find(&self.system, &name)?;
         self.redact(ty, &mut state);
         let ensure = ensure_of(&state).to_string();
-        Ok(obj(json!({"resource": state, "ensure": ensure})))
+        Ok(outputs(json!({"resource": state, "ensure": ensure})))
     }
 
     fn search(&self, input: &Map<String, Value>) -> Result<Outputs, Failure> {
@@ -249,18 +249,11 @@ impl Inner {
         for s in &mut all {
             self.redact(ty, s);
         }
-        Ok(obj(json!({
+        Ok(outputs(json!({
             "resources": all,
             "count": count,
             "truncated": count > limit,
         })))
-    }
-}
-
-fn obj(v: Value) -> Outputs {
-    match v {
-        Value::Object(m) => m,
-        _ => Outputs::new(),
     }
 }
 

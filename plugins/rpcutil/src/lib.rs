@@ -9,7 +9,9 @@
 
 use std::sync::OnceLock;
 
-use mco_core::agent::{ActionError, ActionResult, Agent, NodeInfo, Outputs, RequestContext};
+use mco_core::agent::{
+    outputs, ActionError, ActionResult, Agent, NodeInfo, Outputs, RequestContext,
+};
 use mco_core::facts::lookup;
 use mco_core::{Ddl, Status};
 use serde_json::{json, Map, Value};
@@ -41,16 +43,9 @@ impl Default for Rpcutil {
     }
 }
 
-fn obj(v: Value) -> Outputs {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
 fn inventory(node: &dyn NodeInfo) -> Outputs {
     let agents: Vec<String> = node.agents().into_iter().map(|a| a.name).collect();
-    obj(json!({
+    outputs(json!({
         "agents": agents,
         "facts": Value::Object((*node.facts()).clone()),
         "classes": *node.classes(),
@@ -83,7 +78,7 @@ impl Agent for Rpcutil {
     ) -> ActionResult {
         let node = ctx.node.as_ref();
         match action {
-            "ping" => Ok(obj(json!({ "pong": mco_core::wire::now_ms() }))),
+            "ping" => Ok(outputs(json!({ "pong": mco_core::wire::now_ms() }))),
             "inventory" => Ok(inventory(node)),
             "get_fact" => {
                 let name = input
@@ -92,7 +87,7 @@ impl Agent for Rpcutil {
                     .unwrap_or_default();
                 let facts = node.facts();
                 let value = lookup(&facts, name).cloned().unwrap_or(Value::Null);
-                Ok(obj(json!({ "fact": name, "value": value })))
+                Ok(outputs(json!({ "fact": name, "value": value })))
             }
             "get_facts" => {
                 let names = input
@@ -111,7 +106,7 @@ impl Agent for Rpcutil {
                         )
                     })
                     .collect();
-                Ok(obj(json!({ "values": values })))
+                Ok(outputs(json!({ "values": values })))
             }
             "agent_inventory" => {
                 let agents: Vec<Value> = node
@@ -119,9 +114,9 @@ impl Agent for Rpcutil {
                     .into_iter()
                     .map(|a| json!({"agent": a.name, "version": a.version, "description": a.description}))
                     .collect();
-                Ok(obj(json!({ "agents": agents })))
+                Ok(outputs(json!({ "agents": agents })))
             }
-            "collective_info" => Ok(obj(json!({
+            "collective_info" => Ok(outputs(json!({
                 "main_collective": node.collectives().first(),
                 "collectives": node.collectives(),
             }))),
@@ -167,7 +162,7 @@ mod tests {
             }]
         }
         fn stats(&self) -> Map<String, Value> {
-            obj(json!({"total": 3, "ok": 2, "failed": 1, "dropped": {"expired": 1}}))
+            outputs(json!({"total": 3, "ok": 2, "failed": 1, "dropped": {"expired": 1}}))
         }
         fn uptime(&self) -> Duration {
             Duration::from_secs(42)
@@ -181,14 +176,14 @@ mod tests {
             sender: "t".into(),
             collective: "mcollective".into(),
             node: Arc::new(Node {
-                facts: Arc::new(obj(json!({"os": {"family": "Debian"}, "role": "web"}))),
+                facts: Arc::new(outputs(json!({"os": {"family": "Debian"}, "role": "web"}))),
                 collectives: vec!["mcollective".into(), "eu".into()],
             }),
         }
     }
 
     async fn call(action: &str, input: Value) -> ActionResult {
-        Rpcutil::new().call(action, &obj(input), &ctx()).await
+        Rpcutil::new().call(action, &outputs(input), &ctx()).await
     }
 
     #[tokio::test]

@@ -37,6 +37,7 @@ use sha2::{Digest, Sha256};
 
 use crate::model::{ensure_of, Change, Failure, Kind, Property, State};
 use crate::system::{write_atomic, System};
+use crate::types::user::{read_groups, read_passwd, GROUP, PASSWD};
 use crate::types::{missing, ResourceType};
 
 const PROPS: &[Property] = &[
@@ -86,16 +87,21 @@ fn digest_file(p: &Path) -> Result<String, Failure> {
     Ok(hex_digest(h))
 }
 
-/// Rows of a colon-separated database (`/etc/passwd`, `/etc/group`) under
-/// the root, each split into fields; a missing file has none.
-fn rows(sys: &System, db: &str) -> Result<Vec<Vec<String>>, Failure> {
-    let text = sys.read(db)?.unwrap_or_default();
-    Ok(text
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|l| l.split(':').map(str::to_string).collect::<Vec<_>>())
-        .filter(|f| f.len() >= 3)
-        .collect())
+/// The name and id of every entry of the root's `/etc/passwd` or
+/// `/etc/group` (`db`), read by the same parsers the `user` and `group`
+/// types use.
+fn ids(sys: &System, db: &str) -> Result<Vec<(String, u32)>, Failure> {
+    Ok(if db == PASSWD {
+        read_passwd(sys)?
+            .into_iter()
+            .map(|p| (p.name, p.uid))
+            .collect()
+    } else {
+        read_groups(sys)?
+            .into_iter()
+            .map(|g| (g.name, g.gid))
+            .collect()
+    })
 }
 
 /// A user of the root's `/etc/passwd`, by name or number.
@@ -116,17 +122,16 @@ pub struct Account {
 /// an unknown name is `None`.
 pub fn account(sys: &System, who: &str) -> Result<Option<Account>, Failure> {
     let num = who.parse::<u32>().ok();
-    for f in rows(sys, "/etc/passwd")? {
-        let uid = f[2].parse::<u32>().ok();
-        if f[0] == who || (num.is_some() && uid == num) {
-            let Some(uid) = uid else { continue };
-            return Ok(Some(Account {
-                name: f[0].clone(),
-                uid,
-                gid: f.get(3).and_then(|g| g.parse().ok()).unwrap_or(uid),
-                home: f.get(5).cloned().unwrap_or_default(),
-            }));
-        }
+    if let Some(p) = read_passwd(sys)?
+        .into_iter()
+        .find(|p| p.name == who || Some(p.uid) == num)
+    {
+        return Ok(Some(Account {
+            name: p.name,
+            uid: p.uid,
+            gid: p.gid,
+            home: p.home,
+        }));
     }
     Ok(num.map(|uid| Account {
         name: uid.to_string(),
@@ -142,18 +147,18 @@ fn id_of(sys: &System, db: &str, who: &str) -> Result<Option<u32>, Failure> {
     if let Ok(n) = who.parse::<u32>() {
         return Ok(Some(n));
     }
-    Ok(rows(sys, db)?
+    Ok(ids(sys, db)?
         .into_iter()
-        .find(|f| f[0] == who)
-        .and_then(|f| f[2].parse().ok()))
+        .find(|(name, _)| name == who)
+        .map(|(_, id)| id))
 }
 
 /// The name of id `id` in the root's `db`, or the number as text.
 fn name_of(sys: &System, db: &str, id: u32) -> Result<String, Failure> {
-    Ok(rows(sys, db)?
+    Ok(ids(sys, db)?
         .into_iter()
-        .find(|f| f[2].parse::<u32>().ok() == Some(id))
-        .map(|f| f[0].clone())
+        .find(|(_, i)| *i == id)
+        .map(|(name, _)| name)
         .unwrap_or_else(|| id.to_string()))
 }
 
@@ -339,11 +344,8 @@ impl ResourceType for File {
         if !ft.is_symlink() {
             s.insert("mode".into(), json!(format!("{:04o}", md.mode() & 0o7777)));
         }
-        s.insert(
-            "owner".into(),
-            json!(name_of(sys, "/etc/passwd", md.uid())?),
-        );
-        s.insert("group".into(), json!(name_of(sys, "/etc/group", md.gid())?));
+        s.insert("owner".into(), json!(name_of(sys, PASSWD, md.uid())?));
+        s.insert("group".into(), json!(name_of(sys, GROUP, md.gid())?));
         Ok(s)
     }
 
@@ -359,7 +361,7 @@ impl ResourceType for File {
     /// the root's databases do not know is refused.
     fn current(&self, sys: &System, name: &str, desired: &State) -> Result<State, Failure> {
         let mut s = self.find(sys, name)?;
-        for (k, db) in [("owner", "/etc/passwd"), ("group", "/etc/group")] {
+        for (k, db) in [("owner", PASSWD), ("group", GROUP)] {
             let Some(want) = text(desired, k) else {
                 continue;
             };
@@ -513,11 +515,11 @@ impl ResourceType for File {
             }
         }
         let uid = match text(desired, "owner") {
-            Some(o) => id_of(sys, "/etc/passwd", o)?,
+            Some(o) => id_of(sys, PASSWD, o)?,
             None => None,
         };
         let gid = match text(desired, "group") {
-            Some(g) => id_of(sys, "/etc/group", g)?,
+            Some(g) => id_of(sys, GROUP, g)?,
             None => None,
         };
         if uid.is_some() || gid.is_some() {
