@@ -77,6 +77,13 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::commands::pki::PkiCommand,
     },
+    /// Provisioning: `run` the provisioner service, or show its `status`.
+    /// Here `--config` names the provisioner's config (provisioner.toml).
+    Provision {
+        /// What to do.
+        #[command(subcommand)]
+        command: ProvisionCommand,
+    },
     /// Print a shell completion script.
     Completion {
         /// The shell.
@@ -280,4 +287,18 @@ mod tests {
     fn cli_definition_is_consistent() {
         <Cli as clap::CommandFactory>::command().debug_assert();
     }
+}
+
+/// `mco provision` verbs.
+#[derive(Subcommand, Debug, Clone)]
+pub enum ProvisionCommand {
+    /// Run the provisioner until interrupted: find unprovisioned nodes,
+    /// sign, configure, bootstrap and restart them into the fleet.
+    Run,
+    /// Show what the provisioner's journal says of every node.
+    Status {
+        /// Print JSON.
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
 }

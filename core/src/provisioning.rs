@@ -51,7 +51,10 @@ pub struct ProvisioningConfig {
     /// The bootstrap command as an argv (no shell), e.g.
     /// `["puppet", "agent", "--test", "--environment", "bootstrap", "--detailed-exitcodes"]`.
     pub bootstrap_command: Vec<String>,
-    /// How long the bootstrap command may run.
+    /// The final run after the bootstrap run (`run phase=final`), e.g.
+    /// `["puppet", "agent", "--test", "--detailed-exitcodes"]`; none by default.
+    pub final_command: Vec<String>,
+    /// How long the bootstrap (or final) command may run.
     pub bootstrap_timeout: Duration,
     /// The hosts file `set_master` edits.
     pub hosts_file: PathBuf,
@@ -68,6 +71,7 @@ impl Default for ProvisioningConfig {
             ca: None,
             state_dir: PathBuf::from("/var/lib/mco/provisioning"),
             bootstrap_command: Vec::new(),
+            final_command: Vec::new(),
             bootstrap_timeout: Duration::from_secs(600),
             hosts_file: PathBuf::from("/etc/hosts"),
             splay: Duration::from_secs(0),
@@ -84,6 +88,7 @@ impl ProvisioningConfig {
         "ca",
         "state_dir",
         "bootstrap_command",
+        "final_command",
         "bootstrap_timeout",
         "hosts_file",
         "splay",
@@ -117,6 +122,7 @@ impl ProvisioningConfig {
             ca,
             state_dir: r.path(t, p, "state_dir").unwrap_or(d.state_dir),
             bootstrap_command,
+            final_command: r.strings(t, p, "final_command").unwrap_or_default(),
             bootstrap_timeout: r
                 .duration(t, p, "bootstrap_timeout")
                 .unwrap_or(d.bootstrap_timeout),
@@ -170,6 +176,7 @@ token_file = "/etc/mco/token"
 ca = "/etc/mco/ca.pem"
 state_dir = "/var/lib/x"
 bootstrap_command = ["puppet", "agent", "--test"]
+final_command = ["puppet", "agent", "--test", "--environment", "production"]
 bootstrap_timeout = "5m"
 hosts_file = "/tmp/hosts"
 splay = "3s"
@@ -179,6 +186,7 @@ splay = "3s"
         assert_eq!(p.enabled, None);
         assert_eq!(p.servers, vec!["tls://prov:4222"]);
         assert_eq!(p.bootstrap_command, vec!["puppet", "agent", "--test"]);
+        assert_eq!(p.final_command.len(), 5);
         assert_eq!(p.bootstrap_timeout, Duration::from_secs(300));
         assert_eq!(p.splay, Duration::from_secs(3));
         assert_eq!(p.hosts_file, PathBuf::from("/tmp/hosts"));

@@ -39,6 +39,7 @@ pub mod fleet;
 pub mod nats;
 pub mod poll;
 pub mod proc;
+pub mod provisioning;
 pub mod replies;
 pub mod secure;
 

@@ -7,6 +7,7 @@ mod inventory;
 mod nrpe;
 mod ping;
 pub mod pki;
+mod provision;
 mod resource;
 mod rpc;
 
@@ -33,6 +34,9 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, ClientError> {
     if let Command::Pki { dir, command } = &cli.command {
         return pki::run(dir.as_deref(), command, out);
     }
+    if let Command::Provision { command } = &cli.command {
+        return provision::run(cli.config.as_deref(), command, out).await;
+    }
     let cfg = crate::config::load(cli.config.as_deref(), &cli.nats)?;
     match cli.command {
         Command::Ping { target } => ping::run(&cfg, &target, out).await,
@@ -51,7 +55,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, ClientError> {
         Command::Plugin {
             command: PluginCommand::Doc { agent },
         } => doc::run(&cfg, agent.as_deref(), out),
-        Command::Completion { .. } | Command::Pki { .. } => Ok(0),
+        Command::Completion { .. } | Command::Pki { .. } | Command::Provision { .. } => Ok(0),
     }
 }
 

@@ -38,6 +38,17 @@ impl Metrics {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Moves a gauge up or down.
+    pub fn bump_gauge(g: &AtomicU64, by: i64) {
+        if by >= 0 {
+            g.fetch_add(by as u64, Ordering::Relaxed);
+        } else {
+            let _ = g.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(by.unsigned_abs()))
+            });
+        }
+    }
+
     /// The text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();

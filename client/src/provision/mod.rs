@@ -1,11 +1,23 @@
 //! The provisioner: finds unprovisioned nodes in the provisioning
 //! collective and turns each into a signed, configured fleet member.
 //!
-//! Its parts: choosing a master ([`masters`]), the journal that lets it
-//! resume without signing twice ([`state`]), telling someone
-//! ([`notify`]) and its counters ([`metrics`]).
+//! Its parts: the service and its steps ([`run`]), its config
+//! ([`config`]), choosing a master ([`masters`]), the journal that lets it
+//! resume without signing twice ([`state`]), telling someone ([`notify`])
+//! and its counters ([`metrics`]).
 
+pub mod config;
 pub mod masters;
 pub mod metrics;
 pub mod notify;
+pub mod run;
 pub mod state;
+
+/// Splits a comma-separated list into its non-empty trimmed parts.
+pub fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
+}

@@ -23,6 +23,12 @@ pub struct PatternError {
     pub(crate) message: String,
 }
 
+impl std::fmt::Display for PatternError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "column {}: {}", self.column, self.message)
+    }
+}
+
 impl PatternError {
     pub(crate) fn into_filter_error(self, kind: &'static str, input: &str) -> FilterError {
         FilterError {

@@ -101,6 +101,11 @@ pub struct SignPolicy {
     pub allow_extra_sans: bool,
     /// Replace an existing `DIR/NAME.pem` (default off).
     pub force: bool,
+    /// When `DIR/NAME.pem` is a live certificate (unrevoked, within its
+    /// validity) for the very key the CSR carries, return it instead of
+    /// signing again, so that a request repeated after a lost reply does
+    /// not leave two certificates (default off).
+    pub reuse_same_key: bool,
 }
 
 impl Default for SignPolicy {
@@ -111,6 +116,7 @@ impl Default for SignPolicy {
             validity_days: DEFAULT_DAYS,
             allow_extra_sans: false,
             force: false,
+            reuse_same_key: false,
         }
     }
 }
@@ -154,6 +160,11 @@ impl Ca {
             Kind::Node => requested_node_sans(&csr, &name, policy.allow_extra_sans)?,
         };
         let cert_path = self.dir.join(format!("{name}.pem"));
+        if policy.reuse_same_key {
+            if let Some(issued) = self.live_for_key(&name, kind, info.subject_pki.raw)? {
+                return Ok(issued);
+            }
+        }
         files::refuse_existing(&cert_path, policy.force)?;
 
         let (not_before, not_after) = validity(&IssueOptions {
@@ -184,6 +195,75 @@ impl Ca {
             key_path: None,
         })
     }
+}
+
+impl Ca {
+    /// The live certificate already issued to `kind:name` for the public
+    /// key `spki` (DER SubjectPublicKeyInfo), if there is one.
+    fn live_for_key(
+        &self,
+        name: &str,
+        kind: Kind,
+        spki: &[u8],
+    ) -> Result<Option<Issued>, PkiError> {
+        let cert_path = self.dir.join(format!("{name}.pem"));
+        let Ok(pem) = std::fs::read_to_string(&cert_path) else {
+            return Ok(None);
+        };
+        let Some(der) = pem_contents(&pem, &["CERTIFICATE"]) else {
+            return Ok(None);
+        };
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
+            return Ok(None);
+        };
+        if cert.tbs_certificate.subject_pki.raw != spki {
+            return Ok(None);
+        }
+        let serial = super::index::serial_hex(cert.raw_serial());
+        let index = super::Index::load(&self.dir)?;
+        let now = super::index::unix_now();
+        let Some(entry) = index
+            .certs
+            .iter()
+            .find(|e| e.serial == serial && e.name == name && e.kind == kind && e.is_live(now))
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Issued {
+            name: name.to_string(),
+            kind,
+            serial: entry.serial.clone(),
+            not_before: entry.not_before,
+            not_after: entry.not_after,
+            cert_pem: pem,
+            key_pem: None,
+            cert_path,
+            key_path: None,
+        }))
+    }
+}
+
+/// What a CSR asks for, checked as [`Ca::sign_csr`] checks it (PEM, an
+/// Ed25519 key, its own signature, one `kind:NAME` common name): the common
+/// name and the public key, hex. A provisioner compares both with what the
+/// node reported before sending the CSR to the CA.
+pub fn inspect_csr(csr_pem: &str) -> Result<(String, String), PkiError> {
+    let der = pem_contents(csr_pem, &["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"])
+        .ok_or_else(|| PkiError::BadCsr("no PEM certificate request found".to_string()))?;
+    let (_, csr) =
+        X509CertificationRequest::from_der(&der).map_err(|e| PkiError::BadCsr(e.to_string()))?;
+    let info = &csr.certification_request_info;
+    let key_oid = info.subject_pki.algorithm.algorithm.to_id_string();
+    if key_oid != ED25519_OID {
+        return Err(PkiError::UnsupportedKey(key_oid));
+    }
+    csr.verify_signature()
+        .map_err(|_| PkiError::BadCsrSignature)?;
+    let (kind, name) = requested_identity(&csr)?;
+    Ok((
+        kind.identity(&name),
+        hex::encode(info.subject_pki.subject_public_key.data.as_ref()),
+    ))
 }
 
 /// The kind and name in the CSR's subject, which must be one `CN=user:NAME` / `CN=node:NAME`.

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 pub use broker::{broker_config, BrokerOptions};
 pub use ca::{fingerprint, Ca, CaOptions, DEFAULT_CA_DAYS, DEFAULT_CA_NAME};
 pub use crl::CrlOptions;
-pub use csr::{request_csr, CsrOptions, Requested, SignPolicy};
+pub use csr::{inspect_csr, request_csr, CsrOptions, Requested, SignPolicy};
 pub use files::{remove_if_present, write_atomic, write_private, KEY_MODE, PUBLIC_MODE};
 pub use index::{Index, IndexEntry};
 pub use issue::{IssueOptions, Issued, DEFAULT_DAYS};

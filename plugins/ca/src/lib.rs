@@ -235,6 +235,9 @@ impl CaAgent {
             allowed_kinds: vec![pki::Kind::Node],
             name_pattern: regex::Regex::new(&format!("^{}$", regex::escape(name))).ok(),
             force: true,
+            // A sign repeated after a lost reply, or by a provisioner that
+            // resumed, gets the certificate already issued for that key.
+            reuse_same_key: true,
             ..SignPolicy::default()
         };
         let issued = self.ca()?.sign_csr(csr, &policy).map_err(aborted)?;

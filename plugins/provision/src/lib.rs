@@ -221,7 +221,7 @@ impl Agent for Provision {
                 self.gencsr(&identity, &dir, regenerate)
             }
             "configure" => self.configure(&identity, &dir, input),
-            "run" => self.run_bootstrap().await,
+            "run" => self.run_bootstrap(input).await,
             "restart" => self.restart(&identity),
             "disable" => {
                 write(&dir.join(files::DISABLED), b"", PUBLIC_MODE)?;
@@ -373,17 +373,28 @@ impl Provision {
         })))
     }
 
-    async fn run_bootstrap(&self) -> ActionResult {
+    async fn run_bootstrap(&self, input: &Map<String, Value>) -> ActionResult {
         let p = &self.settings.provisioning;
-        if p.bootstrap_command.is_empty() {
-            return Err(aborted("no [provisioning] bootstrap_command is configured"));
-        }
-        let r = bootstrap::run(&p.bootstrap_command, p.bootstrap_timeout)
+        let command = match input.get("phase").and_then(Value::as_str) {
+            Some("final") if p.final_command.is_empty() => {
+                return Ok(outputs(json!({
+                    "skipped": true,
+                    "success": true,
+                    "summary": "no final_command is configured",
+                })));
+            }
+            Some("final") => &p.final_command,
+            _ if p.bootstrap_command.is_empty() => {
+                return Err(aborted("no [provisioning] bootstrap_command is configured"));
+            }
+            _ => &p.bootstrap_command,
+        };
+        let r = bootstrap::run(command, p.bootstrap_timeout)
             .await
             .map_err(|e| {
                 aborted(format!(
                     "cannot run {:?}: {e}",
-                    p.bootstrap_command.first().cloned().unwrap_or_default()
+                    command.first().cloned().unwrap_or_default()
                 ))
             })?;
         let (ok, summary) = bootstrap::interpret(r.exitcode, r.timed_out);

@@ -1,0 +1,589 @@
+//! `provisioner.toml`: what `mco provision run` needs.
+//!
+//! ```toml
+//! main_config = "/etc/mco/provisioner.toml"         # client config: the main collective
+//! provisioning_config = "/etc/mco/provisioning.toml" # client config: the provisioning broker
+//! state_file = "/var/lib/mco/provisioner/state.jsonl"
+//! workers = 20
+//!
+//! [expected]                     # nothing is signed for a node not listed here
+//! identities = ["web-*", "db-0?"]
+//! registry_file = "/var/lib/mco/expected-nodes"
+//!
+//! [masters]                      # discovered in the main collective, never listed
+//! classes = ["puppet::master"]
+//! criteria = ["region", "country"]
+//! load_fact = "load"
+//!
+//! [steps]
+//! final_run = false
+//!
+//! [[notify]]
+//! type = "webhook"
+//! url = "http://127.0.0.1:8080/provisioned"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mco_core::config::{ConfigErrors, Reader};
+use mco_core::filter::FactTerm;
+use mco_core::Filter;
+use toml::Table;
+
+use super::notify::Notifier;
+
+/// Which steps run; the lock, the inventory and the expected check always do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Steps {
+    /// `set_master` on the node.
+    pub set_master: bool,
+    /// Clean old certificates of the name on the CA and masters.
+    pub clean: bool,
+    /// `gencsr` on the node and `ca sign`.
+    pub sign: bool,
+    /// `configure` the node with its certificate.
+    pub configure: bool,
+    /// `run` the bootstrap command.
+    pub bootstrap: bool,
+    /// `run phase=final` after the bootstrap run.
+    pub final_run: bool,
+    /// `restart` the node into normal mode.
+    pub restart: bool,
+    /// Wait for it to answer `rpcutil ping` in the main collective.
+    pub confirm: bool,
+}
+
+impl Default for Steps {
+    fn default() -> Self {
+        Steps {
+            set_master: true,
+            clean: true,
+            sign: true,
+            configure: true,
+            bootstrap: true,
+            final_run: false,
+            restart: true,
+            confirm: true,
+        }
+    }
+}
+
+/// How masters are found and chosen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MastersConfig {
+    /// The discovery filter in the main collective.
+    pub filter: Filter,
+    /// Facts a master should share with the node, most specific first.
+    pub criteria: Vec<String>,
+    /// The fact holding a master's load.
+    pub load_fact: String,
+    /// Load added to a master for each node given to it in this run.
+    pub per_node: f64,
+    /// The fact holding the address for the node's hosts file (default `ipaddress`).
+    pub address_fact: String,
+    /// The fact holding the name for the hosts file (default: the identity).
+    pub name_fact: Option<String>,
+    /// Masters are discovered again when the list is older than this.
+    pub refresh: Duration,
+    /// The fact holding broker URLs for nodes of this master (comma-separated
+    /// or a list); without it, or where a master lacks it, `[node] servers`.
+    pub servers_fact: Option<String>,
+}
+
+/// Which nodes may be provisioned.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Expected {
+    /// Identities or globs.
+    pub identities: Vec<String>,
+    /// A file of identities or globs, one per line, `#` comments; re-read
+    /// whenever a node is checked, so whatever boots nodes can append to it.
+    pub registry_file: Option<PathBuf>,
+}
+
+/// The whole provisioner config.
+#[derive(Debug, Clone)]
+pub struct ProvisionerConfig {
+    /// The file read.
+    pub file: PathBuf,
+    /// Client config of the main collective (masters, CA, confirmation).
+    pub main_config: PathBuf,
+    /// Client config of the provisioning broker.
+    pub provisioning_config: PathBuf,
+    /// The bootstrap token for `provision` actions; default: the
+    /// provisioning config's `nats.token_file`.
+    pub token_file: Option<PathBuf>,
+    /// The journal.
+    pub state_file: PathBuf,
+    /// The key pins of provisioning nodes (default: beside the journal).
+    pub pins_file: PathBuf,
+    /// Discovery of unprovisioned nodes runs this often.
+    pub interval: Duration,
+    /// Nodes worked on at once.
+    pub workers: usize,
+    /// Attempts per node before it is given up.
+    pub retries: u32,
+    /// The first retry's delay; it doubles up to `max_backoff`.
+    pub backoff: Duration,
+    /// The longest delay between attempts.
+    pub max_backoff: Duration,
+    /// How long a node lock lasts; renewed at each step.
+    pub lock_expiry: Duration,
+    /// The reply timeout of each step's request.
+    pub request_timeout: Duration,
+    /// The reply timeout of `run` (the bootstrap command).
+    pub run_timeout: Duration,
+    /// How long a restarted node has to answer in the main collective.
+    pub confirm_timeout: Duration,
+    /// Serve Prometheus counters here.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Act on nodes' announcements at once, not only at each interval.
+    pub registration: bool,
+    /// The CA node's identity; default: discovered by its `ca` agent.
+    pub ca_identity: Option<String>,
+    /// Broker URLs and collectives given to nodes; defaults from the main config.
+    pub node_servers: Vec<String>,
+    /// Collectives given to nodes.
+    pub node_collectives: Vec<String>,
+    /// Who may be provisioned.
+    pub expected: Expected,
+    /// Masters.
+    pub masters: MastersConfig,
+    /// Steps on or off.
+    pub steps: Steps,
+    /// Where outcomes go.
+    pub notify: Vec<Notifier>,
+}
+
+const KEYS: &[&str] = &[
+    "main_config",
+    "provisioning_config",
+    "token_file",
+    "state_file",
+    "pins_file",
+    "interval",
+    "workers",
+    "retries",
+    "backoff",
+    "max_backoff",
+    "lock_expiry",
+    "request_timeout",
+    "run_timeout",
+    "confirm_timeout",
+    "metrics_listen",
+    "registration",
+    "ca",
+    "node",
+    "expected",
+    "masters",
+    "steps",
+    "notify",
+];
+
+impl ProvisionerConfig {
+    /// Reads and checks `path`; every problem is reported with its key.
+    pub fn load(path: &Path) -> Result<ProvisionerConfig, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![mco_core::config::ConfigError {
+                file: path.display().to_string(),
+                key: String::new(),
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        Self::from_toml(path, &text)
+    }
+
+    /// Parses `text` as the contents of `path`; relative paths in it are
+    /// taken relative to the file's directory.
+    pub fn from_toml(path: &Path, text: &str) -> Result<ProvisionerConfig, ConfigErrors> {
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rel = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+        let (mut r, t) = Reader::parse(path, text);
+        r.unknown(&t, "", KEYS);
+        let main_config = r.path(&t, "", "main_config").map(rel);
+        let provisioning_config = r.path(&t, "", "provisioning_config").map(rel);
+        if main_config.is_none() {
+            r.error(
+                "main_config",
+                "required: the client config of the main collective",
+            );
+        }
+        if provisioning_config.is_none() {
+            r.error(
+                "provisioning_config",
+                "required: the client config of the provisioning broker",
+            );
+        }
+        let state_file = r
+            .path(&t, "", "state_file")
+            .map(rel)
+            .unwrap_or_else(|| base.join("provisioner.state.jsonl"));
+        let pins_file = r
+            .path(&t, "", "pins_file")
+            .map(rel)
+            .unwrap_or_else(|| state_file.with_extension("pins"));
+        let workers = r.unsigned(&t, "", "workers").unwrap_or(20);
+        if !(1..=10_000).contains(&workers) {
+            r.error("workers", "must be between 1 and 10000");
+        }
+        let retries = r.unsigned(&t, "", "retries").unwrap_or(5);
+        if retries == 0 || retries > 1000 {
+            r.error("retries", "must be between 1 and 1000");
+        }
+        let metrics_listen = r.string(&t, "", "metrics_listen").and_then(|s| {
+            s.parse::<SocketAddr>()
+                .map_err(|e| r.error("metrics_listen", format!("{s:?}: {e} (want HOST:PORT)")))
+                .ok()
+        });
+        let lock_expiry = r
+            .duration(&t, "", "lock_expiry")
+            .unwrap_or(Duration::from_secs(600));
+        if lock_expiry < Duration::from_secs(1) {
+            r.error("lock_expiry", "must be at least 1s");
+        }
+
+        let ca_identity = match r.table(&t, "", "ca") {
+            Some(ca) => {
+                r.unknown(ca, "ca", &["identity"]);
+                r.string(ca, "ca", "identity")
+            }
+            None => None,
+        };
+        let (node_servers, node_collectives) = match r.table(&t, "", "node") {
+            Some(n) => {
+                r.unknown(n, "node", &["servers", "collectives"]);
+                (
+                    r.strings(n, "node", "servers").unwrap_or_default(),
+                    r.strings(n, "node", "collectives").unwrap_or_default(),
+                )
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+
+        let expected = match r.table(&t, "", "expected") {
+            Some(e) => {
+                r.unknown(e, "expected", &["identities", "registry_file"]);
+                Expected {
+                    identities: r.strings(e, "expected", "identities").unwrap_or_default(),
+                    registry_file: r.path(e, "expected", "registry_file").map(rel),
+                }
+            }
+            None => Expected::default(),
+        };
+        if expected.identities.is_empty() && expected.registry_file.is_none() {
+            r.error(
+                "expected",
+                "say which nodes may be provisioned: identities (globs; [\"*\"] for any) or a registry_file",
+            );
+        }
+        for i in &expected.identities {
+            if let Err(e) = mco_core::filter::Pattern::parse(i) {
+                r.error("expected.identities", format!("{i:?}: {e}"));
+            }
+        }
+
+        let masters = masters(&mut r, &t);
+        let steps = steps(&mut r, &t);
+        let notify = notifiers(&mut r, &t);
+
+        let cfg = ProvisionerConfig {
+            file: path.to_path_buf(),
+            main_config: main_config.unwrap_or_default(),
+            provisioning_config: provisioning_config.unwrap_or_default(),
+            token_file: r.path(&t, "", "token_file").map(rel),
+            state_file,
+            pins_file,
+            interval: r
+                .duration(&t, "", "interval")
+                .unwrap_or(Duration::from_secs(30))
+                .max(Duration::from_millis(100)),
+            workers: workers as usize,
+            retries: retries as u32,
+            backoff: r
+                .duration(&t, "", "backoff")
+                .unwrap_or(Duration::from_secs(30)),
+            max_backoff: r
+                .duration(&t, "", "max_backoff")
+                .unwrap_or(Duration::from_secs(600)),
+            lock_expiry,
+            request_timeout: r
+                .duration(&t, "", "request_timeout")
+                .unwrap_or(Duration::from_secs(20)),
+            run_timeout: r
+                .duration(&t, "", "run_timeout")
+                .unwrap_or(Duration::from_secs(1800)),
+            confirm_timeout: r
+                .duration(&t, "", "confirm_timeout")
+                .unwrap_or(Duration::from_secs(120)),
+            metrics_listen,
+            registration: r.boolean(&t, "", "registration").unwrap_or(true),
+            ca_identity,
+            node_servers,
+            node_collectives,
+            expected,
+            masters,
+            steps,
+            notify,
+        };
+        r.finish()?;
+        Ok(cfg)
+    }
+
+    /// The delay before attempt `attempts + 1`.
+    pub fn delay_after(&self, attempts: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(20));
+        self.backoff.saturating_mul(factor).min(self.max_backoff)
+    }
+}
+
+fn masters(r: &mut Reader, t: &Table) -> MastersConfig {
+    let mut m = MastersConfig {
+        filter: Filter::default(),
+        criteria: vec!["region".into(), "country".into()],
+        load_fact: "load".into(),
+        per_node: 1.0,
+        address_fact: "ipaddress".into(),
+        name_fact: None,
+        servers_fact: None,
+        refresh: Duration::from_secs(10),
+    };
+    let Some(mt) = r.table(t, "", "masters") else {
+        r.error(
+            "masters",
+            "say how masters are discovered: classes, facts, agents, identities or compound",
+        );
+        return m;
+    };
+    r.unknown(
+        mt,
+        "masters",
+        &[
+            "classes",
+            "facts",
+            "agents",
+            "identities",
+            "compound",
+            "criteria",
+            "load_fact",
+            "per_node",
+            "address_fact",
+            "name_fact",
+            "servers_fact",
+            "refresh",
+        ],
+    );
+    m.filter.class = r.strings(mt, "masters", "classes").unwrap_or_default();
+    m.filter.agent = r.strings(mt, "masters", "agents").unwrap_or_default();
+    m.filter.identity = r.strings(mt, "masters", "identities").unwrap_or_default();
+    m.filter.compound = r.strings(mt, "masters", "compound").unwrap_or_default();
+    for f in r.strings(mt, "masters", "facts").unwrap_or_default() {
+        match FactTerm::parse(&f) {
+            Ok(term) => m.filter.fact.push(term),
+            Err(e) => r.error("masters.facts", e.to_string()),
+        }
+    }
+    if m.filter.is_empty() {
+        r.error(
+            "masters",
+            "a filter is required (classes, facts, agents, identities or compound): masters are discovered, never assumed",
+        );
+    } else if let Err(e) = m.filter.compile() {
+        r.error("masters", e.to_string());
+    }
+    if let Some(c) = r.strings(mt, "masters", "criteria") {
+        m.criteria = c;
+    }
+    if let Some(l) = r.string(mt, "masters", "load_fact") {
+        m.load_fact = l;
+    }
+    if let Some(v) = mt.get("per_node") {
+        match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
+            Some(f) if f >= 0.0 && f.is_finite() => m.per_node = f,
+            _ => r.error("masters.per_node", "expected a non-negative number"),
+        }
+    }
+    if let Some(a) = r.string(mt, "masters", "address_fact") {
+        m.address_fact = a;
+    }
+    m.name_fact = r.string(mt, "masters", "name_fact");
+    m.servers_fact = r.string(mt, "masters", "servers_fact");
+    if let Some(d) = r.duration(mt, "masters", "refresh") {
+        m.refresh = d;
+    }
+    m
+}
+
+fn steps(r: &mut Reader, t: &Table) -> Steps {
+    let mut s = Steps::default();
+    let Some(st) = r.table(t, "", "steps") else {
+        return s;
+    };
+    const NAMES: &[&str] = &[
+        "set_master",
+        "clean",
+        "sign",
+        "configure",
+        "bootstrap",
+        "final_run",
+        "restart",
+        "confirm",
+    ];
+    r.unknown(st, "steps", NAMES);
+    for name in NAMES {
+        if let Some(on) = r.boolean(st, "steps", name) {
+            let slot = match *name {
+                "set_master" => &mut s.set_master,
+                "clean" => &mut s.clean,
+                "sign" => &mut s.sign,
+                "configure" => &mut s.configure,
+                "bootstrap" => &mut s.bootstrap,
+                "final_run" => &mut s.final_run,
+                "restart" => &mut s.restart,
+                _ => &mut s.confirm,
+            };
+            *slot = on;
+        }
+    }
+    for (step, on, needs, has) in [
+        ("configure", s.configure, "sign", s.sign),
+        ("restart", s.restart, "configure", s.configure),
+        ("confirm", s.confirm, "restart", s.restart),
+        ("final_run", s.final_run, "bootstrap", s.bootstrap),
+    ] {
+        if on && !has {
+            r.error(
+                &format!("steps.{step}"),
+                format!("needs steps.{needs}, which is off"),
+            );
+        }
+    }
+    s
+}
+
+fn notifiers(r: &mut Reader, t: &Table) -> Vec<Notifier> {
+    let Some(v) = t.get("notify") else {
+        return vec![Notifier::Log];
+    };
+    let Some(list) = v.as_array() else {
+        r.error("notify", "expected [[notify]] tables");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in list.iter().enumerate() {
+        let key = format!("notify[{i}]");
+        let Some(n) = item.as_table() else {
+            r.error(&key, "expected a table");
+            continue;
+        };
+        r.unknown(n, &key, &["type", "url", "command", "timeout"]);
+        let timeout = r
+            .duration(n, &key, "timeout")
+            .unwrap_or(Duration::from_secs(10));
+        match r.string(n, &key, "type").as_deref() {
+            Some("log") => out.push(Notifier::Log),
+            Some("webhook") => match r.string(n, &key, "url") {
+                Some(url) => match Notifier::webhook(&url, timeout) {
+                    Ok(w) => out.push(w),
+                    Err(e) => r.error(&format!("{key}.url"), e),
+                },
+                None => r.error(&key, "a webhook needs a url"),
+            },
+            Some("exec") => match r.strings(n, &key, "command") {
+                Some(argv) if !argv.is_empty() => out.push(Notifier::Exec { argv, timeout }),
+                _ => r.error(&key, "an exec notifier needs a command (an argv list)"),
+            },
+            Some(other) => r.error(
+                &format!("{key}.type"),
+                format!("{other:?}: not one of log, webhook, exec"),
+            ),
+            None => r.error(&key, "needs a type: log, webhook or exec"),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+main_config = "main.toml"
+provisioning_config = "/etc/mco/prov.toml"
+workers = 8
+backoff = "2s"
+max_backoff = "10s"
+metrics_listen = "127.0.0.1:9464"
+[expected]
+identities = ["web-*"]
+registry_file = "expected.txt"
+[masters]
+classes = ["puppet::master"]
+facts = ["role=master"]
+criteria = ["datacenter", "region"]
+servers_fact = "mco_servers"
+[steps]
+final_run = true
+[[notify]]
+type = "webhook"
+url = "http://127.0.0.1:8080/hook"
+[[notify]]
+type = "exec"
+command = ["logger", "-t", "mco"]
+"#;
+
+    #[test]
+    fn reads_a_full_config_relative_to_its_file() {
+        let c = ProvisionerConfig::from_toml(Path::new("/srv/p/provisioner.toml"), GOOD).unwrap();
+        assert_eq!(c.main_config, PathBuf::from("/srv/p/main.toml"));
+        assert_eq!(c.provisioning_config, PathBuf::from("/etc/mco/prov.toml"));
+        assert_eq!(
+            c.expected.registry_file,
+            Some(PathBuf::from("/srv/p/expected.txt"))
+        );
+        assert_eq!(
+            c.state_file,
+            PathBuf::from("/srv/p/provisioner.state.jsonl")
+        );
+        assert_eq!(c.pins_file, PathBuf::from("/srv/p/provisioner.state.pins"));
+        assert_eq!(c.workers, 8);
+        assert_eq!(c.masters.filter.class, vec!["puppet::master"]);
+        assert_eq!(c.masters.filter.fact.len(), 1);
+        assert_eq!(c.masters.criteria, vec!["datacenter", "region"]);
+        assert!(c.steps.final_run && c.steps.sign);
+        assert_eq!(c.notify.len(), 2);
+        assert_eq!(c.delay_after(1), Duration::from_secs(2));
+        assert_eq!(c.delay_after(2), Duration::from_secs(4));
+        assert_eq!(c.delay_after(9), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn refuses_what_would_be_unsafe_or_wrong() {
+        let bad = r#"
+main_config = "m.toml"
+workers = 0
+colour = "blue"
+[masters]
+criteria = ["region"]
+[steps]
+sign = false
+[[notify]]
+type = "webhook"
+url = "https://example.com/x"
+"#;
+        let e = ProvisionerConfig::from_toml(Path::new("p.toml"), bad)
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "provisioning_config",
+            "workers",
+            "colour",
+            "expected",
+            "masters are discovered",
+            "steps.configure",
+            "http://",
+        ] {
+            assert!(e.contains(needle), "{needle:?} missing from {e}");
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Provisioning labs: a provisioning broker beside a [`SecureCollective`], node images that boot
+//! into provisioning mode, a CA node hosting the `ca` agent, masters, the provisioner service run
+//! as the real `mco provision run`, and a webhook receiver that records what it is sent.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use crate::{bin_path, ChildGuard, Cmd, NatsServer, Responder, ResponderSpec, SecureCollective};
+
+/// The bootstrap token every image ships.
+pub const TOKEN: &str = "s3cret-bootstrap-token";
+
+fn s(p: &Path) -> String {
+    p.to_str().expect("UTF-8 temp paths").to_string()
+}
+
+/// The provisioning broker: TLS with the collective's broker certificate, no client
+/// certificates, the bootstrap token as NATS token auth.
+pub fn provisioning_broker(c: &SecureCollective) -> NatsServer {
+    let pki = c.pki_dir();
+    NatsServer::builder()
+        .config_text(format!(
+            "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n}}\nauthorization {{\n  token: {TOKEN:?}\n}}\n",
+            s(&pki.join("broker.pem")),
+            s(&pki.join("broker.key")),
+        ))
+        .start()
+}
+
+/// What a node's image ships: the CA certificate, the token, a hosts file, and a config whose
+/// certificate paths do not exist yet, with a `[provisioning]` table.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// The node's directory (state, ssl, hosts).
+    pub dir: PathBuf,
+    /// The responder to spawn.
+    pub spec: ResponderSpec,
+}
+
+impl Image {
+    /// An image for `identity` with `facts`, booting against the provisioning broker `prov`;
+    /// `bootstrap` and `final_cmd` are TOML arrays (argv) or `[]`.
+    pub fn new(
+        c: &SecureCollective,
+        prov: &NatsServer,
+        identity: &str,
+        facts: serde_json::Value,
+        bootstrap: &str,
+        final_cmd: &str,
+    ) -> Image {
+        let dir = c.scratch().join(identity);
+        fs::create_dir_all(dir.join("ssl")).expect("the image's directory");
+        fs::write(dir.join("token"), format!("{TOKEN}\n")).expect("the token");
+        fs::copy(c.pki_dir().join("ca.pem"), dir.join("shipped-ca.pem")).expect("the CA");
+        fs::write(
+            dir.join("hosts"),
+            "127.0.0.1 localhost\n10.0.0.1 old-master puppet\n",
+        )
+        .expect("the hosts file");
+        let security = format!(
+            "ca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\ncrl = {crl:?}\npolicy_dir = {pol:?}\ndefault_policy = \"deny\"\n",
+            ca = s(&dir.join("ssl/ca.pem")),
+            cert = s(&dir.join("ssl/node.pem")),
+            key = s(&dir.join("ssl/node.key")),
+            crl = s(&dir.join("ssl/ca.crl")),
+            pol = s(c.policy_dir()),
+        );
+        let provisioning = format!(
+            "[provisioning]\nservers = [\"tls://127.0.0.1:{port}\"]\ntoken_file = {token:?}\nca = {ca:?}\nstate_dir = {state:?}\nhosts_file = {hosts:?}\nbootstrap_command = {bootstrap}\nfinal_command = {final_cmd}\nbootstrap_timeout = \"20s\"\nsplay = \"0s\"\n",
+            port = prov.port(),
+            token = s(&dir.join("token")),
+            ca = s(&dir.join("shipped-ca.pem")),
+            state = s(&dir.join("state")),
+            hosts = s(&dir.join("hosts")),
+        );
+        let spec = ResponderSpec::new(identity)
+            .facts(facts)
+            .secure(&security)
+            .extra(&provisioning);
+        Image { dir, spec }
+    }
+
+    /// Boots the image: a responder that starts in provisioning mode.
+    pub fn boot(&self, c: &SecureCollective) -> Responder {
+        Responder::spawn(c.nats(), self.spec.clone())
+    }
+
+    /// The hosts file as the node has it now.
+    pub fn hosts(&self) -> String {
+        fs::read_to_string(self.dir.join("hosts")).expect("the hosts file")
+    }
+
+    /// The certificate `configure` wrote, if any.
+    pub fn certificate(&self) -> Option<String> {
+        fs::read_to_string(self.dir.join("ssl/node.pem")).ok()
+    }
+}
+
+/// Starts the CA node `ca-node` (which must be a spare node of `c`): rpcutil and `ca`, signing
+/// with the collective's CA for names matching `allow_names`; `user` may call it.
+pub fn ca_node(c: &SecureCollective, allow_names: &[&str], user: &str) -> Responder {
+    let pki = c.pki_dir();
+    fs::write(
+        c.policy_dir().join("ca.policy"),
+        format!("policy default deny\nallow\tuser:{user}\t*\t*\t*\n"),
+    )
+    .expect("ca.policy");
+    let security = format!(
+        "ca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\ncrl = {crl:?}\npolicy_dir = {pol:?}\ndefault_policy = \"deny\"\n",
+        ca = s(&pki.join("ca.pem")),
+        cert = s(&pki.join("ca-node.pem")),
+        key = s(&pki.join("ca-node.key")),
+        crl = s(&pki.join("ca.crl")),
+        pol = s(c.policy_dir()),
+    );
+    let names: Vec<String> = allow_names.iter().map(|n| format!("{n:?}")).collect();
+    let extra = format!(
+        "[agents]\nenabled = [\"rpcutil\", \"ca\"]\n[plugin.ca]\ndir = {dir:?}\nallow_names = [{names}]\n",
+        dir = s(pki),
+        names = names.join(", "),
+    );
+    let r = Responder::spawn(
+        c.nats(),
+        ResponderSpec::new("ca-node")
+            .secure(&security)
+            .extra(&extra),
+    );
+    c.wait_ready(&["ca-node".to_string()]);
+    r
+}
+
+/// A client config for `user` on the provisioning broker; returns its path.
+pub fn provisioning_client_config(c: &SecureCollective, prov: &NatsServer, user: &str) -> PathBuf {
+    let pki = c.pki_dir();
+    let dir = c.scratch().join(format!("prov-{user}"));
+    fs::create_dir_all(&dir).expect("the provisioner's directory");
+    fs::write(dir.join("token"), TOKEN).expect("the token");
+    let cfg = dir.join("provisioning.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "identity = {user:?}\ncollective = \"provisioning\"\n[discovery]\ntimeout = \"2s\"\nwindow = \"200ms\"\n[nats]\nservers = [{url:?}]\ntoken_file = {token:?}\n[security]\nca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\n",
+            url = format!("tls://127.0.0.1:{}", prov.port()),
+            token = s(&dir.join("token")),
+            ca = s(&pki.join("ca.pem")),
+            cert = s(&pki.join(format!("{user}.pem"))),
+            key = s(&pki.join(format!("{user}.key"))),
+        ),
+    )
+    .expect("the provisioning client config");
+    cfg
+}
+
+/// The provisioner service, `mco provision run`, as a child process.
+pub struct Provisioner {
+    /// The process.
+    pub child: ChildGuard,
+    /// Its config file.
+    pub config: PathBuf,
+}
+
+impl Provisioner {
+    /// Writes `provisioner.toml` for `user` (main and provisioning client configs made here)
+    /// with `body` appended, and returns its path.
+    pub fn configure(c: &SecureCollective, prov: &NatsServer, user: &str, body: &str) -> PathBuf {
+        let dir = c.scratch().join(format!("prov-{user}"));
+        let prov_cfg = provisioning_client_config(c, prov, user);
+        let main_cfg = c.client_config_with(
+            user,
+            "main-for-provisioner.toml",
+            "[discovery]\ntimeout = \"2s\"\nwindow = \"200ms\"",
+        );
+        let path = dir.join("provisioner.toml");
+        fs::write(
+            &path,
+            format!(
+                "main_config = {main:?}\nprovisioning_config = {pc:?}\nstate_file = {state:?}\n{body}",
+                main = s(&main_cfg),
+                pc = s(&prov_cfg),
+                state = s(&dir.join("state.jsonl")),
+            ),
+        )
+        .expect("provisioner.toml");
+        path
+    }
+
+    /// Starts `mco provision run --config CONFIG`.
+    pub fn start(config: &Path) -> Provisioner {
+        let mut cmd = Command::new(bin_path("mco"));
+        cmd.arg("provision")
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .env("MCO_LOG", "info")
+            .env(
+                "XDG_CACHE_HOME",
+                config.parent().expect("a parent").join("cache"),
+            );
+        Provisioner {
+            child: ChildGuard::spawn(cmd),
+            config: config.to_path_buf(),
+        }
+    }
+
+    /// `mco provision status --json`: node → record.
+    pub fn status(config: &Path) -> serde_json::Map<String, serde_json::Value> {
+        let out = Cmd::mco()
+            .args(["provision", "status", "--json", "--config"])
+            .arg(config)
+            .run();
+        assert_eq!(out.status, 0, "{out:?}");
+        match out.stdout_json() {
+            serde_json::Value::Object(m) => m,
+            other => panic!("status is not an object: {other:?}"),
+        }
+    }
+
+    /// How many records have `status`.
+    pub fn count(config: &Path, status: &str) -> usize {
+        Self::status(config)
+            .values()
+            .filter(|r| r["status"] == status)
+            .count()
+    }
+}
+
+/// An HTTP server on a free loopback port that answers 204 to every POST and keeps the bodies
+/// (parsed as JSON); it stops with the process.
+#[derive(Clone)]
+pub struct Webhook {
+    /// `http://127.0.0.1:PORT/events`.
+    pub url: String,
+    events: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Webhook {
+    /// Starts the server thread.
+    pub fn start() -> Webhook {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let url = format!(
+            "http://{}/events",
+            listener.local_addr().expect("an address")
+        );
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let sink = sink.clone();
+                std::thread::spawn(move || {
+                    let _ = serve_one(stream, &sink);
+                });
+            }
+        });
+        Webhook { url, events }
+    }
+
+    /// Every event received so far.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.events.lock().expect("the event list").clone()
+    }
+}
+
+fn serve_one(
+    stream: std::net::TcpStream,
+    sink: &Mutex<Vec<serde_json::Value>>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut length = 0usize;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body)?;
+    if let Ok(v) = serde_json::from_slice(&body) {
+        sink.lock().expect("the event list").push(v);
+    }
+    let mut w = stream;
+    w.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    Ok(())
+}

@@ -1,0 +1,297 @@
+//! The provisioner service end to end: real responders booted from provisioning images, a real
+//! CA node, masters discovered by class, and `mco provision run` driving them all until every
+//! expected node answers signed RPC in the main collective.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use mco_core::security::{Credentials, TrustStore};
+use mco_core::wire::Kind;
+use mco_tests::provisioning::{ca_node, provisioning_broker, Image, Provisioner, Webhook};
+use mco_tests::replies::replies;
+use mco_tests::{eventually, Responder, ResponderSpec, SecureCollective};
+use serde_json::{json, Value};
+
+const LONG: Duration = Duration::from_secs(90);
+
+fn s(p: &Path) -> String {
+    p.to_str().expect("UTF-8 temp paths").to_string()
+}
+
+/// A master: a normal signed member of the main collective with class `puppet::master`.
+fn master(c: &SecureCollective, name: &str, region: &str, ip: &str, load: u32) -> Responder {
+    let pki = c.pki_dir();
+    let security = format!(
+        "ca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\ncrl = {crl:?}\npolicy_dir = {pol:?}\ndefault_policy = \"deny\"\n",
+        ca = s(&pki.join("ca.pem")),
+        cert = s(&pki.join(format!("{name}.pem"))),
+        key = s(&pki.join(format!("{name}.key"))),
+        crl = s(&pki.join("ca.crl")),
+        pol = s(c.policy_dir()),
+    );
+    let r = Responder::spawn(
+        c.nats(),
+        ResponderSpec::new(name)
+            .facts(json!({"region": region, "ipaddress": ip, "load": load}))
+            .classes(&["puppet::master"])
+            .secure(&security),
+    );
+    c.wait_ready(&[name.to_string()]);
+    r
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the metrics endpoint");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// Entries of the CA's index for `name`: (serial, revoked).
+fn issued(c: &SecureCollective, name: &str) -> Vec<(String, bool)> {
+    let index: Value =
+        serde_json::from_str(&fs::read_to_string(c.pki_dir().join("index.json")).unwrap()).unwrap();
+    index["certs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"] == name)
+        .map(|e| {
+            (
+                e["serial"].as_str().unwrap().to_string(),
+                !e["revoked_at"].is_null(),
+            )
+        })
+        .collect()
+}
+
+/// The certificate the node was configured with verifies against the collective's CA and
+/// matches the key its gencsr made.
+#[track_caller]
+fn certificate_verifies(c: &SecureCollective, img: &Image, identity: &str) {
+    let creds = Credentials::load(&img.dir.join("ssl/node.pem"), &img.dir.join("ssl/node.key"))
+        .expect("the node's certificate and key load");
+    assert_eq!(creds.name(), format!("node:{identity}"));
+    let trust = TrustStore::load(&c.pki_dir().join("ca.pem"), None).unwrap();
+    let sealed = creds.seal(Kind::Reply, b"probe".to_vec());
+    let now = (mco_core::wire::now_ms() / 1000) as i64;
+    trust
+        .verify(&sealed, now)
+        .expect("the certificate chains to the CA");
+}
+
+#[test]
+fn fifty_nodes_in_three_regions_each_get_a_master_of_their_region() {
+    let regions = ["eu", "us", "ap"];
+    let nodes: Vec<(String, &str)> = (0..50)
+        .map(|i| (format!("node-{i:02}"), regions[i % 3]))
+        .collect();
+    let mut b = SecureCollective::builder().spare_node("ca-node");
+    for (n, _) in &nodes {
+        b = b.spare_node(n);
+    }
+    let masters: Vec<(String, &str, String)> = regions
+        .iter()
+        .enumerate()
+        .flat_map(|(r, region)| {
+            (1..=2).map(move |m| (format!("m-{region}-{m}"), *region, format!("10.{r}.0.{m}")))
+        })
+        .collect();
+    for (m, _, _) in &masters {
+        b = b.spare_node(m);
+    }
+    let c = b.start();
+    let prov = provisioning_broker(&c);
+    let _ca = ca_node(&c, &["node-*"], "alice");
+    let _masters: Vec<Responder> = masters
+        .iter()
+        .map(|(m, region, ip)| master(&c, m, region, ip, 5))
+        .collect();
+
+    let images: Vec<(String, &str, Image)> = nodes
+        .iter()
+        .map(|(n, region)| {
+            let marker = c.scratch().join(n).join("final-ran");
+            let img = Image::new(
+                &c,
+                &prov,
+                n,
+                json!({"region": region}),
+                r#"["sh", "-c", "echo Notice: bootstrap applied; exit 2"]"#,
+                &format!(r#"["sh", "-c", "echo final > {}"]"#, s(&marker)),
+            );
+            (n.clone(), *region, img)
+        })
+        .collect();
+    let rogue = Image::new(&c, &prov, "rogue-01", json!({"region": "eu"}), "[]", "[]");
+    let hook = Webhook::start();
+    let metrics_port = free_port();
+    let cfg = Provisioner::configure(
+        &c,
+        &prov,
+        "alice",
+        &format!(
+            "workers = 16\ninterval = \"1s\"\nbackoff = \"1s\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\
+             [expected]\nidentities = [\"node-*\"]\n\
+             [masters]\nclasses = [\"puppet::master\"]\ncriteria = [\"region\"]\n\
+             [steps]\nfinal_run = true\n\
+             [[notify]]\ntype = \"webhook\"\nurl = {url:?}\n[[notify]]\ntype = \"log\"\n",
+            url = hook.url
+        ),
+    );
+    let mut p = Provisioner::start(&cfg);
+    let mut booted: Vec<Responder> = images.iter().map(|(_, _, img)| img.boot(&c)).collect();
+    booted.push(rogue.boot(&c));
+
+    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually(LONG, "all fifty nodes provisioned", || {
+            assert!(p.child.is_running(), "the provisioner exited");
+            Provisioner::count(&cfg, "provisioned") == 50
+        })
+    }));
+    if done.is_err() {
+        let log = p.child.stderr_text();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        panic!(
+            "not all provisioned: {:#?}\nprovisioner log (last lines, newest first):\n{}\nnode-00 log:\n{}",
+            Provisioner::status(&cfg),
+            tail.join("\n"),
+            booted[0].child.stderr_text()
+        );
+    }
+    eventually(LONG, "the rogue node refused", || {
+        Provisioner::status(&cfg)
+            .get("rogue-01")
+            .is_some_and(|r| r["status"] == "refused")
+    });
+    let status = Provisioner::status(&cfg);
+    assert!(
+        p.child
+            .stderr_text()
+            .contains("serving counters on http://"),
+        "{}",
+        p.child.stderr_text()
+    );
+
+    // Each node has a master of its own region, and both masters of a region got nodes.
+    let mut used: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for (n, region, img) in &images {
+        let rec = &status[n.as_str()];
+        let m = rec["master"].as_str().unwrap().to_string();
+        assert!(
+            m.starts_with(&format!("m-{region}-")),
+            "{n} in {region} got {m}"
+        );
+        let ip = &masters.iter().find(|(name, _, _)| *name == m).unwrap().2;
+        assert!(
+            img.hosts().contains(&format!("{ip} {m} puppet\n")),
+            "{n}: {}",
+            img.hosts()
+        );
+        assert!(
+            !img.hosts().contains("old-master"),
+            "{n}: the old puppet line stays"
+        );
+        certificate_verifies(&c, img, n);
+        assert_eq!(rec["signed"], true);
+        assert_eq!(
+            fs::read_to_string(img.dir.join("final-ran"))
+                .ok()
+                .as_deref(),
+            Some("final\n"),
+            "{n}: the final run ran"
+        );
+        used.entry(region).or_default().insert(m);
+    }
+    for region in regions {
+        assert_eq!(used[region].len(), 2, "{region}: {:?}", used[region]);
+    }
+
+    // Every node answers signed RPC in the main collective with its new certificate.
+    let list = c.scratch().join("provisioned.txt");
+    fs::write(
+        &list,
+        nodes
+            .iter()
+            .map(|(n, _)| format!("{n}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let out = c
+        .mco("alice")
+        .args([
+            "rpc",
+            "--nodes",
+            &s(&list),
+            "-j",
+            "-t",
+            "10s",
+            "rpcutil",
+            "ping",
+        ])
+        .run();
+    let got = replies(&out);
+    assert_eq!(got.len(), 50, "{out:?}");
+    assert!(got.iter().all(|r| r["statuscode"] == 0), "{out:?}");
+
+    // The rogue node is never signed, and stays in provisioning.
+    assert!(rogue.certificate().is_none());
+    assert!(issued(&c, "rogue-01").is_empty());
+    assert!(status["rogue-01"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("not expected"));
+    // Each name was signed once; the spare certificate issued before provisioning was revoked.
+    for (n, _) in &nodes {
+        let e = issued(&c, n);
+        assert_eq!(e.len(), 2, "{n}: {e:?}");
+        assert_eq!(e.iter().filter(|(_, revoked)| !revoked).count(), 1, "{n}");
+    }
+
+    // The webhook heard every outcome.
+    let events = hook.events();
+    let provisioned: BTreeSet<&str> = events
+        .iter()
+        .filter(|e| e["outcome"] == "provisioned")
+        .map(|e| e["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(provisioned.len(), 50, "{events:?}");
+    assert!(events
+        .iter()
+        .any(|e| e["outcome"] == "refused" && e["node"] == "rogue-01"));
+    let one = events.iter().find(|e| e["node"] == "node-07").unwrap();
+    assert!(
+        one["master"].as_str().unwrap().starts_with("m-us-"),
+        "{one}"
+    );
+    assert!(one["duration_ms"].as_u64().unwrap() > 0);
+
+    // Counters, over HTTP and in the status table.
+    let m = http_get(metrics_port, "/metrics");
+    assert!(m.contains("mco_provision_provisioned_total 50\n"), "{m}");
+    assert!(m.contains("mco_provision_refused_total 1\n"), "{m}");
+    assert!(
+        m.contains("mco_provision_step_seconds_count{step=\"sign\"} 50\n"),
+        "{m}"
+    );
+    let table = mco_tests::Cmd::mco()
+        .args(["provision", "status", "--config", &s(&cfg)])
+        .run();
+    assert!(
+        table
+            .stdout
+            .contains("provisioned: 50, in progress: 0, failed: 0, gave up: 0, refused: 1"),
+        "{table:?}"
+    );
+}
