@@ -11,6 +11,7 @@ use tracing::{error, info, warn};
 
 use crate::audit::AuditLog;
 use crate::facts;
+use crate::fleet;
 use crate::node::{NodeState, Shared};
 use crate::registry::{Registry, RegistryError};
 use crate::security::{self, NodeSecurity, SharedTrust};
@@ -78,8 +79,61 @@ pub fn preflight(cfg: &ResponderConfig) -> Result<(Registry, Vec<String>), Daemo
     Ok(Registry::from_config(cfg)?)
 }
 
+/// The broker connection settings of `cfg`: the provisioning broker with
+/// its token when `prov` is given, else the config's brokers, with TLS and
+/// the node's certificate when `tls` (secure mode) and `[security]` names
+/// them.
+pub fn bus_options(
+    cfg: &ResponderConfig,
+    prov: Option<&ProvisioningConfig>,
+    tls: bool,
+) -> Result<BusOptions, DaemonError> {
+    let token = match (prov, &cfg.nats.token_file) {
+        (Some(p), _) => Some(
+            p.read_token()
+                .map_err(|e| DaemonError::Unsupported(format!("provisioning.token_file: {e}")))?,
+        ),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| DaemonError::Unsupported(format!("nats.token_file: {e}")))?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    Ok(BusOptions {
+        servers: match prov {
+            Some(p) => p.servers.clone(),
+            None => cfg.nats.servers.clone(),
+        },
+        max_payload: cfg.nats.max_payload,
+        backoff: Backoff::default(),
+        subscription_capacity: 4096,
+        server_ca: prov.and_then(|p| p.ca.clone()),
+        token,
+        tls: match (
+            prov.is_none() && tls,
+            &cfg.security.ca,
+            &cfg.security.cert,
+            &cfg.security.key,
+        ) {
+            (true, Some(ca), Some(cert), Some(key)) => {
+                Some((ca.clone(), cert.clone(), key.clone()))
+            }
+            _ => None,
+        },
+        // Requests are small; async-nats' 64 KiB default, touched page by page as
+        // messages pass through it, costs ~64 KiB of RSS per connection in the end.
+        read_buffer: 8192,
+    })
+}
+
 /// Runs the responder until `shutdown` turns true. `reload` re-reads facts
 /// (the binary fires it on SIGHUP).
+///
+/// In provisioning mode, `provision restart` of a single node stops the
+/// daemon as SIGTERM would and re-executes it; with `--fleet`, each virtual
+/// node leaves provisioning on its own, in-process (see [`crate::fleet`]).
 pub async fn run(
     cfg: ResponderConfig,
     registry: Registry,
@@ -88,8 +142,18 @@ pub async fn run(
     reload: Arc<Notify>,
 ) -> Result<(), DaemonError> {
     let prov = provisioning_mode(&cfg).cloned();
+    let fleet_provisioning = prov.is_some() && opts.fleet.is_some();
+    let identity = cfg.identity.clone().unwrap_or_else(facts::default_identity);
+    let names: Vec<(String, Option<usize>)> = match opts.fleet {
+        None => vec![(identity.clone(), None)],
+        Some(n) => (0..n)
+            .map(|i| (format!("{identity}-{i:04}"), Some(i)))
+            .collect(),
+    };
     // `provision restart` stops the daemon as SIGTERM would, then re-executes it.
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Held to the end, so that `stop_rx` only ever changes by a stop.
+    let _stop_held = stop_tx.clone();
     let restart = Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
         let mut outer = shutdown.clone();
@@ -103,14 +167,19 @@ pub async fn run(
             let _ = stop_tx.send(true);
         });
     }
+    let restarts = fleet::Restarts::new(names.iter().map(|(n, _)| n.as_str()));
     let mut registry = registry;
     if prov.is_some() {
-        let flag = restart.clone();
-        let hook: mco_plugin_provision::RestartHook = Arc::new(move || {
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
-            let _ = stop_tx.send(true);
-        });
-        registry = Registry::provisioning_with(&cfg, true, Some(hook));
+        let hook: mco_plugin_provision::RestartHook = if fleet_provisioning {
+            restarts.hook()
+        } else {
+            let flag = restart.clone();
+            Arc::new(move |_: &str| {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                let _ = stop_tx.send(true);
+            })
+        };
+        registry = Registry::provisioning_with(&cfg, true, Some(hook), fleet_provisioning);
     }
     let shutdown = stop_rx;
     let trust = if let Some(p) = &prov {
@@ -160,13 +229,6 @@ pub async fn run(
         })?),
         None => None,
     };
-    let identity = cfg.identity.clone().unwrap_or_else(facts::default_identity);
-    let names: Vec<(String, Option<usize>)> = match opts.fleet {
-        None => vec![(identity.clone(), None)],
-        Some(n) => (0..n)
-            .map(|i| (format!("{identity}-{i:04}"), Some(i)))
-            .collect(),
-    };
     let collectives = match &prov {
         Some(_) => vec![PROVISIONING_COLLECTIVE.to_string()],
         None => cfg.collectives.clone(),
@@ -196,55 +258,50 @@ pub async fn run(
     }
     refresh_facts(&cfg, &nodes).await;
 
-    let token = match (&prov, &cfg.nats.token_file) {
-        (Some(p), _) => Some(
-            p.read_token()
-                .map_err(|e| DaemonError::Unsupported(format!("provisioning.token_file: {e}")))?,
-        ),
-        (None, Some(f)) => Some(
-            std::fs::read_to_string(f)
-                .map_err(|e| DaemonError::Unsupported(format!("nats.token_file: {e}")))?
-                .trim()
-                .to_string(),
-        ),
-        (None, None) => None,
+    let slots: fleet::NodeSlots = Arc::new(
+        nodes
+            .iter()
+            .map(|n| std::sync::RwLock::new(n.clone()))
+            .collect(),
+    );
+    let bus = bus_options(&cfg, prov.as_ref(), trust.is_some())?;
+    let resources = fleet::Resources::new(audit.clone());
+    // In a provisioning fleet, nodes provisioned by an earlier run start in
+    // normal mode and never connect to the provisioning broker.
+    let state_dir = prov
+        .as_ref()
+        .map(|p| p.state_dir.clone())
+        .unwrap_or_default();
+    let on_disk = |node: &NodeState| {
+        fleet_provisioning && fleet::provisioned_on_disk(&state_dir, &node.identity)
     };
-    let bus = BusOptions {
-        servers: match &prov {
-            Some(p) => p.servers.clone(),
-            None => cfg.nats.servers.clone(),
-        },
-        max_payload: cfg.nats.max_payload,
-        backoff: Backoff::default(),
-        subscription_capacity: 4096,
-        server_ca: prov.as_ref().and_then(|p| p.ca.clone()),
-        token,
-        tls: match (
-            prov.is_none().then_some(()).and(trust.as_ref()),
-            &cfg.security.ca,
-            &cfg.security.cert,
-            &cfg.security.key,
-        ) {
-            (Some(_), Some(ca), Some(cert), Some(key)) => {
-                Some((ca.clone(), cert.clone(), key.clone()))
-            }
-            _ => None,
-        },
-        // Requests are small; async-nats' 64 KiB default, touched page by page as
-        // messages pass through it, costs ~64 KiB of RSS per connection in the end.
-        read_buffer: 8192,
-    };
-    let clients: Vec<_> = stream::iter(nodes.iter().cloned())
-        .map(|node| {
+    let clients: Vec<_> = stream::iter(nodes.iter().cloned().enumerate())
+        .map(|(slot, node)| {
             let bus = bus.clone();
-            async move { (serve::connect(&bus, &node.identity).await, node) }
+            let skip = on_disk(&node);
+            async move {
+                let client = if skip {
+                    None
+                } else {
+                    Some(serve::connect(&bus, &node.identity).await)
+                };
+                (slot, client, node)
+            }
         })
         .buffer_unordered(64)
         .collect()
         .await;
+    let life = Arc::new(fleet::LifeContext {
+        state_dir: state_dir.clone(),
+        provisioning_bus: bus.clone(),
+        grace: cfg.shutdown_grace,
+        slots: slots.clone(),
+        restarts,
+        resources,
+    });
     let mut tasks = Vec::with_capacity(clients.len());
-    for (client, node) in clients {
-        let client = match client {
+    for (slot, client, node) in clients {
+        let client = match client.transpose() {
             Ok(c) => c,
             Err(e) => {
                 error!(node = %node.identity, "cannot set up the broker connection: {e}");
@@ -254,9 +311,14 @@ pub async fn run(
         let rx = shutdown.clone();
         let grace = cfg.shutdown_grace;
         let max = bus.max_payload;
-        tasks.push(tokio::spawn(async move {
-            serve::serve(client, node, max, rx, grace).await
-        }));
+        if fleet_provisioning {
+            let life = life.clone();
+            tasks.push(tokio::spawn(fleet::life(life, slot, node, client, rx)));
+        } else if let Some(client) = client {
+            tasks.push(tokio::spawn(async move {
+                serve::serve(client, node, max, rx, grace).await
+            }));
+        }
     }
     info!(
         nodes = nodes.len(),
@@ -266,10 +328,10 @@ pub async fn run(
         if nodes.len() == 1 { identity } else { format!("{} virtual nodes", nodes.len()) }
     );
 
-    let audit_reopen = audit.clone();
     let refresher = {
         let cfg = cfg.clone();
-        let nodes = nodes.clone();
+        let slots = slots.clone();
+        let life = life.clone();
         let mut rx = shutdown.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(cfg.facts.refresh);
@@ -278,18 +340,19 @@ pub async fn run(
             loop {
                 tokio::select! {
                     _ = rx.changed() => break,
-                    _ = tick.tick() => refresh_facts(&cfg, &nodes).await,
+                    _ = tick.tick() => refresh_facts(&cfg, &fleet::current(&slots)).await,
                     _ = crl_tick.tick() => {
                         if let Some(t) = &trust {
                             t.refresh();
                         }
+                        life.resources.refresh_trust();
                     }
                     _ = reload.notified() => {
                         info!("reloading facts and reopening the audit log");
-                        if let Some(a) = &audit_reopen {
+                        for a in life.resources.audits() {
                             a.reopen();
                         }
-                        refresh_facts(&cfg, &nodes).await;
+                        refresh_facts(&cfg, &fleet::current(&slots)).await;
                     }
                 }
             }
@@ -304,12 +367,15 @@ pub async fn run(
         }
     }
     refresher.abort();
-    if let Some(a) = &audit {
+    for a in life.resources.audits() {
         let bound = std::time::Duration::from_secs(5);
         match tokio::time::timeout(bound, a.flush()).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!("could not flush the audit log: {e}"),
-            Err(_) => warn!("the audit log did not flush within {bound:?}"),
+            Ok(Err(e)) => warn!("could not flush the audit log {}: {e}", a.path().display()),
+            Err(_) => warn!(
+                "the audit log {} did not flush within {bound:?}",
+                a.path().display()
+            ),
         }
     }
     if restart.load(std::sync::atomic::Ordering::SeqCst) {

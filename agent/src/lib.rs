@@ -14,6 +14,7 @@ pub mod audit;
 pub mod daemon;
 pub mod dispatch;
 pub mod facts;
+pub mod fleet;
 pub mod node;
 pub mod registry;
 pub mod security;

@@ -104,6 +104,11 @@ impl NodeState {
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap;
     }
 
+    /// The node's place in a `--fleet`; `None` for a single node.
+    pub fn fleet_index(&self) -> Option<usize> {
+        self.fleet_index
+    }
+
     /// The current facts and classes.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot

@@ -131,14 +131,18 @@ impl Registry {
 
     /// The agents of provisioning mode: `rpcutil` and `provision`, nothing else.
     pub fn provisioning(config: &ResponderConfig, active: bool) -> Registry {
-        Registry::provisioning_with(config, active, None)
+        Registry::provisioning_with(config, active, None, false)
     }
 
-    /// As [`provisioning`](Self::provisioning), with the daemon's graceful restart.
+    /// As [`provisioning`](Self::provisioning), with the daemon's graceful
+    /// restart; `per_node_config` when the daemon serves a `--fleet` of
+    /// virtual nodes, each of which gets its own config file from
+    /// `configure` (see [`mco_plugin_provision::ProvisionSettings`]).
     pub fn provisioning_with(
         config: &ResponderConfig,
         active: bool,
         restart: Option<mco_plugin_provision::RestartHook>,
+        per_node_config: bool,
     ) -> Registry {
         let mut reg = Registry::default();
         reg.add(Arc::new(mco_plugin_rpcutil::Rpcutil::new()));
@@ -148,6 +152,7 @@ impl Registry {
             config_file: config.file.clone(),
             active,
             restart,
+            per_node_config,
         };
         reg.add(Arc::new(mco_plugin_provision::Provision::new(settings)));
         reg

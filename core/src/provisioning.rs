@@ -30,6 +30,11 @@ pub mod files {
     pub const CSR_DIR: &str = "csr";
     /// Where `configure` writes certificates when `[security]` names no paths.
     pub const SSL_DIR: &str = "ssl";
+    /// Written by `configure` once the node's files and config are in place.
+    pub const CONFIGURED: &str = "configured";
+    /// A virtual node's own normal-mode config, written by `configure` in a
+    /// `--fleet` responder (whose virtual nodes share one config file).
+    pub const NODE_CONFIG: &str = "responder.toml";
 }
 
 /// `[provisioning]`.

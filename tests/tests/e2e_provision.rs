@@ -587,3 +587,219 @@ async fn a_node_announces_itself_and_the_library_pins_its_key() {
 fn hex_of(k: [u8; 32]) -> String {
     k.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The image of a `--fleet` responder: one shared config whose `{identity}` paths give each
+/// virtual node its own provisioning state and certificate files (the CA and CRL are shared).
+fn fleet_image(c: &SecureCollective, prov: &NatsServer, base: &str) -> Image {
+    let dir = c.scratch().join(base);
+    fs::create_dir_all(dir.join("ssl")).unwrap();
+    fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
+    fs::copy(c.pki_dir().join("ca.pem"), dir.join("shipped-ca.pem")).unwrap();
+    let security = format!(
+        "ca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\ncrl = {crl:?}\npolicy_dir = {pol:?}\ndefault_policy = \"deny\"\naudit_log = {audit:?}\n",
+        audit = s(&dir.join("audit.jsonl")),
+        ca = s(&dir.join("ssl/ca.pem")),
+        cert = s(&dir.join("ssl/{identity}.pem")),
+        key = s(&dir.join("ssl/{identity}.key")),
+        crl = s(&dir.join("ssl/ca.crl")),
+        pol = s(c.policy_dir()),
+    );
+    let provisioning = format!(
+        "[provisioning]\nservers = [\"tls://127.0.0.1:{port}\"]\ntoken_file = {token:?}\nca = {ca:?}\nstate_dir = {state:?}\nhosts_file = {hosts:?}\nsplay = \"0s\"\n",
+        port = prov.port(),
+        token = s(&dir.join("token")),
+        ca = s(&dir.join("shipped-ca.pem")),
+        state = s(&dir.join("state/{identity}")),
+        hosts = s(&dir.join("hosts-{identity}")),
+    );
+    let spec = ResponderSpec::new(base)
+        .facts(serde_json::json!({"region": "eu"}))
+        .secure(&security)
+        .extra(&provisioning)
+        .fleet(3);
+    Image { dir, spec }
+}
+
+/// Whether `node` answers a ping in the provisioning collective.
+fn answers_in_provisioning(provisioner: &Cmd, node: &str) -> bool {
+    provisioner
+        .clone()
+        .args([
+            "rpc",
+            "-T",
+            "provisioning",
+            "-I",
+            node,
+            "-t",
+            "2s",
+            "rpcutil",
+            "ping",
+        ])
+        .run()
+        .status
+        == 0
+}
+
+/// Whether `node` answers a ping in the main collective with a reply that verifies.
+fn answers_in_main(c: &SecureCollective, node: &str) -> bool {
+    let out = c
+        .mco("alice")
+        .args(["rpc", "-I", node, "-j", "-t", "2s", "rpcutil", "ping"])
+        .run();
+    out.status == 0
+        && !out.stderr.contains("failed verification")
+        && replies(&out)
+            .iter()
+            .any(|r| r["sender"] == node && r["statuscode"] == 0)
+}
+
+#[test]
+fn fleet_nodes_are_provisioned_and_restarted_one_by_one_in_process() {
+    let c = SecureCollective::builder()
+        .spare_node("fresh-0000")
+        .spare_node("fresh-0001")
+        .start();
+    let prov = provisioning_broker(&c);
+    let img = fleet_image(&c, &prov, "fresh");
+    let mut fleet = Responder::spawn(c.nats(), img.spec.clone());
+    let pid = fleet.child.pid();
+    let shared_config = fs::read(&fleet.config).unwrap();
+    let alice = provisioner(&c, &prov, "alice");
+    let token = token_arg();
+    let ids = ["fresh-0000", "fresh-0001", "fresh-0002"];
+    for id in ids {
+        eventually(
+            WAIT,
+            "every virtual node to answer in provisioning mode",
+            || answers_in_provisioning(&alice, id),
+        );
+    }
+
+    let main_url = format!("tls://127.0.0.1:{}", c.nats().port());
+    let ca_pem = fs::read_to_string(c.pki_dir().join("ca.pem")).unwrap();
+    let crl_pem = fs::read_to_string(c.pki_dir().join("ca.crl")).unwrap();
+    for id in &ids[..2] {
+        ok_data(&call(&alice, id, "provision", "lock", &[&token]));
+        let g = ok_data(&call(&alice, id, "provision", "gencsr", &[&token]));
+        assert_eq!(g["name"], format!("node:{id}"));
+        // The CA signs the node's own CSR (replacing the spare certificate of that name).
+        let csr = c.scratch().join(format!("{id}.csr"));
+        fs::write(&csr, g["csr"].as_str().unwrap()).unwrap();
+        c.pki(&["sign", &s(&csr), "--force"]);
+        let cert = fs::read_to_string(c.pki_dir().join(format!("{id}.pem"))).unwrap();
+        let conf = ok_data(&call(
+            &alice,
+            id,
+            "provision",
+            "configure",
+            &[
+                &token,
+                &format!("certificate={cert}"),
+                &format!("ca={ca_pem}"),
+                &format!("crl={crl_pem}"),
+                &format!("servers={main_url}"),
+                "collectives=mcollective",
+            ],
+        ));
+        let own = img.dir.join(format!("state/{id}/responder.toml"));
+        assert_eq!(conf["config_file"], s(&own), "{conf:?}");
+        assert_eq!(
+            fs::read_to_string(img.dir.join(format!("ssl/{id}.pem"))).unwrap(),
+            cert
+        );
+        // The shared file is the template, never rewritten.
+        assert_eq!(fs::read(&fleet.config).unwrap(), shared_config);
+        ok_data(&call(&alice, id, "provision", "restart", &[&token]));
+    }
+
+    for (i, id) in ids[..2].iter().enumerate() {
+        eventually(
+            WAIT,
+            "a restarted node to answer in the main collective",
+            || answers_in_main(&c, id),
+        );
+        let inv = ok_data(&main_call(&c, id, "rpcutil", "inventory", &[]));
+        assert_eq!(inv["collectives"], serde_json::json!(["mcollective"]));
+        assert_eq!(inv["facts"]["region"], "eu");
+        assert_eq!(inv["facts"]["fleet_index"], i);
+        assert!(
+            !inv["agents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == "provision"),
+            "{inv:?}"
+        );
+        assert!(
+            !answers_in_provisioning(&alice, id),
+            "{id} still answers in provisioning"
+        );
+        let own = img.dir.join(format!("state/{id}/responder.toml"));
+        let cfg = mco_core::config::ResponderConfig::load(&own).unwrap();
+        assert_eq!(cfg.identity.as_deref(), Some(*id));
+        assert_eq!(cfg.collectives, vec!["mcollective"]);
+        assert_eq!(cfg.nats.servers, vec![main_url.clone()]);
+    }
+    // The third node was left alone: still provisioning, not in the main collective.
+    assert!(answers_in_provisioning(&alice, "fresh-0002"));
+    assert!(!answers_in_main(&c, "fresh-0002"));
+    let st = ok_data(&call(&alice, "fresh-0002", "provision", "state", &[&token]));
+    assert_eq!(st["provisioning"], true);
+    assert_eq!(st["cert_present"], false);
+    assert!(!img.dir.join("state/fresh-0002/responder.toml").exists());
+    // One process all along, each restart logged once.
+    assert_eq!(fleet.child.pid(), pid);
+    assert!(fleet.child.is_running());
+    let log = fleet.child.stderr_text();
+    for id in &ids[..2] {
+        let lines = log
+            .lines()
+            .filter(|l| {
+                // The log may be coloured: match the message and the identity, not `node=ID`.
+                l.contains("provisioned: now serving the main collective") && l.contains(*id)
+            })
+            .count();
+        assert_eq!(lines, 1, "{log}");
+    }
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("now serving") && l.contains("fresh-0002")),
+        "{log}"
+    );
+    assert!(
+        !log.contains("re-executing"),
+        "the process re-executed: {log}"
+    );
+    assert_eq!(fs::read(&fleet.config).unwrap(), shared_config);
+
+    // Killed and started again, the fleet keeps its provisioned nodes provisioned.
+    fleet.child.kill();
+    let mut cmd = Command::new(bin_path("mco-responder"));
+    cmd.arg("--config")
+        .arg(&fleet.config)
+        .args(["--fleet", "3"])
+        .env("RUST_LOG", "info");
+    let again = ChildGuard::spawn(cmd);
+    for id in &ids[..2] {
+        eventually(
+            WAIT,
+            "a provisioned node to come back in the main collective",
+            || answers_in_main(&c, id),
+        );
+    }
+    eventually(
+        WAIT,
+        "the third node to come back in provisioning mode",
+        || answers_in_provisioning(&alice, "fresh-0002"),
+    );
+    for id in &ids[..2] {
+        assert!(
+            !answers_in_provisioning(&alice, id),
+            "{id} provisioning again"
+        );
+    }
+    assert!(!answers_in_main(&c, "fresh-0002"));
+    assert_eq!(fs::read(&fleet.config).unwrap(), shared_config);
+    let log = again.stderr_text();
+    assert!(log.contains("PROVISIONING MODE"), "{log}");
+}

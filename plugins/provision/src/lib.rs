@@ -39,10 +39,12 @@ use state::{Lock, Master};
 /// The DDL shipped in `ddl/provision.json`.
 pub const DDL_JSON: &str = include_str!("../../../ddl/provision.json");
 
-/// How `restart` hands over to the daemon: called after the splay; the
-/// daemon stops taking requests, finishes in-flight ones, flushes the audit
-/// log and re-executes itself. Without one the agent re-executes at once.
-pub type RestartHook = std::sync::Arc<dyn Fn() + Send + Sync>;
+/// How `restart` hands over to the daemon: called after the splay with the
+/// identity of the node to restart. A single-node daemon stops taking
+/// requests, finishes in-flight ones, flushes the audit log and re-executes
+/// itself; a `--fleet` daemon restarts only that virtual node, in-process.
+/// Without one the agent re-executes at once.
+pub type RestartHook = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 /// What the agent needs from the responder's config.
 #[derive(Clone)]
@@ -57,6 +59,12 @@ pub struct ProvisionSettings {
     pub active: bool,
     /// The daemon's graceful restart, if it offers one.
     pub restart: Option<RestartHook>,
+    /// Whether each node gets a config file of its own: set by a `--fleet`
+    /// daemon, whose virtual nodes share `config_file`. `configure` then
+    /// writes node X's normal-mode config to `<state_dir of X>/responder.toml`
+    /// (see [`node_config_file`]) and leaves `config_file` untouched; the
+    /// daemon starts X from that file on `restart` and at start-up.
+    pub per_node_config: bool,
 }
 
 impl std::fmt::Debug for ProvisionSettings {
@@ -66,6 +74,7 @@ impl std::fmt::Debug for ProvisionSettings {
             .field("config_file", &self.config_file)
             .field("active", &self.active)
             .field("restart", &self.restart.is_some())
+            .field("per_node_config", &self.per_node_config)
             .finish()
     }
 }
@@ -103,6 +112,13 @@ impl Provision {
     fn lock_guard(&self) -> std::sync::MutexGuard<'_, ()> {
         self.guard.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Where `configure` writes a virtual node's own config when
+/// [`ProvisionSettings::per_node_config`] is set: `responder.toml` in its
+/// state directory (`state_dir` with `{identity}` replaced).
+pub fn node_config_file(state_dir: &Path, identity: &str) -> PathBuf {
+    for_identity(state_dir, identity).join(files::NODE_CONFIG)
 }
 
 /// `{identity}` in a path replaced by the node's identity.
@@ -257,7 +273,7 @@ impl Provision {
         Ok(outputs(json!({
             "identity": identity,
             "provisioning": self.settings.active,
-            "provisioned": cert_present && dir.join("configured").exists(),
+            "provisioned": cert_present && dir.join(files::CONFIGURED).exists(),
             "cert_present": cert_present,
             "locked": lock.is_some(),
             "lock_owner": lock.as_ref().map(|l| l.owner.clone()).unwrap_or_default(),
@@ -347,9 +363,18 @@ impl Provision {
             .verify(&probe, now_s())
             .map_err(|e| aborted(format!("the certificate does not verify: {e}")))?;
 
-        let file = &self.settings.config_file;
-        let original = std::fs::read_to_string(file)
-            .map_err(|e| aborted(format!("{}: {e}", file.display())))?;
+        // The shared file is the template; a virtual node of a fleet gets
+        // its own copy, so that the others stay in provisioning mode.
+        let shared = &self.settings.config_file;
+        let original = std::fs::read_to_string(shared)
+            .map_err(|e| aborted(format!("{}: {e}", shared.display())))?;
+        let own;
+        let file = if self.settings.per_node_config {
+            own = dir.join(files::NODE_CONFIG);
+            &own
+        } else {
+            shared
+        };
         let paths = configure::paths(&self.settings.security, dir, identity);
         let text = configure::new_config(file, &original, identity, &collectives, &servers, &paths)
             .map_err(|e| aborted(format!("the new configuration is not valid: {e}")))?;
@@ -364,7 +389,7 @@ impl Provision {
             write(&paths.crl, crl_pem.as_bytes(), PUBLIC_MODE)?;
         }
         write(file, text.as_bytes(), PUBLIC_MODE)?;
-        write(&dir.join("configured"), b"", PUBLIC_MODE)?;
+        write(&dir.join(files::CONFIGURED), b"", PUBLIC_MODE)?;
         let _ = std::fs::remove_dir_all(&stage);
         Ok(outputs(json!({
             "config_file": file.display().to_string(),
@@ -426,10 +451,11 @@ impl Provision {
         // At least a moment, so that this reply is on the wire first.
         let delay = Duration::from_millis(jitter.max(500));
         let hook = self.settings.restart.clone();
+        let identity = identity.to_string();
         std::thread::spawn(move || {
             std::thread::sleep(delay);
             match hook {
-                Some(h) => h(),
+                Some(h) => h(&identity),
                 None => reexec(),
             }
         });
@@ -495,6 +521,7 @@ mod tests {
             config_file: PathBuf::from("r.toml"),
             active: true,
             restart: None,
+            per_node_config: false,
         });
         for a in &p.ddl().actions {
             let t = a.input.get("token").expect("every action takes the token");
