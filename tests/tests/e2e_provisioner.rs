@@ -295,3 +295,178 @@ fn fifty_nodes_in_three_regions_each_get_a_master_of_their_region() {
         "{table:?}"
     );
 }
+
+/// A CSR for another name, placed where the node's gencsr finds it: what a tampered node sends.
+fn plant_foreign_csr(c: &SecureCollective, img: &Image, identity: &str, other: &str) {
+    let tmp = c.scratch().join(format!("foreign-{identity}"));
+    let out = mco_tests::Cmd::mco()
+        .args(["pki", "--dir", &s(&tmp), "csr", other, "--kind", "node"])
+        .run();
+    assert_eq!(out.status, 0, "{out:?}");
+    let csr_dir = img.dir.join("state/csr");
+    fs::create_dir_all(&csr_dir).unwrap();
+    fs::copy(
+        tmp.join(format!("{other}.csr")),
+        csr_dir.join(format!("{identity}.csr")),
+    )
+    .unwrap();
+    fs::copy(
+        tmp.join(format!("{other}.key")),
+        csr_dir.join(format!("{identity}.key")),
+    )
+    .unwrap();
+}
+
+#[test]
+fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() {
+    let names = ["node-a", "node-b", "node-c", "node-d", "node-x"];
+    let mut b = SecureCollective::builder()
+        .spare_node("ca-node")
+        .spare_node("m-eu-1")
+        .spare_node("m-eu-2");
+    for n in names {
+        b = b.spare_node(n);
+    }
+    let c = b.start();
+    let prov = provisioning_broker(&c);
+    let _ca = ca_node(&c, &["node-*"], "alice");
+    let _m1 = master(&c, "m-eu-1", "eu", "10.0.0.11", 10);
+    let eu = || json!({"region": "eu"});
+
+    // node-a's bootstrap fails once (Puppet's 4: failures), then succeeds.
+    let flag = c.scratch().join("node-a-failed-once");
+    let flaky = format!(
+        r#"["sh", "-c", "if [ -e {f} ]; then echo Notice: ok; exit 0; else touch {f}; echo Error: could not apply; exit 4; fi"]"#,
+        f = s(&flag)
+    );
+    let a = Image::new(&c, &prov, "node-a", eu(), &flaky, "[]");
+    // node-b and node-c bootstrap slowly, so the provisioner can be killed mid-way.
+    let slow = r#"["sh", "-c", "sleep 3; echo Notice: done"]"#;
+    let bn = Image::new(&c, &prov, "node-b", eu(), slow, "[]");
+    let cn = Image::new(&c, &prov, "node-c", eu(), slow, "[]");
+    // node-x presents a CSR for another name.
+    let x = Image::new(&c, &prov, "node-x", eu(), "[]", "[]");
+    plant_foreign_csr(&c, &x, "node-x", "node-z");
+
+    let hook = Webhook::start();
+    let cfg = Provisioner::configure(
+        &c,
+        &prov,
+        "alice",
+        &format!(
+            "workers = 4\ninterval = \"500ms\"\nbackoff = \"1s\"\nretries = 4\n\
+             [expected]\nidentities = [\"node-*\"]\n\
+             [masters]\nclasses = [\"puppet::master\"]\ncriteria = [\"region\"]\nrefresh = \"0s\"\n\
+             [[notify]]\ntype = \"webhook\"\nurl = {url:?}\n",
+            url = hook.url
+        ),
+    );
+    let mut p = Provisioner::start(&cfg);
+    let _nodes: Vec<Responder> = [&a, &bn, &cn, &x].iter().map(|i| i.boot(&c)).collect();
+
+    // Kill the provisioner once node-b or node-c is signed but not yet done.
+    eventually(LONG, "a node signed and bootstrapping", || {
+        assert!(p.child.is_running(), "{}", p.child.stderr_text());
+        Provisioner::status(&cfg).iter().any(|(n, r)| {
+            (n == "node-b" || n == "node-c") && r["signed"] == true && r["status"] == "in_progress"
+        })
+    });
+    p.child.kill();
+    let before = Provisioner::status(&cfg);
+    // A second provisioner on the same journal is refused while one runs.
+    let mut p = Provisioner::start(&cfg);
+    eventually(LONG, "the provisioner to start again", || {
+        assert!(p.child.is_running(), "{}", p.child.stderr_text());
+        p.child.stderr_text().contains("provisioner started")
+    });
+    let second = mco_tests::Cmd::mco()
+        .args(["provision", "run", "--config", &s(&cfg)])
+        .timeout(Duration::from_secs(30))
+        .run();
+    assert_ne!(second.status, 0, "{second:?}");
+    assert!(
+        second
+            .stderr
+            .contains("another provisioner is using this state file"),
+        "{second:?}"
+    );
+
+    eventually(LONG, "node-a, node-b and node-c provisioned", || {
+        let st = Provisioner::status(&cfg);
+        ["node-a", "node-b", "node-c"]
+            .iter()
+            .all(|n| st.get(*n).is_some_and(|r| r["status"] == "provisioned"))
+    });
+    // Resumed without signing anything twice: one live certificate per node, and only the
+    // spare one from before provisioning revoked.
+    for n in ["node-b", "node-c"] {
+        let e = issued(&c, n);
+        assert_eq!(
+            e.len(),
+            2,
+            "{n} was signed more than once: {e:?} (before the kill: {before:?})"
+        );
+        assert_eq!(e.iter().filter(|(_, revoked)| !revoked).count(), 1, "{n}");
+    }
+    for (img, n) in [(&a, "node-a"), (&bn, "node-b"), (&cn, "node-c")] {
+        certificate_verifies(&c, img, n);
+        assert!(img.hosts().contains("10.0.0.11 m-eu-1 puppet\n"), "{n}");
+    }
+    // node-a failed once, was retried, and made it.
+    let st = Provisioner::status(&cfg);
+    // Two attempts, or three if the kill interrupted one of them.
+    let attempts = st["node-a"]["attempts"].as_u64().unwrap();
+    assert!((2..=3).contains(&attempts), "{:?}", st["node-a"]);
+    let events = hook.events();
+    let a_events: Vec<&Value> = events.iter().filter(|e| e["node"] == "node-a").collect();
+    assert_eq!(a_events.len(), 2, "{a_events:?}");
+    assert_eq!(a_events[0]["outcome"], "failed");
+    assert_eq!(a_events[0]["step"], "bootstrap");
+    assert!(
+        a_events[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("Error: could not apply"),
+        "{a_events:?}"
+    );
+    assert_eq!(a_events[1]["outcome"], "provisioned");
+
+    // node-x's foreign CSR is refused, and nothing is signed for either name.
+    eventually(LONG, "node-x refused", || {
+        Provisioner::status(&cfg)
+            .get("node-x")
+            .is_some_and(|r| r["status"] == "refused")
+    });
+    let xs = &Provisioner::status(&cfg)["node-x"];
+    assert!(
+        xs["error"].as_str().unwrap().contains("node:node-z"),
+        "{xs:?}"
+    );
+    assert!(x.certificate().is_none());
+    assert!(issued(&c, "node-z").is_empty());
+    assert!(
+        issued(&c, "node-x").iter().all(|(_, revoked)| !revoked),
+        "node-x's old certificate is left alone"
+    );
+    assert!(hook
+        .events()
+        .iter()
+        .any(|e| e["node"] == "node-x" && e["outcome"] == "refused"));
+
+    // A master added while the provisioner runs is used for the next node.
+    let _m2 = master(&c, "m-eu-2", "eu", "10.0.0.12", 0);
+    let d = Image::new(&c, &prov, "node-d", eu(), r#"["true"]"#, "[]");
+    let _nd = d.boot(&c);
+    eventually(LONG, "node-d provisioned", || {
+        Provisioner::status(&cfg)
+            .get("node-d")
+            .is_some_and(|r| r["status"] == "provisioned")
+    });
+    assert_eq!(Provisioner::status(&cfg)["node-d"]["master"], "m-eu-2");
+    assert!(
+        d.hosts().contains("10.0.0.12 m-eu-2 puppet\n"),
+        "{}",
+        d.hosts()
+    );
+    drop(p);
+}
