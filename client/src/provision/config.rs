@@ -142,6 +142,9 @@ pub struct ProvisionerConfig {
     pub registration: bool,
     /// The CA node's identity; default: discovered by its `ca` agent.
     pub ca_identity: Option<String>,
+    /// Requests in flight to the CA node at most (it serves a bounded
+    /// number at once and refuses the rest as busy).
+    pub ca_concurrency: usize,
     /// Broker URLs and collectives given to nodes; defaults from the main config.
     pub node_servers: Vec<String>,
     /// Collectives given to nodes.
@@ -243,12 +246,16 @@ impl ProvisionerConfig {
             r.error("lock_expiry", "must be at least 1s");
         }
 
-        let ca_identity = match r.table(&t, "", "ca") {
+        let (ca_identity, ca_concurrency) = match r.table(&t, "", "ca") {
             Some(ca) => {
-                r.unknown(ca, "ca", &["identity"]);
-                r.string(ca, "ca", "identity")
+                r.unknown(ca, "ca", &["identity", "concurrency"]);
+                let n = r.unsigned(ca, "ca", "concurrency").unwrap_or(16);
+                if !(1..=1024).contains(&n) {
+                    r.error("ca.concurrency", "must be between 1 and 1024");
+                }
+                (r.string(ca, "ca", "identity"), n.clamp(1, 1024) as usize)
             }
-            None => None,
+            None => (None, 16),
         };
         let (node_servers, node_collectives) = match r.table(&t, "", "node") {
             Some(n) => {
@@ -319,6 +326,7 @@ impl ProvisionerConfig {
             metrics_listen,
             registration: r.boolean(&t, "", "registration").unwrap_or(true),
             ca_identity,
+            ca_concurrency,
             node_servers,
             node_collectives,
             expected,

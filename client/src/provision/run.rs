@@ -121,6 +121,7 @@ pub struct Provisioner {
     masters_refresh: Duration,
     inflight: Mutex<HashSet<String>>,
     workers: Arc<Semaphore>,
+    ca_slots: Semaphore,
 }
 
 fn now() -> u64 {
@@ -181,6 +182,7 @@ impl Provisioner {
         );
         Ok(Arc::new(Provisioner {
             workers: Arc::new(Semaphore::new(cfg.workers)),
+            ca_slots: Semaphore::new(cfg.ca_concurrency),
             masters_refresh: cfg.masters.refresh,
             cfg,
             prov,
@@ -601,15 +603,21 @@ impl Provisioner {
             }
         }
 
+        let mut delay = Duration::ZERO;
         if self.cfg.steps.restart {
             let t = Instant::now();
-            self.provision(node, "restart", json!({}))
+            let r = self
+                .provision(node, "restart", json!({}))
                 .await
                 .map_err(|f| ("restart", f.into()))?;
+            delay = Duration::from_millis(r.get("delay_ms").and_then(Value::as_u64).unwrap_or(0))
+                .min(self.cfg.confirm_timeout);
             self.step_done(node, rec, "restart", t).await?;
         }
         if self.cfg.steps.confirm {
             let t = Instant::now();
+            // Not before the node's own splay is over.
+            tokio::time::sleep(delay).await;
             self.confirm(node).await.map_err(|e| ("confirm", e))?;
             self.step_done(node, rec, "confirm", t).await?;
         }
@@ -769,14 +777,15 @@ impl Provisioner {
                     "rpcutil",
                     "ping",
                     Map::new(),
-                    Some(left.min(Duration::from_secs(2))),
+                    Some(left.min(Duration::from_secs(1))),
                 )
                 .await
             {
                 Ok(_) => return Ok(()),
                 Err(f) => last = f.to_string(),
             }
-            tokio::time::sleep(Duration::from_millis(200).min(deadline - Instant::now())).await;
+            let left = deadline.saturating_duration_since(Instant::now());
+            tokio::time::sleep(Duration::from_millis(100).min(left)).await;
         }
         Err(Stop::Failed(format!(
             "it did not answer in the {} collective within {:?} ({last})",
@@ -999,6 +1008,11 @@ impl Provisioner {
                 self.main_cfg.collective
             ))
         })?;
+        let _slot = self
+            .ca_slots
+            .acquire()
+            .await
+            .map_err(|e| Stop::Failed(e.to_string()))?;
         self.main_call(&ca, "ca", action, input, None)
             .await
             .map_err(|f| Stop::Failed(format!("ca {action} on {ca}: {f}")))
