@@ -58,11 +58,12 @@ impl Image {
         fs::copy(c.pki_dir().join("ca.pem"), dir.join("shipped-ca.pem")).expect("the CA");
         fs::write(
             dir.join("hosts"),
-            "127.0.0.1 localhost\n10.0.0.1 old-master puppet\n",
+            "127.0.0.1 localhost\n10.0.0.1 old-master puppet\n::1 ip6-localhost\n",
         )
         .expect("the hosts file");
         let security = format!(
-            "ca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\ncrl = {crl:?}\npolicy_dir = {pol:?}\ndefault_policy = \"deny\"\n",
+            "ca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\ncrl = {crl:?}\npolicy_dir = {pol:?}\ndefault_policy = \"deny\"\naudit_log = {audit:?}\n",
+            audit = s(&dir.join("audit.jsonl")),
             ca = s(&dir.join("ssl/ca.pem")),
             cert = s(&dir.join("ssl/node.pem")),
             key = s(&dir.join("ssl/node.key")),

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use mco_tests::provisioning::{self, provisioning_broker, Image, TOKEN};
 use mco_tests::replies::replies;
 use mco_tests::{
     bin_path, eventually, ChildGuard, Cmd, NatsServer, Output, Responder, ResponderSpec,
@@ -15,66 +16,22 @@ use mco_tests::{
 };
 use serde_json::Value;
 
-const TOKEN: &str = "s3cret-bootstrap-token";
 const WAIT: Duration = Duration::from_secs(30);
 
 fn s(p: &Path) -> String {
     p.to_str().expect("UTF-8 temp paths").to_string()
 }
 
-/// The provisioning broker: TLS with the collective's broker certificate, no client
-/// certificates, the bootstrap token as NATS token auth.
-fn provisioning_broker(c: &SecureCollective) -> NatsServer {
-    let pki = c.pki_dir();
-    NatsServer::builder()
-        .config_text(format!(
-            "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n}}\nauthorization {{\n  token: {TOKEN:?}\n}}\n",
-            s(&pki.join("broker.pem")),
-            s(&pki.join("broker.key")),
-        ))
-        .start()
-}
-
-/// What a node's image ships: the CA certificate, the token, a config naming certificate paths
-/// that do not exist yet, and a `[provisioning]` table.
-struct Image {
-    dir: PathBuf,
-    spec: ResponderSpec,
-}
-
+/// An image for `identity` in region `eu` with the `bootstrap` command.
 fn image(c: &SecureCollective, prov: &NatsServer, identity: &str, bootstrap: &str) -> Image {
-    let dir = c.scratch().join(identity);
-    fs::create_dir_all(dir.join("ssl")).unwrap();
-    fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
-    fs::copy(c.pki_dir().join("ca.pem"), dir.join("shipped-ca.pem")).unwrap();
-    fs::write(
-        dir.join("hosts"),
-        "127.0.0.1 localhost\n10.0.0.1 old-master puppet\n::1 ip6-localhost\n",
+    Image::new(
+        c,
+        prov,
+        identity,
+        serde_json::json!({"region": "eu"}),
+        bootstrap,
+        "[]",
     )
-    .unwrap();
-    let security = format!(
-        "ca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\ncrl = {crl:?}\npolicy_dir = {pol:?}\ndefault_policy = \"deny\"\naudit_log = {audit:?}\n",
-        audit = s(&dir.join("audit.jsonl")),
-        ca = s(&dir.join("ssl/ca.pem")),
-        cert = s(&dir.join("ssl/node.pem")),
-        key = s(&dir.join("ssl/node.key")),
-        crl = s(&dir.join("ssl/ca.crl")),
-        pol = s(c.policy_dir()),
-    );
-    let provisioning = format!(
-        "[provisioning]\nservers = [\"tls://127.0.0.1:{port}\"]\ntoken_file = {token:?}\nca = {ca:?}\nstate_dir = {state:?}\nhosts_file = {hosts:?}\nbootstrap_command = {boot}\nbootstrap_timeout = \"20s\"\nsplay = \"0s\"\n",
-        port = prov.port(),
-        token = s(&dir.join("token")),
-        ca = s(&dir.join("shipped-ca.pem")),
-        state = s(&dir.join("state")),
-        hosts = s(&dir.join("hosts")),
-        boot = bootstrap,
-    );
-    let spec = ResponderSpec::new(identity)
-        .facts(serde_json::json!({"region": "eu"}))
-        .secure(&security)
-        .extra(&provisioning);
-    Image { dir, spec }
 }
 
 /// A client config for `user` on the provisioning broker, with its own pins cache.
@@ -147,32 +104,7 @@ fn token_arg() -> String {
 }
 
 fn ca_node(c: &SecureCollective) -> Responder {
-    let pki = c.pki_dir();
-    fs::write(
-        c.policy_dir().join("ca.policy"),
-        "policy default deny\nallow\tuser:alice\t*\t*\t*\n",
-    )
-    .unwrap();
-    let security = format!(
-        "ca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\ncrl = {crl:?}\npolicy_dir = {pol:?}\ndefault_policy = \"deny\"\n",
-        ca = s(&pki.join("ca.pem")),
-        cert = s(&pki.join("ca-node.pem")),
-        key = s(&pki.join("ca-node.key")),
-        crl = s(&pki.join("ca.crl")),
-        pol = s(c.policy_dir()),
-    );
-    let extra = format!(
-        "[agents]\nenabled = [\"rpcutil\", \"ca\"]\n[plugin.ca]\ndir = {dir:?}\nallow_names = [\"fresh-*\"]\n",
-        dir = s(pki),
-    );
-    let r = Responder::spawn(
-        c.nats(),
-        ResponderSpec::new("ca-node")
-            .secure(&security)
-            .extra(&extra),
-    );
-    c.wait_ready(&["ca-node".to_string()]);
-    r
+    provisioning::ca_node(c, &["fresh-*"], "alice")
 }
 
 fn main_call(c: &SecureCollective, node: &str, agent: &str, action: &str, args: &[&str]) -> Output {

@@ -330,7 +330,6 @@ fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() 
     let c = b.start();
     let prov = provisioning_broker(&c);
     let _ca = ca_node(&c, &["node-*"], "alice");
-    let _m1 = master(&c, "m-eu-1", "eu", "10.0.0.11", 10);
     let eu = || json!({"region": "eu"});
 
     // node-a's bootstrap fails once (Puppet's 4: failures), then succeeds.
@@ -363,6 +362,20 @@ fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() 
     );
     let mut p = Provisioner::start(&cfg);
     let _nodes: Vec<Responder> = [&a, &bn, &cn, &x].iter().map(|i| i.boot(&c)).collect();
+
+    // No master yet: the nodes wait, and the operator is told once per node.
+    eventually(LONG, "node-b waiting for a master", || {
+        assert!(p.child.is_running(), "{}", p.child.stderr_text());
+        Provisioner::status(&cfg)
+            .get("node-b")
+            .is_some_and(|r| r["status"] == "waiting")
+    });
+    assert!(bn.certificate().is_none());
+    assert!(hook
+        .events()
+        .iter()
+        .any(|e| e["node"] == "node-b" && e["outcome"] == "waiting"));
+    let _m1 = master(&c, "m-eu-1", "eu", "10.0.0.11", 10);
 
     // Kill the provisioner once node-b or node-c is signed but not yet done.
     eventually(LONG, "a node signed and bootstrapping", || {
@@ -419,17 +432,24 @@ fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() 
     assert!((2..=3).contains(&attempts), "{:?}", st["node-a"]);
     let events = hook.events();
     let a_events: Vec<&Value> = events.iter().filter(|e| e["node"] == "node-a").collect();
-    assert_eq!(a_events.len(), 2, "{a_events:?}");
-    assert_eq!(a_events[0]["outcome"], "failed");
-    assert_eq!(a_events[0]["step"], "bootstrap");
+    // Waiting (said once), failed, provisioned.
+    let outcomes: Vec<&str> = a_events
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["waiting", "failed", "provisioned"],
+        "{a_events:?}"
+    );
+    assert_eq!(a_events[1]["step"], "bootstrap");
     assert!(
-        a_events[0]["error"]
+        a_events[1]["error"]
             .as_str()
             .unwrap()
             .contains("Error: could not apply"),
         "{a_events:?}"
     );
-    assert_eq!(a_events[1]["outcome"], "provisioned");
 
     // node-x's foreign CSR is refused, and nothing is signed for either name.
     eventually(LONG, "node-x refused", || {
