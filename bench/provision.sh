@@ -236,7 +236,6 @@ while :; do
 done
 say "fleet up in $(($(date +%s%3N) - t_boot)) ms"
 
-METRICS_PORT="$(free_port)"
 cat >"$W/provisioner.toml" <<EOF
 main_config = "$W/main-client.toml"
 provisioning_config = "$W/prov-client.toml"
@@ -245,7 +244,7 @@ workers = $WORKERS
 interval = "5s"
 request_timeout = "20s"
 confirm_timeout = "60s"
-metrics_listen = "127.0.0.1:$METRICS_PORT"
+metrics_listen = "127.0.0.1:0"
 [expected]
 identities = ["fresh-*"]
 [masters]
@@ -278,6 +277,7 @@ cpu_prov=$(cpu_s "$PROV")
 cpu_fleet=$(cpu_s "$FLEET")
 cpu_ca=$(cpu_s "$CA_PID")
 cpu_nats=$(awk -v a="$(cpu_s "$MAIN_NATS")" -v b="$(cpu_s "$PROV_NATS")" 'BEGIN { printf "%.1f", a + b }')
+METRICS_PORT=$(sed -n 's|.*serving counters on http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p' "$W/provisioner.log" | head -1)
 metrics=$(python3 - "$METRICS_PORT" <<'EOF'
 import sys, urllib.request
 print(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode())

@@ -43,15 +43,27 @@ fn master(c: &SecureCollective, name: &str, region: &str, ip: &str, load: u32) -
     r
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// The port the provisioner serves its counters on, from its log (it binds port 0).
+fn metrics_port(p: &Provisioner) -> u16 {
+    let mut port = 0;
+    eventually(LONG, "the provisioner to serve its counters", || {
+        let log = p.child.stderr_text();
+        port = log
+            .split("serving counters on http://127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        port != 0
+    });
+    port
 }
 
+/// The response to a GET, or an empty string while nothing listens.
 fn http_get(port: u16, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the metrics endpoint");
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
     write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
@@ -136,13 +148,12 @@ fn fifty_nodes_in_three_regions_each_get_a_master_of_their_region() {
         .collect();
     let rogue = Image::new(&c, &prov, "rogue-01", json!({"region": "eu"}), "[]", "[]");
     let hook = Webhook::start();
-    let metrics_port = free_port();
     let cfg = Provisioner::configure(
         &c,
         &prov,
         "alice",
         &format!(
-            "workers = 16\ninterval = \"1s\"\nbackoff = \"1s\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\
+            "workers = 16\ninterval = \"1s\"\nbackoff = \"1s\"\nmetrics_listen = \"127.0.0.1:0\"\n\
              [expected]\nidentities = [\"node-*\"]\n\
              [masters]\nclasses = [\"puppet::master\"]\ncriteria = [\"region\"]\n\
              [steps]\nfinal_run = true\n\
@@ -176,13 +187,6 @@ fn fifty_nodes_in_three_regions_each_get_a_master_of_their_region() {
             .is_some_and(|r| r["status"] == "refused")
     });
     let status = Provisioner::status(&cfg);
-    assert!(
-        p.child
-            .stderr_text()
-            .contains("serving counters on http://"),
-        "{}",
-        p.child.stderr_text()
-    );
 
     // Each node has a master of its own region, and both masters of a region got nodes.
     let mut used: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
@@ -278,7 +282,7 @@ fn fifty_nodes_in_three_regions_each_get_a_master_of_their_region() {
     assert!(one["duration_ms"].as_u64().unwrap() > 0);
 
     // Counters, over HTTP and in the status table.
-    let m = http_get(metrics_port, "/metrics");
+    let m = http_get(metrics_port(&p), "/metrics");
     assert!(m.contains("mco_provision_provisioned_total 50\n"), "{m}");
     assert!(m.contains("mco_provision_refused_total 1\n"), "{m}");
     assert!(
@@ -319,8 +323,9 @@ fn plant_foreign_csr(c: &SecureCollective, img: &Image, identity: &str, other: &
 
 #[test]
 fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() {
-    let names = ["node-a", "node-b", "node-c", "node-d", "node-x"];
+    let names = ["node-a", "node-b", "node-c", "node-d", "node-e", "node-x"];
     let mut b = SecureCollective::builder()
+        .user("bob")
         .spare_node("ca-node")
         .spare_node("m-eu-1")
         .spare_node("m-eu-2");
@@ -353,11 +358,11 @@ fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() 
         &prov,
         "alice",
         &format!(
-            "workers = 4\ninterval = \"500ms\"\nbackoff = \"1s\"\nretries = 4\n\
+            "workers = 4\ninterval = \"500ms\"\nbackoff = \"1s\"\nretries = 4\nmetrics_listen = \"127.0.0.1:0\"\n\
              [expected]\nidentities = [\"node-*\"]\n\
              [masters]\nclasses = [\"puppet::master\"]\ncriteria = [\"region\"]\nrefresh = \"0s\"\n\
              [[notify]]\ntype = \"webhook\"\nurl = {url:?}\n",
-            url = hook.url
+            url = hook.url,
         ),
     );
     let mut p = Provisioner::start(&cfg);
@@ -488,5 +493,52 @@ fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() 
         "{}",
         d.hosts()
     );
+
+    // A node another provisioner (bob) holds is left to it, and taken up once bob lets go.
+    p.child.kill();
+    let e = Image::new(&c, &prov, "node-e", eu(), r#"["true"]"#, "[]");
+    let _ne = e.boot(&c);
+    let bob_cfg = mco_tests::provisioning::provisioning_client_config(&c, &prov, "bob");
+    let bob = |action: &str, extra: &[&str]| {
+        mco_tests::Cmd::mco()
+            .arg("--config")
+            .arg(&bob_cfg)
+            .env("XDG_CACHE_HOME", c.scratch().join("bob-cache"))
+            .args([
+                "rpc",
+                "-T",
+                "provisioning",
+                "-I",
+                "node-e",
+                "-j",
+                "-t",
+                "5s",
+            ])
+            .args(["provision", action])
+            .arg(format!("token={}", mco_tests::provisioning::TOKEN))
+            .args(extra)
+            .run()
+    };
+    eventually(LONG, "bob to lock node-e", || {
+        let out = bob("lock", &["expiry=600"]);
+        out.status == 0 && replies(&out).first().is_some_and(|r| r["statuscode"] == 0)
+    });
+    let mut p = Provisioner::start(&cfg);
+    let port = metrics_port(&p);
+    eventually(LONG, "the provisioner to find node-e locked by bob", || {
+        assert!(p.child.is_running(), "{}", p.child.stderr_text());
+        http_get(port, "/metrics").lines().any(|l| {
+            l.starts_with("mco_provision_busy_total ") && l != "mco_provision_busy_total 0"
+        })
+    });
+    assert!(!Provisioner::status(&cfg).contains_key("node-e"));
+    assert!(e.certificate().is_none());
+    let out = bob("unlock", &[]);
+    assert_eq!(replies(&out)[0]["statuscode"], 0, "{out:?}");
+    eventually(LONG, "node-e provisioned once bob let go", || {
+        Provisioner::status(&cfg)
+            .get("node-e")
+            .is_some_and(|r| r["status"] == "provisioned")
+    });
     drop(p);
 }

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub failed: AtomicU64,
     /// Nodes refused (not expected).
     pub refused: AtomicU64,
+    /// Times a node was found locked by another provisioner and left to it.
+    pub busy: AtomicU64,
     /// Nodes waiting for a master, now.
     pub waiting: AtomicU64,
     /// Nodes being worked on, now.
@@ -69,6 +71,12 @@ impl Metrics {
                 "mco_provision_refused_total",
                 "Nodes refused as not expected",
                 &self.refused,
+                "counter",
+            ),
+            (
+                "mco_provision_busy_total",
+                "Nodes found locked by another provisioner and left to it",
+                &self.busy,
                 "counter",
             ),
             (

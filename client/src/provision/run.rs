@@ -206,7 +206,9 @@ impl Provisioner {
         if let Some(addr) = self.cfg.metrics_listen {
             match tokio::net::TcpListener::bind(addr).await {
                 Ok(l) => {
-                    info!("serving counters on http://{addr}/metrics");
+                    // Port 0 picks a free port; the log says which.
+                    let bound = l.local_addr().unwrap_or(addr);
+                    info!("serving counters on http://{bound}/metrics");
                     tokio::spawn(super::metrics::serve(l, self.metrics.clone()));
                 }
                 Err(e) => warn!("metrics_listen {addr}: {e}; counters are not served"),
@@ -309,6 +311,16 @@ impl Provisioner {
                 Some(r) => match r.status {
                     Status::GaveUp => false,
                     Status::Failed => now() >= r.retry_at_ms,
+                    // Taken up again as soon as it is expected, or, if it was
+                    // refused for its CSR, after the longest backoff.
+                    Status::Refused => {
+                        self.check_expected(&node).is_ok()
+                            && (r
+                                .error
+                                .as_deref()
+                                .is_some_and(|e| e.starts_with("not expected"))
+                                || now() >= r.retry_at_ms)
+                    }
                     _ => true,
                 },
             }
@@ -370,6 +382,7 @@ impl Provisioner {
         if let Err(Fail::Status(msg)) = &lock {
             if msg.contains("locked by") {
                 debug!(node, "skipped: {msg}");
+                Metrics::bump(&self.metrics.busy);
                 return;
             }
         }
@@ -409,6 +422,11 @@ impl Provisioner {
                 rec.status = Status::Refused;
                 rec.attempts = rec.attempts.saturating_sub(1);
                 rec.error = Some(msg.clone());
+                rec.retry_at_ms = now() + self.cfg.max_backoff.as_millis() as u64;
+                // Locked out: no one else provisions it meanwhile.
+                let _ = self
+                    .lock(node, self.cfg.max_backoff.max(self.cfg.lock_expiry))
+                    .await;
                 warn!(node, "refused: {msg}");
                 if was == Some(Status::Refused) {
                     let _ = self.save(node, &rec, false).await;
