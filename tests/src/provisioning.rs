@@ -19,16 +19,42 @@ fn s(p: &Path) -> String {
 }
 
 /// The provisioning broker: TLS with the collective's broker certificate, no client
-/// certificates, the bootstrap token as NATS token auth.
+/// certificates, the bootstrap token as NATS token auth, and JetStream (for a registry bucket).
 pub fn provisioning_broker(c: &SecureCollective) -> NatsServer {
     let pki = c.pki_dir();
     NatsServer::builder()
         .config_text(format!(
-            "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n}}\nauthorization {{\n  token: {TOKEN:?}\n}}\n",
+            "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n}}\nauthorization {{\n  token: {TOKEN:?}\n}}\njetstream {{\n  store_dir: {:?}\n}}\n",
             s(&pki.join("broker.pem")),
             s(&pki.join("broker.key")),
+            s(&c.scratch().join("jetstream")),
         ))
         .start()
+}
+
+/// Writes `key = value` into the provisioning broker's key-value bucket `bucket` (which must
+/// exist), as whatever boots nodes would.
+pub fn kv_put(c: &SecureCollective, prov: &NatsServer, bucket: &str, key: &str, value: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let client = async_nats::ConnectOptions::new()
+            .add_root_certificates(c.pki_dir().join("ca.pem"))
+            .require_tls(true)
+            .token(TOKEN.to_string())
+            .connect(format!("tls://127.0.0.1:{}", prov.port()))
+            .await
+            .expect("connect to the provisioning broker");
+        // What `nats kv put` does: a publish to the key's subject, acknowledged by JetStream.
+        let ack = client
+            .request(format!("$KV.{bucket}.{key}"), value.to_string().into())
+            .await
+            .expect("JetStream acknowledges the put");
+        let ack: serde_json::Value = serde_json::from_slice(&ack.payload).expect("a JSON ack");
+        assert!(ack.get("error").is_none(), "the put failed: {ack}");
+    });
 }
 
 /// What a node's image ships: the CA certificate, the token, a hosts file, and a config whose

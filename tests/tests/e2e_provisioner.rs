@@ -323,7 +323,9 @@ fn plant_foreign_csr(c: &SecureCollective, img: &Image, identity: &str, other: &
 
 #[test]
 fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() {
-    let names = ["node-a", "node-b", "node-c", "node-d", "node-e", "node-x"];
+    let names = [
+        "node-a", "node-b", "node-c", "node-d", "node-e", "node-k", "node-x",
+    ];
     let mut b = SecureCollective::builder()
         .user("bob")
         .spare_node("ca-node")
@@ -359,7 +361,7 @@ fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() 
         "alice",
         &format!(
             "workers = 4\ninterval = \"500ms\"\nbackoff = \"1s\"\nretries = 4\nmetrics_listen = \"127.0.0.1:0\"\n\
-             [expected]\nidentities = [\"node-*\"]\n\
+             [expected]\nidentities = [\"node-[a-e]\", \"node-x\"]\nkv_bucket = \"expected\"\n\
              [masters]\nclasses = [\"puppet::master\"]\ncriteria = [\"region\"]\nrefresh = \"0s\"\n\
              [[notify]]\ntype = \"webhook\"\nurl = {url:?}\n",
             url = hook.url,
@@ -540,5 +542,22 @@ fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() 
             .get("node-e")
             .is_some_and(|r| r["status"] == "provisioned")
     });
+
+    // node-k is expected only once whatever booted it writes its name into the registry bucket.
+    let k = Image::new(&c, &prov, "node-k", eu(), r#"["true"]"#, "[]");
+    let _nk = k.boot(&c);
+    eventually(LONG, "node-k refused as not expected", || {
+        Provisioner::status(&cfg)
+            .get("node-k")
+            .is_some_and(|r| r["status"] == "refused")
+    });
+    assert!(k.certificate().is_none());
+    mco_tests::provisioning::kv_put(&c, &prov, "expected", "node-k", "booted by the autoscaler");
+    eventually(LONG, "node-k provisioned once registered", || {
+        Provisioner::status(&cfg)
+            .get("node-k")
+            .is_some_and(|r| r["status"] == "provisioned")
+    });
+    certificate_verifies(&c, &k, "node-k");
     drop(p);
 }

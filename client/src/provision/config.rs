@@ -9,6 +9,7 @@
 //! [expected]                     # nothing is signed for a node not listed here
 //! identities = ["web-*", "db-0?"]
 //! registry_file = "/var/lib/mco/expected-nodes"
+//! kv_bucket = "expected"         # JetStream KV on the provisioning broker
 //!
 //! [masters]                      # discovered in the main collective, never listed
 //! classes = ["puppet::master"]
@@ -100,6 +101,10 @@ pub struct Expected {
     /// A file of identities or globs, one per line, `#` comments; re-read
     /// whenever a node is checked, so whatever boots nodes can append to it.
     pub registry_file: Option<PathBuf>,
+    /// A JetStream key-value bucket on the provisioning broker: a node is
+    /// expected while a key named by its identity holds anything but
+    /// `0`, `false` or `no`. Created (history 1) if missing.
+    pub kv_bucket: Option<String>,
 }
 
 /// The whole provisioner config.
@@ -270,18 +275,35 @@ impl ProvisionerConfig {
 
         let expected = match r.table(&t, "", "expected") {
             Some(e) => {
-                r.unknown(e, "expected", &["identities", "registry_file"]);
+                r.unknown(e, "expected", &["identities", "registry_file", "kv_bucket"]);
+                let kv_bucket = r.string(e, "expected", "kv_bucket");
+                if let Some(b) = &kv_bucket {
+                    if b.is_empty()
+                        || !b
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                    {
+                        r.error(
+                            "expected.kv_bucket",
+                            format!("{b:?}: a bucket name is letters, digits, _ and -"),
+                        );
+                    }
+                }
                 Expected {
                     identities: r.strings(e, "expected", "identities").unwrap_or_default(),
                     registry_file: r.path(e, "expected", "registry_file").map(rel),
+                    kv_bucket,
                 }
             }
             None => Expected::default(),
         };
-        if expected.identities.is_empty() && expected.registry_file.is_none() {
+        if expected.identities.is_empty()
+            && expected.registry_file.is_none()
+            && expected.kv_bucket.is_none()
+        {
             r.error(
                 "expected",
-                "say which nodes may be provisioned: identities (globs; [\"*\"] for any) or a registry_file",
+                "say which nodes may be provisioned: identities (globs; [\"*\"] for any), a registry_file or a kv_bucket",
             );
         }
         for i in &expected.identities {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod masters;
 pub mod metrics;
 pub mod notify;
+pub mod registry;
 pub mod run;
 pub mod state;
 

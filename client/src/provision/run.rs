@@ -122,6 +122,7 @@ pub struct Provisioner {
     inflight: Mutex<HashSet<String>>,
     workers: Arc<Semaphore>,
     ca_slots: Semaphore,
+    expected_kv: Option<super::registry::Registry>,
 }
 
 fn now() -> u64 {
@@ -175,6 +176,14 @@ impl Provisioner {
         prov_client.collective = PROVISIONING_COLLECTIVE.to_string();
         let prov = Bus::connect(&prov_client).await?.with_pins(pins.clone());
         let main = Bus::connect(&main_cfg).await?;
+        let expected_kv = match &cfg.expected.kv_bucket {
+            Some(bucket) => Some(
+                super::registry::Registry::open(prov.client.clone(), bucket, cfg.request_timeout)
+                    .await
+                    .map_err(|e| ClientError::Bus(format!("expected.kv_bucket: {e}")))?,
+            ),
+            None => None,
+        };
         let picker = Picker::new(
             cfg.masters.criteria.clone(),
             cfg.masters.load_fact.clone(),
@@ -183,6 +192,7 @@ impl Provisioner {
         Ok(Arc::new(Provisioner {
             workers: Arc::new(Semaphore::new(cfg.workers)),
             ca_slots: Semaphore::new(cfg.ca_concurrency),
+            expected_kv,
             masters_refresh: cfg.masters.refresh,
             cfg,
             prov,
@@ -311,16 +321,9 @@ impl Provisioner {
                 Some(r) => match r.status {
                     Status::GaveUp => false,
                     Status::Failed => now() >= r.retry_at_ms,
-                    // Taken up again as soon as it is expected, or, if it was
-                    // refused for its CSR, after the longest backoff.
-                    Status::Refused => {
-                        self.check_expected(&node).is_ok()
-                            && (r
-                                .error
-                                .as_deref()
-                                .is_some_and(|e| e.starts_with("not expected"))
-                                || now() >= r.retry_at_ms)
-                    }
+                    // Looked at again each interval if it was not expected,
+                    // after the longest backoff if its CSR was refused.
+                    Status::Refused => now() >= r.retry_at_ms,
                     _ => true,
                 },
             }
@@ -372,6 +375,22 @@ impl Provisioner {
             .get(node)
             .cloned();
         let mut rec = previous.clone().unwrap_or_else(|| Record::new(now()));
+        if rec.status == Status::Refused
+            && rec
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("not expected"))
+        {
+            // Still locked out by us: only the expected check can change.
+            if let Err(e) = self.check_expected(node).await {
+                rec.retry_at_ms = now() + self.cfg.interval.as_millis() as u64;
+                if let Stop::Refused(msg) | Stop::Failed(msg) = e {
+                    rec.error = Some(msg);
+                }
+                let _ = self.save(node, &rec, false).await;
+                return;
+            }
+        }
         if rec.status == Status::Provisioned {
             // Back in the provisioning collective: re-imaged. Start over,
             // keeping the certificate in case the key is the same.
@@ -422,7 +441,12 @@ impl Provisioner {
                 rec.status = Status::Refused;
                 rec.attempts = rec.attempts.saturating_sub(1);
                 rec.error = Some(msg.clone());
-                rec.retry_at_ms = now() + self.cfg.max_backoff.as_millis() as u64;
+                let wait = if msg.starts_with("not expected") {
+                    self.cfg.interval
+                } else {
+                    self.cfg.max_backoff
+                };
+                rec.retry_at_ms = now() + wait.as_millis() as u64;
                 // Locked out: no one else provisions it meanwhile.
                 let _ = self
                     .lock(node, self.cfg.max_backoff.max(self.cfg.lock_expiry))
@@ -523,7 +547,8 @@ impl Provisioner {
 
         let t = Instant::now();
         self.check_expected(node)
-            .map_err(|e| ("expected", Stop::Refused(e)))?;
+            .await
+            .map_err(|e| ("expected", e))?;
         self.metrics.step("expected", t.elapsed());
 
         let t = Instant::now();
@@ -811,7 +836,10 @@ impl Provisioner {
         )))
     }
 
-    fn check_expected(&self, node: &str) -> Result<(), String> {
+    /// Step 2: listed in `[expected]` identities, the registry file or the
+    /// registry bucket. A registry that cannot be read is a failure to retry,
+    /// not a refusal.
+    async fn check_expected(&self, node: &str) -> Result<(), Stop> {
         let e = &self.cfg.expected;
         let glob = |p: &str| {
             mco_core::filter::Pattern::parse(p)
@@ -822,27 +850,36 @@ impl Provisioner {
             return Ok(());
         }
         if let Some(file) = &e.registry_file {
-            match std::fs::read_to_string(file) {
-                Ok(text) => {
-                    if text
-                        .lines()
-                        .map(|l| l.split('#').next().unwrap_or("").trim())
-                        .any(|l| !l.is_empty() && glob(l))
-                    {
-                        return Ok(());
-                    }
-                }
-                Err(e) => {
-                    return Err(format!(
-                        "not expected: the registry {} cannot be read ({e})",
-                        file.display()
-                    ))
+            let text = tokio::fs::read_to_string(file).await.map_err(|err| {
+                Stop::Failed(format!(
+                    "the registry {} cannot be read: {err}",
+                    file.display()
+                ))
+            })?;
+            if text
+                .lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim())
+                .any(|l| !l.is_empty() && glob(l))
+            {
+                return Ok(());
+            }
+        }
+        if let (Some(kv), Some(bucket)) = (&self.expected_kv, &e.kv_bucket) {
+            let got = kv.get(node).await.map_err(|err| {
+                Stop::Failed(format!(
+                    "the registry bucket {bucket} cannot be read: {err}"
+                ))
+            })?;
+            if let Some(v) = got {
+                let v = String::from_utf8_lossy(&v).trim().to_ascii_lowercase();
+                if !matches!(v.as_str(), "0" | "false" | "no") {
+                    return Ok(());
                 }
             }
         }
-        Err(format!(
-            "not expected: {node} is in neither expected.identities nor the registry"
-        ))
+        Err(Stop::Refused(format!(
+            "not expected: {node} is in neither expected.identities nor a registry"
+        )))
     }
 
     /// Step 3.
