@@ -274,7 +274,7 @@ impl Provisioner {
             Ok(reply) => {
                 let facts = reply.data.get("facts").and_then(Value::as_object).cloned();
                 debug!(node = %reply.sender, "announced");
-                self.consider(reply.sender, facts);
+                self.consider(reply.sender, facts, now());
             }
             Err(e) => warn!("ignored an announcement: {e:?}"),
         }
@@ -282,6 +282,7 @@ impl Provisioner {
 
     /// One discovery of the provisioning collective.
     pub async fn pass(self: &Arc<Self>) {
+        let asked = now();
         let found = crate::discovery::broadcast(
             &self.prov,
             PROVISIONING_COLLECTIVE,
@@ -294,7 +295,7 @@ impl Provisioner {
             Ok(nodes) => {
                 debug!(count = nodes.len(), "discovered unprovisioned nodes");
                 for (node, _) in nodes {
-                    self.consider(node, None);
+                    self.consider(node, None, asked);
                 }
             }
             Err(e) => warn!("discovery in the provisioning collective failed: {e}"),
@@ -309,7 +310,9 @@ impl Provisioner {
     }
 
     /// Starts work on `node` unless it is being worked on, given up, or not due.
-    fn consider(self: &Arc<Self>, node: String, facts: Option<Map<String, Value>>) {
+    /// `seen_ms` is when the node was known to be in the provisioning
+    /// collective: a sighting older than its provisioning is stale.
+    fn consider(self: &Arc<Self>, node: String, facts: Option<Map<String, Value>>, seen_ms: u64) {
         if !mco_core::subject::valid_token(&node) {
             warn!("ignored a node with an unusable identity {node:?}");
             return;
@@ -324,6 +327,9 @@ impl Provisioner {
                     // Looked at again each interval if it was not expected,
                     // after the longest backoff if its CSR was refused.
                     Status::Refused => now() >= r.retry_at_ms,
+                    // Back in provisioning after it was provisioned (re-imaged),
+                    // unless the sighting predates the provisioning.
+                    Status::Provisioned => seen_ms > r.updated_ms,
                     _ => true,
                 },
             }
