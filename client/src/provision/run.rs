@@ -240,6 +240,7 @@ impl Provisioner {
         } else {
             None
         };
+        self.confirm_restarted();
         info!(
             workers = self.cfg.workers,
             interval = ?self.cfg.interval,
@@ -499,7 +500,7 @@ impl Provisioner {
             warn!(node, "{e}");
         }
         self.refresh_waiting_gauge();
-        let ev = Event {
+        self.notify(Event {
             node: node.to_string(),
             outcome: word.to_string(),
             master: rec.master.clone(),
@@ -508,11 +509,60 @@ impl Provisioner {
             duration_ms: took.as_millis() as u64,
             attempts: rec.attempts,
             time_ms: now(),
-        };
+        })
+        .await;
+    }
+
+    async fn notify(&self, ev: Event) {
         for n in &self.cfg.notify {
             if let Err(e) = n.send(&ev).await {
-                warn!(node, "notifier failed: {e}");
+                warn!(node = %ev.node, "notifier failed: {e}");
             }
+        }
+    }
+
+    /// Nodes a killed provisioner had already restarted are no longer in
+    /// the provisioning collective; those that answer in the main one are
+    /// recorded as provisioned.
+    fn confirm_restarted(self: &Arc<Self>) {
+        let restarted: Vec<(String, Record)> = {
+            let j = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+            j.all()
+                .iter()
+                .filter(|(_, r)| {
+                    r.status == Status::InProgress && r.step.as_deref() == Some("restart")
+                })
+                .map(|(n, r)| (n.clone(), r.clone()))
+                .collect()
+        };
+        for (node, mut rec) in restarted {
+            let me = self.clone();
+            tokio::spawn(async move {
+                let t = Instant::now();
+                if me.confirm(&node).await.is_err() {
+                    // Still restarting or back in provisioning: discovery decides.
+                    return;
+                }
+                rec.status = Status::Provisioned;
+                rec.step = Some("confirm".into());
+                rec.updated_ms = now();
+                if let Err(Stop::Failed(e)) = me.save(&node, &rec, true).await {
+                    warn!(node, "{e}");
+                }
+                Metrics::bump(&me.metrics.provisioned);
+                info!(node, "provisioned (confirmed after a restart)");
+                me.notify(Event {
+                    node: node.clone(),
+                    outcome: "provisioned".into(),
+                    master: rec.master.clone(),
+                    step: None,
+                    error: None,
+                    duration_ms: t.elapsed().as_millis() as u64,
+                    attempts: rec.attempts,
+                    time_ms: now(),
+                })
+                .await;
+            });
         }
     }
 
