@@ -249,6 +249,10 @@ fn a_bare_node_is_provisioned_over_the_bus_and_restarts_into_the_fleet() {
     let g = ok_data(&call(&alice, "fresh-01", "provision", "gencsr", &[&token]));
     let csr = g["csr"].as_str().unwrap().to_string();
     assert_eq!(g["name"], "node:fresh-01");
+    assert_eq!(
+        g["public_key"], key,
+        "the CSR is for the key the node's replies are signed with"
+    );
     let again = ok_data(&call(&alice, "fresh-01", "provision", "gencsr", &[&token]));
     assert_eq!(again["csr"], g["csr"], "gencsr is idempotent");
     let csr_arg = format!("csr={csr}");

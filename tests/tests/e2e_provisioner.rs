@@ -59,14 +59,17 @@ fn metrics_port(p: &Provisioner) -> u16 {
     port
 }
 
-/// The response to a GET, or an empty string while nothing listens.
+/// The response to a GET, or an empty string if there was none.
 fn http_get(port: u16, path: &str) -> String {
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return String::new();
     };
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
+    if write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").is_err()
+        || s.read_to_string(&mut out).is_err()
+    {
+        return String::new();
+    }
     out
 }
 
@@ -324,7 +327,7 @@ fn plant_foreign_csr(c: &SecureCollective, img: &Image, identity: &str, other: &
 #[test]
 fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() {
     let names = [
-        "node-a", "node-b", "node-c", "node-d", "node-e", "node-k", "node-x",
+        "node-a", "node-b", "node-c", "node-d", "node-e", "node-k", "node-x", "node-y",
     ];
     let mut b = SecureCollective::builder()
         .user("bob")
@@ -353,6 +356,9 @@ fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() 
     // node-x presents a CSR for another name.
     let x = Image::new(&c, &prov, "node-x", eu(), "[]", "[]");
     plant_foreign_csr(&c, &x, "node-x", "node-z");
+    // node-y presents a CSR for its own name, but for another key than its replies are signed with.
+    let y = Image::new(&c, &prov, "node-y", eu(), "[]", "[]");
+    plant_foreign_csr(&c, &y, "node-y", "node-y");
 
     let hook = Webhook::start();
     let cfg = Provisioner::configure(
@@ -361,14 +367,14 @@ fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() 
         "alice",
         &format!(
             "workers = 4\ninterval = \"500ms\"\nbackoff = \"1s\"\nretries = 4\nmetrics_listen = \"127.0.0.1:0\"\n\
-             [expected]\nidentities = [\"node-[a-e]\", \"node-x\"]\nkv_bucket = \"expected\"\n\
+             [expected]\nidentities = [\"node-[a-e]\", \"node-[xy]\"]\nkv_bucket = \"expected\"\n\
              [masters]\nclasses = [\"puppet::master\"]\ncriteria = [\"region\"]\nrefresh = \"0s\"\n\
              [[notify]]\ntype = \"webhook\"\nurl = {url:?}\n",
             url = hook.url,
         ),
     );
     let mut p = Provisioner::start(&cfg);
-    let _nodes: Vec<Responder> = [&a, &bn, &cn, &x].iter().map(|i| i.boot(&c)).collect();
+    let _nodes: Vec<Responder> = [&a, &bn, &cn, &x, &y].iter().map(|i| i.boot(&c)).collect();
 
     // No master yet: the nodes wait, and the operator is told once per node.
     eventually(LONG, "node-b waiting for a master", || {
@@ -479,6 +485,25 @@ fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() 
         .events()
         .iter()
         .any(|e| e["node"] == "node-x" && e["outcome"] == "refused"));
+    eventually(LONG, "node-y refused", || {
+        Provisioner::status(&cfg)
+            .get("node-y")
+            .is_some_and(|r| r["status"] == "refused")
+    });
+    let ys = &Provisioner::status(&cfg)["node-y"];
+    assert!(
+        ys["error"].as_str().unwrap().contains("not the key")
+            && ys["error"]
+                .as_str()
+                .unwrap()
+                .contains("its replies are signed with"),
+        "{ys:?}"
+    );
+    assert!(y.certificate().is_none());
+    assert!(
+        issued(&c, "node-y").iter().all(|(_, revoked)| !revoked),
+        "nothing was cleaned or signed for node-y"
+    );
 
     // A master added while the provisioner runs is used for the next node.
     let _m2 = master(&c, "m-eu-2", "eu", "10.0.0.12", 0);

@@ -238,6 +238,7 @@ pub fn run(
                 dns: dns.clone(),
                 ips: ips.clone(),
                 force: *force,
+                key: None,
             };
             let req = request_csr(&target, name, (*kind).into(), &opts).map_err(pki_err)?;
             writeln!(

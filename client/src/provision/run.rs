@@ -752,9 +752,12 @@ impl Provisioner {
                 "its CSR asks for {cn:?}, not {want}; not signed"
             )));
         }
-        if csr_key != key || key.is_empty() {
+        // The certificate is for the key the node signs its replies with,
+        // pinned when it was first heard from; no other key is signed.
+        let pinned = self.pins.get(node).map(hex::encode).unwrap_or_default();
+        if csr_key != pinned || csr_key != key {
             return Err(Stop::Refused(format!(
-                "its CSR carries key {csr_key}, not the key {key} it reported; not signed"
+                "its CSR carries key {csr_key}, not the key {pinned} its replies are signed with; not signed"
             )));
         }
         let ours = rec.csr_key.as_deref() == Some(key);

@@ -28,6 +28,10 @@ pub struct CsrOptions {
     pub ips: Vec<IpAddr>,
     /// Replace an existing `NAME.key` / `NAME.csr` (default off).
     pub force: bool,
+    /// Make the request for this existing Ed25519 key (a PKCS#8 PEM file,
+    /// copied to `NAME.key`) instead of a new one: a node in provisioning
+    /// mode asks for a certificate for the key its replies are signed with.
+    pub key: Option<PathBuf>,
 }
 
 /// A request made by [`request_csr`]; the key stays where it was written.
@@ -68,7 +72,18 @@ pub fn request_csr(
     files::refuse_existing(&csr_path, opts.force)?;
     files::refuse_existing(&key_path, opts.force)?;
 
-    let (key, key_pem) = new_key()?;
+    let (key, key_pem) = match &opts.key {
+        None => new_key()?,
+        Some(path) => {
+            let pem = std::fs::read_to_string(path).map_err(|e| PkiError::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+            let key = rcgen::KeyPair::from_pem(&pem)
+                .map_err(|e| PkiError::Crypto(format!("{}: {e}", path.display())))?;
+            (key, pem)
+        }
+    };
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
     params

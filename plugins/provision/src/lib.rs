@@ -292,8 +292,11 @@ impl Provision {
         let csr_pem = match std::fs::read_to_string(&csr_path) {
             Ok(pem) if !regenerate && key_path.exists() => pem,
             _ => {
+                // The certificate is for the key the node's replies are
+                // signed with, which the provisioner has pinned.
                 let opts = CsrOptions {
                     force: true,
+                    key: Some(dir.join(files::NODE_KEY)),
                     ..CsrOptions::default()
                 };
                 pki::request_csr(&dir.join(files::CSR_DIR), identity, pki::Kind::Node, &opts)
