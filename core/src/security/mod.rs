@@ -122,13 +122,11 @@ fn read_der(path: &Path) -> Result<Vec<u8>, LoadError> {
 /// A party's own key and certificate, for signing.
 pub struct Credentials {
     key: SigningKey,
-    /// The key's SHA-512 expansion, derived once here rather than on every
-    /// signature (ed25519-dalek's `SigningKey::sign` re-derives it each
-    /// time); with `public`, both from `key`, so a signature is the same
-    /// RFC 8032 signature `key.sign` makes, byte for byte.
+    /// The key's SHA-512 expansion, derived once from `key` rather than on
+    /// every signature (ed25519-dalek's `SigningKey::sign` re-derives it each
+    /// time), so a signature is the same RFC 8032 signature `key.sign`
+    /// makes, byte for byte.
     expanded: ExpandedSecretKey,
-    /// The public half of `key`.
-    public: VerifyingKey,
     cert_der: Vec<u8>,
     name: String,
 }
@@ -163,7 +161,6 @@ impl Credentials {
         }
         Ok(Credentials {
             expanded: ExpandedSecretKey::from(key_pair.as_bytes()),
-            public: key_pair.verifying_key(),
             key: key_pair,
             cert_der,
             name,
@@ -189,7 +186,7 @@ impl Credentials {
 
     /// Signs `body` into an envelope carrying our certificate.
     pub fn seal(&self, kind: Kind, body: Vec<u8>) -> Envelope {
-        let sig = raw_sign::<sha2::Sha512>(&self.expanded, &body, &self.public)
+        let sig = raw_sign::<sha2::Sha512>(&self.expanded, &body, &self.key.verifying_key())
             .to_bytes()
             .to_vec();
         Envelope {
