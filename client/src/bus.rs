@@ -132,7 +132,12 @@ impl Bus {
                 .add_client_certificate(cert, key)
                 .require_tls(true);
             if sec.sign {
-                (Some(creds), Some(Arc::new(trust)))
+                let trust = Arc::new(trust);
+                // Turning a fleet's known keys into curve points takes a few
+                // milliseconds: a spare core does it while this one connects.
+                let warm = trust.clone();
+                std::thread::spawn(move || warm.warm_known());
+                (Some(creds), Some(trust))
             } else {
                 eprintln!("mco: UNSIGNED MODE (security.sign = false): TLS to the broker is on, but requests are not signed and replies are not verified; use this only to measure what signing costs");
                 (None, None)

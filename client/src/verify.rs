@@ -2,9 +2,17 @@
 //!
 //! Checking an Ed25519 signature costs tens of microseconds; a thousand
 //! replies checked one by one on the receiving task would add tens of
-//! milliseconds to every call. Each reply is therefore checked on a task of
-//! its own, so all cores share the work, and the caller reads verified
-//! replies from a channel in the order the checks finish.
+//! milliseconds to every call. Replies are therefore checked in batches on
+//! tasks of their own, so all cores share the work, and the caller reads
+//! verified replies from a channel in the order the checks finish.
+//!
+//! At most one batch per core is being checked at a time: while they all
+//! are, new replies wait in the subscription and make the next batch larger
+//! rather than queueing as many small ones. A batch's signatures are checked
+//! together (one Ed25519 batch equation, see `TrustStore::verify_many`),
+//! whose cost per signature falls with its size — a lone signature costs
+//! about twice what one in a batch of tens does — and a reply waiting for a
+//! free core would not be checked any sooner in a queue of its own.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +20,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use mco_core::security::TrustStore;
 use mco_core::wire::{now_ms, Envelope, Kind, ReplyBody};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -145,44 +153,65 @@ impl Intake {
     /// Starts reading `sub`; round-trip times are measured from `sent`.
     pub fn start(mut sub: async_nats::Subscriber, opener: Opener, sent: Instant) -> Intake {
         let (tx, rx) = mpsc::channel(1024);
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let checking = Arc::new(Semaphore::new(cores));
         let reader = tokio::spawn(async move {
-            while let Some(first) = sub.next().await {
-                // Take whatever else has already arrived, up to a batch, so
-                // that under load signatures are checked many at a time.
-                let mut batch = Vec::with_capacity(BATCH);
-                let mut rtts = Vec::with_capacity(BATCH);
-                let mut push = |batch: &mut Vec<bytes::Bytes>, msg: async_nats::Message| {
-                    // A status message (e.g. "no responders") is the broker talking, not a reply.
-                    if msg.status.is_none() {
-                        rtts.push(sent.elapsed());
-                        batch.push(msg.payload);
+            // Replies taken from the subscription (timed as they are taken),
+            // not yet handed to a check.
+            let mut pending: Vec<(Duration, bytes::Bytes)> = Vec::new();
+            let mut closed = false;
+            let take = |pending: &mut Vec<(Duration, bytes::Bytes)>, msg: async_nats::Message| {
+                // A status message (e.g. "no responders") is the broker talking, not a reply.
+                if msg.status.is_none() {
+                    pending.push((sent.elapsed(), msg.payload));
+                }
+            };
+            loop {
+                if pending.is_empty() {
+                    match sub.next().await {
+                        Some(msg) => take(&mut pending, msg),
+                        None => break,
+                    }
+                    continue;
+                }
+                // Wait for a free core, taking what arrives meanwhile.
+                let permit = tokio::select! {
+                    biased;
+                    permit = checking.clone().acquire_owned() => match permit {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                    msg = sub.next(), if !closed => {
+                        match msg {
+                            Some(msg) => take(&mut pending, msg),
+                            None => closed = true,
+                        }
+                        continue;
                     }
                 };
-                push(&mut batch, first);
-                let mut closed = false;
-                while batch.len() < BATCH {
+                // Take whatever else has already arrived, up to a batch.
+                while !closed && pending.len() < BATCH {
                     match sub.next().now_or_never() {
-                        Some(Some(msg)) => push(&mut batch, msg),
-                        Some(None) => {
-                            closed = true;
-                            break;
-                        }
+                        Some(Some(msg)) => take(&mut pending, msg),
+                        Some(None) => closed = true,
                         None => break,
                     }
                 }
-                if !batch.is_empty() {
-                    let tx = tx.clone();
-                    let opener = opener.clone();
-                    tokio::spawn(async move {
-                        let results = opener.open_many(&batch);
-                        for (rtt, r) in rtts.into_iter().zip(results) {
-                            if tx.send((rtt, r)).await.is_err() {
-                                break;
-                            }
+                let rest = pending.split_off(pending.len().min(BATCH));
+                let (rtts, batch): (Vec<Duration>, Vec<bytes::Bytes>) =
+                    std::mem::replace(&mut pending, rest).into_iter().unzip();
+                let tx = tx.clone();
+                let opener = opener.clone();
+                tokio::spawn(async move {
+                    let results = opener.open_many(&batch);
+                    drop(permit);
+                    for (rtt, r) in rtts.into_iter().zip(results) {
+                        if tx.send((rtt, r)).await.is_err() {
+                            break;
                         }
-                    });
-                }
-                if closed {
+                    }
+                });
+                if closed && pending.is_empty() {
                     break;
                 }
             }

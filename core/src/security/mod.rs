@@ -15,12 +15,13 @@ mod replay;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use sha2::{Digest, Sha256};
 
+use ed25519_dalek::hazmat::{raw_sign, ExpandedSecretKey};
 use ed25519_dalek::pkcs8::DecodePrivateKey;
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, SigningKey, Verifier, VerifyingKey};
 use x509_parser::prelude::*;
 
 use crate::wire::{Envelope, Kind, PROTOCOL_VERSION};
@@ -121,6 +122,11 @@ fn read_der(path: &Path) -> Result<Vec<u8>, LoadError> {
 /// A party's own key and certificate, for signing.
 pub struct Credentials {
     key: SigningKey,
+    /// The key's SHA-512 expansion, derived once from `key` rather than on
+    /// every signature (ed25519-dalek's `SigningKey::sign` re-derives it each
+    /// time), so a signature is the same RFC 8032 signature `key.sign`
+    /// makes, byte for byte.
+    expanded: ExpandedSecretKey,
     cert_der: Vec<u8>,
     name: String,
 }
@@ -154,6 +160,7 @@ impl Credentials {
             ));
         }
         Ok(Credentials {
+            expanded: ExpandedSecretKey::from(key_pair.as_bytes()),
             key: key_pair,
             cert_der,
             name,
@@ -179,7 +186,9 @@ impl Credentials {
 
     /// Signs `body` into an envelope carrying our certificate.
     pub fn seal(&self, kind: Kind, body: Vec<u8>) -> Envelope {
-        let sig = self.key.sign(&body).to_bytes().to_vec();
+        let sig = raw_sign::<sha2::Sha512>(&self.expanded, &body, &self.key.verifying_key())
+            .to_bytes()
+            .to_vec();
         Envelope {
             v: PROTOCOL_VERSION,
             kind,
@@ -227,9 +236,10 @@ pub struct TrustStore {
     ca_key: VerifyingKey,
     ca_subject: Vec<u8>,
     revoked: HashSet<Vec<u8>>,
+    /// Certificates checked in this process, by their DER bytes.
     cache: RwLock<HashMap<Vec<u8>, Checked>>,
     /// Certificates from a known-certificates file, by the SHA-256 of their DER.
-    imported: RwLock<HashMap<[u8; 32], Arc<Principal>>>,
+    imported: RwLock<HashMap<[u8; 32], Arc<Imported>>>,
     /// Certificates checked in this process, not yet in the known file.
     learned: std::sync::atomic::AtomicUsize,
     memo: Option<Mutex<HashMap<[u8; 64], Arc<Signed>>>>,
@@ -237,6 +247,35 @@ pub struct TrustStore {
 
 /// The certificate and body bytes a remembered signature covered.
 type Signed = (Vec<u8>, Vec<u8>);
+
+/// A certificate from a known-certificates file. Its public key is turned
+/// into a curve point (a square root in the field, tens of microseconds: most
+/// of the cost of loading a fleet's file) only when first needed, or ahead
+/// of time by [`TrustStore::warm_known`] on another thread, so loading the
+/// file does not hold up the caller's start.
+struct Imported {
+    entry: known::Entry,
+    principal: OnceLock<Option<Arc<Principal>>>,
+}
+
+impl Imported {
+    /// The principal, or `None` if the stored key is not a curve point (the
+    /// certificate is then checked against the CA as an unknown one).
+    fn principal(&self) -> Option<Arc<Principal>> {
+        self.principal
+            .get_or_init(|| {
+                let key = VerifyingKey::from_bytes(&self.entry.key).ok()?;
+                Some(Arc::new(Principal {
+                    name: self.entry.name.clone(),
+                    not_before: self.entry.not_before,
+                    not_after: self.entry.not_after,
+                    serial: self.entry.serial.clone(),
+                    key,
+                }))
+            })
+            .clone()
+    }
+}
 
 /// The SHA-256 of a certificate's DER: its key in the cache.
 fn cert_digest(der: &[u8]) -> [u8; 32] {
@@ -287,25 +326,36 @@ impl TrustStore {
         let mut imported = self.imported.write().unwrap_or_else(|e| e.into_inner());
         let mut n = 0;
         for e in entries {
-            let Ok(key) = VerifyingKey::from_bytes(&e.key) else {
-                continue;
-            };
             if imported.len() >= CACHE_LIMIT {
                 break;
             }
             imported.insert(
                 e.digest,
-                Arc::new(Principal {
-                    name: e.name,
-                    not_before: e.not_before,
-                    not_after: e.not_after,
-                    serial: e.serial,
-                    key,
+                Arc::new(Imported {
+                    entry: e,
+                    principal: OnceLock::new(),
                 }),
             );
             n += 1;
         }
         Ok(n)
+    }
+
+    /// Prepares every imported certificate's key now rather than on its
+    /// first message: worth calling on a spare thread right after
+    /// [`import_known`](Self::import_known), while the caller connects and
+    /// sends its request. Checks nothing and changes no result.
+    pub fn warm_known(&self) {
+        let all: Vec<Arc<Imported>> = self
+            .imported
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for imp in all {
+            imp.principal();
+        }
     }
 
     /// Whether certificates were checked since the last export.
@@ -316,28 +366,31 @@ impl TrustStore {
     /// Every certificate checked good and not expired at `now_s`, as a
     /// known-certificates file authenticated with `secret`.
     pub fn export_known(&self, secret: &[u8; 32], now_s: i64) -> Vec<u8> {
-        let mut all: HashMap<[u8; 32], Arc<Principal>> = self
+        let mut all: HashMap<[u8; 32], known::Entry> = self
             .imported
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone();
+            .iter()
+            .map(|(d, imp)| (*d, imp.entry.clone()))
+            .collect();
         for (der, checked) in self.cache.read().unwrap_or_else(|e| e.into_inner()).iter() {
             if let Ok(p) = checked {
-                all.insert(cert_digest(der), p.clone());
+                let digest = cert_digest(der);
+                all.insert(
+                    digest,
+                    known::Entry {
+                        digest,
+                        key: p.key.to_bytes(),
+                        not_before: p.not_before,
+                        not_after: p.not_after,
+                        serial: p.serial.clone(),
+                        name: p.name.clone(),
+                    },
+                );
             }
         }
-        let mut entries: Vec<known::Entry> = all
-            .into_iter()
-            .filter(|(_, p)| p.not_after >= now_s)
-            .map(|(d, p)| known::Entry {
-                digest: d,
-                key: p.key.to_bytes(),
-                not_before: p.not_before,
-                not_after: p.not_after,
-                serial: p.serial.clone(),
-                name: p.name.clone(),
-            })
-            .collect();
+        let mut entries: Vec<known::Entry> =
+            all.into_values().filter(|e| e.not_after >= now_s).collect();
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         self.learned.store(0, std::sync::atomic::Ordering::Relaxed);
         known::encode(self.ca_key.as_bytes(), &entries, secret)
@@ -506,6 +559,9 @@ impl TrustStore {
 
     /// A certificate checked before, in this process or (through the known
     /// file) an earlier one.
+    /// A known certificate is not copied into `cache`: its entry keeps the
+    /// prepared key, and a short-lived client sees each certificate about
+    /// once.
     fn cached(&self, der: &[u8]) -> Option<Checked> {
         if let Some(hit) = self
             .cache
@@ -515,18 +571,14 @@ impl TrustStore {
         {
             return Some(hit.clone());
         }
-        let imported = self.imported.read().unwrap_or_else(|e| e.into_inner());
-        if imported.is_empty() {
-            return None;
-        }
-        let p = imported.get(&cert_digest(der))?.clone();
-        drop(imported);
-        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= CACHE_LIMIT {
-            cache.clear();
-        }
-        cache.insert(der.to_vec(), Ok(p.clone()));
-        Some(Ok(p))
+        let imp = {
+            let imported = self.imported.read().unwrap_or_else(|e| e.into_inner());
+            if imported.is_empty() {
+                return None;
+            }
+            imported.get(&cert_digest(der))?.clone()
+        };
+        imp.principal().map(Ok)
     }
 
     fn principal(&self, der: &[u8]) -> Result<Arc<Principal>, SecurityError> {

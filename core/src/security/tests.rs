@@ -298,3 +298,124 @@ fn known_certificates_skip_only_the_ca_check() {
         "certificate_revoked"
     );
 }
+
+#[test]
+fn sealing_makes_the_rfc_8032_signature() {
+    use ed25519_dalek::Signer;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca1 = ca("collective CA");
+    let ca_path = write(d, "ca.pem", &ca1.pem);
+    let node = creds(d, &issue(&ca1, "node:web-1", 2020, 2040, 7), "web");
+    for body in [Vec::new(), b"reply".to_vec(), vec![7u8; 5000]] {
+        let env = node.seal(Kind::Reply, body.clone());
+        // The expansion derived once at load gives what `SigningKey::sign`
+        // gives, deriving it again each time.
+        assert_eq!(env.sig, node.key.sign(&body).to_bytes().to_vec());
+        let trust = TrustStore::load(&ca_path, None).unwrap();
+        assert_eq!(trust.verify(&env, NOW).unwrap().name, "node:web-1");
+    }
+}
+
+#[test]
+fn known_keys_are_prepared_lazily_and_still_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca1 = ca("collective CA");
+    let ca_path = write(d, "ca.pem", &ca1.pem);
+    let nodes: Vec<Credentials> = (0..3)
+        .map(|i| {
+            creds(
+                d,
+                &issue(&ca1, &format!("node:web-{i}"), 2020, 2040, 10 + i),
+                &format!("web{i}"),
+            )
+        })
+        .collect();
+    let me = creds(d, &issue(&ca1, "user:alice", 2020, 2040, 8), "alice");
+    let secret = me.derive_secret("known certificates");
+    let envs: Vec<Envelope> = nodes
+        .iter()
+        .map(|n| n.seal(Kind::Reply, n.name().as_bytes().to_vec()))
+        .collect();
+    let first = TrustStore::load(&ca_path, None).unwrap();
+    let refs: Vec<&Envelope> = envs.iter().collect();
+    assert!(first.verify_many(&refs, NOW).iter().all(Result::is_ok));
+    let file = first.export_known(&secret, NOW);
+
+    // Loaded but not prepared: exporting again gives the same entries.
+    let second = TrustStore::load(&ca_path, None).unwrap();
+    assert_eq!(second.import_known(&file, &secret), Ok(3));
+    assert_eq!(
+        known::decode(
+            &second.export_known(&secret, NOW),
+            first.ca_key.as_bytes(),
+            &secret
+        ),
+        known::decode(&file, first.ca_key.as_bytes(), &secret)
+    );
+    // Prepared ahead (as the client does on a spare thread) or on first use,
+    // every signature is still checked, in a batch or alone.
+    second.warm_known();
+    let mut tampered = envs[1].clone();
+    tampered.body[0] ^= 1;
+    let out = second.verify_many(&[&envs[0], &tampered, &envs[2]], NOW);
+    assert_eq!(out[0].as_ref().unwrap().name, "node:web-0");
+    assert_eq!(out[1].as_ref().unwrap_err().reason(), "bad_signature");
+    assert_eq!(out[2].as_ref().unwrap().name, "node:web-2");
+    let third = TrustStore::load(&ca_path, None).unwrap();
+    assert_eq!(third.import_known(&file, &secret), Ok(3));
+    assert_eq!(
+        third.verify(&tampered, NOW).unwrap_err().reason(),
+        "bad_signature"
+    );
+    assert_eq!(third.verify(&envs[1], NOW).unwrap().name, "node:web-1");
+    // A reply whose body names another node is signed by the right key but
+    // proves only the certificate's name.
+    let swapped = Envelope {
+        cert: envs[0].cert.clone(),
+        ..envs[1].clone()
+    };
+    assert_eq!(
+        third.verify(&swapped, NOW).unwrap_err().reason(),
+        "bad_signature"
+    );
+    assert!(!third.learned_any(), "no CA check was needed");
+}
+
+#[test]
+fn a_known_entry_whose_key_is_no_curve_point_is_checked_against_the_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca1 = ca("collective CA");
+    let ca_path = write(d, "ca.pem", &ca1.pem);
+    let node = creds(d, &issue(&ca1, "node:web-1", 2020, 2040, 7), "web");
+    let me = creds(d, &issue(&ca1, "user:alice", 2020, 2040, 8), "alice");
+    let secret = me.derive_secret("known certificates");
+    let env = node.seal(Kind::Reply, b"reply".to_vec());
+    let trust = TrustStore::load(&ca_path, None).unwrap();
+    let bad_key = (0..=255u8)
+        .map(|b| [b; 32])
+        .find(|k| VerifyingKey::from_bytes(k).is_err())
+        .unwrap();
+    let entry = known::Entry {
+        digest: cert_digest(&env.cert),
+        key: bad_key,
+        not_before: 0,
+        not_after: i64::MAX,
+        serial: vec![7],
+        name: "node:web-1".into(),
+    };
+    let file = known::encode(trust.ca_key.as_bytes(), &[entry], &secret);
+    assert_eq!(trust.import_known(&file, &secret), Ok(1));
+    trust.warm_known();
+    assert_eq!(trust.verify(&env, NOW).unwrap().name, "node:web-1");
+    assert!(trust.learned_any(), "checked against the CA");
+    assert_eq!(
+        trust.verify_many(&[&env, &env], NOW)[1]
+            .as_ref()
+            .unwrap()
+            .name,
+        "node:web-1"
+    );
+}
