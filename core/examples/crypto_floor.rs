@@ -1,0 +1,44 @@
+//! The floor under a signed 1,000-node RPC on this machine: what 1,000 Ed25519 signatures (one
+//! per replying node) and their batch verification (the client) cost on one core, with a
+//! 300-byte body like a reply's. Best of 7.
+//!
+//! ```text
+//! cargo run --release -p mco-core --example crypto_floor
+//! ```
+
+use std::time::Instant;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+
+fn main() {
+    let n = 1000;
+    let keys: Vec<SigningKey> = (0..n)
+        .map(|_| SigningKey::generate(&mut rand_core::OsRng))
+        .collect();
+    let verifying: Vec<VerifyingKey> = keys.iter().map(SigningKey::verifying_key).collect();
+    let body = vec![7u8; 300];
+    let msgs: Vec<&[u8]> = (0..n).map(|_| &body[..]).collect();
+    let (mut sign, mut batch, mut single) = (f64::MAX, f64::MAX, f64::MAX);
+    for _ in 0..7 {
+        let t = Instant::now();
+        let sigs: Vec<Signature> = keys.iter().map(|k| k.sign(&body)).collect();
+        sign = sign.min(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        ed25519_dalek::verify_batch(&msgs, &sigs, &verifying).expect("good signatures");
+        batch = batch.min(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        for ((k, s), m) in verifying.iter().zip(&sigs).zip(&msgs) {
+            k.verify_strict(m, s).expect("a good signature");
+        }
+        single = single.min(t.elapsed().as_secs_f64());
+    }
+    println!("| work for {n} replies, one core | ms |");
+    println!("|---|---|");
+    println!("| sign (the nodes) | {:.1} |", sign * 1e3);
+    println!("| verify, one batch (the client) | {:.1} |", batch * 1e3);
+    println!("| verify, one by one | {:.1} |", single * 1e3);
+    println!(
+        "| sign + batch verify, i.e. CPU signing adds to a 1,000-node RPC | {:.1} |",
+        (sign + batch) * 1e3
+    );
+}
