@@ -23,6 +23,18 @@ fn s(p: &Path) -> String {
 
 /// A master: a normal signed member of the main collective with class `puppet::master`.
 fn master(c: &SecureCollective, name: &str, region: &str, ip: &str, load: u32) -> Responder {
+    master_with(c, name, region, ip, load, "")
+}
+
+/// A master with `extra` TOML in its config.
+fn master_with(
+    c: &SecureCollective,
+    name: &str,
+    region: &str,
+    ip: &str,
+    load: u32,
+    extra: &str,
+) -> Responder {
     let pki = c.pki_dir();
     let security = format!(
         "ca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\ncrl = {crl:?}\npolicy_dir = {pol:?}\ndefault_policy = \"deny\"\n",
@@ -37,7 +49,8 @@ fn master(c: &SecureCollective, name: &str, region: &str, ip: &str, load: u32) -
         ResponderSpec::new(name)
             .facts(json!({"region": region, "ipaddress": ip, "load": load}))
             .classes(&["puppet::master"])
-            .secure(&security),
+            .secure(&security)
+            .extra(extra),
     );
     c.wait_ready(&[name.to_string()]);
     r
@@ -367,6 +380,7 @@ fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() 
         "alice",
         &format!(
             "workers = 4\ninterval = \"500ms\"\nbackoff = \"1s\"\nretries = 4\nmetrics_listen = \"127.0.0.1:0\"\n\
+             [ca]\nidentity = \"ca-node\"\n\
              [expected]\nidentities = [\"node-[a-e]\", \"node-[xy]\"]\nkv_bucket = \"expected\"\n\
              [masters]\nclasses = [\"puppet::master\"]\ncriteria = [\"region\"]\nrefresh = \"0s\"\n\
              [[notify]]\ntype = \"webhook\"\nurl = {url:?}\n",
@@ -388,7 +402,28 @@ fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() 
         .events()
         .iter()
         .any(|e| e["node"] == "node-b" && e["outcome"] == "waiting"));
-    let _m1 = master(&c, "m-eu-1", "eu", "10.0.0.11", 10);
+    // m-eu-1 keeps a copy of the CA's files with the `ca` agent (as a Puppet master caches
+    // certificates): old certificates are cleaned there too.
+    let copy = c.scratch().join("m-eu-1-ca");
+    fs::create_dir_all(&copy).unwrap();
+    for entry in fs::read_dir(c.pki_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    assert!(copy.join("node-a.pem").exists());
+    let _m1 = master_with(
+        &c,
+        "m-eu-1",
+        "eu",
+        "10.0.0.11",
+        10,
+        &format!(
+            "[agents]\nenabled = [\"rpcutil\", \"ca\"]\n[plugin.ca]\ndir = {:?}\n",
+            s(&copy)
+        ),
+    );
 
     // Kill the provisioner once node-b or node-c is signed but not yet done.
     eventually(LONG, "a node signed and bootstrapping", || {
@@ -435,6 +470,10 @@ fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() 
         assert_eq!(e.iter().filter(|(_, revoked)| !revoked).count(), 1, "{n}");
     }
     for (img, n) in [(&a, "node-a"), (&bn, "node-b"), (&cn, "node-c")] {
+        assert!(
+            !copy.join(format!("{n}.pem")).exists(),
+            "{n}'s old certificate is still on m-eu-1"
+        );
         certificate_verifies(&c, img, n);
         assert!(img.hosts().contains("10.0.0.11 m-eu-1 puppet\n"), "{n}");
     }
