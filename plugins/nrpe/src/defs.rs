@@ -2,11 +2,15 @@
 //! keeping them fresh.
 //!
 //! nrpe.cfg files hold other directives too (`server_port=`, `allowed_hosts=`,
-//! …); only `command[…]` lines matter here, the rest is skipped, as are
-//! comments and blank lines. A later definition of a name wins, across files
-//! as within one. [`Definitions`] re-reads the files whenever the set of
-//! files or any file's modification time or size changes, so an operator's
-//! edit takes effect on the next request without restarting the responder.
+//! …); only `command[…]` lines and NRPE's `include=FILE` and
+//! `include_dir=DIR` (every `*.cfg` below DIR, in name order) matter here,
+//! the rest is skipped, as are comments and blank lines. Includes are read
+//! where they stand, relative paths against the including file's
+//! directory, at most [`MAX_INCLUDE_DEPTH`] deep, each file once. A later
+//! definition of a name wins, across files as within one. [`Definitions`]
+//! re-reads everything whenever any file or directory it read changes
+//! (modification time or size), so an operator's edit takes effect on the
+//! next request without restarting the responder.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +21,9 @@ use crate::config::NrpeConfig;
 
 /// The largest definitions file read; a bigger one is reported and skipped.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// How deep includes may nest.
+pub const MAX_INCLUDE_DEPTH: usize = 8;
 
 /// Command name → command line.
 pub type Commands = BTreeMap<String, String>;
@@ -76,61 +83,121 @@ impl Definitions {
         }
     }
 
-    /// The files in force: `conf_dir`'s `*.cfg` in name order, then `conf_files`.
-    fn files(&self, problems: &mut Vec<String>) -> Vec<PathBuf> {
-        let mut files = Vec::new();
-        if let Some(dir) = &self.cfg.conf_dir {
-            match std::fs::read_dir(dir) {
-                Ok(entries) => {
-                    let mut found: Vec<PathBuf> = entries
-                        .filter_map(Result::ok)
-                        .map(|e| e.path())
-                        .filter(|p| p.extension().is_some_and(|x| x == "cfg") && p.is_file())
-                        .collect();
-                    found.sort();
-                    files.extend(found);
-                }
-                Err(e) => problems.push(format!("{}: {e}", dir.display())),
-            }
-        }
-        files.extend(self.cfg.conf_files.iter().cloned());
-        files
-    }
-
     /// The current definitions, re-reading the files if any changed. Blocking:
     /// call it from a blocking thread.
     pub fn load(&self) -> Loaded {
-        let mut problems = Vec::new();
-        let files = self.files(&mut problems);
-        let sig: Signature = files
-            .iter()
-            .map(|f| match std::fs::metadata(f) {
-                Ok(m) => (f.clone(), m.modified().ok(), m.len()),
-                Err(_) => (f.clone(), None, 0),
-            })
-            .collect();
         let mut cache = match self.cache.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
         if let Some((old, loaded)) = cache.as_ref() {
-            if *old == sig && problems.is_empty() {
+            if loaded.problems.is_empty() && old.iter().all(|(p, m, l)| stat(p) == (*m, *l)) {
                 return loaded.clone();
             }
         }
-        let mut commands = Commands::new();
-        for file in &files {
-            match read(file) {
-                Ok(text) => parse_into(&text, &mut commands),
-                Err(e) => problems.push(format!("{}: {e}", file.display())),
-            }
+        let mut walk = Walk::default();
+        if let Some(dir) = &self.cfg.conf_dir {
+            walk.dir(dir, 0, false);
+        }
+        for f in &self.cfg.conf_files {
+            walk.file(f, 0);
         }
         let loaded = Loaded {
-            commands: Arc::new(commands),
-            problems,
+            commands: Arc::new(walk.commands),
+            problems: walk.problems,
         };
-        *cache = Some((sig, loaded.clone()));
+        *cache = Some((walk.seen, loaded.clone()));
         loaded
+    }
+}
+
+/// A file's or directory's modification time and size, `(None, 0)` if gone.
+fn stat(p: &Path) -> (Option<SystemTime>, u64) {
+    match std::fs::metadata(p) {
+        Ok(m) => (m.modified().ok(), m.len()),
+        Err(_) => (None, 0),
+    }
+}
+
+/// One reading of the definitions, following includes.
+#[derive(Default)]
+struct Walk {
+    commands: Commands,
+    problems: Vec<String>,
+    seen: Signature,
+}
+
+impl Walk {
+    fn note(&mut self, p: &Path) -> bool {
+        if self.seen.iter().any(|(q, _, _)| q == p) {
+            return false;
+        }
+        let (m, l) = stat(p);
+        self.seen.push((p.to_path_buf(), m, l));
+        true
+    }
+
+    fn file(&mut self, file: &Path, depth: usize) {
+        if !self.note(file) {
+            return;
+        }
+        let text = match read(file) {
+            Ok(t) => t,
+            Err(e) => {
+                self.problems.push(format!("{}: {e}", file.display()));
+                return;
+            }
+        };
+        let base = file.parent().unwrap_or(Path::new("."));
+        for line in text.lines() {
+            if let Some((name, cmd)) = parse_line(line) {
+                self.commands.insert(name.to_string(), cmd.to_string());
+                continue;
+            }
+            let Some((key, value)) = line.trim().split_once('=') else {
+                continue;
+            };
+            let (key, value) = (key.trim(), value.trim());
+            if !(key == "include" || key == "include_dir") || value.is_empty() {
+                continue;
+            }
+            if depth >= MAX_INCLUDE_DEPTH {
+                self.problems.push(format!(
+                    "{}: {key}={value}: includes nest deeper than {MAX_INCLUDE_DEPTH}",
+                    file.display()
+                ));
+                continue;
+            }
+            let target = base.join(value);
+            if key == "include" {
+                self.file(&target, depth + 1);
+            } else {
+                self.dir(&target, depth + 1, true);
+            }
+        }
+    }
+
+    /// Every `*.cfg` file in `dir` in name order, and with `recurse` those
+    /// of its subdirectories too, as NRPE's `include_dir` does.
+    fn dir(&mut self, dir: &Path, depth: usize, recurse: bool) {
+        if !self.note(dir) {
+            return;
+        }
+        let mut entries: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(e) => e.filter_map(Result::ok).map(|e| e.path()).collect(),
+            Err(e) => {
+                self.problems.push(format!("{}: {e}", dir.display()));
+                return;
+            }
+        };
+        entries.sort();
+        for p in entries {
+            if p.is_file() && p.extension().is_some_and(|x| x == "cfg") {
+                self.file(&p, depth);
+            } else if recurse && p.is_dir() && depth < MAX_INCLUDE_DEPTH {
+                self.dir(&p, depth + 1, true);
+            }
+        }
     }
 }
 
@@ -222,6 +289,57 @@ mod tests {
         let l = defs.load();
         assert_eq!(l.commands["y"], "y");
         assert_eq!(l.problems.len(), 1, "{:?}", l.problems);
+    }
+
+    #[test]
+    fn includes_are_followed_where_they_stand_and_watched() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("conf.d/sub")).unwrap();
+        std::fs::write(
+            root.join("nrpe.cfg"),
+            "server_port=5666\ncommand[a]=main\ninclude=local.cfg\ncommand[b]=main-after\ninclude_dir=conf.d\n# a loop is read once\ninclude=nrpe.cfg\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("local.cfg"),
+            "command[a]=local\ncommand[b]=local\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("conf.d/1.cfg"), "command[c]=dir\n").unwrap();
+        std::fs::write(root.join("conf.d/sub/2.cfg"), "command[c]=subdir\n").unwrap();
+        std::fs::write(root.join("conf.d/skip.txt"), "command[d]=no\n").unwrap();
+        let defs = Definitions::new(NrpeConfig {
+            conf_dir: None,
+            conf_files: vec![root.join("nrpe.cfg")],
+            timeout: Duration::from_secs(1),
+        });
+        let l = defs.load();
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        let got: Vec<(&str, &str)> = l
+            .commands
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        // a: the include after it wins; b: the line after the include wins; c: the subdirectory
+        // comes after 1.cfg; skip.txt is not a .cfg file.
+        assert_eq!(got, [("a", "local"), ("b", "main-after"), ("c", "subdir")]);
+
+        // A new file in an included directory is seen on the next load.
+        std::fs::write(root.join("conf.d/sub/3.cfg"), "command[e]=new\n").unwrap();
+        assert_eq!(
+            defs.load().commands.get("e").map(String::as_str),
+            Some("new")
+        );
+        // A missing include is a problem, not a failure.
+        std::fs::write(root.join("local.cfg"), "include=gone.cfg\n").unwrap();
+        let l = defs.load();
+        assert!(
+            l.problems.iter().any(|p| p.contains("gone.cfg")),
+            "{:?}",
+            l.problems
+        );
+        assert_eq!(l.commands.get("a").map(String::as_str), Some("main"));
     }
 
     #[test]
