@@ -248,6 +248,10 @@ impl Report {
     /// host lists, then each non-OK host with its output (long output);
     /// `verbose` adds the OK hosts at the end.
     pub fn plugin_output(&self, verbose: bool) -> String {
+        fit_nagios(&self.full_plugin_output(verbose), NAGIOS_OUTPUT_LIMIT)
+    }
+
+    fn full_plugin_output(&self, verbose: bool) -> String {
         let mut out = format!("{}: {}|{}\n", self.check, self.summary(), self.perfdata());
         for line in self.state_lines() {
             out.push_str(&clean(&line));
@@ -315,8 +319,69 @@ impl Report {
     }
 }
 
+/// Nagios 4 keeps at most this many bytes of a plugin's output (its
+/// `MAX_PLUGIN_OUTPUT_LENGTH`); the rest would be dropped without a word.
+pub const NAGIOS_OUTPUT_LIMIT: usize = 8192;
+
+/// `text` cut to `limit` bytes at a line boundary, the first line (state,
+/// counts, performance data) always kept whole, with a last line saying how
+/// much was left out.
+pub fn fit_nagios(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_string();
+    }
+    let mut lines = text.lines();
+    let mut out = String::with_capacity(limit);
+    if let Some(first) = lines.next() {
+        out.push_str(first);
+        out.push('\n');
+    }
+    let rest: Vec<&str> = lines.collect();
+    // Room for the note at the end.
+    let room = limit.saturating_sub(120);
+    let mut kept = 0;
+    for line in &rest {
+        if out.len() + line.len() + 1 > room {
+            break;
+        }
+        out.push_str(line);
+        out.push('\n');
+        kept += 1;
+    }
+    let _ = writeln!(
+        out,
+        "... {} more lines cut to fit Nagios' {limit}-byte output limit; `mco nrpe` shows them all",
+        rest.len() - kept
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn long_output_is_cut_to_the_nagios_limit_keeping_line_one() {
+        let first = format!("check: CRITICAL: 0 ...|{}", "x=1;2;3 ".repeat(40));
+        let mut text = format!("{first}\n");
+        for i in 0..2000 {
+            text.push_str(&format!("[CRITICAL] node-{i:04}: CRITICAL - disk full\n"));
+        }
+        let cut = fit_nagios(&text, 8192);
+        assert!(cut.len() <= 8192, "{}", cut.len());
+        assert_eq!(cut.lines().next(), Some(first.as_str()));
+        let last = cut.lines().last().unwrap();
+        assert!(
+            last.starts_with("... ") && last.contains("more lines cut"),
+            "{last}"
+        );
+        let kept = cut.lines().count() - 2;
+        assert!(
+            last.starts_with(&format!("... {} more", 2000 - kept)),
+            "{last}"
+        );
+        // Short output is untouched.
+        assert_eq!(fit_nagios("a|b\nc\n", 8192), "a|b\nc\n");
+    }
+
     use super::*;
     use serde_json::json;
 
