@@ -72,8 +72,7 @@ fn status(cfg: &ProvisionerConfig, json: bool, out: &mut dyn Write) -> Result<Ex
     )
     .map_err(io)?;
     for (node, r) in &records {
-        writeln!(
-            out,
+        let line = format!(
             "{:<width$}  {:<11}  {:<10}  {:>8}  {:<20}  {}",
             node,
             r.status.word(),
@@ -81,8 +80,8 @@ fn status(cfg: &ProvisionerConfig, json: bool, out: &mut dyn Write) -> Result<Ex
             r.attempts,
             r.master.as_deref().unwrap_or("-"),
             r.error.as_deref().unwrap_or("")
-        )
-        .map_err(io)?;
+        );
+        writeln!(out, "{}", line.trim_end()).map_err(io)?;
     }
     let c = counts(&records);
     let n = |s: Status| c.get(&s).copied().unwrap_or(0);
