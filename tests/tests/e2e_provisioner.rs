@@ -78,7 +78,8 @@ fn http_get(port: u16, path: &str) -> String {
         return String::new();
     };
     let mut out = String::new();
-    if write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").is_err()
+    if s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .is_err()
         || s.read_to_string(&mut out).is_err()
     {
         return String::new();

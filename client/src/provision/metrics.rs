@@ -115,11 +115,20 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: std::sync::Arc<Me
         };
         let metrics = metrics.clone();
         tokio::spawn(async move {
+            // The request line may arrive in pieces: read until the end of
+            // the headers, a full buffer, or the deadline.
             let mut buf = [0u8; 2048];
-            let n = match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
+            let mut n = 0;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while n < buf.len() && !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                match tokio::time::timeout_at(deadline, s.read(&mut buf[n..])).await {
+                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                    Ok(Ok(k)) => n += k,
+                }
+            }
+            if n == 0 {
+                return;
+            }
             let req = String::from_utf8_lossy(&buf[..n]);
             let (status, body) = if req.starts_with("GET /metrics ") || req.starts_with("GET / ") {
                 ("200 OK", metrics.render())
@@ -167,7 +176,11 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let server = tokio::spawn(serve(l, m.clone()));
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        // In pieces, as a client may send it.
+        s.write_all(b"GET ").await.unwrap();
+        s.flush().await.unwrap();
+        tokio::task::yield_now().await;
+        s.write_all(b"/metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
         let mut got = String::new();
