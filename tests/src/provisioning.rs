@@ -78,6 +78,39 @@ impl Image {
         bootstrap: &str,
         final_cmd: &str,
     ) -> Image {
+        Self::build(c, prov, identity, facts, bootstrap, final_cmd, None)
+    }
+
+    /// The image of a `--fleet n` responder named `base`: one shared config whose `{identity}`
+    /// paths give each virtual node its own provisioning state, hosts file and certificate
+    /// files (the CA and CRL are shared); no bootstrap command.
+    pub fn fleet(
+        c: &SecureCollective,
+        prov: &NatsServer,
+        base: &str,
+        facts: serde_json::Value,
+        n: usize,
+    ) -> Image {
+        Self::build(c, prov, base, facts, "[]", "[]", Some(n))
+    }
+
+    fn build(
+        c: &SecureCollective,
+        prov: &NatsServer,
+        identity: &str,
+        facts: serde_json::Value,
+        bootstrap: &str,
+        final_cmd: &str,
+        fleet: Option<usize>,
+    ) -> Image {
+        // One node's own paths, or each virtual node's.
+        let own = |single: &'static str, virtual_node: &'static str| {
+            if fleet.is_some() {
+                virtual_node
+            } else {
+                single
+            }
+        };
         let dir = c.scratch().join(identity);
         fs::create_dir_all(dir.join("ssl")).expect("the image's directory");
         fs::write(dir.join("token"), format!("{TOKEN}\n")).expect("the token");
@@ -91,8 +124,8 @@ impl Image {
             "ca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\ncrl = {crl:?}\npolicy_dir = {pol:?}\ndefault_policy = \"deny\"\naudit_log = {audit:?}\n",
             audit = s(&dir.join("audit.jsonl")),
             ca = s(&dir.join("ssl/ca.pem")),
-            cert = s(&dir.join("ssl/node.pem")),
-            key = s(&dir.join("ssl/node.key")),
+            cert = s(&dir.join(own("ssl/node.pem", "ssl/{identity}.pem"))),
+            key = s(&dir.join(own("ssl/node.key", "ssl/{identity}.key"))),
             crl = s(&dir.join("ssl/ca.crl")),
             pol = s(c.policy_dir()),
         );
@@ -101,13 +134,16 @@ impl Image {
             port = prov.port(),
             token = s(&dir.join("token")),
             ca = s(&dir.join("shipped-ca.pem")),
-            state = s(&dir.join("state")),
-            hosts = s(&dir.join("hosts")),
+            state = s(&dir.join(own("state", "state/{identity}"))),
+            hosts = s(&dir.join(own("hosts", "hosts-{identity}"))),
         );
-        let spec = ResponderSpec::new(identity)
+        let mut spec = ResponderSpec::new(identity)
             .facts(facts)
             .secure(&security)
             .extra(&provisioning);
+        if let Some(n) = fleet {
+            spec = spec.fleet(n);
+        }
         Image { dir, spec }
     }
 

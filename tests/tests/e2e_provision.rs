@@ -11,8 +11,7 @@ use std::time::Duration;
 use mco_tests::provisioning::{self, provisioning_broker, Image, TOKEN};
 use mco_tests::replies::replies;
 use mco_tests::{
-    bin_path, eventually, ChildGuard, Cmd, NatsServer, Output, Responder, ResponderSpec,
-    SecureCollective,
+    bin_path, eventually, ChildGuard, Cmd, NatsServer, Output, Responder, SecureCollective,
 };
 use serde_json::Value;
 
@@ -527,33 +526,7 @@ fn hex_of(k: [u8; 32]) -> String {
 /// The image of a `--fleet` responder: one shared config whose `{identity}` paths give each
 /// virtual node its own provisioning state and certificate files (the CA and CRL are shared).
 fn fleet_image(c: &SecureCollective, prov: &NatsServer, base: &str) -> Image {
-    let dir = c.scratch().join(base);
-    fs::create_dir_all(dir.join("ssl")).unwrap();
-    fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
-    fs::copy(c.pki_dir().join("ca.pem"), dir.join("shipped-ca.pem")).unwrap();
-    let security = format!(
-        "ca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\ncrl = {crl:?}\npolicy_dir = {pol:?}\ndefault_policy = \"deny\"\naudit_log = {audit:?}\n",
-        audit = s(&dir.join("audit.jsonl")),
-        ca = s(&dir.join("ssl/ca.pem")),
-        cert = s(&dir.join("ssl/{identity}.pem")),
-        key = s(&dir.join("ssl/{identity}.key")),
-        crl = s(&dir.join("ssl/ca.crl")),
-        pol = s(c.policy_dir()),
-    );
-    let provisioning = format!(
-        "[provisioning]\nservers = [\"tls://127.0.0.1:{port}\"]\ntoken_file = {token:?}\nca = {ca:?}\nstate_dir = {state:?}\nhosts_file = {hosts:?}\nsplay = \"0s\"\n",
-        port = prov.port(),
-        token = s(&dir.join("token")),
-        ca = s(&dir.join("shipped-ca.pem")),
-        state = s(&dir.join("state/{identity}")),
-        hosts = s(&dir.join("hosts-{identity}")),
-    );
-    let spec = ResponderSpec::new(base)
-        .facts(serde_json::json!({"region": "eu"}))
-        .secure(&security)
-        .extra(&provisioning)
-        .fleet(3);
-    Image { dir, spec }
+    Image::fleet(c, prov, base, serde_json::json!({"region": "eu"}), 3)
 }
 
 /// Whether `node` answers a ping in the provisioning collective.
