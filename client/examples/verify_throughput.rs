@@ -87,32 +87,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.elapsed()
     });
     let opener = fresh()?;
-    let batched = rt.block_on(async {
-        let t = Instant::now();
-        let mut tasks = Vec::new();
-        for chunk in sealed.chunks(64) {
-            let opener = opener.clone();
-            let chunk = chunk.to_vec();
-            tasks.push(tokio::spawn(async move {
-                opener
-                    .open_many(&chunk)
-                    .iter()
-                    .filter(|r| r.is_ok())
-                    .count()
-            }));
-        }
-        let mut ok = 0;
-        for t in tasks {
-            ok += t.await.unwrap_or(0);
-        }
-        assert_eq!(ok, n);
-        t.elapsed()
-    });
-    // Certificates known (as after the first run, from the known-certificates
-    // file): only the replies' own signatures are checked, in batches of each size.
-    let mut warm = Vec::new();
-    for size in [16usize, 64, 128, 256] {
-        let took = rt.block_on(async {
+    // Replies checked in parallel tasks, `size` per batch.
+    let in_batches = |size: usize| {
+        rt.block_on(async {
             let t = Instant::now();
             let mut tasks = Vec::new();
             for chunk in sealed.chunks(size) {
@@ -132,9 +109,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             assert_eq!(ok, n);
             t.elapsed()
-        });
-        warm.push((size, took));
-    }
+        })
+    };
+    let batched = in_batches(64);
+    // Certificates known (as after the first run, from the known-certificates
+    // file): only the replies' own signatures are checked, in batches of each size.
+    let warm: Vec<_> = [16usize, 64, 128, 256]
+        .into_iter()
+        .map(|size| (size, in_batches(size)))
+        .collect();
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     println!("replies: {n}, cores: {cores}");
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
