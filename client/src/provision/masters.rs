@@ -14,6 +14,8 @@ pub struct Master {
     pub identity: String,
     /// Its facts.
     pub facts: Map<String, Value>,
+    /// The agents it hosts (a master hosting `ca` gets old certificates cleaned).
+    pub agents: Vec<String>,
 }
 
 /// Why a master was chosen, for the log and the notification.
@@ -113,6 +115,7 @@ mod tests {
         Master {
             identity: id.into(),
             facts: facts.as_object().cloned().unwrap(),
+            agents: Vec::new(),
         }
     }
 

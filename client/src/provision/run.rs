@@ -89,16 +89,9 @@ impl From<Fail> for Stop {
     }
 }
 
-/// A master with what the provisioner needs of it.
-#[derive(Debug, Clone)]
-struct MasterInfo {
-    master: Master,
-    agents: Vec<String>,
-}
-
 #[derive(Default)]
 struct MastersCache {
-    list: Arc<Vec<MasterInfo>>,
+    list: Arc<Vec<Master>>,
     ca: Option<String>,
     at: Option<Instant>,
 }
@@ -610,14 +603,13 @@ impl Provisioner {
         let t = Instant::now();
         let (master, reason) = self.pick(&facts).await.map_err(|e| ("master", e))?;
         let master_name = self.master_name(&master);
-        debug!(node, master = %master.master.identity, ?reason, "master picked");
+        debug!(node, master = %master.identity, ?reason, "master picked");
         rec.master = Some(master_name.clone());
         self.metrics.step("pick_master", t.elapsed());
 
         if self.cfg.steps.set_master {
             let t = Instant::now();
             let address = master
-                .master
                 .facts
                 .get(&self.cfg.masters.address_fact)
                 .and_then(Value::as_str)
@@ -628,7 +620,7 @@ impl Provisioner {
                     "set_master",
                     Stop::Failed(format!(
                         "master {} has no {} fact for the hosts file",
-                        master.master.identity, self.cfg.masters.address_fact
+                        master.identity, self.cfg.masters.address_fact
                     )),
                 ));
             }
@@ -809,12 +801,12 @@ impl Provisioner {
             (m.0, m.1)
         };
         for m in masters.iter() {
-            if Some(&m.master.identity) == ca.as_ref() || !m.agents.iter().any(|a| a == "ca") {
+            if Some(&m.identity) == ca.as_ref() || !m.agents.iter().any(|a| a == "ca") {
                 continue;
             }
-            self.main_call(&m.master.identity, "ca", "clean", input.clone(), None)
+            self.main_call(&m.identity, "ca", "clean", input.clone(), None)
                 .await
-                .map_err(|f| Stop::Failed(format!("clean on {}: {f}", m.master.identity)))?;
+                .map_err(|f| Stop::Failed(format!("clean on {}: {f}", m.identity)))?;
         }
         Ok(())
     }
@@ -942,19 +934,11 @@ impl Provisioner {
     }
 
     /// Step 3.
-    async fn pick(&self, facts: &Map<String, Value>) -> Result<(MasterInfo, Reason), Stop> {
+    async fn pick(&self, facts: &Map<String, Value>) -> Result<(Master, Reason), Stop> {
         let (list, _) = self.masters_now().await?;
-        let masters: Vec<Master> = list.iter().map(|m| m.master.clone()).collect();
         let mut picker = self.picker.lock().unwrap_or_else(|e| e.into_inner());
-        match picker.pick(facts, &masters) {
-            Some((m, reason)) => {
-                let info = list
-                    .iter()
-                    .find(|i| i.master.identity == m.identity)
-                    .cloned()
-                    .ok_or_else(|| Stop::Failed("the chosen master vanished".into()))?;
-                Ok((info, reason))
-            }
+        match picker.pick(facts, &list) {
+            Some((m, reason)) => Ok((m.clone(), reason)),
             None => Err(Stop::Waiting(format!(
                 "no master answers in the {} collective",
                 self.main_cfg.collective
@@ -962,24 +946,24 @@ impl Provisioner {
         }
     }
 
-    fn master_name(&self, m: &MasterInfo) -> String {
+    fn master_name(&self, m: &Master) -> String {
         self.cfg
             .masters
             .name_fact
             .as_ref()
-            .and_then(|f| m.master.facts.get(f))
+            .and_then(|f| m.facts.get(f))
             .and_then(Value::as_str)
-            .unwrap_or(&m.master.identity)
+            .unwrap_or(&m.identity)
             .to_string()
     }
 
-    fn servers_for(&self, m: &MasterInfo) -> Vec<String> {
+    fn servers_for(&self, m: &Master) -> Vec<String> {
         let from_fact = self
             .cfg
             .masters
             .servers_fact
             .as_ref()
-            .and_then(|f| m.master.facts.get(f))
+            .and_then(|f| m.facts.get(f))
             .map(|v| match v {
                 Value::String(s) => crate::provision::split_list(s),
                 Value::Array(a) => a
@@ -1001,7 +985,7 @@ impl Provisioner {
 
     /// The masters (and the CA node) as last discovered, re-discovered when
     /// older than the refresh interval.
-    async fn masters_now(&self) -> Result<(Arc<Vec<MasterInfo>>, Option<String>), Stop> {
+    async fn masters_now(&self) -> Result<(Arc<Vec<Master>>, Option<String>), Stop> {
         let mut cache = self.masters.lock().await;
         let fresh = cache
             .at
@@ -1027,7 +1011,7 @@ impl Provisioner {
         Ok((cache.list.clone(), cache.ca.clone()))
     }
 
-    async fn discover_masters(&self) -> Result<(Vec<MasterInfo>, Option<String>), ClientError> {
+    async fn discover_masters(&self) -> Result<(Vec<Master>, Option<String>), ClientError> {
         let found = crate::discovery::broadcast(
             &self.main,
             &self.main_cfg.collective,
@@ -1073,11 +1057,9 @@ impl Provisioner {
                             .collect()
                     })
                     .unwrap_or_default();
-                list.push(MasterInfo {
-                    master: Master {
-                        identity: r.sender,
-                        facts,
-                    },
+                list.push(Master {
+                    identity: r.sender,
+                    facts,
                     agents,
                 });
             }
