@@ -117,7 +117,7 @@ pub async fn broadcast(
         .await
         .map_err(|e| ClientError::Bus(e.to_string()))?;
     let sent = Instant::now();
-    let mut intake = Intake::start(sub, bus.opener.clone(), sent);
+    let mut intake = Intake::start(sub, bus.opener.clone(), sent, None);
     let payload = bus.encode(&req)?;
     bus.client
         .publish_with_reply(subject::broadcast(collective, "rpcutil"), reply_to, payload)

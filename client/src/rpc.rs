@@ -159,7 +159,7 @@ async fn one_batch(
         .await
         .map_err(|e| ClientError::Bus(e.to_string()))?;
     let sent = Instant::now();
-    let mut intake = Intake::start(sub, bus.opener.clone(), sent);
+    let mut intake = Intake::start(sub, bus.opener.clone(), sent, Some(batch.len()));
     send(bus, &req, batch).await?;
     out.request_ids.push(req.id.clone());
     let mut pending: HashSet<&str> = batch.iter().map(String::as_str).collect();

@@ -1,6 +1,6 @@
 //! The floor under a signed 1,000-node RPC on this machine: what 1,000 Ed25519 signatures (one
 //! per replying node) and their batch verification (the client) cost on one core, with a
-//! 300-byte body like a reply's. Best of 7.
+//! 300-byte body like a reply's; then the cost per signature of batches of each size. Best of 7.
 //!
 //! ```text
 //! cargo run --release -p mco-core --example crypto_floor
@@ -54,4 +54,24 @@ fn main() {
         "| sign + decompress + batch verify: CPU signing adds to a 1,000-node RPC | {:.1} |",
         (sign + parse + batch) * 1e3
     );
+
+    // The client checks replies in batches as they arrive; what a batch's
+    // size does to the cost of each signature in it.
+    println!();
+    println!("| batch of | µs per signature |");
+    println!("|---|---|");
+    let sigs: Vec<Signature> = keys.iter().map(|k| k.sign(&body)).collect();
+    for size in [1usize, 16, 32, 64, 95, 96, 128, 256, 1000] {
+        let mut best = f64::MAX;
+        for _ in 0..7 {
+            let t = Instant::now();
+            for start in (0..n - n % size).step_by(size) {
+                let r = start..start + size;
+                ed25519_dalek::verify_batch(&msgs[r.clone()], &sigs[r.clone()], &verifying[r])
+                    .expect("good signatures");
+            }
+            best = best.min(t.elapsed().as_secs_f64() / (n - n % size) as f64);
+        }
+        println!("| {size} | {:.1} |", best * 1e6);
+    }
 }
