@@ -16,7 +16,7 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: bench/run.sh [--nodes N] [--runs R] [--bin DIR] [--secure [--unsigned]]
+usage: bench/run.sh [--nodes N] [--runs R] [--bin DIR] [--secure [--unsigned]] [--serve FILE]
 
   --nodes N   virtual nodes served by one mco-responder (default 1000)
   --runs R    timed runs per measurement, after one untimed warm-up (default 5)
@@ -25,6 +25,10 @@ usage: bench/run.sh [--nodes N] [--runs R] [--bin DIR] [--secure [--unsigned]]
   --unsigned  with --secure: TLS with the same certificates, but messages
               neither signed nor verified (security.sign = false), to
               measure what signing and verification alone cost
+  --serve FILE  measure nothing: start the broker and fleet, write how to
+              reach them to FILE (shell variables: MCO, MCO_CONFIG,
+              XDG_CACHE_HOME, URL, NODES_FILE, RESP_PID, NATS_PID) and keep
+              them up until this script gets SIGTERM or SIGINT
   --bin DIR   directory holding mco and mco-responder
               (default: $CARGO_TARGET_DIR/release, else target/release in the repo)
 
@@ -46,6 +50,7 @@ RUNS=5
 BIN=""
 SECURE=0
 UNSIGNED=0
+SERVE=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --nodes) NODES="${2:?--nodes needs a value}"; shift 2 ;;
@@ -56,6 +61,8 @@ while [[ $# -gt 0 ]]; do
         --bin=*) BIN="${1#*=}"; shift ;;
         --secure) SECURE=1; shift ;;
         --unsigned) UNSIGNED=1; shift ;;
+        --serve) SERVE="${2:?--serve needs a file}"; shift 2 ;;
+        --serve=*) SERVE="${1#*=}"; shift ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; exit 64 ;;
     esac
@@ -277,6 +284,18 @@ for ((i = 0; i < NODES; i++)); do
     printf 'bench-%04d\n' "$i"
 done >"$NODES_FILE"
 HALF=$((NODES / 2))
+
+if [[ -n "$SERVE" ]]; then
+    {
+        printf 'MCO=%q\nMCO_CONFIG=%q\nXDG_CACHE_HOME=%q\nURL=%q\n' "$MCO" "$MCO_CONFIG" "$XDG_CACHE_HOME" "$URL"
+        printf 'NODES_FILE=%q\nRESP_PID=%q\nNATS_PID=%q\n' "$NODES_FILE" "$RESP_PID" "$NATS_PID"
+    } >"$SERVE.tmp"
+    mv "$SERVE.tmp" "$SERVE"
+    say "serving $NODES nodes at $URL until stopped"
+    # Returns when the responder exits, or at once on SIGTERM/SIGINT (trapped).
+    wait "$RESP_PID" || true
+    die "mco-responder exited"
+fi
 
 # --- measuring -------------------------------------------------------------
 

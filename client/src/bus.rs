@@ -132,12 +132,7 @@ impl Bus {
                 .add_client_certificate(cert, key)
                 .require_tls(true);
             if sec.sign {
-                let trust = Arc::new(trust);
-                // Turning a fleet's known keys into curve points takes a few
-                // milliseconds: a spare core does it while this one connects.
-                let warm = trust.clone();
-                std::thread::spawn(move || warm.warm_known());
-                (Some(creds), Some(trust))
+                (Some(creds), Some(Arc::new(trust)))
             } else {
                 eprintln!("mco: UNSIGNED MODE (security.sign = false): TLS to the broker is on, but requests are not signed and replies are not verified; use this only to measure what signing costs");
                 (None, None)
@@ -179,6 +174,25 @@ impl Bus {
     pub fn with_pins(mut self, pins: Arc<crate::pins::KeyPins>) -> Bus {
         self.opener.pins = Some(pins);
         self
+    }
+
+    /// Prepares the known keys of `nodes` on a spare thread, while the
+    /// request goes out and the first replies come back: turning a key into
+    /// a curve point costs microseconds each, a fleet's worth milliseconds.
+    /// Keys not ready when their reply is checked are prepared then, so
+    /// this changes only when the work is done.
+    pub fn warm_keys(&self, nodes: &[String]) {
+        const WORTH_A_THREAD: usize = 32;
+        let Some(trust) = &self.opener.trust else {
+            return;
+        };
+        if nodes.len() < WORTH_A_THREAD {
+            return;
+        }
+        let trust = trust.clone();
+        let names: std::collections::HashSet<String> =
+            nodes.iter().map(|n| format!("node:{n}")).collect();
+        std::thread::spawn(move || trust.warm_known_matching(|name| names.contains(name)));
     }
 
     /// A new request body.

@@ -85,6 +85,7 @@ pub async fn call(
     nodes: &[String],
     wait: &Wait,
 ) -> Result<Collected, ClientError> {
+    bus.warm_keys(nodes);
     let bar = progress_bar(wait.progress, nodes.len());
     let mut out = Collected::default();
     let size = wait.batch.map_or(nodes.len().max(1), |(n, _)| n);

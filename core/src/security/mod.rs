@@ -346,14 +346,22 @@ impl TrustStore {
     /// [`import_known`](Self::import_known), while the caller connects and
     /// sends its request. Checks nothing and changes no result.
     pub fn warm_known(&self) {
-        let all: Vec<Arc<Imported>> = self
+        self.warm_known_matching(|_| true);
+    }
+
+    /// As [`warm_known`](Self::warm_known), for the certificates whose name
+    /// (`node:IDENTITY`) `wanted` accepts: the nodes a request goes to, so a
+    /// call to a few nodes does not prepare a whole fleet's keys.
+    pub fn warm_known_matching(&self, wanted: impl Fn(&str) -> bool) {
+        let some: Vec<Arc<Imported>> = self
             .imported
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .values()
+            .filter(|imp| wanted(&imp.entry.name))
             .cloned()
             .collect();
-        for imp in all {
+        for imp in some {
             imp.principal();
         }
     }

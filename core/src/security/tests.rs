@@ -381,6 +381,21 @@ fn known_keys_are_prepared_lazily_and_still_checked() {
         "bad_signature"
     );
     assert!(!third.learned_any(), "no CA check was needed");
+
+    // Prepared for the nodes a request goes to: only their keys.
+    let fourth = TrustStore::load(&ca_path, None).unwrap();
+    assert_eq!(fourth.import_known(&file, &secret), Ok(3));
+    fourth.warm_known_matching(|name| name == "node:web-0" || name == "node:elsewhere");
+    let prepared: Vec<String> = fourth
+        .imported
+        .read()
+        .unwrap()
+        .values()
+        .filter(|imp| imp.principal.get().is_some())
+        .map(|imp| imp.entry.name.clone())
+        .collect();
+    assert_eq!(prepared, ["node:web-0"]);
+    assert!(fourth.verify_many(&refs, NOW).iter().all(Result::is_ok));
 }
 
 #[test]
