@@ -19,11 +19,12 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: bench/signing.sh [--nodes N] [--runs R] [--bin DIR]
+usage: bench/signing.sh [--nodes N] [--runs R] [--bin DIR] [--raw FILE]
 
   --nodes N   virtual nodes in each fleet (default 1000)
   --runs R    rounds, after one untimed warm-up (default 21)
   --bin DIR   directory holding mco and mco-responder (as for bench/run.sh)
+  --raw FILE  also write every round's figures to FILE (one line per round)
 EOF
 }
 
@@ -39,6 +40,7 @@ say() {
 NODES=1000
 RUNS=21
 BIN_ARGS=()
+RAW=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --nodes) NODES="${2:?--nodes needs a value}"; shift 2 ;;
@@ -47,6 +49,8 @@ while [[ $# -gt 0 ]]; do
         --runs=*) RUNS="${1#*=}"; shift ;;
         --bin) BIN_ARGS=(--bin "${2:?--bin needs a value}"); shift 2 ;;
         --bin=*) BIN_ARGS=(--bin "${1#*=}"); shift ;;
+        --raw) RAW="${2:?--raw needs a file}"; shift 2 ;;
+        --raw=*) RAW="${1#*=}"; shift ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; exit 64 ;;
     esac
@@ -102,8 +106,8 @@ children_cpu_us() {
 }
 
 # one CONFIG MODE: one run of row 2 against a fleet; MODE is -j or -v.
-# Appends "wall_us client_us responder_us nats_us" (-j) or the largest
-# per-node time in ms (-v) to $out/CONFIG.MODE.
+# Appends "wall_us client_us responder_us nats_us" (-j) or "largest
+# per-node time in ms, wall_us" (-v) to $out/CONFIG.MODE.
 one() {
     local c=$1 mode=$2 t0 t1 r0 r1 n0 n1 n
     (
@@ -129,7 +133,7 @@ one() {
         else
             grep -q "^Finished processing $NODES / $NODES hosts" "$out/run.out" ||
                 die "$c -v: not all $NODES nodes answered"
-            grep -o '([0-9.]* ms)$' "$out/run.out" | tr -d '()ms ' | sort -g | tail -n1 >>"$out/$c.v"
+            echo "$(grep -o '([0-9.]* ms)$' "$out/run.out" | tr -d '()ms ' | sort -g | tail -n1) $((${t1/./} - ${t0/./}))" >>"$out/$c.v"
         fi
     )
 }
@@ -148,6 +152,12 @@ for ((r = 1; r <= RUNS; r++)); do
     for c in "${order[@]}"; do one "$c" -v; done
 done
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
+if [[ -n "$RAW" ]]; then
+    {
+        echo "# round; then for unsigned and signed: -j wall us, mco CPU us, responder CPU us, nats-server CPU us; -v last reply ms, -v wall us"
+        paste -d' ' "$out/unsigned.j" "$out/unsigned.v" "$out/signed.j" "$out/signed.v" | awk '{ print NR, $0 }'
+    } >"$RAW"
+fi
 
 # median of column $2 (1-based) of file $1, divided by $3
 median() {
@@ -175,20 +185,21 @@ cat <<EOF
 
 $(nproc) cores; mco $("$(source "$out/signed.env" && echo "$MCO")" --version | awk '{ print $2 }'); both fleets TLS with a certificate per node, up side by side; the order swapped every round. Load average (1, 5, 15 min) before the rounds: $load_before; after: $load_after.
 
-| \`mco rpc rpcutil ping --nodes FILE\`, $NODES nodes | whole process \`-j\`, median ms | min–max ms | request sent → last reply (\`-v\`), median ms | mco CPU ms | responder CPU ms | nats-server CPU ms |
-|---|---|---|---|---|---|---|
+| \`mco rpc rpcutil ping --nodes FILE\`, $NODES nodes | whole process \`-j\`, median ms | min–max ms | mco CPU ms | responder CPU ms | nats-server CPU ms | whole process \`-v\`, median ms | request sent → last reply (\`-v\`), median ms |
+|---|---|---|---|---|---|---|---|
 EOF
 for c in "${CONFIGS[@]}"; do
     label="TLS, unsigned"
     [[ $c == signed ]] && label="TLS, signed + verified"
-    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$label" \
-        "$(median "$out/$c.j" 1 1000)" "$(range "$out/$c.j" 1 1000)" "$(median "$out/$c.v" 1 1)" \
-        "$(median "$out/$c.j" 2 1000)" "$(median "$out/$c.j" 3 1000)" "$(median "$out/$c.j" 4 1000)"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" \
+        "$(median "$out/$c.j" 1 1000)" "$(range "$out/$c.j" 1 1000)" \
+        "$(median "$out/$c.j" 2 1000)" "$(median "$out/$c.j" 3 1000)" "$(median "$out/$c.j" 4 1000)" \
+        "$(median "$out/$c.v" 2 1000)" "$(median "$out/$c.v" 1 1)"
 done
 cat <<EOF
 
 | signed / unsigned | ratio of the medians | median of each round's ratio |
 |---|---|---|
 | whole process | $(awk -v s="$wall_signed" -v u="$wall_unsigned" 'BEGIN { printf "%.2f", s / u }') | $(paired j 1 4) |
-| request sent → last reply | $(awk -v s="$inner_signed" -v u="$inner_unsigned" 'BEGIN { printf "%.2f", s / u }') | $(paired v 1 1) |
+| request sent → last reply | $(awk -v s="$inner_signed" -v u="$inner_unsigned" 'BEGIN { printf "%.2f", s / u }') | $(paired v 1 2) |
 EOF
