@@ -15,8 +15,8 @@
 //! against 16–20 µs in one of 64 and 38–47 µs alone, on the benchmark
 //! machine). So while more replies are on their way, fewer than 96 wait up
 //! to `LINGER` (25 ms) for company; once all the replies the caller expects
-//! are in, what is left is shared among the cores at once. Batches are checked on the blocking pool, not on the async
-//! workers that read the bus.
+//! are in, what is left is shared among the cores at once. Batches are
+//! checked on the blocking pool, not on the async workers that read the bus.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +39,26 @@ const BATCH_MIN: usize = 96;
 
 /// Longest a reply waits for others to make up a batch.
 const LINGER: Duration = Duration::from_millis(25);
+
+/// Whether `pending` replies make a batch now: enough for Pippenger's
+/// method, or everything expected is in.
+fn worth_a_batch(pending: usize, all_in: bool) -> bool {
+    pending >= BATCH_MIN || all_in
+}
+
+/// How many of `pending` replies the next batch takes. While more are on
+/// their way, as many as a batch holds; once all are in, an equal share
+/// per core, but at least `BATCH_MIN` (a shorter tail makes one Pippenger
+/// batch, and the rest goes beside it to another core) and at most
+/// `BATCH_MAX`.
+fn batch_size(pending: usize, all_in: bool, cores: usize) -> usize {
+    let size = if all_in {
+        pending.div_ceil(cores.max(1)).clamp(BATCH_MIN, BATCH_MAX)
+    } else {
+        BATCH_MAX
+    };
+    size.min(pending)
+}
 
 /// Why a reply was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,7 +227,7 @@ impl Intake {
                 }
                 // Too few for a cheap batch while more are on their way:
                 // wait for more, but never keep a reply more than LINGER.
-                if pending.len() < BATCH_MIN && !all_in(closed, received) {
+                if !worth_a_batch(pending.len(), all_in(closed, received)) {
                     let until = sent + pending[0].0 + LINGER;
                     tokio::select! {
                         biased;
@@ -246,12 +266,8 @@ impl Intake {
                 }
                 // When nothing more is coming, share what is left among the
                 // cores rather than leave one core the whole tail.
-                let size = if all_in(closed, received) {
-                    pending.len().div_ceil(cores).clamp(BATCH_MIN, BATCH_MAX)
-                } else {
-                    BATCH_MAX
-                };
-                let rest = pending.split_off(pending.len().min(size));
+                let size = batch_size(pending.len(), all_in(closed, received), cores);
+                let rest = pending.split_off(size);
                 let (rtts, batch): (Vec<Duration>, Vec<bytes::Bytes>) =
                     std::mem::replace(&mut pending, rest).into_iter().unzip();
                 tracing::trace!(replies = batch.len(), received, "checking a batch");
@@ -286,5 +302,36 @@ impl Intake {
             .await
             .ok()
             .flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_wait_for_company_until_everything_is_in() {
+        assert!(!worth_a_batch(1, false));
+        assert!(!worth_a_batch(BATCH_MIN - 1, false));
+        assert!(worth_a_batch(BATCH_MIN, false));
+        assert!(worth_a_batch(1, true), "nothing more to wait for");
+    }
+
+    #[test]
+    fn batch_sizes_stay_in_pippengers_range_and_share_the_tail() {
+        // While replies arrive: up to a full batch.
+        assert_eq!(batch_size(100, false, 2), 100);
+        assert_eq!(batch_size(1000, false, 2), BATCH_MAX);
+        // Lingered past LINGER with few replies: all of them.
+        assert_eq!(batch_size(7, false, 2), 7);
+        // All in: shared between the cores, each share a Pippenger batch.
+        assert_eq!(batch_size(300, true, 2), 150);
+        // A tail too short for two Pippenger batches: one, and the rest
+        // beside it on the other core.
+        assert_eq!(batch_size(150, true, 2), BATCH_MIN);
+        assert_eq!(batch_size(900, true, 2), BATCH_MAX);
+        assert_eq!(batch_size(40, true, 2), 40);
+        assert_eq!(batch_size(500, true, 4), 125);
+        assert_eq!(batch_size(5, true, 0), 5);
     }
 }
