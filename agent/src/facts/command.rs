@@ -52,7 +52,7 @@ pub(super) async fn run_fact_command_with_timeout(
     // is also the group id, cannot be reused and the group can be killed.
     let run = async {
         let (out, err) = tokio::try_join!(read_stdout(&mut stdout, cmd), async {
-            Ok(read_head(&mut stderr, STDERR_KEEP).await)
+            Ok(mco_process::read_head(Some(&mut stderr), STDERR_KEEP).await)
         },)?;
         let status = child.wait().await.map_err(spawn_err)?;
         Ok::<_, FactsError>((out, err, status))
@@ -124,22 +124,6 @@ async fn read_stdout(
     }
 }
 
-/// Reads `reader` to its end, keeping the first `keep` bytes. A read error
-/// ends it quietly: stderr is only used to explain a failure.
-async fn read_head(reader: &mut (impl AsyncRead + Unpin), keep: usize) -> Vec<u8> {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => return head,
-            Ok(n) => {
-                let room = keep.saturating_sub(head.len());
-                head.extend_from_slice(&buf[..n.min(room)]);
-            }
-        }
-    }
-}
-
 /// The first non-blank line of `stderr`, trimmed and cut to a readable length.
 fn first_line(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
@@ -155,16 +139,11 @@ fn first_line(stderr: &[u8]) -> String {
 }
 
 /// Kills the command's process group, then reaps the shell.
-#[allow(unsafe_code)]
 async fn kill_group(child: &mut Child) {
     // `id()` is `None` once the shell has been reaped; until then its pid is
     // ours and so is the group it leads.
-    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-        // SAFETY: kill(2) takes plain integers and touches no memory of ours.
-        // A negative pid addresses the group the command was started in.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
+    if let Some(pid) = child.id() {
+        mco_process::kill_group(pid);
     }
     let _ = child.start_kill();
     let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;

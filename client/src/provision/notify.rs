@@ -146,24 +146,34 @@ async fn exec(argv: &[String], body: &[u8]) -> Result<(), String> {
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("{}: {e}", argv[0]))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(body).await;
-    }
-    let out = child
-        .wait_with_output()
+    // If the caller gives up on the notifier (its timeout), the notifier and
+    // whatever it started are killed together.
+    let mut guard = mco_process::GroupGuard::new(child.id());
+    let mut stdin = child.stdin.take();
+    let mut stderr = child.stderr.take();
+    let feed = async {
+        if let Some(mut s) = stdin.take() {
+            let _ = s.write_all(body).await;
+        }
+    };
+    let ((), stderr) = tokio::join!(feed, mco_process::read_head(stderr.as_mut(), 4096));
+    let status = child
+        .wait()
         .await
         .map_err(|e| format!("{}: {e}", argv[0]))?;
-    if out.status.success() {
+    guard.disarm();
+    if status.success() {
         Ok(())
     } else {
         Err(format!(
             "{} exited with {}: {}",
             argv[0],
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            status,
+            String::from_utf8_lossy(&stderr).trim()
         ))
     }
 }

@@ -261,6 +261,9 @@ impl CaAgent {
     }
 }
 
+/// Most of an external signer's output kept: a certificate chain in PEM.
+const SIGNER_OUTPUT_KEEP: usize = 1024 * 1024;
+
 /// Runs the external signer: CSR on stdin, certificate PEM on stdout.
 async fn run_signer(argv: &[String], csr: &str, timeout: Duration) -> Result<String, ActionError> {
     use std::process::Stdio;
@@ -273,22 +276,39 @@ async fn run_signer(argv: &[String], csr: &str, timeout: Duration) -> Result<Str
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| aborted(format!("cannot run the signer {program:?}: {e}")))?;
+    // Kills the signer and anything it started if it runs out of time.
+    let mut guard = mco_process::GroupGuard::new(child.id());
     let mut stdin = child.stdin.take();
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
     let input = csr.as_bytes().to_vec();
-    let work = async move {
-        if let Some(s) = stdin.as_mut() {
-            let _ = s.write_all(&input).await;
-        }
-        drop(stdin);
-        child.wait_with_output().await
+    let work = async {
+        let feed = async {
+            if let Some(mut s) = stdin.take() {
+                let _ = s.write_all(&input).await;
+            }
+        };
+        let ((), stdout, stderr) = tokio::join!(
+            feed,
+            mco_process::read_head(stdout.as_mut(), SIGNER_OUTPUT_KEEP),
+            mco_process::read_head(stderr.as_mut(), 4096)
+        );
+        (stdout, stderr, child.wait().await)
     };
-    let out = tokio::time::timeout(timeout, work)
+    let (stdout, stderr, status) = tokio::time::timeout(timeout, work)
         .await
-        .map_err(|_| aborted(format!("the signer did not finish within {timeout:?}")))?
-        .map_err(|e| aborted(format!("the signer failed: {e}")))?;
+        .map_err(|_| aborted(format!("the signer did not finish within {timeout:?}")))?;
+    // The signer was reaped: its group is no longer ours to kill.
+    guard.disarm();
+    let out = std::process::Output {
+        status: status.map_err(|e| aborted(format!("the signer failed: {e}")))?,
+        stdout,
+        stderr,
+    };
     if !out.status.success() {
         return Err(aborted(format!(
             "the signer exited with {}: {}",

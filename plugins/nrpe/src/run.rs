@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use mco_process::{read_head, GroupGuard};
 use tokio::process::Command;
 
 use crate::cmdline::Program;
@@ -31,30 +31,6 @@ pub enum Ran {
     TimedOut(Duration),
     /// The program could not be started.
     NotStarted(String),
-}
-
-/// Kills a process group when dropped, unless disarmed: covers both the
-/// timeout and a request abandoned by the dispatcher.
-struct GroupGuard(Option<i32>);
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if let Some(pgid) = self.0.take() {
-            kill_group(pgid);
-        }
-    }
-}
-
-#[allow(unsafe_code)]
-fn kill_group(pgid: i32) {
-    if pgid > 1 {
-        // SAFETY: kill(2) takes plain integers and touches no memory of ours.
-        // The negative pid addresses the group the check was started in,
-        // which we created and whose leader we have not yet reaped.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-    }
 }
 
 /// Runs `program` with a time limit.
@@ -90,7 +66,8 @@ pub async fn run(program: &Program, timeout: Duration) -> Ran {
             });
         }
     };
-    let mut guard = GroupGuard(child.id().and_then(|p| i32::try_from(p).ok()));
+    // Covers both the timeout and a request abandoned by the dispatcher.
+    let mut guard = GroupGuard::new(child.id());
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let work = async {
@@ -106,7 +83,7 @@ pub async fn run(program: &Program, timeout: Duration) -> Ran {
             // The leader is reaped: its pid may be reused, so the group is
             // no longer ours to kill. Leftover children that closed their
             // output are the plugin's business, as with NRPE.
-            guard.0 = None;
+            guard.disarm();
             let status = match status {
                 Ok(s) => s,
                 Err(e) => return Ran::NotStarted(format!("waiting for the check failed: {e}")),
@@ -130,22 +107,6 @@ pub async fn run(program: &Program, timeout: Duration) -> Ran {
             let _ = child.start_kill();
             let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
             Ran::TimedOut(timeout)
-        }
-    }
-}
-
-/// Reads to the end, keeping the first `keep` bytes.
-async fn read_head<R: AsyncRead + Unpin>(reader: Option<&mut R>, keep: usize) -> Vec<u8> {
-    let mut head = Vec::new();
-    let Some(reader) = reader else { return head };
-    let mut buf = [0u8; 8192];
-    loop {
-        match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => return head,
-            Ok(n) => {
-                let room = keep.saturating_sub(head.len());
-                head.extend_from_slice(&buf[..n.min(room)]);
-            }
         }
     }
 }

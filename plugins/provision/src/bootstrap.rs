@@ -3,7 +3,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use mco_process::{kill_group, read_head};
 
 /// Most output returned, bytes (stdout then stderr).
 pub const MAX_OUTPUT: usize = 64 * 1024;
@@ -33,41 +33,6 @@ pub fn interpret(exitcode: i64, timed_out: bool) -> (bool, String) {
         6 => (false, "changes and failures".to_string()),
         -1 => (false, "killed by a signal".to_string()),
         n => (false, format!("failed with exit code {n}")),
-    }
-}
-
-/// Reads to the end, keeping the first `keep` bytes: a chatty command can
-/// neither block on a full pipe nor fill the node's memory.
-async fn read_head<R: tokio::io::AsyncRead + Unpin>(
-    reader: Option<&mut R>,
-    keep: usize,
-) -> Vec<u8> {
-    let mut head = Vec::new();
-    let Some(reader) = reader else { return head };
-    let mut buf = [0u8; 8192];
-    loop {
-        match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => return head,
-            Ok(n) => {
-                let room = keep.saturating_sub(head.len());
-                head.extend_from_slice(&buf[..n.min(room)]);
-            }
-        }
-    }
-}
-
-/// Kills the process group `pgid` leads (a bootstrap run's children with it).
-#[allow(unsafe_code)]
-fn kill_group(pgid: u32) {
-    if let Ok(pgid) = i32::try_from(pgid) {
-        if pgid > 1 {
-            // SAFETY: kill(2) takes plain integers and touches no memory of
-            // ours; the negative pid addresses the group we started the
-            // command in, whose leader we have not reaped yet.
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
-        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
@@ -13,6 +13,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::model::Failure;
+
+/// Output kept from a provider's command, each stream (the rest is read and
+/// dropped): far more than any listing a provider parses.
+const OUTPUT_KEEP: usize = 16 * 1024 * 1024;
 
 /// The node's system as providers see it.
 #[derive(Debug, Clone)]
@@ -196,41 +200,38 @@ impl System {
         let mut child = c
             .spawn()
             .map_err(|e| Failure::failed(format!("cannot run {}: {e}", cmd.program)))?;
-        let pid = child.id() as i32;
+        let pid = child.id();
         if let (Some(data), Some(mut sink)) = (cmd.stdin.clone(), child.stdin.take()) {
             std::thread::spawn(move || {
                 let _ = sink.write_all(&data);
             });
         }
+        // Both outputs are read at once, so a command filling one pipe while
+        // we wait on the other cannot stall; each is kept up to a bound.
+        let stderr = child
+            .stderr
+            .take()
+            .map(|e| std::thread::spawn(move || mco_process::read_head_blocking(e, OUTPUT_KEEP)));
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut out = String::new();
-            let mut err = String::new();
-            if let Some(mut o) = child.stdout.take() {
-                let mut b = Vec::new();
-                let _ = o.read_to_end(&mut b);
-                out = String::from_utf8_lossy(&b).into_owned();
-            }
-            if let Some(mut e) = child.stderr.take() {
-                let mut b = Vec::new();
-                let _ = e.read_to_end(&mut b);
-                err = String::from_utf8_lossy(&b).into_owned();
-            }
+            let out = child
+                .stdout
+                .take()
+                .map(|o| mco_process::read_head_blocking(o, OUTPUT_KEEP))
+                .unwrap_or_default();
+            let err = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
             let code = child.wait().ok().and_then(|s| s.code()).unwrap_or(-1);
             let _ = tx.send(Output {
                 code,
-                stdout: out,
-                stderr: err,
+                stdout: String::from_utf8_lossy(&out).into_owned(),
+                stderr: String::from_utf8_lossy(&err).into_owned(),
             });
         });
         let limit = cmd.timeout.unwrap_or(self.timeout);
         match rx.recv_timeout(limit) {
             Ok(o) => Ok(o),
             Err(_) => {
-                // SAFETY: kill(2) on the process group we created; no memory is involved.
-                unsafe {
-                    libc::kill(-pid, libc::SIGKILL);
-                }
+                mco_process::kill_group(pid);
                 Err(Failure::failed(format!(
                     "{} timed out after {}s and was killed",
                     cmd.display(),
@@ -429,5 +430,21 @@ mod tests {
             e.to_string().contains("cannot run /nonexistent/prog"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_command_filling_stderr_before_stdout_does_not_stall() {
+        // 1 MiB on stderr first: far more than a pipe holds, so the command
+        // finishes only if stderr is read while stdout is.
+        let s = System::new("/", Duration::from_secs(20));
+        let o = s
+            .run(&Cmd::new("sh").args([
+                "-c",
+                "head -c 1048576 /dev/zero | tr '\\0' e >&2; echo done",
+            ]))
+            .unwrap();
+        assert_eq!(o.code, 0);
+        assert_eq!(o.stdout, "done\n");
+        assert_eq!(o.stderr.len(), 1_048_576);
     }
 }
