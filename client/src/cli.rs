@@ -77,7 +77,8 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::commands::pki::PkiCommand,
     },
-    /// Provisioning: `run` the provisioner service, or show its `status`.
+    /// Provisioning: `run` the provisioner service, show its `status`,
+    /// `retry` nodes it gave up on or `forget` nodes.
     /// Here `--config` names the provisioner's config (provisioner.toml).
     Provision {
         /// What to do.
@@ -300,5 +301,21 @@ pub enum ProvisionCommand {
         /// Print JSON.
         #[arg(short = 'j', long)]
         json: bool,
+    },
+    /// Let nodes the provisioner gave up on (or that failed or are waiting)
+    /// be tried again from the first attempt. With the provisioner stopped.
+    Retry {
+        /// Node identities.
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Forget nodes: their pinned key and everything the journal holds of
+    /// them, so a node re-imaged with a new key can be provisioned again
+    /// (its old certificate is revoked when it is). With the provisioner
+    /// stopped.
+    Forget {
+        /// Node identities.
+        #[arg(required = true)]
+        nodes: Vec<String>,
     },
 }

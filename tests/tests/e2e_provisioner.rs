@@ -343,7 +343,7 @@ fn plant_foreign_csr(c: &SecureCollective, img: &Image, identity: &str, other: &
 #[test]
 fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() {
     let names = [
-        "node-a", "node-b", "node-c", "node-d", "node-e", "node-k", "node-x", "node-y",
+        "node-a", "node-b", "node-c", "node-d", "node-e", "node-g", "node-k", "node-x", "node-y",
     ];
     let mut b = SecureCollective::builder()
         .user("bob")
@@ -626,5 +626,47 @@ fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() 
             .is_some_and(|r| r["status"] == "provisioned")
     });
     certificate_verifies(&c, &k, "node-k");
+
+    // node-g's bootstrap fails until its fix is in, and the provisioner gives up on it. Once it
+    // is fixed, `mco provision retry` (refused while the provisioner runs) lets it start afresh.
+    let fixed = c.scratch().join("node-g-fixed");
+    let broken = format!(
+        r#"["sh", "-c", "if [ -e {f} ]; then echo Notice: ok; exit 0; else echo Error: no package; exit 1; fi"]"#,
+        f = s(&fixed)
+    );
+    let g = Image::new(&c, &prov, "node-g", eu(), &broken, "[]");
+    mco_tests::provisioning::kv_put(&c, &prov, "expected", "node-g", "booted by hand");
+    let _ng = g.boot(&c);
+    eventually(LONG, "the provisioner to give up on node-g", || {
+        assert!(p.child.is_running(), "{}", p.child.stderr_text());
+        Provisioner::status(&cfg)
+            .get("node-g")
+            .is_some_and(|r| r["status"] == "gave_up")
+    });
+    let retry = || {
+        mco_tests::Cmd::mco()
+            .args(["provision", "retry", "node-g", "--config", &s(&cfg)])
+            .run()
+    };
+    let busy = retry();
+    assert_eq!(busy.status, 1, "{busy:?}");
+    assert!(busy.stderr.contains("stop it first"), "{busy:?}");
+    p.child.kill();
+    std::fs::write(&fixed, "").unwrap();
+    let out = retry();
+    out.assert_success();
+    assert!(
+        out.stdout.contains("node-g: gave_up; tried again"),
+        "{out:?}"
+    );
+    assert_eq!(Provisioner::status(&cfg)["node-g"]["attempts"], 0);
+    let mut p = Provisioner::start(&cfg);
+    eventually(LONG, "node-g provisioned after the retry", || {
+        assert!(p.child.is_running(), "{}", p.child.stderr_text());
+        Provisioner::status(&cfg)
+            .get("node-g")
+            .is_some_and(|r| r["status"] == "provisioned")
+    });
+    certificate_verifies(&c, &g, "node-g");
     drop(p);
 }

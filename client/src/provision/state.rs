@@ -168,27 +168,7 @@ impl Journal {
             return Err(StateError::Locked(path.display().to_string()));
         }
         let records = read(path)?;
-        // Compact: the live records, written whole and renamed into place.
-        let tmp = path.with_extension("compact");
-        {
-            let mut f = OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .write(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(|e| io(&tmp, e))?;
-            for (node, record) in &records {
-                let line = serde_json::to_string(&Line {
-                    node: node.clone(),
-                    record: record.clone(),
-                })
-                .map_err(|e| io(&tmp, e))?;
-                writeln!(f, "{line}").map_err(|e| io(&tmp, e))?;
-            }
-            f.sync_all().map_err(|e| io(&tmp, e))?;
-        }
-        std::fs::rename(&tmp, path).map_err(|e| io(path, e))?;
+        write_compacted(path, &records)?;
         let file = OpenOptions::new()
             .append(true)
             .open(path)
@@ -211,6 +191,22 @@ impl Journal {
         &self.records
     }
 
+    /// Drops `node`'s record (the journal is rewritten without it, durably);
+    /// returns whether it had one. The provisioner then treats the node as
+    /// one it has never seen.
+    pub fn forget(&mut self, node: &str) -> Result<bool, StateError> {
+        if self.records.remove(node).is_none() {
+            return Ok(false);
+        }
+        write_compacted(&self.path, &self.records)?;
+        // The old file was replaced: append to the new one.
+        self.file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| io(&self.path, e))?;
+        Ok(true)
+    }
+
     /// Records a change; `durable` fsyncs it before returning.
     pub fn put(&mut self, node: &str, record: Record, durable: bool) -> Result<(), StateError> {
         let line = serde_json::to_string(&Line {
@@ -227,6 +223,31 @@ impl Journal {
         self.records.insert(node.to_string(), record);
         Ok(())
     }
+}
+
+/// Writes `records`, one line each, to a temporary file fsynced and renamed
+/// over `path`: the journal is whole before and after, never half-written.
+fn write_compacted(path: &Path, records: &BTreeMap<String, Record>) -> Result<(), StateError> {
+    let tmp = path.with_extension("compact");
+    {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| io(&tmp, e))?;
+        for (node, record) in records {
+            let line = serde_json::to_string(&Line {
+                node: node.clone(),
+                record: record.clone(),
+            })
+            .map_err(|e| io(&tmp, e))?;
+            writeln!(f, "{line}").map_err(|e| io(&tmp, e))?;
+        }
+        f.sync_all().map_err(|e| io(&tmp, e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
 }
 
 fn try_lock(f: &File) -> bool {
@@ -263,5 +284,20 @@ mod tests {
         // Compacted: one line per node.
         assert_eq!(std::fs::read_to_string(&p).unwrap().lines().count(), 2);
         assert_eq!(read(&p).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_forgotten_node_is_gone_and_later_records_still_land() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.jsonl");
+        let mut j = Journal::open(&p).unwrap();
+        j.put("n1", Record::new(1), false).unwrap();
+        j.put("n2", Record::new(2), false).unwrap();
+        assert!(j.forget("n1").unwrap());
+        assert!(!j.forget("n1").unwrap(), "already gone");
+        j.put("n3", Record::new(3), false).unwrap();
+        drop(j);
+        let all = read(&p).unwrap();
+        assert_eq!(all.keys().collect::<Vec<_>>(), ["n2", "n3"]);
     }
 }
