@@ -668,5 +668,43 @@ fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() 
             .is_some_and(|r| r["status"] == "provisioned")
     });
     certificate_verifies(&c, &g, "node-g");
+
+    // A provisioner killed after restarting a node but before seeing it answer leaves the node
+    // in progress at its restart step; the next one to start confirms it in the main collective
+    // and records it provisioned, signing nothing.
+    p.child.kill();
+    let journal = cfg.with_file_name("state.jsonl");
+    let last: Value = fs::read_to_string(&journal)
+        .unwrap()
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["node"] == "node-g")
+        .expect("node-g in the journal");
+    let mut killed = last.clone();
+    killed["status"] = json!("in_progress");
+    killed["step"] = json!("restart");
+    let mut f = fs::OpenOptions::new().append(true).open(&journal).unwrap();
+    f.write_all(format!("{killed}\n").as_bytes()).unwrap();
+    drop(f);
+    assert_eq!(Provisioner::status(&cfg)["node-g"]["status"], "in_progress");
+    let signed_before = issued(&c, "node-g");
+    let mut p = Provisioner::start(&cfg);
+    eventually(
+        LONG,
+        "node-g confirmed after the restart it was left at",
+        || {
+            assert!(p.child.is_running(), "{}", p.child.stderr_text());
+            Provisioner::status(&cfg)
+                .get("node-g")
+                .is_some_and(|r| r["status"] == "provisioned" && r["step"] == "confirm")
+        },
+    );
+    assert!(
+        p.child.stderr_text().contains("confirmed after a restart"),
+        "{}",
+        p.child.stderr_text()
+    );
+    assert_eq!(issued(&c, "node-g"), signed_before, "nothing signed again");
     drop(p);
 }
