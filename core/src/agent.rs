@@ -26,6 +26,16 @@ pub fn outputs(v: Value) -> Outputs {
     }
 }
 
+/// Splits a comma-separated input (`servers=a,b`, `groups=wheel, adm`)
+/// into its trimmed parts, dropping empty ones.
+pub fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// A failed action: a status other than OK and a message for the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionError {
@@ -129,5 +139,16 @@ pub trait Agent: Send + Sync + 'static {
     /// The per-action timeout (the DDL's).
     fn timeout(&self) -> Duration {
         Duration::from_secs(self.ddl().metadata.timeout.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_split_on_commas() {
+        assert_eq!(split_list(" a, b,,c "), vec!["a", "b", "c"]);
+        assert!(split_list("").is_empty());
     }
 }

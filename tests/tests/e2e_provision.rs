@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use mco_tests::provisioning::{self, provisioning_broker, Image, TOKEN};
+use mco_tests::provisioning::{
+    self, provisioning_broker, provisioning_client_config, Image, TOKEN,
+};
 use mco_tests::replies::replies;
 use mco_tests::{
     bin_path, eventually, ChildGuard, Cmd, NatsServer, Output, Responder, SecureCollective,
@@ -33,29 +35,13 @@ fn image(c: &SecureCollective, prov: &NatsServer, identity: &str, bootstrap: &st
     )
 }
 
-/// A client config for `user` on the provisioning broker, with its own pins cache.
+/// `mco` as `user` on the provisioning broker, with its own pins cache.
 fn provisioner(c: &SecureCollective, prov: &NatsServer, user: &str) -> Cmd {
-    let pki = c.pki_dir();
-    let dir = c.scratch().join(format!("prov-{user}"));
-    fs::create_dir_all(&dir).unwrap();
-    fs::write(dir.join("token"), TOKEN).unwrap();
-    let cfg = dir.join("client.toml");
-    fs::write(
-        &cfg,
-        format!(
-            "identity = {user:?}\ncollective = \"provisioning\"\n[nats]\nservers = [{url:?}]\ntoken_file = {token:?}\n[security]\nca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\n",
-            url = format!("tls://127.0.0.1:{}", prov.port()),
-            token = s(&dir.join("token")),
-            ca = s(&pki.join("ca.pem")),
-            cert = s(&pki.join(format!("{user}.pem"))),
-            key = s(&pki.join(format!("{user}.key"))),
-        ),
-    )
-    .unwrap();
+    let cfg = provisioning_client_config(c, prov, user);
     Cmd::mco()
         .arg("--config")
         .arg(&cfg)
-        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .env("XDG_CACHE_HOME", cfg.with_file_name("cache"))
 }
 
 fn pins_file(c: &SecureCollective, user: &str) -> PathBuf {

@@ -13,12 +13,3 @@ pub mod notify;
 pub mod registry;
 pub mod run;
 pub mod state;
-
-/// Splits a comma-separated list into its non-empty trimmed parts.
-pub fn split_list(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-        .collect()
-}

@@ -583,7 +583,14 @@ impl Provisioner {
             Some(f) => f,
             None => {
                 let inv = self
-                    .node_call(node, "rpcutil", "inventory", Map::new(), None)
+                    .ask(
+                        On::Provisioning,
+                        node,
+                        "rpcutil",
+                        "inventory",
+                        Map::new(),
+                        None,
+                    )
                     .await
                     .map_err(|f| ("inventory", Stop::from(f)))?;
                 inv.get("facts")
@@ -804,7 +811,7 @@ impl Provisioner {
             if Some(&m.identity) == ca.as_ref() || !m.agents.iter().any(|a| a == "ca") {
                 continue;
             }
-            self.main_call(&m.identity, "ca", "clean", input.clone(), None)
+            self.ask(On::Main, &m.identity, "ca", "clean", input.clone(), None)
                 .await
                 .map_err(|f| Stop::Failed(format!("clean on {}: {f}", m.identity)))?;
         }
@@ -866,7 +873,8 @@ impl Provisioner {
         while Instant::now() < deadline {
             let left = deadline - Instant::now();
             match self
-                .main_call(
+                .ask(
+                    On::Main,
                     node,
                     "rpcutil",
                     "ping",
@@ -965,7 +973,7 @@ impl Provisioner {
             .as_ref()
             .and_then(|f| m.facts.get(f))
             .map(|v| match v {
-                Value::String(s) => crate::provision::split_list(s),
+                Value::String(s) => mco_core::agent::split_list(s),
                 Value::Array(a) => a
                     .iter()
                     .filter_map(Value::as_str)
@@ -1109,7 +1117,7 @@ impl Provisioner {
             .acquire()
             .await
             .map_err(|e| Stop::Failed(e.to_string()))?;
-        self.main_call(&ca, "ca", action, input, None)
+        self.ask(On::Main, &ca, "ca", action, input, None)
             .await
             .map_err(|f| Stop::Failed(format!("ca {action} on {ca}: {f}")))
     }
@@ -1133,51 +1141,30 @@ impl Provisioner {
     ) -> Result<Map<String, Value>, Fail> {
         let mut data = input.as_object().cloned().unwrap_or_default();
         data.insert("token".into(), Value::String(self.token.clone()));
-        self.node_call(node, "provision", action, data, None).await
+        self.ask(On::Provisioning, node, "provision", action, data, None)
+            .await
     }
 
-    async fn node_call(
+    /// `agent action` on `node` in the provisioning collective or the main
+    /// one, within `timeout` (default `request_timeout`): its outputs, or why
+    /// there are none.
+    async fn ask(
         &self,
+        on: On,
         node: &str,
         agent: &str,
         action: &str,
         data: Map<String, Value>,
         timeout: Option<Duration>,
     ) -> Result<Map<String, Value>, Fail> {
-        let r = self
-            .reply(
-                &self.prov,
-                PROVISIONING_COLLECTIVE,
-                node,
-                agent,
-                action,
-                data,
-                timeout.unwrap_or(self.cfg.request_timeout),
-            )
-            .await?;
-        ok(r)
-    }
-
-    async fn main_call(
-        &self,
-        node: &str,
-        agent: &str,
-        action: &str,
-        data: Map<String, Value>,
-        timeout: Option<Duration>,
-    ) -> Result<Map<String, Value>, Fail> {
-        let r = self
-            .reply(
-                &self.main,
-                &self.main_cfg.collective,
-                node,
-                agent,
-                action,
-                data,
-                timeout.unwrap_or(self.cfg.request_timeout),
-            )
-            .await?;
-        ok(r)
+        let (bus, collective) = match on {
+            On::Provisioning => (&self.prov, PROVISIONING_COLLECTIVE),
+            On::Main => (&self.main, self.main_cfg.collective.as_str()),
+        };
+        let timeout = timeout.unwrap_or(self.cfg.request_timeout);
+        ok(self
+            .reply(bus, collective, node, agent, action, data, timeout)
+            .await?)
     }
 
     fn call(
@@ -1234,6 +1221,15 @@ impl Provisioner {
             ))),
         }
     }
+}
+
+/// Which collective a node is asked in.
+#[derive(Debug, Clone, Copy)]
+enum On {
+    /// The provisioning collective, on its own broker.
+    Provisioning,
+    /// The main collective.
+    Main,
 }
 
 fn ok(r: crate::output::NodeReply) -> Result<Map<String, Value>, Fail> {

@@ -88,15 +88,6 @@ pub fn new_config(
     Ok(text)
 }
 
-/// Splits a comma-separated input into its non-empty trimmed parts.
-pub fn split_list(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,11 +149,5 @@ system = false
         )
         .unwrap_err();
         assert!(bad.contains("collectives"), "{bad}");
-    }
-
-    #[test]
-    fn lists_split_on_commas() {
-        assert_eq!(split_list(" a, b,,c "), vec!["a", "b", "c"]);
-        assert!(split_list("").is_empty());
     }
 }

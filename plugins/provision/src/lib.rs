@@ -318,9 +318,9 @@ impl Provision {
                 return Err(aborted(format!("this node is {identity:?}, not {want:?}")));
             }
         }
-        let servers = configure::split_list(str_in(input, "servers"));
+        let servers = mco_core::agent::split_list(str_in(input, "servers"));
         let collectives = match input.get("collectives").and_then(Value::as_str) {
-            Some(c) => configure::split_list(c),
+            Some(c) => mco_core::agent::split_list(c),
             None => vec!["mcollective".to_string()],
         };
         let (_, csr_key) = Self::csr_paths(dir, identity);

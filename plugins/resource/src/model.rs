@@ -1,6 +1,7 @@
 //! The vocabulary every resource type shares: properties, their kinds,
 //! desired and current state, changes and failures.
 
+use mco_core::agent::split_list;
 use serde_json::{json, Map, Value};
 
 /// A resource's state as `find` reports it, and desired values as `do`
@@ -157,15 +158,6 @@ pub fn parse_bool(s: &str) -> Option<bool> {
         "false" | "no" | "off" | "0" => Some(false),
         _ => None,
     }
-}
-
-/// Splits a comma-separated list, trimming items and dropping empty ones.
-pub fn split_list(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 /// Normalises a mode: octal digits only, at most 4, written with 4 digits.
