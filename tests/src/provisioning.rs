@@ -32,6 +32,22 @@ pub fn provisioning_broker(c: &SecureCollective) -> NatsServer {
         .start()
 }
 
+/// Connects to the provisioning broker as the provisioner does: TLS checked against the
+/// collective's CA, and the token.
+///
+/// # Panics
+///
+/// If the connection fails.
+pub async fn connect(c: &SecureCollective, prov: &NatsServer) -> async_nats::Client {
+    async_nats::ConnectOptions::new()
+        .add_root_certificates(c.pki_dir().join("ca.pem"))
+        .require_tls(true)
+        .token(TOKEN.to_string())
+        .connect(format!("tls://127.0.0.1:{}", prov.port()))
+        .await
+        .expect("connect to the provisioning broker with the token")
+}
+
 /// Writes `key = value` into the provisioning broker's key-value bucket `bucket` (which must
 /// exist), as whatever boots nodes would.
 pub fn kv_put(c: &SecureCollective, prov: &NatsServer, bucket: &str, key: &str, value: &str) {
@@ -40,13 +56,7 @@ pub fn kv_put(c: &SecureCollective, prov: &NatsServer, bucket: &str, key: &str, 
         .build()
         .expect("a runtime");
     rt.block_on(async {
-        let client = async_nats::ConnectOptions::new()
-            .add_root_certificates(c.pki_dir().join("ca.pem"))
-            .require_tls(true)
-            .token(TOKEN.to_string())
-            .connect(format!("tls://127.0.0.1:{}", prov.port()))
-            .await
-            .expect("connect to the provisioning broker");
+        let client = connect(c, prov).await;
         // What `nats kv put` does: a publish to the key's subject, acknowledged by JetStream.
         let ack = client
             .request(format!("$KV.{bucket}.{key}"), value.to_string().into())

@@ -449,13 +449,7 @@ async fn a_node_announces_itself_and_the_library_pins_its_key() {
 
     let c = SecureCollective::builder().start();
     let prov = provisioning_broker(&c);
-    let client = async_nats::ConnectOptions::new()
-        .add_root_certificates(c.pki_dir().join("ca.pem"))
-        .require_tls(true)
-        .token(TOKEN.to_string())
-        .connect(format!("tls://127.0.0.1:{}", prov.port()))
-        .await
-        .expect("the provisioner connects with the token");
+    let client = provisioning::connect(&c, &prov).await;
     let mut sub = client
         .subscribe("provisioning.registration.>")
         .await
