@@ -219,10 +219,26 @@ mod tests {
         }
     }
 
-    fn text(f: impl FnOnce(&mut Vec<u8>) -> Result<Exit, ClientError>) -> (Exit, String) {
-        let mut out = Vec::new();
-        let code = f(&mut out).unwrap();
-        (code, String::from_utf8(out).unwrap())
+    /// Runs a command on a journal this test has just closed. Other tests
+    /// in this binary spawn commands, and a child holds a copy of every open
+    /// file description between its fork and its exec, the journal lock's
+    /// included: for that instant the journal still looks held. Polled,
+    /// with a deadline.
+    fn text(mut f: impl FnMut(&mut Vec<u8>) -> Result<Exit, ClientError>) -> (Exit, String) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let mut out = Vec::new();
+            match f(&mut out) {
+                Ok(code) => return (code, String::from_utf8(out).unwrap()),
+                Err(e)
+                    if e.to_string().contains("stop it first")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::yield_now()
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
     }
 
     #[test]
