@@ -30,6 +30,8 @@ pub struct Bus {
     pub creds: Option<Credentials>,
     /// How replies are opened and checked.
     pub opener: Opener,
+    /// The call's known keys are being prepared since connecting.
+    warming: bool,
 }
 
 /// The PKI directory `mco pki` writes by default.
@@ -52,6 +54,23 @@ pub fn known_path(identity: &str) -> std::path::PathBuf {
 }
 
 const KNOWN_PURPOSE: &str = "known certificates";
+
+/// Prepares the known keys of `nodes` on a spare thread: turning a key into
+/// a curve point costs microseconds each, a fleet's worth milliseconds.
+/// Keys not ready when their reply is checked are prepared then, so this
+/// changes only when the work is done. Returns whether a thread was started
+/// (not for a few nodes).
+fn warm_keys(trust: &Arc<TrustStore>, nodes: &[String]) -> bool {
+    const WORTH_A_THREAD: usize = 32;
+    if nodes.len() < WORTH_A_THREAD {
+        return false;
+    }
+    let trust = trust.clone();
+    let names: std::collections::HashSet<String> =
+        nodes.iter().map(|n| format!("node:{n}")).collect();
+    std::thread::spawn(move || trust.warm_known_matching(|name| names.contains(name)));
+    true
+}
 
 /// Loads the known-certificates file; a missing, stale or altered one is
 /// ignored (the certificates are then checked against the CA again).
@@ -96,9 +115,18 @@ impl Drop for Bus {
 impl Bus {
     /// Connects, failing fast with a clear error if no broker answers.
     pub async fn connect(cfg: &ClientConfig) -> Result<Bus, ClientError> {
+        Bus::connect_for(cfg, &[]).await
+    }
+
+    /// Connects as [`connect`](Self::connect) for a call to `nodes`, known
+    /// before connecting (a nodes file, `-I` identities): their known keys
+    /// are prepared on a spare thread while the connection is made, when a
+    /// core is otherwise idle, instead of while the replies come in.
+    pub async fn connect_for(cfg: &ClientConfig, nodes: &[String]) -> Result<Bus, ClientError> {
         let servers = cfg.nats.servers.join(", ");
         let sec = &cfg.security;
         let mut options = ConnectOptions::new();
+        let mut warming = false;
         let (creds, trust) = if sec.insecure {
             eprintln!("mco: INSECURE MODE: requests are not signed and replies are not verified; use this only for throw-away demos");
             (None, None)
@@ -127,12 +155,14 @@ impl Bus {
             let trust = TrustStore::load(&ca, crl.as_deref())
                 .map_err(|e| ClientError::Security(e.to_string()))?;
             load_known(&trust, &creds, &cfg.identity);
+            let trust = Arc::new(trust);
+            warming = sec.sign && warm_keys(&trust, nodes);
             options = options
                 .add_root_certificates(ca)
                 .add_client_certificate(cert, key)
                 .require_tls(true);
             if sec.sign {
-                (Some(creds), Some(Arc::new(trust)))
+                (Some(creds), Some(trust))
             } else {
                 eprintln!("mco: UNSIGNED MODE (security.sign = false): TLS to the broker is on, but requests are not signed and replies are not verified; use this only to measure what signing costs");
                 (None, None)
@@ -161,6 +191,7 @@ impl Bus {
             max_payload: cfg.nats.max_payload,
             ttl: cfg.ttl,
             creds,
+            warming,
             opener: Opener {
                 trust,
                 max_payload: cfg.nats.max_payload,
@@ -177,22 +208,12 @@ impl Bus {
     }
 
     /// Prepares the known keys of `nodes` on a spare thread, while the
-    /// request goes out and the first replies come back: turning a key into
-    /// a curve point costs microseconds each, a fleet's worth milliseconds.
-    /// Keys not ready when their reply is checked are prepared then, so
-    /// this changes only when the work is done.
+    /// request goes out and the first replies come back, unless that was
+    /// started when connecting ([`connect_for`](Self::connect_for)).
     pub fn warm_keys(&self, nodes: &[String]) {
-        const WORTH_A_THREAD: usize = 32;
-        let Some(trust) = &self.opener.trust else {
-            return;
-        };
-        if nodes.len() < WORTH_A_THREAD {
-            return;
+        if let (Some(trust), false) = (&self.opener.trust, self.warming) {
+            warm_keys(trust, nodes);
         }
-        let trust = trust.clone();
-        let names: std::collections::HashSet<String> =
-            nodes.iter().map(|n| format!("node:{n}")).collect();
-        std::thread::spawn(move || trust.warm_known_matching(|name| names.contains(name)));
     }
 
     /// A new request body.

@@ -38,15 +38,14 @@ pub async fn discover(
             nodes: read_nodes_file(path)?,
             by_broadcast: false,
         }),
-        Source::Stdin => {
-            let stdin = std::io::stdin();
-            let nodes =
-                parse_nodes(stdin.lock()).map_err(|e| ClientError::Io(format!("stdin: {e}")))?;
-            Ok(Discovered {
-                nodes,
-                by_broadcast: false,
-            })
-        }
+        Source::Stdin => Ok(Discovered {
+            nodes: read_stdin()?,
+            by_broadcast: false,
+        }),
+        Source::Listed(nodes) => Ok(Discovered {
+            nodes: nodes.clone(),
+            by_broadcast: false,
+        }),
         Source::Broadcast => {
             if let Some(ids) = plan.filter.literal_identities() {
                 let mut ids = ids;
@@ -86,6 +85,11 @@ pub fn read_nodes_file(path: &Path) -> Result<Vec<String>, ClientError> {
         .map_err(|e| ClientError::Io(format!("--nodes {}: {e}", path.display())))?;
     parse_nodes(std::io::BufReader::new(f))
         .map_err(|e| ClientError::Io(format!("--nodes {}: {e}", path.display())))
+}
+
+/// Reads identities from standard input, as from a nodes file.
+pub fn read_stdin() -> Result<Vec<String>, ClientError> {
+    parse_nodes(std::io::stdin().lock()).map_err(|e| ClientError::Io(format!("stdin: {e}")))
 }
 
 fn parse_nodes(r: impl BufRead) -> std::io::Result<Vec<String>> {

@@ -63,6 +63,9 @@ pub enum Source {
     File(PathBuf),
     /// Standard input.
     Stdin,
+    /// Identities already read from a file or standard input, before
+    /// connecting.
+    Listed(Vec<String>),
 }
 
 /// A checked plan for one verb.
@@ -172,6 +175,36 @@ pub fn resolve(args: &TargetArgs, cfg: &ClientConfig) -> Result<Plan, ClientErro
     })
 }
 
+impl Plan {
+    /// Reads a file or standard input of identities now, so that the plan
+    /// names its nodes before the bus is connected; a missing file fails
+    /// without any connection being made.
+    pub fn read_listed(&mut self) -> Result<(), ClientError> {
+        let nodes = match &self.source {
+            Source::File(path) => crate::discovery::read_nodes_file(path)?,
+            Source::Stdin => crate::discovery::read_stdin()?,
+            Source::Broadcast | Source::Listed(_) => return Ok(()),
+        };
+        self.source = Source::Listed(nodes);
+        Ok(())
+    }
+
+    /// The nodes this plan names without asking the bus: a list read by
+    /// [`read_listed`](Self::read_listed), or identities the filter spells
+    /// out. Empty when discovery has to find them, or when `--limit-nodes`
+    /// will pick among them.
+    pub fn named_nodes(&self) -> Vec<String> {
+        if self.limit.is_some() {
+            return Vec::new();
+        }
+        match &self.source {
+            Source::Listed(nodes) => nodes.clone(),
+            Source::Broadcast => self.filter.literal_identities().unwrap_or_default(),
+            Source::File(_) | Source::Stdin => Vec::new(),
+        }
+    }
+}
+
 /// Applies `--limit-nodes`: a seeded shuffle, then the first N, in sorted order.
 pub fn apply_limit(mut nodes: Vec<String>, limit: Option<Limit>, seed: Option<u64>) -> Vec<String> {
     let Some(limit) = limit else { return nodes };
@@ -242,5 +275,46 @@ mod tests {
             ..Default::default()
         };
         assert!(filter(&args).is_err());
+    }
+
+    #[test]
+    fn listed_nodes_are_read_before_connecting() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("nodes.txt");
+        std::fs::write(&file, "# web\nweb2\n\nweb1\nweb2\n").unwrap();
+        let cfg = ClientConfig::defaults();
+        let args = TargetArgs {
+            nodes: Some(file),
+            ..Default::default()
+        };
+        let mut plan = resolve(&args, &cfg).unwrap();
+        assert!(plan.named_nodes().is_empty(), "not read yet");
+        plan.read_listed().unwrap();
+        assert_eq!(
+            plan.source,
+            Source::Listed(vec!["web1".into(), "web2".into()])
+        );
+        assert_eq!(plan.named_nodes(), ["web1", "web2"]);
+        // --limit-nodes picks among them later: none are named up front.
+        plan.limit = Some(Limit::Count(1));
+        assert!(plan.named_nodes().is_empty());
+
+        let missing = TargetArgs {
+            nodes: Some(d.path().join("absent.txt")),
+            ..Default::default()
+        };
+        let e = resolve(&missing, &cfg).unwrap().read_listed().unwrap_err();
+        assert!(e.to_string().contains("absent.txt"), "{e}");
+
+        let literal = TargetArgs {
+            with_identity: vec!["web3".into()],
+            ..Default::default()
+        };
+        assert_eq!(resolve(&literal, &cfg).unwrap().named_nodes(), ["web3"]);
+        let pattern = TargetArgs {
+            with_identity: vec!["/web/".into()],
+            ..Default::default()
+        };
+        assert!(resolve(&pattern, &cfg).unwrap().named_nodes().is_empty());
     }
 }

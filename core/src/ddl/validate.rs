@@ -3,6 +3,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use std::sync::OnceLock;
+
 use regex::Regex;
 use serde_json::{Map, Value};
 
@@ -21,7 +23,37 @@ pub enum Validator {
     /// Either IP version.
     Ip,
     /// A regular expression (written `/re/` or bare).
-    Regex(Regex),
+    Regex(Pattern),
+}
+
+/// A validation regex: its syntax is checked when the DDL is loaded, and it
+/// is compiled on its first use. A client loads every DDL it knows at each
+/// start and uses at most one action's patterns; compiling them all up front
+/// cost milliseconds of every call.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    src: String,
+    re: OnceLock<Result<Regex, String>>,
+}
+
+impl Pattern {
+    fn parse(src: &str) -> Result<Pattern, String> {
+        regex_syntax::Parser::new()
+            .parse(src)
+            .map_err(|e| e.to_string())?;
+        Ok(Pattern {
+            src: src.to_string(),
+            re: OnceLock::new(),
+        })
+    }
+
+    fn is_match(&self, text: &str) -> Result<bool, String> {
+        self.re
+            .get_or_init(|| Regex::new(&self.src).map_err(|e| e.to_string()))
+            .as_ref()
+            .map(|re| re.is_match(text))
+            .map_err(|e| format!("invalid validation regex /{}/: {e}", self.src))
+    }
 }
 
 impl Validator {
@@ -39,7 +71,8 @@ impl Validator {
                     s
                 };
                 Validator::Regex(
-                    Regex::new(src).map_err(|e| format!("invalid validation regex {s:?}: {e}"))?,
+                    Pattern::parse(src)
+                        .map_err(|e| format!("invalid validation regex {s:?}: {e}"))?,
                 )
             }
         })
@@ -62,10 +95,10 @@ impl Validator {
                 .map(|_| ())
                 .map_err(|_| format!("{text:?} is not an IP address")),
             Validator::Regex(re) => {
-                if re.is_match(text) {
+                if re.is_match(text)? {
                     Ok(())
                 } else {
-                    Err(format!("{text:?} does not match /{}/", re.as_str()))
+                    Err(format!("{text:?} does not match /{}/", re.src))
                 }
             }
         }
@@ -358,5 +391,22 @@ mod tests {
             assert!(shellsafe(bad).is_err(), "{bad:?}");
         }
         assert!(shellsafe("plain -x --y=1 /tmp/file").is_ok());
+    }
+
+    #[test]
+    fn regexes_are_checked_when_loaded_and_compiled_when_used() {
+        let e = Validator::parse("/^[a-z+$/").unwrap_err();
+        assert!(e.contains("invalid validation regex"), "{e}");
+        let v = Validator::parse("/^[a-z]+$/").unwrap();
+        let Validator::Regex(p) = &v else {
+            panic!("{v:?}")
+        };
+        assert!(p.re.get().is_none(), "not compiled before its first use");
+        assert!(v.check("deploy").is_ok());
+        assert_eq!(
+            v.check("Deploy").unwrap_err(),
+            "\"Deploy\" does not match /^[a-z]+$/"
+        );
+        assert!(p.re.get().is_some());
     }
 }
