@@ -176,17 +176,22 @@ pub fn resolve(args: &TargetArgs, cfg: &ClientConfig) -> Result<Plan, ClientErro
 }
 
 impl Plan {
-    /// Reads a file or standard input of identities now, so that the plan
-    /// names its nodes before the bus is connected; a missing file fails
-    /// without any connection being made.
-    pub fn read_listed(&mut self) -> Result<(), ClientError> {
-        let nodes = match &self.source {
-            Source::File(path) => crate::discovery::read_nodes_file(path)?,
-            Source::Stdin => crate::discovery::read_stdin()?,
-            Source::Broadcast | Source::Listed(_) => return Ok(()),
-        };
-        self.source = Source::Listed(nodes);
-        Ok(())
+    /// Reads a file or standard input of identities now (off the async
+    /// workers), so that the plan names its nodes before the bus is
+    /// connected; a missing file fails without any connection being made.
+    pub async fn read_listed(mut self) -> Result<Plan, ClientError> {
+        if !matches!(self.source, Source::File(_) | Source::Stdin) {
+            return Ok(self);
+        }
+        tokio::task::spawn_blocking(move || {
+            self.source = Source::Listed(match &self.source {
+                Source::File(path) => crate::discovery::read_nodes_file(path)?,
+                _ => crate::discovery::read_stdin()?,
+            });
+            Ok(self)
+        })
+        .await
+        .map_err(|e| ClientError::Io(format!("reading the node list: {e}")))?
     }
 
     /// The nodes this plan names without asking the bus: a list read by
@@ -277,8 +282,8 @@ mod tests {
         assert!(filter(&args).is_err());
     }
 
-    #[test]
-    fn listed_nodes_are_read_before_connecting() {
+    #[tokio::test]
+    async fn listed_nodes_are_read_before_connecting() {
         let d = tempfile::tempdir().unwrap();
         let file = d.path().join("nodes.txt");
         std::fs::write(&file, "# web\nweb2\n\nweb1\nweb2\n").unwrap();
@@ -287,9 +292,9 @@ mod tests {
             nodes: Some(file),
             ..Default::default()
         };
-        let mut plan = resolve(&args, &cfg).unwrap();
+        let plan = resolve(&args, &cfg).unwrap();
         assert!(plan.named_nodes().is_empty(), "not read yet");
-        plan.read_listed().unwrap();
+        let mut plan = plan.read_listed().await.unwrap();
         assert_eq!(
             plan.source,
             Source::Listed(vec!["web1".into(), "web2".into()])
@@ -303,7 +308,11 @@ mod tests {
             nodes: Some(d.path().join("absent.txt")),
             ..Default::default()
         };
-        let e = resolve(&missing, &cfg).unwrap().read_listed().unwrap_err();
+        let e = resolve(&missing, &cfg)
+            .unwrap()
+            .read_listed()
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("absent.txt"), "{e}");
 
         let literal = TargetArgs {

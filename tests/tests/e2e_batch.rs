@@ -163,6 +163,23 @@ fn direct_sources(url: &str, dir: &std::path::Path) {
         assert_eq!(fleet_senders(&out), ["node-0001", "node-0005"], "{out:?}");
     }
 
+    // A missing nodes file is reported before any broker is tried.
+    let absent = dir.join("absent.txt");
+    let out = Cmd::mco()
+        .args([
+            "rpc",
+            "rpcutil",
+            "ping",
+            "--nats",
+            "nats://127.0.0.1:1",
+            "--nodes",
+        ])
+        .arg(absent.to_str().unwrap())
+        .run();
+    out.assert_exit(1);
+    assert!(out.stderr.contains("absent.txt"), "{out:?}");
+    assert!(!out.stderr.contains("127.0.0.1:1"), "{out:?}");
+
     // Literal identities need no discovery, even with no time for it.
     let out = rpc_ping(
         url,

@@ -61,8 +61,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, ClientError> {
 
 /// Resolves the target flags and connects.
 async fn connect(cfg: &ClientConfig, args: &TargetArgs) -> Result<(Plan, Bus), ClientError> {
-    let mut plan = target::resolve(args, cfg)?;
-    plan.read_listed()?;
+    let plan = target::resolve(args, cfg)?.read_listed().await?;
     let mut bus = Bus::connect_for(cfg, &plan.named_nodes()).await?;
     if plan.collective == mco_core::provisioning::PROVISIONING_COLLECTIVE {
         let path = crate::pins::default_pins_path();

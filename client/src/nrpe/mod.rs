@@ -115,7 +115,7 @@ pub async fn run(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let mut plan = target::resolve(&args.target, cfg)?;
+    let mut plan = target::resolve(&args.target, cfg)?.read_listed().await?;
     // What is left of the budget, keeping a margin to print the result.
     let left = |budget: Duration| {
         let margin = (budget / 10).min(Duration::from_millis(500));
@@ -127,13 +127,13 @@ pub async fn run(
         plan.discovery_timeout = plan.discovery_timeout.min(b * 2 / 5);
     }
     let bus = match budget {
-        Some(b) => tokio::time::timeout(left(b), Bus::connect(cfg))
+        Some(b) => tokio::time::timeout(left(b), Bus::connect_for(cfg, &plan.named_nodes()))
             .await
             .map_err(|_| ClientError::Connect {
                 servers: cfg.nats.servers.join(", "),
                 message: "timed out".into(),
             })??,
-        None => Bus::connect(cfg).await?,
+        None => Bus::connect_for(cfg, &plan.named_nodes()).await?,
     };
     let mut found = discovery::discover(&bus, &plan, Some(AGENT)).await?;
     found.nodes = target::apply_limit(found.nodes, plan.limit, plan.limit_seed);
