@@ -1,5 +1,6 @@
 //! The client's connection to the bus and the request it builds.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions};
@@ -32,6 +33,8 @@ pub struct Bus {
     pub opener: Opener,
     /// The call's known keys are being prepared since connecting.
     warming: bool,
+    /// How often the connection to the broker was lost since connecting.
+    lost: Arc<AtomicU32>,
 }
 
 /// The PKI directory `mco pki` writes by default.
@@ -174,8 +177,16 @@ impl Bus {
             })?;
             options = options.token(token.trim().to_string());
         }
+        let lost = Arc::new(AtomicU32::new(0));
+        let seen = lost.clone();
         let client = options
             .name(format!("mco {}", cfg.identity))
+            .event_callback(move |event| {
+                if matches!(event, async_nats::Event::Disconnected) {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                }
+                async {}
+            })
             .connection_timeout(Duration::from_secs(5))
             .subscription_capacity(65_536)
             .connect(cfg.nats.servers.as_slice())
@@ -192,6 +203,7 @@ impl Bus {
             ttl: cfg.ttl,
             creds,
             warming,
+            lost,
             opener: Opener {
                 trust,
                 max_payload: cfg.nats.max_payload,
@@ -205,6 +217,14 @@ impl Bus {
     pub fn with_pins(mut self, pins: Arc<crate::pins::KeyPins>) -> Bus {
         self.opener.pins = Some(pins);
         self
+    }
+
+    /// How often the connection to the broker has been lost since
+    /// connecting: a call compares it before and after, since replies
+    /// published while the client was away are gone (the client reconnects
+    /// on its own and keeps waiting for the rest).
+    pub fn times_lost(&self) -> u32 {
+        self.lost.load(Ordering::Relaxed)
     }
 
     /// Prepares the known keys of `nodes` on a spare thread, while the

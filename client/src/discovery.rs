@@ -113,6 +113,7 @@ pub async fn broadcast(
     timeout: Duration,
     window: Duration,
 ) -> Result<Vec<(String, Duration)>, ClientError> {
+    let lost_before = bus.times_lost();
     let req = bus.request(collective, "rpcutil", "ping", Default::default(), filter);
     let reply_to = bus.reply_subject(&req);
     let sub = bus
@@ -154,6 +155,10 @@ pub async fn broadcast(
     }
     if untrusted > 0 {
         eprintln!("warning: ignored {untrusted} discovery replies that failed verification");
+    }
+    let lost = bus.times_lost() - lost_before;
+    if lost > 0 {
+        eprintln!("warning: {}", crate::rpc::lost_words(lost, "discovery"));
     }
     Ok(found.into_iter().collect())
 }

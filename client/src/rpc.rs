@@ -56,12 +56,18 @@ pub struct Collected {
     pub untrusted: Vec<String>,
     /// Request ids sent, one per batch.
     pub request_ids: Vec<String>,
+    /// How often the connection to the broker was lost during the call.
+    pub broker_lost: u32,
 }
 
 impl Collected {
     /// Says on stderr which replies were ignored: those that failed
-    /// verification (counted as no reply) and those that did not decode.
+    /// verification (counted as no reply) and those that did not decode;
+    /// and whether the connection to the broker was lost during the call.
     pub fn warn_ignored(&self) {
+        if self.broker_lost > 0 {
+            eprintln!("warning: {}", lost_words(self.broker_lost, "the call"));
+        }
         if !self.untrusted.is_empty() {
             eprintln!(
                 "warning: ignored {} replies that failed verification (counted as no reply): {}",
@@ -78,6 +84,18 @@ impl Collected {
     }
 }
 
+/// What to tell the operator when the connection to the broker was lost
+/// `times` times during `what`.
+pub fn lost_words(times: u32, what: &str) -> String {
+    let times = match times {
+        1 => String::new(),
+        n => format!(" {n} times"),
+    };
+    format!(
+        "the connection to the broker was lost{times} during {what}; replies sent while it was down are lost, so nodes may be missing"
+    )
+}
+
 /// Sends `call` to each of `nodes` directly and collects their replies.
 pub async fn call(
     bus: &Bus,
@@ -86,6 +104,7 @@ pub async fn call(
     wait: &Wait,
 ) -> Result<Collected, ClientError> {
     bus.warm_keys(nodes);
+    let lost_before = bus.times_lost();
     let bar = progress_bar(wait.progress, nodes.len());
     let mut out = Collected::default();
     let size = wait.batch.map_or(nodes.len().max(1), |(n, _)| n);
@@ -98,6 +117,7 @@ pub async fn call(
         one_batch(bus, call, batch, wait.timeout, &bar, &mut out).await?;
     }
     bar.finish_and_clear();
+    out.broker_lost = bus.times_lost() - lost_before;
     out.replies.sort_by(|a, b| a.sender.cmp(&b.sender));
     out.no_response.sort();
     out.unexpected.sort();

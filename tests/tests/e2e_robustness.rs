@@ -1,6 +1,7 @@
 //! The responder against bad input and a bad world: garbage, truncated,
 //! oversized, expired and wrong-version messages published straight onto its
-//! subjects; a broker restart; SIGHUP and SIGTERM; a bad config file.
+//! subjects; a broker restart; SIGHUP and SIGTERM; a bad config file. And
+//! the client when the broker goes away in the middle of a call.
 
 use std::process::Command;
 use std::time::Duration;
@@ -247,4 +248,44 @@ fn a_bad_config_lists_every_problem_and_exits_64() {
         out.stderr.contains("discovery.windw") && out.stderr.contains("discovery.timeout"),
         "{out:?}"
     );
+}
+
+#[test]
+fn the_client_says_when_the_broker_goes_away_mid_call() {
+    use futures::StreamExt;
+
+    let mut nats = NatsServer::start();
+    let url = nats.url();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // A watcher on the silent node's subject: once the request arrives
+    // there, the client is connected and waiting for its reply.
+    let (_watcher, mut requests) = rt.block_on(async {
+        let c = nats.client().await;
+        let sub = c
+            .subscribe(subject::node("mcollective", "ghost"))
+            .await
+            .unwrap();
+        c.flush().await.unwrap();
+        (c, sub)
+    });
+    let call = std::thread::spawn(move || {
+        mco([
+            "rpc", "rpcutil", "ping", "--nats", &url, "-I", "ghost", "-t", "4s",
+        ])
+    });
+    let seen =
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), requests.next()).await });
+    assert!(
+        matches!(seen, Ok(Some(_))),
+        "the request never reached the broker"
+    );
+    nats.stop();
+    let out = call.join().unwrap();
+    out.assert_exit(4);
+    assert!(
+        out.stderr
+            .contains("warning: the connection to the broker was lost during the call"),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("No response from:"), "{out:?}");
 }

@@ -185,5 +185,6 @@ pub async fn run(
         nodes,
         missing: (expected_extra > 0).then_some((expected_extra, unknown)),
         elapsed: started.elapsed(),
+        broker_lost: collected.broker_lost,
     }))
 }

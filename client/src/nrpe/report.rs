@@ -129,6 +129,8 @@ pub struct Report {
     pub missing: Option<(usize, State)>,
     /// How long the check took.
     pub elapsed: Duration,
+    /// How often the connection to the broker was lost during the check.
+    pub broker_lost: u32,
 }
 
 /// Text from a node made safe for the plugin output: a `|` would start
@@ -227,9 +229,13 @@ impl Report {
         items.join(" ")
     }
 
-    /// The lines naming the hosts in each non-OK state, worst first.
+    /// The lines naming the hosts in each non-OK state, worst first, after
+    /// one saying so if the connection to the broker was lost meanwhile.
     fn state_lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
+        if self.broker_lost > 0 {
+            lines.push(crate::rpc::lost_words(self.broker_lost, "the check"));
+        }
         for state in [State::Critical, State::Warning, State::Unknown] {
             let mut hosts: Vec<String> = self.hosts(state).iter().map(|h| h.to_string()).collect();
             if let Some((n, s)) = self.missing {
@@ -426,7 +432,22 @@ mod tests {
             nodes,
             missing: Some((2, State::Unknown)),
             elapsed: Duration::from_millis(1234),
+            broker_lost: 0,
         }
+    }
+
+    #[test]
+    fn a_lost_broker_connection_is_said_under_the_first_line() {
+        let mut r = sample();
+        r.broker_lost = 1;
+        let out = r.plugin_output(false);
+        let second = out.lines().nth(1).unwrap();
+        assert_eq!(
+            second,
+            "the connection to the broker was lost during the check; replies sent while it was down are lost, so nodes may be missing"
+        );
+        r.broker_lost = 2;
+        assert!(r.text(false).contains("was lost 2 times during the check"));
     }
 
     #[test]
@@ -471,6 +492,7 @@ mod tests {
                 .collect(),
             missing: None,
             elapsed: Duration::ZERO,
+            broker_lost: 0,
         };
         assert_eq!(mk(&[0, 0]).exit_code(), 0);
         assert_eq!(mk(&[0, 3]).exit_code(), 3);
