@@ -125,10 +125,16 @@ pub async fn call(
     Ok(out)
 }
 
-/// Publishes without waiting; returns the request id.
-pub async fn fire(bus: &Bus, call: &Call, nodes: &[String]) -> Result<String, ClientError> {
+/// Publishes without waiting for replies, giving the broker up to `within`
+/// to take the request; returns the request id.
+pub async fn fire(
+    bus: &Bus,
+    call: &Call,
+    nodes: &[String],
+    within: Duration,
+) -> Result<String, ClientError> {
     let req = call.request(bus);
-    send(bus, &req, nodes).await?;
+    send(bus, &req, nodes, Instant::now() + within).await?;
     Ok(req.id)
 }
 
@@ -144,24 +150,51 @@ impl Call {
     }
 }
 
-/// Sends one encoded request to each node's own subject, then flushes.
-async fn send(bus: &Bus, req: &RequestBody, nodes: &[String]) -> Result<(), ClientError> {
+/// Sends one encoded request to each node's own subject, then flushes, by
+/// `deadline`: a broker that went away or stopped answering would otherwise
+/// keep the flush waiting for a reconnection well past the call's timeout.
+async fn send(
+    bus: &Bus,
+    req: &RequestBody,
+    nodes: &[String],
+    deadline: Instant,
+) -> Result<(), ClientError> {
     let payload = bus.encode(req)?;
     let reply_to = bus.reply_subject(req);
-    for n in nodes {
+    let publish = async {
+        for n in nodes {
+            bus.client
+                .publish_with_reply(
+                    subject::node(&req.collective, n),
+                    reply_to.clone(),
+                    payload.clone(),
+                )
+                .await
+                .map_err(|e| ClientError::Bus(e.to_string()))?;
+        }
         bus.client
-            .publish_with_reply(
-                subject::node(&req.collective, n),
-                reply_to.clone(),
-                payload.clone(),
-            )
+            .flush()
             .await
-            .map_err(|e| ClientError::Bus(e.to_string()))?;
-    }
-    bus.client
-        .flush()
+            .map_err(|e| ClientError::Bus(e.to_string()))
+    };
+    within_deadline(deadline, publish).await
+}
+
+/// Runs `publish` (publishing and flushing a request) until `deadline`; past
+/// it, the error says the broker did not take the request.
+pub(crate) async fn within_deadline(
+    deadline: Instant,
+    publish: impl std::future::Future<Output = Result<(), ClientError>>,
+) -> Result<(), ClientError> {
+    let started = Instant::now();
+    tokio::time::timeout_at(deadline, publish)
         .await
-        .map_err(|e| ClientError::Bus(e.to_string()))
+        .unwrap_or_else(|_| {
+            Err(ClientError::Bus(format!(
+                "the broker did not take the request within {:.1}s: the connection to it is lost or it stopped answering",
+                deadline.saturating_duration_since(started).as_secs_f64()
+            )))
+        })
 }
 
 async fn one_batch(
@@ -181,7 +214,7 @@ async fn one_batch(
         .map_err(|e| ClientError::Bus(e.to_string()))?;
     let sent = Instant::now();
     let mut intake = Intake::start(sub, bus.opener.clone(), sent, Some(batch.len()));
-    send(bus, &req, batch).await?;
+    send(bus, &req, batch, sent + timeout).await?;
     out.request_ids.push(req.id.clone());
     let mut pending: HashSet<&str> = batch.iter().map(String::as_str).collect();
     let mut answered: HashSet<String> = HashSet::new();

@@ -1,7 +1,8 @@
 //! The responder against bad input and a bad world: garbage, truncated,
 //! oversized, expired and wrong-version messages published straight onto its
 //! subjects; a broker restart; SIGHUP and SIGTERM; a bad config file. And
-//! the client when the broker goes away in the middle of a call.
+//! the client when the broker goes away in the middle of a call, or before
+//! a batch of it is sent.
 
 use std::process::Command;
 use std::time::Duration;
@@ -288,4 +289,62 @@ fn the_client_says_when_the_broker_goes_away_mid_call() {
         "{out:?}"
     );
     assert!(out.stdout.contains("No response from:"), "{out:?}");
+}
+
+#[test]
+fn a_broker_gone_before_a_batch_cannot_hold_the_call_past_its_timeout() {
+    use futures::StreamExt;
+
+    let mut nats = NatsServer::start();
+    let url = nats.url();
+    let _alpha = Responder::start(&nats, ResponderSpec::new("alpha"));
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = dir.path().join("nodes.txt");
+    std::fs::write(&nodes, "alpha\nzeta\n").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // The first batch's request is seen here; the second batch goes out two
+    // seconds later, when the broker is gone.
+    let (_watcher, mut requests) = rt.block_on(async {
+        let c = nats.client().await;
+        let sub = c
+            .subscribe(subject::node("mcollective", "alpha"))
+            .await
+            .unwrap();
+        c.flush().await.unwrap();
+        (c, sub)
+    });
+    let nodes_arg = nodes.to_str().unwrap().to_string();
+    let call = std::thread::spawn(move || {
+        mco([
+            "rpc",
+            "rpcutil",
+            "ping",
+            "--nats",
+            &url,
+            "--nodes",
+            &nodes_arg,
+            "--batch",
+            "1",
+            "--batch-sleep",
+            "2s",
+            "-t",
+            "3s",
+        ])
+    });
+    let seen =
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), requests.next()).await });
+    assert!(
+        matches!(seen, Ok(Some(_))),
+        "the first request never reached the broker"
+    );
+    // Gone: the client keeps trying to reconnect, and a request published
+    // meanwhile waits for a connection that never comes back.
+    nats.stop();
+    let out = call.join().unwrap();
+    out.assert_exit(1);
+    assert!(
+        out.stderr
+            .contains("the broker did not take the request within 3.0s"),
+        "{out:?}"
+    );
 }

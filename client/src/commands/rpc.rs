@@ -167,7 +167,10 @@ pub(super) async fn run(
             data,
             filter: plan.filter.clone(),
         };
-        let id = rpc::fire(&bus, &call, &found.nodes).await?;
+        let within = plan.timeout.unwrap_or(
+            plan.discovery_timeout + std::time::Duration::from_secs(ddl.metadata.timeout),
+        );
+        let id = rpc::fire(&bus, &call, &found.nodes, within).await?;
         writeln!(out, "Request sent with id: {id}").map_err(io)?;
         return Ok(0);
     }
