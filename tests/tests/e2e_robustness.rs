@@ -251,35 +251,47 @@ fn a_bad_config_lists_every_problem_and_exits_64() {
     );
 }
 
-#[test]
-fn the_client_says_when_the_broker_goes_away_mid_call() {
-    use futures::StreamExt;
-
-    let mut nats = NatsServer::start();
-    let url = nats.url();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    // A watcher on the silent node's subject: once the request arrives
-    // there, the client is connected and waiting for its reply.
-    let (_watcher, mut requests) = rt.block_on(async {
+/// A subscriber on `node`'s own subject, to see when a client's request to
+/// it has reached the broker (the client is then connected and waiting).
+fn watch_requests_to(
+    rt: &tokio::runtime::Runtime,
+    nats: &NatsServer,
+    node: &str,
+) -> (async_nats::Client, async_nats::Subscriber) {
+    rt.block_on(async {
         let c = nats.client().await;
         let sub = c
-            .subscribe(subject::node("mcollective", "ghost"))
+            .subscribe(subject::node("mcollective", node))
             .await
             .unwrap();
         c.flush().await.unwrap();
         (c, sub)
-    });
-    let call = std::thread::spawn(move || {
-        mco([
-            "rpc", "rpcutil", "ping", "--nats", &url, "-I", "ghost", "-t", "4s",
-        ])
-    });
+    })
+}
+
+/// Waits (with a deadline) for the first request `watch_requests_to` sees.
+fn first_request(rt: &tokio::runtime::Runtime, requests: &mut async_nats::Subscriber) {
+    use futures::StreamExt;
     let seen =
         rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), requests.next()).await });
     assert!(
         matches!(seen, Ok(Some(_))),
         "the request never reached the broker"
     );
+}
+
+#[test]
+fn the_client_says_when_the_broker_goes_away_mid_call() {
+    let mut nats = NatsServer::start();
+    let url = nats.url();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_watcher, mut requests) = watch_requests_to(&rt, &nats, "ghost");
+    let call = std::thread::spawn(move || {
+        mco([
+            "rpc", "rpcutil", "ping", "--nats", &url, "-I", "ghost", "-t", "4s",
+        ])
+    });
+    first_request(&rt, &mut requests);
     nats.stop();
     let out = call.join().unwrap();
     out.assert_exit(4);
@@ -293,8 +305,6 @@ fn the_client_says_when_the_broker_goes_away_mid_call() {
 
 #[test]
 fn a_broker_gone_before_a_batch_cannot_hold_the_call_past_its_timeout() {
-    use futures::StreamExt;
-
     let mut nats = NatsServer::start();
     let url = nats.url();
     let _alpha = Responder::start(&nats, ResponderSpec::new("alpha"));
@@ -304,15 +314,7 @@ fn a_broker_gone_before_a_batch_cannot_hold_the_call_past_its_timeout() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     // The first batch's request is seen here; the second batch goes out two
     // seconds later, when the broker is gone.
-    let (_watcher, mut requests) = rt.block_on(async {
-        let c = nats.client().await;
-        let sub = c
-            .subscribe(subject::node("mcollective", "alpha"))
-            .await
-            .unwrap();
-        c.flush().await.unwrap();
-        (c, sub)
-    });
+    let (_watcher, mut requests) = watch_requests_to(&rt, &nats, "alpha");
     let nodes_arg = nodes.to_str().unwrap().to_string();
     let call = std::thread::spawn(move || {
         mco([
@@ -331,12 +333,7 @@ fn a_broker_gone_before_a_batch_cannot_hold_the_call_past_its_timeout() {
             "3s",
         ])
     });
-    let seen =
-        rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), requests.next()).await });
-    assert!(
-        matches!(seen, Ok(Some(_))),
-        "the first request never reached the broker"
-    );
+    first_request(&rt, &mut requests);
     // Gone: the client keeps trying to reconnect, and a request published
     // meanwhile waits for a connection that never comes back.
     nats.stop();
