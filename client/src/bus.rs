@@ -236,6 +236,40 @@ impl Bus {
         }
     }
 
+    /// Publishes `payload` to each of `subjects` with `reply_to`, then
+    /// flushes, by `deadline`: a broker that went away would otherwise keep
+    /// the flush waiting for a reconnection well past the call's timeout.
+    /// Past the deadline, the error says the broker did not take the request.
+    pub async fn publish_by(
+        &self,
+        subjects: &[String],
+        reply_to: &str,
+        payload: bytes::Bytes,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), ClientError> {
+        let started = tokio::time::Instant::now();
+        let publish = async {
+            for subject in subjects {
+                self.client
+                    .publish_with_reply(subject.clone(), reply_to.to_string(), payload.clone())
+                    .await
+                    .map_err(|e| ClientError::Bus(e.to_string()))?;
+            }
+            self.client
+                .flush()
+                .await
+                .map_err(|e| ClientError::Bus(e.to_string()))
+        };
+        tokio::time::timeout_at(deadline, publish)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ClientError::Bus(format!(
+                    "the broker did not take the request within {:.1}s: the connection to it is lost or it stopped answering",
+                    deadline.saturating_duration_since(started).as_secs_f64()
+                )))
+            })
+    }
+
     /// A new request body.
     pub fn request(
         &self,

@@ -123,19 +123,10 @@ pub async fn broadcast(
         .map_err(|e| ClientError::Bus(e.to_string()))?;
     let sent = Instant::now();
     let mut intake = Intake::start(sub, bus.opener.clone(), sent, None);
-    let payload = bus.encode(&req)?;
     let hard = sent + timeout;
-    let publish = async {
-        bus.client
-            .publish_with_reply(subject::broadcast(collective, "rpcutil"), reply_to, payload)
-            .await
-            .map_err(|e| ClientError::Bus(e.to_string()))?;
-        bus.client
-            .flush()
-            .await
-            .map_err(|e| ClientError::Bus(e.to_string()))
-    };
-    crate::rpc::within_deadline(hard, publish).await?;
+    let to = [subject::broadcast(collective, "rpcutil")];
+    bus.publish_by(&to, &reply_to, bus.encode(&req)?, hard)
+        .await?;
     let mut found = std::collections::BTreeMap::new();
     let mut untrusted = 0usize;
     loop {

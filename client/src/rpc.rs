@@ -150,51 +150,24 @@ impl Call {
     }
 }
 
-/// Sends one encoded request to each node's own subject, then flushes, by
-/// `deadline`: a broker that went away or stopped answering would otherwise
-/// keep the flush waiting for a reconnection well past the call's timeout.
+/// Sends one encoded request to each node's own subject by `deadline`.
 async fn send(
     bus: &Bus,
     req: &RequestBody,
     nodes: &[String],
     deadline: Instant,
 ) -> Result<(), ClientError> {
-    let payload = bus.encode(req)?;
-    let reply_to = bus.reply_subject(req);
-    let publish = async {
-        for n in nodes {
-            bus.client
-                .publish_with_reply(
-                    subject::node(&req.collective, n),
-                    reply_to.clone(),
-                    payload.clone(),
-                )
-                .await
-                .map_err(|e| ClientError::Bus(e.to_string()))?;
-        }
-        bus.client
-            .flush()
-            .await
-            .map_err(|e| ClientError::Bus(e.to_string()))
-    };
-    within_deadline(deadline, publish).await
-}
-
-/// Runs `publish` (publishing and flushing a request) until `deadline`; past
-/// it, the error says the broker did not take the request.
-pub(crate) async fn within_deadline(
-    deadline: Instant,
-    publish: impl std::future::Future<Output = Result<(), ClientError>>,
-) -> Result<(), ClientError> {
-    let started = Instant::now();
-    tokio::time::timeout_at(deadline, publish)
-        .await
-        .unwrap_or_else(|_| {
-            Err(ClientError::Bus(format!(
-                "the broker did not take the request within {:.1}s: the connection to it is lost or it stopped answering",
-                deadline.saturating_duration_since(started).as_secs_f64()
-            )))
-        })
+    let subjects: Vec<String> = nodes
+        .iter()
+        .map(|n| subject::node(&req.collective, n))
+        .collect();
+    bus.publish_by(
+        &subjects,
+        &bus.reply_subject(req),
+        bus.encode(req)?,
+        deadline,
+    )
+    .await
 }
 
 async fn one_batch(
