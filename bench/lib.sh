@@ -56,3 +56,25 @@ children_cpu_us() {
         for (i = 1; i <= NF; i++) { split($i, p, "m"); t += p[1] * 60 + p[2] }
         printf "%d\n", t * 1000000 + 0.5 }' "$1"
 }
+
+# Total CPU of the processes $@ so far, in microseconds.
+procs_cpu_us() {
+    local p
+    for p in "$@"; do proc_cpu_us "$p"; done | awk '{ t += $1 } END { printf "%d\n", t }'
+}
+
+# Waits (at most 10 s) until the processes $@ together use under 2 ms of
+# CPU in 100 ms: whatever a call left them to do (a responder refilling
+# its prepared signature nonces, the broker's bookkeeping) is done, so the
+# next measurement starts on a quiet machine and is not charged for it.
+wait_quiet() {
+    local deadline=$((SECONDS + 10)) before now
+    before="$(procs_cpu_us "$@")"
+    while ((SECONDS < deadline)); do
+        sleep 0.1
+        now="$(procs_cpu_us "$@")"
+        ((now - before < 2000)) && return 0
+        before=$now
+    done
+    say "warning: $* still busy after 10 s; measuring anyway"
+}

@@ -13,7 +13,10 @@
 # Each round runs `-j` (whole process: wall time, the client's CPU, the
 # responder's and the broker's) and `-v` (the client's own time from the
 # request to the last reply) on each fleet. Every run's exit status and
-# reply count are checked. Markdown to stdout, progress to stderr.
+# reply count are checked. Each run starts once both fleets are quiet, and
+# the responder's and broker's CPU are read once they are quiet again, so
+# they include work a call leaves behind (the signed fleet refilling its
+# prepared signature nonces). Markdown to stdout, progress to stderr.
 
 set -euo pipefail
 
@@ -87,6 +90,18 @@ for c in "${CONFIGS[@]}"; do
     done
 done
 
+# Every fleet's responder and broker: each timed run waits for all of them
+# to be quiet before it starts and after it ends.
+QUIET_PIDS=()
+for c in "${CONFIGS[@]}"; do
+    # shellcheck disable=SC2207
+    QUIET_PIDS+=($(
+        # shellcheck disable=SC1090
+        source "$out/$c.env"
+        echo "$RESP_PID $NATS_PID"
+    ))
+done
+
 # one CONFIG MODE: one run of row 2 against a fleet; MODE is -j or -v.
 # Appends "wall_us client_us responder_us nats_us" (-j) or "largest
 # per-node time in ms, wall_us" (-v) to $out/CONFIG.MODE.
@@ -96,6 +111,7 @@ one() {
         # shellcheck disable=SC1090
         source "$out/$c.env"
         export MCO_CONFIG XDG_CACHE_HOME
+        wait_quiet "${QUIET_PIDS[@]}"
         r0="$(proc_cpu_us "$RESP_PID")"
         n0="$(proc_cpu_us "$NATS_PID")"
         times >"$out/cpu0"
@@ -106,6 +122,7 @@ one() {
         fi
         t1=$EPOCHREALTIME
         times >"$out/cpu1"
+        wait_quiet "${QUIET_PIDS[@]}"
         r1="$(proc_cpu_us "$RESP_PID")"
         n1="$(proc_cpu_us "$NATS_PID")"
         if [[ $mode == -j ]]; then

@@ -240,6 +240,12 @@ pub async fn run(
         authz,
         audit: audit.clone(),
     };
+    // Replies are signed in secure mode, and by provisioned nodes.
+    let presigner = if trust.is_some() && (cfg.security.sign || prov.is_some()) {
+        security::presigner(names.len())
+    } else {
+        Arc::new(security::Presigner::inline())
+    };
     let mut nodes = Vec::with_capacity(names.len());
     for (name, index) in names {
         let security = match (&trust, &prov) {
@@ -249,9 +255,12 @@ pub async fn run(
                 info!(node = %name, key = %key.public_hex(), "provisioning key");
                 Some(NodeSecurity::provisioning(key, t.clone()))
             }
-            (Some(t), None) if cfg.security.sign => {
-                Some(NodeSecurity::load(&cfg.security, &name, t.clone())?)
-            }
+            (Some(t), None) if cfg.security.sign => Some(NodeSecurity::load(
+                &cfg.security,
+                &name,
+                t.clone(),
+                &presigner,
+            )?),
             _ => None,
         };
         nodes.push(Arc::new(NodeState::new(name, index, security, &shared)));
@@ -265,7 +274,7 @@ pub async fn run(
             .collect(),
     );
     let bus = bus_options(&cfg, prov.as_ref(), trust.is_some())?;
-    let resources = fleet::Resources::new(audit.clone());
+    let resources = fleet::Resources::new(audit.clone(), presigner);
     // In a provisioning fleet, nodes provisioned by an earlier run start in
     // normal mode and never connect to the provisioning broker.
     let state_dir = prov

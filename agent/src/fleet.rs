@@ -197,12 +197,13 @@ pub struct Resources {
     audits: Memo<PathBuf, AuditLog>,
     registries: Memo<RegistryKey, Arc<Registry>>,
     connects: Semaphore,
+    presigner: Arc<crate::security::Presigner>,
 }
 
 impl Resources {
     /// Empty, except for the audit log the daemon already opened (nodes
-    /// naming the same file write through it).
-    pub fn new(audit: Option<AuditLog>) -> Resources {
+    /// naming the same file write through it) and the process's presigner.
+    pub fn new(audit: Option<AuditLog>, presigner: Arc<crate::security::Presigner>) -> Resources {
         let audits = Memo::new();
         if let Some(a) = audit {
             let Ok(_) = audits.get_or_try(a.path().to_path_buf(), |_| Ok::<_, Infallible>(a));
@@ -213,6 +214,7 @@ impl Resources {
             audits,
             registries: Memo::new(),
             connects: Semaphore::new(CONNECT_CONCURRENCY),
+            presigner,
         }
     }
 
@@ -286,9 +288,12 @@ impl Resources {
             _ => None,
         };
         let security = match &trust {
-            Some(t) if cfg.security.sign => {
-                Some(NodeSecurity::load(&cfg.security, identity, t.clone())?)
-            }
+            Some(t) if cfg.security.sign => Some(NodeSecurity::load(
+                &cfg.security,
+                identity,
+                t.clone(),
+                &self.presigner,
+            )?),
             _ => None,
         };
         let shared = Shared {

@@ -172,6 +172,13 @@ impl NodeInfo for NodeState {
         let mut m = self.stats.snapshot();
         let in_flight = self.max_concurrent - self.slots.available_permits();
         m.insert("in_flight".into(), Value::from(in_flight));
+        if let Some(p) = self.security.as_ref().and_then(|s| s.signer.presigner()) {
+            let (prepared, inline) = p.counts();
+            m.insert(
+                "signing".into(),
+                serde_json::json!({ "prepared": prepared, "inline": inline, "ready": p.ready() }),
+            );
+        }
         m
     }
     fn uptime(&self) -> Duration {

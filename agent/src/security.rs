@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use mco_core::config::SecurityConfig;
+pub use mco_core::security::Presigner;
 use mco_core::security::{Credentials, LoadError, NodeKey, ReplayCache, TrustStore};
 use mco_core::wire::{Envelope, Kind};
 use tracing::{info, warn};
@@ -82,6 +83,35 @@ impl Signer {
     }
 }
 
+impl Signer {
+    /// The presigner a certificate signer uses, for its counters.
+    pub fn presigner(&self) -> Option<&Presigner> {
+        match self {
+            Signer::Cert(c) => c.presigner(),
+            Signer::Key(_) => None,
+        }
+    }
+}
+
+/// Nonces kept ready for a process hosting `nodes` nodes: two calls' worth
+/// of replies from each, and a floor for a single node answering a burst.
+/// 64 bytes each; filling the pool costs one scalar multiplication per
+/// nonce, the work each signature would otherwise do when it is made.
+pub fn presign_capacity(nodes: usize) -> usize {
+    64usize.saturating_add(nodes.saturating_mul(2)).min(1 << 16)
+}
+
+/// A presigner for this process (see [`Presigner`]), its thread at idle
+/// priority; if that thread cannot be started, signatures are made inline.
+pub fn presigner(nodes: usize) -> Arc<Presigner> {
+    Arc::new(
+        Presigner::start(presign_capacity(nodes), mco_process::idle_priority).unwrap_or_else(|e| {
+            warn!("signing without prepared nonces: cannot start their thread: {e}");
+            Presigner::inline()
+        }),
+    )
+}
+
 /// One node's security state.
 pub struct NodeSecurity {
     /// What the node signs replies with.
@@ -128,11 +158,13 @@ impl NodeSecurity {
         }
     }
 
-    /// Loads the credentials of `identity` against a shared trust store.
+    /// Loads the credentials of `identity` against a shared trust store;
+    /// it signs with the process's `presigner`.
     pub fn load(
         cfg: &SecurityConfig,
         identity: &str,
         trust: Arc<SharedTrust>,
+        presigner: &Arc<Presigner>,
     ) -> Result<NodeSecurity, LoadError> {
         let cert = for_identity(cfg.cert.as_deref().unwrap_or(Path::new("")), identity);
         let key = for_identity(cfg.key.as_deref().unwrap_or(Path::new("")), identity);
@@ -148,7 +180,7 @@ impl NodeSecurity {
             });
         }
         Ok(NodeSecurity {
-            signer: Signer::Cert(creds),
+            signer: Signer::Cert(creds.with_presigner(presigner.clone())),
             trust,
             replay: ReplayCache::new(REPLAY_LIMIT),
         })

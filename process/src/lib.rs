@@ -12,7 +12,8 @@
 //!
 //! Killing a group is a `kill(2)` with a negative pid, which needs `unsafe`
 //! for the libc call; it lives here so the crates that run commands need
-//! none.
+//! none. So does the one other scheduling call mco makes,
+//! [`idle_priority`].
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -72,6 +73,22 @@ pub fn kill_group(pgid: u32) {
         unsafe {
             libc::kill(-pgid, libc::SIGKILL);
         }
+    }
+}
+
+/// Moves the calling thread to the idle scheduling class (`SCHED_IDLE` on
+/// Linux): it then runs only when no other thread wants the CPU. For
+/// background work whose result is only ever an optimisation (the
+/// responder's prepared signature nonces). Elsewhere, and if the call
+/// fails, the thread keeps its priority.
+#[allow(unsafe_code)]
+pub fn idle_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 names the calling thread; `param` is a valid
+        // sched_param that outlives the call, which only reads it.
+        let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
     }
 }
 

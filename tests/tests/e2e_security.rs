@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -273,6 +273,49 @@ async fn a_secure_collective_acts_only_on_authentic_fresh_requests() {
     broker_admits_only_the_collective_and_confines_each_identity(&col).await;
     client_treats_a_reply_that_does_not_verify_as_no_reply(&col).await;
     block_in_place(|| client_keeps_the_certificates_it_checked(&col));
+    block_in_place(|| replies_are_signed_with_prepared_nonces(&col));
+}
+
+/// The node's `signing` counters: (prepared, inline, ready).
+fn signing(col: &SecureCollective) -> (u64, u64, u64) {
+    let stats = &col.daemon_stats("alice", &[TARGET])[TARGET];
+    let s = stats
+        .get("signing")
+        .unwrap_or_else(|| panic!("no signing counters in {stats:?}"));
+    let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("no {k} in {s:?}"));
+    (n("prepared"), n("inline"), n("ready"))
+}
+
+/// A secure node signs its replies with nonces its presigning thread made
+/// ahead of time, and the client verifies those replies like any other.
+fn replies_are_signed_with_prepared_nonces(col: &SecureCollective) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (before, inline_before) = loop {
+        let (prepared, inline, ready) = signing(col);
+        if ready >= 3 {
+            break (prepared, inline);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node never had nonces ready: {prepared} prepared, {inline} inline, {ready} ready"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = col
+        .mco("alice")
+        .args(["rpc", "rpcutil", "ping", "-I", TARGET, "-j", "-t", "5s"])
+        .run()
+        .assert_success()
+        .stdout_json();
+    assert_eq!(out[0]["sender"], TARGET, "{out}");
+    assert_eq!(out[0]["statuscode"], 0, "{out}");
+    let (after, inline_after, _) = signing(col);
+    // The last stats reply and the ping's were both signed since `before`.
+    assert!(
+        after >= before + 2,
+        "prepared signatures went from {before} to {after}"
+    );
+    assert_eq!(inline_after, inline_before, "a signature was made inline");
 }
 
 /// A run of `mco` remembers the node certificates it checked in `~/.cache/mco/USER.known`

@@ -11,6 +11,7 @@
 
 mod known;
 mod nodekey;
+mod presign;
 mod replay;
 
 use std::collections::{HashMap, HashSet};
@@ -27,6 +28,7 @@ use x509_parser::prelude::*;
 use crate::wire::{Envelope, Kind, PROTOCOL_VERSION};
 
 pub use nodekey::{verify_key_signed, NodeKey};
+pub use presign::Presigner;
 pub use replay::ReplayCache;
 
 #[cfg(test)]
@@ -129,6 +131,8 @@ pub struct Credentials {
     expanded: ExpandedSecretKey,
     cert_der: Vec<u8>,
     name: String,
+    /// Prepared nonces, for a party that signs many messages (a responder).
+    presigner: Option<Arc<Presigner>>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -164,7 +168,21 @@ impl Credentials {
             key: key_pair,
             cert_der,
             name,
+            presigner: None,
         })
+    }
+
+    /// Signs with nonces prepared ahead of time by `presigner` (see
+    /// [`Presigner`]) while it has any, instead of deriving each nonce when
+    /// signing.
+    pub fn with_presigner(mut self, presigner: Arc<Presigner>) -> Credentials {
+        self.presigner = Some(presigner);
+        self
+    }
+
+    /// The presigner this party signs with, if any.
+    pub fn presigner(&self) -> Option<&Presigner> {
+        self.presigner.as_deref()
     }
 
     /// A 32-byte secret derived from the private key for `purpose`: what
@@ -186,9 +204,13 @@ impl Credentials {
 
     /// Signs `body` into an envelope carrying our certificate.
     pub fn seal(&self, kind: Kind, body: Vec<u8>) -> Envelope {
-        let sig = raw_sign::<sha2::Sha512>(&self.expanded, &body, &self.key.verifying_key())
-            .to_bytes()
-            .to_vec();
+        let public = self.key.verifying_key();
+        let sig = match &self.presigner {
+            Some(p) => p.sign(&self.expanded, &public, &body).0,
+            None => raw_sign::<sha2::Sha512>(&self.expanded, &body, &public),
+        }
+        .to_bytes()
+        .to_vec();
         Envelope {
             v: PROTOCOL_VERSION,
             kind,
