@@ -241,11 +241,12 @@ pub async fn run(
         audit: audit.clone(),
     };
     // Replies are signed in secure mode, and by provisioned nodes.
-    let presigner = if trust.is_some() && (cfg.security.sign || prov.is_some()) {
-        security::presigner(names.len())
-    } else {
-        Arc::new(security::Presigner::inline())
-    };
+    let presigner =
+        if cfg.security.presign && trust.is_some() && (cfg.security.sign || prov.is_some()) {
+            security::presigner(names.len())
+        } else {
+            Arc::new(security::Presigner::inline())
+        };
     let mut nodes = Vec::with_capacity(names.len());
     for (name, index) in names {
         let security = match (&trust, &prov) {

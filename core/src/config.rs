@@ -275,6 +275,10 @@ pub struct SecurityConfig {
     pub default_policy: String,
     /// Audit log path (responder).
     pub audit_log: Option<PathBuf>,
+    /// Sign replies with nonces prepared ahead of time at idle priority
+    /// (responder; default). `false` signs each reply the RFC 8032
+    /// deterministic way when it is sent.
+    pub presign: bool,
 }
 
 impl SecurityConfig {
@@ -282,7 +286,7 @@ impl SecurityConfig {
         let p = "security";
         let mut known = vec!["ca", "cert", "key", "crl", "insecure", "sign"];
         if responder {
-            known.extend(["policy_dir", "default_policy", "audit_log"]);
+            known.extend(["policy_dir", "default_policy", "audit_log", "presign"]);
         } else {
             known.push("ddl_dirs");
         }
@@ -303,6 +307,7 @@ impl SecurityConfig {
             policy_dir: r.path(t, p, "policy_dir"),
             default_policy,
             audit_log: r.path(t, p, "audit_log"),
+            presign: responder && r.boolean(t, p, "presign").unwrap_or(true),
         }
     }
 }
@@ -525,6 +530,7 @@ impl ResponderConfig {
             .map(|s| SecurityConfig::read(&mut r, s, true))
             .unwrap_or_else(|| SecurityConfig {
                 default_policy: "deny".into(),
+                presign: true,
                 ..Default::default()
             });
         let shutdown_grace = r
@@ -728,6 +734,14 @@ audit_log = "/var/log/mco/audit.jsonl"
 conf_dir = "/etc/nagios/nrpe.d"
 "#;
         let c = ResponderConfig::from_toml(Path::new("r.toml"), text).unwrap();
+        assert!(c.security.presign, "prepared nonces are the default");
+        let off = text.replace("insecure = false", "presign = false");
+        assert!(
+            !ResponderConfig::from_toml(Path::new("r.toml"), &off)
+                .unwrap()
+                .security
+                .presign
+        );
         assert_eq!(c.collectives, vec!["mcollective", "eu"]);
         assert_eq!(c.facts.refresh, Duration::from_secs(300));
         assert!(c.plugin["nrpe"].contains_key("conf_dir"));

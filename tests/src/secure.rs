@@ -40,7 +40,8 @@ const ERROR_CAPACITY: usize = 64;
 #[derive(Debug, Clone)]
 pub struct SecureCollectiveBuilder {
     users: Vec<String>,
-    nodes: Vec<(ResponderSpec, String)>,
+    /// Each node, its default policy and extra `[security]` lines.
+    nodes: Vec<(ResponderSpec, String, String)>,
     spare_nodes: Vec<String>,
 }
 
@@ -72,7 +73,15 @@ impl SecureCollectiveBuilder {
 
     /// A responder whose agents without a policy file get `default_policy` (`allow` or `deny`).
     pub fn node_with_default_policy(mut self, spec: ResponderSpec, default_policy: &str) -> Self {
-        self.nodes.push((spec, default_policy.to_string()));
+        self.nodes
+            .push((spec, default_policy.to_string(), String::new()));
+        self
+    }
+
+    /// A node as [`node`](Self::node) makes, with `lines` added to its `[security]` table.
+    pub fn node_with_security_lines(mut self, spec: ResponderSpec, lines: &str) -> Self {
+        self.nodes
+            .push((spec, "deny".to_string(), format!("{lines}\n")));
         self
     }
 
@@ -120,7 +129,7 @@ impl SecureCollectiveBuilder {
         let node_ids: Vec<String> = self
             .nodes
             .iter()
-            .map(|(spec, _)| spec.identity.clone())
+            .map(|(spec, _, _)| spec.identity.clone())
             .chain(self.spare_nodes.iter().cloned())
             .collect();
         for id in &node_ids {
@@ -146,12 +155,12 @@ impl SecureCollectiveBuilder {
             fs::write(&path, collective.client_toml(user, ""))
                 .expect("write the user's client config");
         }
-        for (spec, default_policy) in self.nodes {
+        for (spec, default_policy, lines) in self.nodes {
             assert!(
                 spec.fleet.is_none() && spec.collectives == [COLLECTIVE],
                 "a secure collective's responders serve one node in {COLLECTIVE}"
             );
-            let table = collective.security_table(&spec.identity, &default_policy);
+            let table = collective.security_table(&spec.identity, &default_policy) + &lines;
             let responder = Responder::spawn(&collective.nats, spec.secure(&table));
             collective.responders.push(responder);
         }

@@ -28,6 +28,9 @@ use tokio::time::timeout;
 /// The responder every hostile message is sent to.
 const TARGET: &str = "web-01";
 
+/// A node with `presign = false`.
+const INLINE: &str = "web-02";
+
 /// A node certificate the broker admits with no responder behind it: the test plays that node.
 const GHOST: &str = "ghost";
 
@@ -266,6 +269,7 @@ async fn a_secure_collective_acts_only_on_authentic_fresh_requests() {
         SecureCollective::builder()
             .user("bob")
             .node(ResponderSpec::new(TARGET))
+            .node_with_security_lines(ResponderSpec::new(INLINE), "presign = false")
             .spare_node(GHOST)
             .start()
     });
@@ -276,9 +280,9 @@ async fn a_secure_collective_acts_only_on_authentic_fresh_requests() {
     block_in_place(|| replies_are_signed_with_prepared_nonces(&col));
 }
 
-/// The node's `signing` counters: (prepared, inline, ready).
-fn signing(col: &SecureCollective) -> (u64, u64, u64) {
-    let stats = &col.daemon_stats("alice", &[TARGET])[TARGET];
+/// A node's `signing` counters: (prepared, inline, ready).
+fn signing_of(col: &SecureCollective, node: &str) -> (u64, u64, u64) {
+    let stats = &col.daemon_stats("alice", &[node])[node];
     let s = stats
         .get("signing")
         .unwrap_or_else(|| panic!("no signing counters in {stats:?}"));
@@ -291,7 +295,7 @@ fn signing(col: &SecureCollective) -> (u64, u64, u64) {
 fn replies_are_signed_with_prepared_nonces(col: &SecureCollective) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let (before, inline_before) = loop {
-        let (prepared, inline, ready) = signing(col);
+        let (prepared, inline, ready) = signing_of(col, TARGET);
         if ready >= 3 {
             break (prepared, inline);
         }
@@ -301,21 +305,33 @@ fn replies_are_signed_with_prepared_nonces(col: &SecureCollective) {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    let out = col
-        .mco("alice")
-        .args(["rpc", "rpcutil", "ping", "-I", TARGET, "-j", "-t", "5s"])
-        .run()
-        .assert_success()
-        .stdout_json();
-    assert_eq!(out[0]["sender"], TARGET, "{out}");
-    assert_eq!(out[0]["statuscode"], 0, "{out}");
-    let (after, inline_after, _) = signing(col);
+    let ping = |node: &str| {
+        let out = col
+            .mco("alice")
+            .args(["rpc", "rpcutil", "ping", "-I", node, "-j", "-t", "5s"])
+            .run()
+            .assert_success()
+            .stdout_json();
+        assert_eq!(out[0]["sender"], node, "{out}");
+        assert_eq!(out[0]["statuscode"], 0, "{out}");
+    };
+    ping(TARGET);
+    let (after, inline_after, _) = signing_of(col, TARGET);
     // The last stats reply and the ping's were both signed since `before`.
     assert!(
         after >= before + 2,
         "prepared signatures went from {before} to {after}"
     );
     assert_eq!(inline_after, inline_before, "a signature was made inline");
+
+    // `presign = false`: every reply signed the RFC 8032 way, and verified all the same.
+    let (_, inline_before, _) = signing_of(col, INLINE);
+    ping(INLINE);
+    assert_eq!(
+        signing_of(col, INLINE),
+        (0, inline_before + 2, 0),
+        "with presign = false, no nonce is prepared or used"
+    );
 }
 
 /// A run of `mco` remembers the node certificates it checked in `~/.cache/mco/USER.known`
