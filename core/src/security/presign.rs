@@ -15,8 +15,16 @@
 //! security needs `r` secret, unpredictable and never used for two messages:
 //! the seed and the randomness keep it secret (either alone suffices), the
 //! counter keeps it unique within the process, and each pair leaves the pool
-//! exactly once, under its lock, and is wiped when dropped. When the pool is
-//! empty, signing falls back to the deterministic RFC 8032 signature.
+//! exactly once, under its lock; its slot and the pair itself are wiped once
+//! used. When the pool is empty, signing falls back to the deterministic
+//! RFC 8032 signature.
+//!
+//! What this gives up against RFC 8032: a deterministic signature cannot
+//! reuse a nonce even if the process's memory is duplicated. A pool can: a
+//! responder whose running memory is restored twice from one snapshot, or
+//! whose VM is cloned live, would sign different replies with the same
+//! nonces in each copy, which reveals its key. Where that can happen, the
+//! responder's `[security] presign = false` signs the RFC 8032 way.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
@@ -206,6 +214,13 @@ impl Presigner {
     fn take(&self) -> Option<Nonce> {
         let mut pool = self.lock();
         let nonce = pool.ready.pop();
+        // The vacated slot still holds the nonce's bytes: overwrite them.
+        if let Some(slot) = pool.ready.spare_capacity_mut().first_mut() {
+            slot.write(Nonce {
+                r: Scalar::ZERO,
+                big_r: [0; 32],
+            });
+        }
         pool.last_take = Some(Instant::now());
         let wake = match pool.waiting {
             Waiting::No => false,
