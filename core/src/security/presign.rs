@@ -38,8 +38,9 @@ use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha512};
 use zeroize::Zeroize;
 
-/// How many nonces the filling thread makes between looks at the pool.
-const CHUNK: usize = 32;
+/// How many nonces the filling thread makes between looks at the pool: few,
+/// so that the first are ready soon after a start on a busy machine.
+const CHUNK: usize = 8;
 
 /// How long signing must pause before a pool above its low-water mark is
 /// topped up, so that refilling never competes with a burst of replies.
