@@ -81,9 +81,7 @@ impl Signer {
             Signer::Key(k) => k.seal_with_key(kind, body),
         }
     }
-}
 
-impl Signer {
     /// The presigner a certificate signer uses, for its counters.
     pub fn presigner(&self) -> Option<&Presigner> {
         match self {

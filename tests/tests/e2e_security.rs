@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -293,18 +293,12 @@ fn signing_of(col: &SecureCollective, node: &str) -> (u64, u64, u64) {
 /// A secure node signs its replies with nonces its presigning thread made
 /// ahead of time, and the client verifies those replies like any other.
 fn replies_are_signed_with_prepared_nonces(col: &SecureCollective) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (before, inline_before) = loop {
+    let (mut before, mut inline_before) = (0, 0);
+    eventually(Duration::from_secs(60), "nonces ready on the node", || {
         let (prepared, inline, ready) = signing_of(col, TARGET);
-        if ready >= 3 {
-            break (prepared, inline);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the node never had nonces ready: {prepared} prepared, {inline} inline, {ready} ready"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        (before, inline_before) = (prepared, inline);
+        ready >= 3
+    });
     let ping = |node: &str| {
         let out = col
             .mco("alice")

@@ -321,12 +321,17 @@ mod tests {
         (ExpandedSecretKey::from(sk.as_bytes()), sk.verifying_key())
     }
 
-    fn full(p: &Presigner) {
+    /// Waits, with a deadline, until `done()`.
+    fn until(what: &str, done: impl Fn() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while p.ready() < p.capacity() {
-            assert!(Instant::now() < deadline, "the pool did not fill: {p:?}");
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    fn full(p: &Presigner) {
+        until("the pool to fill", || p.ready() >= p.capacity());
     }
 
     #[test]
@@ -399,10 +404,6 @@ mod tests {
         let p = Presigner::start(4, || ()).unwrap();
         let weak = Arc::downgrade(&p.inner);
         drop(p);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while weak.upgrade().is_some() {
-            assert!(Instant::now() < deadline, "the filling thread kept running");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        until("the filling thread to stop", || weak.upgrade().is_none());
     }
 }
