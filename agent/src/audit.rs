@@ -18,7 +18,9 @@
 //!
 //! Inputs the DDL marks `sensitive` are written as `"[REDACTED]"`, and so are
 //! inputs the DDL does not declare, or every input when the action has no DDL:
-//! nothing tells those apart from a secret sent under the wrong name.
+//! nothing tells those apart from a secret sent under the wrong name. Inputs
+//! the DDL marks `"audit": "digest"` (a file's content) are written as their
+//! SHA-256 and length.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -28,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
 
-use mco_core::ddl::Action;
+use mco_core::ddl::{Action, AuditAs};
 use mco_core::wire::{ReplyBody, RequestBody};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -125,17 +127,30 @@ pub fn redact(input: &Map<String, Value>, action: Option<&Action>) -> Map<String
     input
         .iter()
         .map(|(name, value)| {
-            let keep = action
-                .and_then(|a| a.input.get(name))
-                .is_some_and(|i| !i.sensitive);
-            let value = if keep {
-                value.clone()
-            } else {
-                Value::String(REDACTED.into())
+            let declared = action.and_then(|a| a.input.get(name));
+            let value = match declared {
+                Some(i) if !i.sensitive && i.audit == AuditAs::Clear => value.clone(),
+                Some(i) if !i.sensitive => Value::String(digest(value)),
+                _ => Value::String(REDACTED.into()),
             };
             (name.clone(), value)
         })
         .collect()
+}
+
+/// `sha256:HEX (N bytes)` of a value: of the string itself for a string, of
+/// its JSON text otherwise.
+fn digest(value: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let text = match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    format!(
+        "sha256:{} ({} bytes)",
+        hex::encode(Sha256::digest(text.as_bytes())),
+        text.len()
+    )
 }
 
 /// `ms` since the Unix epoch as RFC 3339 in UTC with milliseconds:

@@ -254,14 +254,12 @@ pub async fn run(
                 let dir = security::for_identity(&p.state_dir, &name);
                 let key = NodeKey::load_or_create(&dir.join(files::NODE_KEY))?;
                 info!(node = %name, key = %key.public_hex(), "provisioning key");
-                Some(NodeSecurity::provisioning(key, t.clone()))
+                Some(NodeSecurity::provisioning(key, t.clone()).bounded_by(&cfg.security))
             }
-            (Some(t), None) if cfg.security.sign => Some(NodeSecurity::load(
-                &cfg.security,
-                &name,
-                t.clone(),
-                &presigner,
-            )?),
+            (Some(t), None) if cfg.security.sign => Some(
+                NodeSecurity::load(&cfg.security, &name, t.clone(), &presigner)?
+                    .bounded_by(&cfg.security),
+            ),
             _ => None,
         };
         nodes.push(Arc::new(NodeState::new(name, index, security, &shared)));

@@ -198,6 +198,11 @@ pub struct Resources {
     registries: Memo<RegistryKey, Arc<Registry>>,
     connects: Semaphore,
     presigner: Arc<crate::security::Presigner>,
+    /// A presigner with a pool, started when the first node whose own
+    /// config asks for prepared nonces needs one and the process's has none.
+    prepared: std::sync::OnceLock<Arc<crate::security::Presigner>>,
+    /// Signs the RFC 8032 way, for nodes that do not ask for prepared nonces.
+    inline: Arc<crate::security::Presigner>,
 }
 
 impl Resources {
@@ -215,7 +220,23 @@ impl Resources {
             registries: Memo::new(),
             connects: Semaphore::new(CONNECT_CONCURRENCY),
             presigner,
+            prepared: std::sync::OnceLock::new(),
+            inline: Arc::new(crate::security::Presigner::inline()),
         }
+    }
+
+    /// The presigner a node signs with under its own `[security] presign`:
+    /// prepared nonces only for a node whose config asks for them.
+    fn presigner_for(&self, cfg: &ResponderConfig) -> Arc<crate::security::Presigner> {
+        if !cfg.security.presign {
+            return self.inline.clone();
+        }
+        if self.presigner.capacity() > 0 {
+            return self.presigner.clone();
+        }
+        self.prepared
+            .get_or_init(|| crate::security::presigner(1))
+            .clone()
     }
 
     fn trust(&self, ca: &Path, crl: Option<&Path>) -> Result<Arc<SharedTrust>, StartError> {
@@ -288,12 +309,10 @@ impl Resources {
             _ => None,
         };
         let security = match &trust {
-            Some(t) if cfg.security.sign => Some(NodeSecurity::load(
-                &cfg.security,
-                identity,
-                t.clone(),
-                &self.presigner,
-            )?),
+            Some(t) if cfg.security.sign => Some(
+                NodeSecurity::load(&cfg.security, identity, t.clone(), &self.presigner_for(cfg))?
+                    .bounded_by(&cfg.security),
+            ),
             _ => None,
         };
         let shared = Shared {

@@ -12,8 +12,8 @@ use mco_core::security::{Credentials, LoadError, NodeKey, ReplayCache, TrustStor
 use mco_core::wire::{Envelope, Kind};
 use tracing::{info, warn};
 
-/// Replay cache bound per node.
-const REPLAY_LIMIT: usize = 200_000;
+/// Replay cache bound per node until [`NodeSecurity::bounded_by`] sets the configured one.
+const REPLAY_LIMIT: usize = mco_core::config::DEFAULT_REPLAY_CACHE;
 
 /// The CA and CRL, swapped whole when the CRL file changes.
 pub struct SharedTrust {
@@ -118,6 +118,8 @@ pub struct NodeSecurity {
     pub trust: Arc<SharedTrust>,
     /// Request ids seen.
     pub replay: ReplayCache,
+    /// The longest TTL a request may carry, seconds.
+    pub max_ttl_s: u32,
 }
 
 /// Paths in `[security]` may hold `{identity}`, replaced per (virtual) node.
@@ -146,6 +148,13 @@ pub fn missing_keys(cfg: &SecurityConfig, file: &Path) -> Option<String> {
 }
 
 impl NodeSecurity {
+    /// Takes `[security] max_ttl` and `replay_cache` from `cfg`.
+    pub fn bounded_by(mut self, cfg: &SecurityConfig) -> NodeSecurity {
+        self.replay = ReplayCache::new(cfg.replay_cache);
+        self.max_ttl_s = u32::try_from(cfg.max_ttl.as_secs()).unwrap_or(u32::MAX);
+        self
+    }
+
     /// Provisioning mode: replies signed with `key`, requests checked
     /// against the shipped CA as in normal mode.
     pub fn provisioning(key: NodeKey, trust: Arc<SharedTrust>) -> NodeSecurity {
@@ -153,6 +162,7 @@ impl NodeSecurity {
             signer: Signer::Key(key),
             trust,
             replay: ReplayCache::new(REPLAY_LIMIT),
+            max_ttl_s: mco_core::config::DEFAULT_MAX_TTL.as_secs() as u32,
         }
     }
 
@@ -181,6 +191,7 @@ impl NodeSecurity {
             signer: Signer::Cert(creds.with_presigner(presigner.clone())),
             trust,
             replay: ReplayCache::new(REPLAY_LIMIT),
+            max_ttl_s: mco_core::config::DEFAULT_MAX_TTL.as_secs() as u32,
         })
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_nats::{Client, ConnectOptions, Message};
 use futures::stream::{SelectAll, StreamExt};
 use mco_core::backoff::Backoff;
-use mco_core::security::SecurityError;
+use mco_core::security::{SecurityError, Seen};
 use mco_core::subject;
 use mco_core::wire::{now_ms, Envelope, Kind, ReplyBody, RequestBody, Status, WireError};
 use tokio::sync::watch;
@@ -292,10 +292,26 @@ fn decode(
         ));
     }
     if let Some(sec) = &node.security {
-        let until = req.time_ms + u64::from(req.ttl_s) * 1000;
-        if !sec.replay.check_and_insert(&req.id, until, now) {
-            let e = SecurityError::Replay(req.id.clone());
-            return Err((Drop::from(&e), e.to_string()));
+        if req.ttl_s > sec.max_ttl_s {
+            return Err((
+                Drop::TtlTooLong,
+                format!(
+                    "a TTL of {}s is over this node's max_ttl of {}s",
+                    req.ttl_s, sec.max_ttl_s
+                ),
+            ));
+        }
+        match sec.replay.check_and_insert(&req.id, req.expires_ms(), now) {
+            Seen::New => {}
+            Seen::Replay => {
+                let e = SecurityError::Replay(req.id.clone());
+                return Err((Drop::from(&e), e.to_string()));
+            }
+            Seen::Full => return Err((
+                Drop::ReplayCacheFull,
+                "the replay cache is full of live request ids; refusing new ones until some expire"
+                    .into(),
+            )),
         }
     }
     Ok(req)

@@ -45,6 +45,10 @@ pub enum Drop {
     WrongPrincipal,
     /// A request id seen before within its TTL.
     Replay,
+    /// A TTL over `[security] max_ttl`.
+    TtlTooLong,
+    /// The replay cache is full of live ids: refused rather than forget one.
+    ReplayCacheFull,
 }
 
 impl From<&mco_core::security::SecurityError> for Drop {
@@ -65,7 +69,7 @@ impl From<&mco_core::security::SecurityError> for Drop {
     }
 }
 
-const DROPS: [(Drop, &str); 18] = [
+const DROPS: [(Drop, &str); 20] = [
     (Drop::Oversized, "oversized"),
     (Drop::Undecodable, "undecodable"),
     (Drop::BadVersion, "bad_version"),
@@ -84,6 +88,8 @@ const DROPS: [(Drop, &str); 18] = [
     (Drop::NameMismatch, "name_mismatch"),
     (Drop::WrongPrincipal, "wrong_principal"),
     (Drop::Replay, "replay"),
+    (Drop::TtlTooLong, "ttl_too_long"),
+    (Drop::ReplayCacheFull, "replay_cache_full"),
 ];
 
 impl Drop {
@@ -114,7 +120,9 @@ impl Drop {
             | Drop::BadSignature
             | Drop::NameMismatch
             | Drop::WrongPrincipal
-            | Drop::Replay => true,
+            | Drop::Replay
+            | Drop::TtlTooLong
+            | Drop::ReplayCacheFull => true,
         }
     }
 }

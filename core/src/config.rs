@@ -253,7 +253,7 @@ fn read_file(path: &Path) -> Result<String, ConfigErrors> {
 }
 
 /// `[security]`, shared by both configs.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SecurityConfig {
     /// The collective's CA certificate.
     pub ca: Option<PathBuf>,
@@ -276,9 +276,44 @@ pub struct SecurityConfig {
     /// Audit log path (responder).
     pub audit_log: Option<PathBuf>,
     /// Sign replies with nonces prepared ahead of time at idle priority
-    /// (responder; default). `false` signs each reply the RFC 8032
-    /// deterministic way when it is sent.
+    /// (responder; opt-in, default `false`). Off, each reply is signed the
+    /// RFC 8032 deterministic way. On, a responder whose memory is ever
+    /// duplicated (a VM restored from a memory snapshot, or cloned live)
+    /// can reuse a nonce and so reveal its private key.
     pub presign: bool,
+    /// The longest TTL a request may carry (responder): longer ones are
+    /// refused and counted, which bounds how long a request must be
+    /// remembered against replay. Default 10 minutes.
+    pub max_ttl: Duration,
+    /// How many request ids a node remembers against replay (responder).
+    /// When it is full of live ids, new requests are refused and counted
+    /// rather than an id forgotten. Default 200,000.
+    pub replay_cache: usize,
+}
+
+/// Default `[security] max_ttl`.
+pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(600);
+
+/// Default `[security] replay_cache`.
+pub const DEFAULT_REPLAY_CACHE: usize = 200_000;
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            ca: None,
+            cert: None,
+            key: None,
+            crl: None,
+            insecure: false,
+            sign: false,
+            policy_dir: None,
+            default_policy: "deny".into(),
+            audit_log: None,
+            presign: false,
+            max_ttl: DEFAULT_MAX_TTL,
+            replay_cache: DEFAULT_REPLAY_CACHE,
+        }
+    }
 }
 
 impl SecurityConfig {
@@ -286,7 +321,14 @@ impl SecurityConfig {
         let p = "security";
         let mut known = vec!["ca", "cert", "key", "crl", "insecure", "sign"];
         if responder {
-            known.extend(["policy_dir", "default_policy", "audit_log", "presign"]);
+            known.extend([
+                "policy_dir",
+                "default_policy",
+                "audit_log",
+                "presign",
+                "max_ttl",
+                "replay_cache",
+            ]);
         } else {
             known.push("ddl_dirs");
         }
@@ -307,7 +349,23 @@ impl SecurityConfig {
             policy_dir: r.path(t, p, "policy_dir"),
             default_policy,
             audit_log: r.path(t, p, "audit_log"),
-            presign: responder && r.boolean(t, p, "presign").unwrap_or(true),
+            presign: responder && r.boolean(t, p, "presign").unwrap_or(false),
+            max_ttl: match r.duration(t, p, "max_ttl") {
+                Some(d) if d < Duration::from_secs(1) || d.as_secs() > u64::from(u32::MAX) => {
+                    r.error("security.max_ttl", "must be between 1s and 136 years");
+                    DEFAULT_MAX_TTL
+                }
+                Some(d) => d,
+                None => DEFAULT_MAX_TTL,
+            },
+            replay_cache: match r.unsigned(t, p, "replay_cache") {
+                Some(0) => {
+                    r.error("security.replay_cache", "must be at least 1");
+                    DEFAULT_REPLAY_CACHE
+                }
+                Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                None => DEFAULT_REPLAY_CACHE,
+            },
         }
     }
 }
@@ -528,11 +586,7 @@ impl ResponderConfig {
         let security = r
             .table(&t, "", "security")
             .map(|s| SecurityConfig::read(&mut r, s, true))
-            .unwrap_or_else(|| SecurityConfig {
-                default_policy: "deny".into(),
-                presign: true,
-                ..Default::default()
-            });
+            .unwrap_or_default();
         let shutdown_grace = r
             .duration(&t, "", "shutdown_grace")
             .unwrap_or(Duration::from_secs(10));
@@ -734,14 +788,25 @@ audit_log = "/var/log/mco/audit.jsonl"
 conf_dir = "/etc/nagios/nrpe.d"
 "#;
         let c = ResponderConfig::from_toml(Path::new("r.toml"), text).unwrap();
-        assert!(c.security.presign, "prepared nonces are the default");
-        let off = text.replace("insecure = false", "presign = false");
         assert!(
-            !ResponderConfig::from_toml(Path::new("r.toml"), &off)
-                .unwrap()
-                .security
-                .presign
+            !c.security.presign,
+            "RFC 8032 deterministic signing is the default"
         );
+        assert_eq!(c.security.max_ttl, DEFAULT_MAX_TTL);
+        assert_eq!(c.security.replay_cache, DEFAULT_REPLAY_CACHE);
+        let on = text.replace(
+            "insecure = false",
+            "presign = true\nmax_ttl = \"90s\"\nreplay_cache = 7",
+        );
+        let on = ResponderConfig::from_toml(Path::new("r.toml"), &on).unwrap();
+        assert!(on.security.presign);
+        assert_eq!(on.security.max_ttl, Duration::from_secs(90));
+        assert_eq!(on.security.replay_cache, 7);
+        for bad in ["max_ttl = \"0s\"", "replay_cache = 0"] {
+            let t = text.replace("insecure = false", bad);
+            let e = ResponderConfig::from_toml(Path::new("r.toml"), &t).unwrap_err();
+            assert!(e.to_string().contains("security."), "{bad}: {e}");
+        }
         assert_eq!(c.collectives, vec!["mcollective", "eu"]);
         assert_eq!(c.facts.refresh, Duration::from_secs(300));
         assert!(c.plugin["nrpe"].contains_key("conf_dir"));

@@ -15,6 +15,7 @@ pub mod config;
 pub mod ddl;
 pub mod facts;
 pub mod filter;
+pub mod limits;
 pub mod pki;
 pub mod policy;
 pub mod provisioning;

@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::filter::Filter;
+use crate::limits::{MAX_REQUEST_ID_LEN, MAX_VALUE_DEPTH};
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u8 = 1;
@@ -257,8 +258,7 @@ impl Envelope {
                 limit,
             });
         }
-        let env: Envelope =
-            rmp_serde::from_slice(bytes).map_err(|e| WireError::Decode(e.to_string()))?;
+        let env: Envelope = decode_bounded(bytes)?;
         if env.v != PROTOCOL_VERSION {
             return Err(WireError::Version(env.v));
         }
@@ -271,14 +271,23 @@ impl Envelope {
         Ok(env)
     }
 
-    /// Decodes the body as a request.
+    /// Decodes the body as a request, refusing values nested deeper than
+    /// [`MAX_VALUE_DEPTH`] and ids longer than [`MAX_REQUEST_ID_LEN`].
     pub fn request(&self) -> Result<RequestBody, WireError> {
-        rmp_serde::from_slice(&self.body).map_err(|e| WireError::Decode(e.to_string()))
+        let req: RequestBody = decode_bounded(&self.body)?;
+        if req.id.len() > MAX_REQUEST_ID_LEN {
+            return Err(WireError::Decode(format!(
+                "request id of {} bytes is over the {MAX_REQUEST_ID_LEN} byte bound",
+                req.id.len()
+            )));
+        }
+        Ok(req)
     }
 
-    /// Decodes the body as a reply.
+    /// Decodes the body as a reply, refusing values nested deeper than
+    /// [`MAX_VALUE_DEPTH`].
     pub fn reply(&self) -> Result<ReplyBody, WireError> {
-        rmp_serde::from_slice(&self.body).map_err(|e| WireError::Decode(e.to_string()))
+        decode_bounded(&self.body)
     }
 }
 
@@ -288,16 +297,25 @@ impl RequestBody {
         encode_named(self)
     }
 
-    /// Checks `time_ms` against `now_ms`, allowing `ttl_s` either way.
+    /// Checks `time_ms` against `now_ms`, allowing `ttl_s` either way. The
+    /// arithmetic is exact for every `time_ms` (a signer's `u64::MAX` is far
+    /// in the future, not a wrapped negative).
     pub fn check_ttl(&self, now_ms: u64) -> Result<(), WireError> {
-        let skew_ms = now_ms as i64 - self.time_ms as i64;
-        if skew_ms.unsigned_abs() > u64::from(self.ttl_s) * 1000 {
+        let skew = i128::from(now_ms) - i128::from(self.time_ms);
+        if skew.unsigned_abs() > u128::from(self.ttl_s) * 1000 {
             return Err(WireError::Expired {
                 ttl_s: self.ttl_s,
-                skew_ms,
+                skew_ms: skew.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64,
             });
         }
         Ok(())
+    }
+
+    /// Until when (ms since the epoch) the request must be remembered against
+    /// replay: `time_ms` plus its TTL, saturating.
+    pub fn expires_ms(&self) -> u64 {
+        self.time_ms
+            .saturating_add(u64::from(self.ttl_s).saturating_mul(1000))
     }
 }
 
@@ -306,6 +324,15 @@ impl ReplyBody {
     pub fn encode(&self) -> Vec<u8> {
         encode_named(self)
     }
+}
+
+/// Decodes msgpack from outside with nesting bounded by [`MAX_VALUE_DEPTH`]
+/// (plus the two levels of our own structs around a value), so no message can
+/// make a decoder, or anything that walks its values, recurse without bound.
+pub fn decode_bounded<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, WireError> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    de.set_max_depth(MAX_VALUE_DEPTH + 4);
+    T::deserialize(&mut de).map_err(|e| WireError::Decode(e.to_string()))
 }
 
 fn encode_named<T: Serialize>(value: &T) -> Vec<u8> {
@@ -410,6 +437,75 @@ mod tests {
         assert!(r.check_ttl(now + 9_000).is_ok());
         assert!(r.check_ttl(now + 11_000).is_err());
         assert!(r.check_ttl(now - 11_000).is_err());
+    }
+
+    /// A request whose `data` nests `depth` arrays, encoded by hand (the
+    /// way an attacker would, with no serializer recursing).
+    fn nested_request(depth: usize) -> Vec<u8> {
+        let mut body = request().encode();
+        // Replace the empty `data` map (0x80 after the key) with the nest.
+        let key = b"\xa4data\x80";
+        let at = body.windows(key.len()).position(|w| w == key).unwrap() + 5;
+        let mut nest = vec![0x81, 0xa1, b'x'];
+        nest.extend(std::iter::repeat_n(0x91u8, depth));
+        nest.push(0xc0);
+        body.splice(at..at + 1, nest);
+        body
+    }
+
+    #[test]
+    fn deeply_nested_values_are_refused_on_a_small_stack() {
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(|| {
+                let env = Envelope::unsigned(Kind::Request, nested_request(1_000_000));
+                let bytes = env.encode();
+                assert!(bytes.len() < DEFAULT_MAX_PAYLOAD + 64);
+                let back = Envelope::decode(&bytes, usize::MAX, Kind::Request).unwrap();
+                let err = back.request().unwrap_err();
+                assert!(err.to_string().contains("depth"), "{err}");
+                // Within the bound, it decodes.
+                let ok = Envelope::unsigned(Kind::Request, nested_request(MAX_VALUE_DEPTH));
+                let req = ok.request().unwrap();
+                assert!(req.data["x"].is_array());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn long_request_ids_are_refused() {
+        let mut r = request();
+        r.id = "x".repeat(MAX_REQUEST_ID_LEN + 1);
+        let env = Envelope::unsigned(Kind::Request, r.encode());
+        assert!(matches!(env.request(), Err(WireError::Decode(m)) if m.contains("request id")));
+        r.id = "x".repeat(MAX_REQUEST_ID_LEN);
+        assert!(Envelope::unsigned(Kind::Request, r.encode())
+            .request()
+            .is_ok());
+    }
+
+    #[test]
+    fn far_future_and_far_past_times_do_not_wrap() {
+        let mut r = request();
+        let now = r.time_ms;
+        for t in [u64::MAX, 1 << 63, (1 << 63) + now, 0] {
+            r.time_ms = t;
+            r.ttl_s = u32::MAX;
+            assert!(
+                r.check_ttl(now).is_err() || t.abs_diff(now) <= u64::from(u32::MAX) * 1000,
+                "time_ms {t} accepted"
+            );
+            assert!(r.expires_ms() >= t.min(u64::MAX - 1));
+        }
+        r.time_ms = u64::MAX;
+        r.ttl_s = 60;
+        assert!(matches!(
+            r.check_ttl(now),
+            Err(WireError::Expired { skew_ms, .. }) if skew_ms < 0
+        ));
+        assert_eq!(r.expires_ms(), u64::MAX);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use tokio::time::timeout;
 /// The responder every hostile message is sent to.
 const TARGET: &str = "web-01";
 
-/// A node with `presign = false`.
+/// A node with the default `presign = false`.
 const INLINE: &str = "web-02";
 
 /// A node certificate the broker admits with no responder behind it: the test plays that node.
@@ -268,8 +268,8 @@ async fn a_secure_collective_acts_only_on_authentic_fresh_requests() {
     let col = block_in_place(|| {
         SecureCollective::builder()
             .user("bob")
-            .node(ResponderSpec::new(TARGET))
-            .node_with_security_lines(ResponderSpec::new(INLINE), "presign = false")
+            .node_with_security_lines(ResponderSpec::new(TARGET), "presign = true")
+            .node(ResponderSpec::new(INLINE))
             .spare_node(GHOST)
             .start()
     });
@@ -290,8 +290,9 @@ fn signing_of(col: &SecureCollective, node: &str) -> (u64, u64, u64) {
     (n("prepared"), n("inline"), n("ready"))
 }
 
-/// A secure node signs its replies with nonces its presigning thread made
-/// ahead of time, and the client verifies those replies like any other.
+/// A secure node with `presign = true` signs its replies with nonces its
+/// presigning thread made ahead of time, and the client verifies those
+/// replies like any other; by default a node signs the RFC 8032 way.
 fn replies_are_signed_with_prepared_nonces(col: &SecureCollective) {
     let (mut before, mut inline_before) = (0, 0);
     eventually(Duration::from_secs(60), "nonces ready on the node", || {
@@ -318,13 +319,13 @@ fn replies_are_signed_with_prepared_nonces(col: &SecureCollective) {
     );
     assert_eq!(inline_after, inline_before, "a signature was made inline");
 
-    // `presign = false`: every reply signed the RFC 8032 way, and verified all the same.
+    // The default, `presign = false`: every reply signed the RFC 8032 way, and verified all the same.
     let (_, inline_before, _) = signing_of(col, INLINE);
     ping(INLINE);
     assert_eq!(
         signing_of(col, INLINE),
         (0, inline_before + 2, 0),
-        "with presign = false, no nonce is prepared or used"
+        "by default, no nonce is prepared or used"
     );
 }
 

@@ -39,7 +39,7 @@ struct Cli {
 fn finish(text: &str, state: State) -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout
-        .write_all(text.as_bytes())
+        .write_all(&mco_client::terminal::clean(text.as_bytes()))
         .and_then(|_| stdout.flush());
     ExitCode::from(state.code())
 }

@@ -43,6 +43,7 @@ fn main() -> ExitCode {
     let mut buf: Vec<u8> = Vec::new();
     let result = rt.block_on(mco_client::commands::run(cli, &mut buf));
     let mut stdout = std::io::stdout().lock();
+    let buf = mco_client::terminal::clean(&buf);
     if let Err(e) = stdout.write_all(&buf).and_then(|_| stdout.flush()) {
         // A closed pipe (mco find | head) is success.
         if e.kind() != std::io::ErrorKind::BrokenPipe {
@@ -53,7 +54,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("mco: {e}");
+            eprintln!("mco: {}", mco_client::terminal::clean_str(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }

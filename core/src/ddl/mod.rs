@@ -166,9 +166,34 @@ pub struct Input {
     /// Allowed values, for `list` inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub list: Option<Vec<Value>>,
-    /// Redact this input in audit logs (mco extension).
+    /// A secret (mco extension): written as `[REDACTED]` in audit logs and
+    /// never echoed in a validation error.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sensitive: bool,
+    /// How the audit log records a value that is not `sensitive` (mco
+    /// extension): `"clear"` (the default) or `"digest"`, its SHA-256 and
+    /// length, for contents worth identifying but not copying (a file's
+    /// content). A digest of a short secret can be guessed: mark those
+    /// `sensitive` instead.
+    #[serde(default, skip_serializing_if = "AuditAs::is_clear")]
+    pub audit: AuditAs,
+}
+
+/// How an input's value appears in the audit log (see [`Input::audit`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditAs {
+    /// The value as sent.
+    #[default]
+    Clear,
+    /// `sha256:HEX (N bytes)` of the value's JSON text (of the string itself for a string).
+    Digest,
+}
+
+impl AuditAs {
+    fn is_clear(&self) -> bool {
+        *self == AuditAs::Clear
+    }
 }
 
 /// One output.

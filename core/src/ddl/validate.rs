@@ -162,12 +162,14 @@ pub(crate) fn check_value(name: &str, input: &Input, v: &Value) -> Result<(), In
         let allowed = input.list.as_deref().unwrap_or_default();
         if !allowed.iter().any(|a| a == v) {
             let names: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
+            let got = if input.sensitive {
+                String::new()
+            } else {
+                format!(", got {v}")
+            };
             return Err(InputError::invalid(
                 name,
-                format!(
-                    "input '{name}' must be one of {}, got {v}",
-                    names.join(", ")
-                ),
+                format!("input '{name}' must be one of {}{got}", names.join(", ")),
             ));
         }
     }
@@ -183,9 +185,16 @@ pub(crate) fn check_value(name: &str, input: &Input, v: &Value) -> Result<(), In
         }
         if let Some(rule) = &input.validation {
             let validator = Validator::parse(rule).map_err(|m| InputError::invalid(name, m))?;
-            validator
-                .check(s)
-                .map_err(|m| InputError::invalid(name, format!("input '{name}': {m}")))?;
+            validator.check(s).map_err(|m| {
+                // A sensitive value is never echoed, not even to say why it
+                // was refused: errors reach replies, logs and terminals.
+                let m = if input.sensitive {
+                    format!("the value does not pass its validation ({rule}); not shown, the input is sensitive")
+                } else {
+                    m
+                };
+                InputError::invalid(name, format!("input '{name}': {m}"))
+            })?;
         }
     }
     Ok(())
@@ -259,10 +268,12 @@ fn same_text(a: &Value, text: &str) -> bool {
 /// Turns a command-line `value` into the JSON value the DDL's type asks for.
 pub fn coerce_argument(name: &str, input: &Input, value: &str) -> Result<Value, InputError> {
     let bad = |what: &str| {
-        InputError::invalid(
-            name,
-            format!("input '{name}' must be {what}, got {value:?}"),
-        )
+        let got = if input.sensitive {
+            String::new()
+        } else {
+            format!(", got {value:?}")
+        };
+        InputError::invalid(name, format!("input '{name}' must be {what}{got}"))
     };
     Ok(match input.kind {
         InputType::String => Value::String(value.to_string()),

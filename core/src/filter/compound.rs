@@ -18,7 +18,8 @@ use std::fmt;
 
 use super::fact::{has_operator, CompiledFact, FactTerm};
 use super::pattern::Pattern;
-use super::{FilterError, FilterTarget};
+use super::{shorten, FilterError, FilterTarget};
+use crate::limits::{MAX_COMPOUND_DEPTH, MAX_COMPOUND_LEN, MAX_COMPOUND_TERMS};
 
 /// A parsed compound expression.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,6 +243,10 @@ struct Parser<'a> {
     src: &'a str,
     toks: Vec<(usize, Tok)>,
     i: usize,
+    /// Nesting of `not`, `!` and `(` around the current position.
+    depth: usize,
+    /// Terms read so far.
+    terms: usize,
 }
 
 impl Parser<'_> {
@@ -285,9 +290,29 @@ impl Parser<'_> {
     fn unary(&mut self) -> Result<Expr, FilterError> {
         if self.peek() == Some(&Tok::Not) {
             self.i += 1;
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+            return self.nested(|p| p.unary()).map(|e| Expr::Not(Box::new(e)));
         }
         self.primary()
+    }
+
+    /// Runs `inner` one nesting level deeper, refusing to pass
+    /// [`MAX_COMPOUND_DEPTH`]: the parser recurses once per level, and so do
+    /// compiling, matching and dropping the tree it builds.
+    fn nested(
+        &mut self,
+        inner: impl FnOnce(&mut Self) -> Result<Expr, FilterError>,
+    ) -> Result<Expr, FilterError> {
+        if self.depth >= MAX_COMPOUND_DEPTH {
+            let at = self.toks.get(self.i.saturating_sub(1)).map_or(0, |t| t.0);
+            return Err(self.err_at(
+                at,
+                format!("nested more than {MAX_COMPOUND_DEPTH} levels deep"),
+            ));
+        }
+        self.depth += 1;
+        let out = inner(self);
+        self.depth -= 1;
+        out
     }
 
     fn primary(&mut self) -> Result<Expr, FilterError> {
@@ -298,7 +323,7 @@ impl Parser<'_> {
         self.i += 1;
         match tok {
             Tok::LParen => {
-                let inner = self.or()?;
+                let inner = self.nested(|p| p.or())?;
                 if self.peek() != Some(&Tok::RParen) {
                     let here = self.here();
                     return Err(self.err_at(here, "expected ')'"));
@@ -308,9 +333,17 @@ impl Parser<'_> {
             }
             Tok::RParen => Err(self.err_at(at, "unexpected ')'")),
             Tok::And | Tok::Or => Err(self.err_at(at, "expected a term before this operator")),
-            Tok::Not => Ok(Expr::Not(Box::new(self.unary()?))),
-            Tok::Func(name, arg) => self.term(at, &name, arg).map(Expr::Term),
+            Tok::Not => self.nested(|p| p.unary()).map(|e| Expr::Not(Box::new(e))),
+            Tok::Func(..) | Tok::Word(_) if self.terms >= MAX_COMPOUND_TERMS => Err(self.err_at(
+                at,
+                format!("more than {MAX_COMPOUND_TERMS} terms in one expression"),
+            )),
+            Tok::Func(name, arg) => {
+                self.terms += 1;
+                self.term(at, &name, arg).map(Expr::Term)
+            }
             Tok::Word(w) => {
+                self.terms += 1;
                 let term = if has_operator(&w) {
                     Term::Fact(self.fact(at, &w)?)
                 } else {
@@ -354,10 +387,29 @@ impl Parser<'_> {
     }
 }
 
-/// Parses a compound expression.
+/// Parses a compound expression, refusing one longer than
+/// [`MAX_COMPOUND_LEN`] bytes, nested deeper than [`MAX_COMPOUND_DEPTH`] or
+/// with more than [`MAX_COMPOUND_TERMS`] terms.
 pub fn parse_compound(src: &str) -> Result<Expr, FilterError> {
+    if src.len() > MAX_COMPOUND_LEN {
+        return Err(FilterError {
+            kind: "compound",
+            input: shorten(src),
+            column: 1,
+            message: format!(
+                "the expression is {} bytes long, over the bound of {MAX_COMPOUND_LEN}",
+                src.len()
+            ),
+        });
+    }
     let toks = Lexer { src, pos: 0 }.tokens()?;
-    let mut p = Parser { src, toks, i: 0 };
+    let mut p = Parser {
+        src,
+        toks,
+        i: 0,
+        depth: 0,
+        terms: 0,
+    };
     if p.toks.is_empty() {
         return Err(p.err_at(0, "empty expression"));
     }
@@ -373,11 +425,14 @@ pub fn parse_compound(src: &str) -> Result<Expr, FilterError> {
     Ok(expr)
 }
 
-/// A compound expression ready to evaluate.
+/// A compound expression ready to evaluate. Chains of `and` and of `or`
+/// are flat lists, so compiling, matching and dropping recurse only as deep
+/// as the source nests `not` and parentheses (at most
+/// [`MAX_COMPOUND_DEPTH`]), however many terms a chain has.
 #[derive(Debug, Clone)]
 pub(crate) enum CompiledExpr {
-    And(Box<CompiledExpr>, Box<CompiledExpr>),
-    Or(Box<CompiledExpr>, Box<CompiledExpr>),
+    All(Vec<CompiledExpr>),
+    Any(Vec<CompiledExpr>),
     Not(Box<CompiledExpr>),
     Class(Pattern),
     Identity(Pattern),
@@ -386,15 +441,38 @@ pub(crate) enum CompiledExpr {
 }
 
 impl Expr {
+    /// The operands of a chain of `And`s (or of `Or`s) under `self`, left to
+    /// right, found without recursing along the chain.
+    fn chain(&self, and: bool) -> Vec<&Expr> {
+        let mut out = Vec::new();
+        let mut stack = vec![self];
+        while let Some(e) = stack.pop() {
+            match (e, and) {
+                (Expr::And(a, b), true) | (Expr::Or(a, b), false) => {
+                    stack.push(b);
+                    stack.push(a);
+                }
+                (other, _) => out.push(other),
+            }
+        }
+        out
+    }
+
     pub(crate) fn compile(&self, src: &str) -> Result<CompiledExpr, FilterError> {
         let pat = |s: &str| Pattern::parse(s).map_err(|e| e.into_filter_error("compound", src));
         Ok(match self {
-            Expr::And(a, b) => {
-                CompiledExpr::And(Box::new(a.compile(src)?), Box::new(b.compile(src)?))
-            }
-            Expr::Or(a, b) => {
-                CompiledExpr::Or(Box::new(a.compile(src)?), Box::new(b.compile(src)?))
-            }
+            Expr::And(..) => CompiledExpr::All(
+                self.chain(true)
+                    .into_iter()
+                    .map(|e| e.compile(src))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Expr::Or(..) => CompiledExpr::Any(
+                self.chain(false)
+                    .into_iter()
+                    .map(|e| e.compile(src))
+                    .collect::<Result<_, _>>()?,
+            ),
             Expr::Not(a) => CompiledExpr::Not(Box::new(a.compile(src)?)),
             Expr::Term(Term::Class(s)) => CompiledExpr::Class(pat(s)?),
             Expr::Term(Term::Identity(s)) => CompiledExpr::Identity(pat(s)?),
@@ -407,8 +485,8 @@ impl Expr {
 impl CompiledExpr {
     pub(crate) fn matches(&self, node: &dyn FilterTarget) -> bool {
         match self {
-            CompiledExpr::And(a, b) => a.matches(node) && b.matches(node),
-            CompiledExpr::Or(a, b) => a.matches(node) || b.matches(node),
+            CompiledExpr::All(all) => all.iter().all(|e| e.matches(node)),
+            CompiledExpr::Any(any) => any.iter().any(|e| e.matches(node)),
             CompiledExpr::Not(a) => !a.matches(node),
             CompiledExpr::Class(p) => node.classes().iter().any(|c| p.matches(c)),
             CompiledExpr::Identity(p) => p.matches(node.identity()),
@@ -470,6 +548,66 @@ mod tests {
             let e = parse_compound(src).unwrap_err();
             assert_eq!(e.column, col, "{src:?}: {e}");
         }
+    }
+
+    /// Each of these once overflowed the stack of whatever parsed,
+    /// compiled, matched or dropped it; now each is a clear error, on a
+    /// thread with a small stack to prove no deep recursion is left.
+    #[test]
+    fn deep_or_long_expressions_are_refused_not_overflowed() {
+        let run = || {
+            let cases: Vec<(String, &str)> = vec![
+                (format!("{}x", "!".repeat(5000)), "bytes long"),
+                (format!("{}x", "!".repeat(4000)), "nested more than"),
+                (format!("{}x", "not ".repeat(1100)), "bytes long"),
+                (format!("{}x", "not ".repeat(40)), "nested more than"),
+                (
+                    format!("{}x{}", "(".repeat(40), ")".repeat(40)),
+                    "nested more than",
+                ),
+                (vec!["a"; 300].join(" and "), "more than 256 terms"),
+                (vec!["a"; 2000].join(" or "), "bytes long"),
+                (format!("/{}/", "a".repeat(2000)), "bytes long"),
+                (
+                    format!("identity(/{}/)", "(a".repeat(300) + &")".repeat(300)),
+                    "invalid regular expression",
+                ),
+                (
+                    "class(/(?:a{1000}){1000}/)".to_string(),
+                    "invalid regular expression",
+                ),
+            ];
+            for (src, why) in cases {
+                let err = parse_compound(&src).unwrap_err();
+                assert!(
+                    err.message.contains(why),
+                    "{}...: {err}",
+                    &src[..src.len().min(40)]
+                );
+                assert!(
+                    err.to_string().len() < 6000,
+                    "the error repeats a huge input"
+                );
+            }
+            // At the bounds, everything parses, compiles, matches and drops.
+            let deep = format!("{}nginx", "not ".repeat(MAX_COMPOUND_DEPTH - 2));
+            let nested = format!(
+                "{}nginx{}",
+                "(".repeat(MAX_COMPOUND_DEPTH - 1),
+                ")".repeat(MAX_COMPOUND_DEPTH - 1)
+            );
+            let chain = vec!["nginx"; MAX_COMPOUND_TERMS].join(" and ");
+            for src in [deep, nested, chain] {
+                let e = parse_compound(&src).unwrap();
+                assert!(e.compile(&src).unwrap().matches(&Node::web()), "{src}");
+            }
+        };
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(run)
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     #[test]

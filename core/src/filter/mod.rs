@@ -12,6 +12,8 @@ mod pattern;
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits::MAX_FILTER_ENTRIES;
+
 pub use compound::{parse_compound, Expr, Term};
 pub use fact::{FactOp, FactTerm};
 pub use pattern::Pattern;
@@ -48,6 +50,14 @@ pub struct Filter {
     /// Compound expressions (`-S`); all must hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub compound: Vec<String>,
+}
+
+/// At most the first 80 characters of `s`, for an error about a long input.
+pub(crate) fn shorten(s: &str) -> String {
+    match s.char_indices().nth(80) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_string(),
+    }
 }
 
 /// A filter that could not be understood, with the column where it went wrong.
@@ -113,8 +123,30 @@ impl Filter {
         Ok(())
     }
 
-    /// Builds regexes and globs, and parses compound expressions.
+    /// How many entries the filter holds across its lists.
+    pub fn entries(&self) -> usize {
+        self.identity.len()
+            + self.fact.len()
+            + self.class.len()
+            + self.agent.len()
+            + self.compound.len()
+    }
+
+    /// Builds regexes and globs, and parses compound expressions. A filter
+    /// with more than [`MAX_FILTER_ENTRIES`] entries is refused before any is
+    /// compiled.
     pub fn compile(&self) -> Result<CompiledFilter, FilterError> {
+        if self.entries() > MAX_FILTER_ENTRIES {
+            return Err(FilterError {
+                kind: "filter",
+                input: String::new(),
+                column: 1,
+                message: format!(
+                    "{} entries, over the bound of {MAX_FILTER_ENTRIES}",
+                    self.entries()
+                ),
+            });
+        }
         let identity = self
             .identity
             .iter()

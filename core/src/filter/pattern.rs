@@ -1,9 +1,17 @@
 //! One name pattern: exact text, a glob (`web-*`) or a `/regex/`.
 
 use globset::{Glob, GlobMatcher};
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 
 use super::FilterError;
+use crate::limits::{MAX_PATTERN_LEN, REGEX_SIZE_LIMIT};
+
+fn too_long(len: usize) -> PatternError {
+    PatternError {
+        column: 1,
+        message: format!("the pattern is {len} bytes long, over the bound of {MAX_PATTERN_LEN}"),
+    }
+}
 
 /// A compiled name pattern.
 #[derive(Debug, Clone)]
@@ -45,11 +53,22 @@ pub(crate) fn regex_source(s: &str) -> Option<&str> {
     (s.len() >= 2 && s.starts_with('/') && s.ends_with('/')).then(|| &s[1..s.len() - 1])
 }
 
+/// Compiles a regex from outside: at most [`MAX_PATTERN_LEN`] bytes of
+/// source, and at most [`REGEX_SIZE_LIMIT`] bytes for its program and for its
+/// lazy DFA, so no request can hold a node's CPU or memory while it compiles
+/// or runs.
 pub(crate) fn compile_regex(src: &str) -> Result<Regex, PatternError> {
-    Regex::new(src).map_err(|e| PatternError {
-        column: 2,
-        message: format!("invalid regular expression: {}", first_line(&e.to_string())),
-    })
+    if src.len() > MAX_PATTERN_LEN {
+        return Err(too_long(src.len()));
+    }
+    RegexBuilder::new(src)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| PatternError {
+            column: 2,
+            message: format!("invalid regular expression: {}", first_line(&e.to_string())),
+        })
 }
 
 fn first_line(s: &str) -> String {
@@ -68,6 +87,9 @@ impl Pattern {
                 column: 1,
                 message: "empty pattern".into(),
             });
+        }
+        if s.len() > MAX_PATTERN_LEN {
+            return Err(too_long(s.len()));
         }
         if let Some(src) = regex_source(s) {
             return compile_regex(src).map(Pattern::Regex);

@@ -22,14 +22,15 @@ use sha2::{Digest, Sha256};
 
 use ed25519_dalek::hazmat::{raw_sign, ExpandedSecretKey};
 use ed25519_dalek::pkcs8::DecodePrivateKey;
-use ed25519_dalek::{Signature, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use x509_parser::prelude::*;
 
+use crate::limits::MAX_CERT_LEN;
 use crate::wire::{Envelope, Kind, PROTOCOL_VERSION};
 
 pub use nodekey::{verify_key_signed, NodeKey};
 pub use presign::Presigner;
-pub use replay::ReplayCache;
+pub use replay::{ReplayCache, Seen};
 
 #[cfg(test)]
 mod tests;
@@ -258,17 +259,56 @@ pub struct TrustStore {
     ca_key: VerifyingKey,
     ca_subject: Vec<u8>,
     revoked: HashSet<Vec<u8>>,
-    /// Certificates checked in this process, by their DER bytes.
-    cache: RwLock<HashMap<Vec<u8>, Checked>>,
+    /// Certificates that checked good in this process, by the SHA-256 of
+    /// their DER. Only the CA can add to it, so it grows with the fleet.
+    cache: RwLock<HashMap<[u8; 32], Arc<Principal>>>,
+    /// Certificates refused in this process, by the SHA-256 of their DER:
+    /// anyone can send these, so the map is small and cleared when full.
+    refused: RwLock<HashMap<[u8; 32], SecurityError>>,
     /// Certificates from a known-certificates file, by the SHA-256 of their DER.
     imported: RwLock<HashMap<[u8; 32], Arc<Imported>>>,
     /// Certificates checked in this process, not yet in the known file.
     learned: std::sync::atomic::AtomicUsize,
-    memo: Option<Mutex<HashMap<[u8; 64], Arc<Signed>>>>,
+    memo: Option<Mutex<HashMap<[u8; 64], [u8; 32]>>>,
 }
 
-/// The certificate and body bytes a remembered signature covered.
-type Signed = (Vec<u8>, Vec<u8>);
+/// What a remembered signature covered: the SHA-256 of the certificate and
+/// body, each prefixed by its length, so a hit needs the same bytes without
+/// the memo holding them.
+fn covered(cert: &[u8], body: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update((cert.len() as u64).to_be_bytes());
+    h.update(cert);
+    h.update((body.len() as u64).to_be_bytes());
+    h.update(body);
+    h.finalize().into()
+}
+
+/// Ed25519 signatures that verify under the batch equation but not under
+/// RFC 8032's strict rules: a non-canonical `R` (its y at or above the field
+/// prime) or an `R` of small order. The batch path refuses these up front, so
+/// both paths accept exactly what `verify_strict` accepts (the key's own
+/// order is checked once, when its certificate is).
+fn strict_r_ok(sig: &Signature) -> bool {
+    let r = sig.r_bytes();
+    let mut y = *r;
+    y[31] &= 0x7f;
+    // y >= p = 2^255 - 19: the top 31 bytes all 0xff (0x7f for the last) and the first >= 0xed.
+    let non_canonical = y[0] >= 0xed && y[1..31].iter().all(|b| *b == 0xff) && y[31] == 0x7f;
+    !non_canonical && !small_order_ys().contains(&y)
+}
+
+/// The y-coordinate encodings (sign bit cleared) of the eight points of small order.
+fn small_order_ys() -> &'static [[u8; 32]; 8] {
+    static YS: OnceLock<[[u8; 32]; 8]> = OnceLock::new();
+    YS.get_or_init(|| {
+        curve25519_dalek::constants::EIGHT_TORSION.map(|p| {
+            let mut y = p.compress().to_bytes();
+            y[31] &= 0x7f;
+            y
+        })
+    })
+}
 
 /// A certificate from a known-certificates file. Its public key is turned
 /// into a curve point (a square root in the field, tens of microseconds: most
@@ -304,16 +344,21 @@ fn cert_digest(der: &[u8]) -> [u8; 32] {
     Sha256::digest(der).into()
 }
 
-/// Bound on remembered envelopes (see [`TrustStore::with_memo`]).
+/// Bound on remembered envelopes (see [`TrustStore::with_memo`]): each entry
+/// is 96 bytes, whatever the size of the message.
 const MEMO_LIMIT: usize = 1024;
+
+/// Bound on remembered refused certificates (each entry a digest and an
+/// error naming at most one certificate's name).
+const REFUSED_LIMIT: usize = 1024;
 
 /// The Ed25519 signature algorithm's OID, 1.3.101.112.
 const ED25519_OID: &str = "1.3.101.112";
 
-/// A certificate checked against the CA, cached by its DER bytes.
+/// A certificate checked against the CA.
 type Checked = Result<Arc<Principal>, SecurityError>;
 
-/// Bound on cached certificates (a fleet's worth; cleared when full).
+/// Bound on cached good certificates (a fleet's worth; cleared when full).
 const CACHE_LIMIT: usize = 100_000;
 
 impl TrustStore {
@@ -333,6 +378,7 @@ impl TrustStore {
             ca_subject,
             revoked,
             cache: RwLock::new(HashMap::new()),
+            refused: RwLock::new(HashMap::new()),
             imported: RwLock::new(HashMap::new()),
             learned: std::sync::atomic::AtomicUsize::new(0),
             memo: None,
@@ -403,21 +449,18 @@ impl TrustStore {
             .iter()
             .map(|(d, imp)| (*d, imp.entry.clone()))
             .collect();
-        for (der, checked) in self.cache.read().unwrap_or_else(|e| e.into_inner()).iter() {
-            if let Ok(p) = checked {
-                let digest = cert_digest(der);
-                all.insert(
-                    digest,
-                    known::Entry {
-                        digest,
-                        key: p.key.to_bytes(),
-                        not_before: p.not_before,
-                        not_after: p.not_after,
-                        serial: p.serial.clone(),
-                        name: p.name.clone(),
-                    },
-                );
-            }
+        for (digest, p) in self.cache.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            all.insert(
+                *digest,
+                known::Entry {
+                    digest: *digest,
+                    key: p.key.to_bytes(),
+                    not_before: p.not_before,
+                    not_after: p.not_after,
+                    serial: p.serial.clone(),
+                    name: p.name.clone(),
+                },
+            );
         }
         let mut entries: Vec<known::Entry> =
             all.into_values().filter(|e| e.not_after >= now_s).collect();
@@ -441,7 +484,8 @@ impl TrustStore {
         if env.sig.len() != 64 || env.cert.is_empty() {
             return Err(SecurityError::Unsigned);
         }
-        let p = self.principal(&env.cert)?;
+        let digest = certificate_digest(&env.cert)?;
+        let p = self.principal(&env.cert, &digest)?;
         if now_s < p.not_before {
             return Err(SecurityError::NotYetValid(p.name.clone()));
         }
@@ -451,30 +495,31 @@ impl TrustStore {
         if self.revoked.contains(&p.serial) {
             return Err(SecurityError::Revoked(p.name.clone()));
         }
-        // The memo is keyed by the signature and holds the exact bytes it
-        // covered: a hit needs the same certificate and body, byte for byte.
+        // The memo is keyed by the signature and holds a digest of the bytes
+        // it covered: a hit needs the same certificate and body, byte for byte.
         let sig_bytes: Option<[u8; 64]> = env.sig.as_slice().try_into().ok();
-        if let (Some(memo), Some(k)) = (&self.memo, &sig_bytes) {
+        let seen = self.memo.as_ref().map(|_| covered(&env.cert, &env.body));
+        if let (Some(memo), Some(k), Some(seen)) = (&self.memo, &sig_bytes, &seen) {
             let hit = memo
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get(k)
-                .cloned();
-            if hit.is_some_and(|seen| seen.0 == env.cert && seen.1 == env.body) {
+                .copied();
+            if hit.as_ref() == Some(seen) {
                 return Ok(p);
             }
         }
         let sig = Signature::from_slice(&env.sig)
             .map_err(|_| SecurityError::BadSignature(p.name.clone()))?;
         p.key
-            .verify(&env.body, &sig)
+            .verify_strict(&env.body, &sig)
             .map_err(|_| SecurityError::BadSignature(p.name.clone()))?;
-        if let (Some(memo), Some(k)) = (&self.memo, sig_bytes) {
+        if let (Some(memo), Some(k), Some(seen)) = (&self.memo, sig_bytes, seen) {
             let mut m = memo.lock().unwrap_or_else(|e| e.into_inner());
             if m.len() >= MEMO_LIMIT {
                 m.clear();
             }
-            m.insert(k, Arc::new((env.cert.clone(), env.body.clone())));
+            m.insert(k, seen);
         }
         Ok(p)
     }
@@ -493,8 +538,8 @@ impl TrustStore {
             return envs.iter().map(|e| self.verify(e, now_s)).collect();
         }
         // Gather what to check; anything unusual takes the one-by-one path.
-        struct Fresh<'a> {
-            der: &'a [u8],
+        struct Fresh {
+            digest: [u8; 32],
             principal: Principal,
             tbs: Vec<u8>,
             sig: Signature,
@@ -502,13 +547,19 @@ impl TrustStore {
         let mut messages: Vec<&[u8]> = Vec::with_capacity(envs.len() * 2);
         let mut sigs = Vec::with_capacity(envs.len() * 2);
         let mut keys = Vec::with_capacity(envs.len() * 2);
-        let mut fresh: Vec<Fresh<'_>> = Vec::new();
+        let mut fresh: Vec<Fresh> = Vec::new();
         let mut principals: Vec<Arc<Principal>> = Vec::with_capacity(envs.len());
         for env in envs {
             let Ok(sig) = Signature::from_slice(&env.sig) else {
                 return envs.iter().map(|e| self.verify(e, now_s)).collect();
             };
-            let cached = self.cached(&env.cert);
+            let Ok(digest) = certificate_digest(&env.cert) else {
+                return envs.iter().map(|e| self.verify(e, now_s)).collect();
+            };
+            if !strict_r_ok(&sig) {
+                return envs.iter().map(|e| self.verify(e, now_s)).collect();
+            }
+            let cached = self.cached(&digest);
             let p = match cached {
                 Some(Ok(p)) => p,
                 Some(Err(_)) => return envs.iter().map(|e| self.verify(e, now_s)).collect(),
@@ -516,7 +567,7 @@ impl TrustStore {
                     Some(f) => {
                         let p = Arc::new(f.0.clone());
                         fresh.push(Fresh {
-                            der: &env.cert,
+                            digest,
                             principal: f.0,
                             tbs: f.1,
                             sig: f.2,
@@ -547,7 +598,7 @@ impl TrustStore {
             self.learned
                 .fetch_add(fresh.len(), std::sync::atomic::Ordering::Relaxed);
             for f in fresh {
-                cache.insert(f.der.to_vec(), Ok(Arc::new(f.principal)));
+                cache.insert(f.digest, Arc::new(f.principal));
             }
         }
         principals
@@ -577,6 +628,9 @@ impl TrustStore {
             return None;
         }
         let sig = Signature::from_slice(cert.signature_value.data.as_ref()).ok()?;
+        if !strict_r_ok(&sig) {
+            return None;
+        }
         let principal = Principal {
             name: common_name(&cert)?,
             not_before: cert.validity().not_before.timestamp(),
@@ -587,45 +641,80 @@ impl TrustStore {
         Some((principal, cert.tbs_certificate.as_ref().to_vec(), sig))
     }
 
+    /// How many good and refused certificates are remembered.
+    #[cfg(test)]
+    fn cache_sizes(&self) -> (usize, usize) {
+        (
+            self.cache.read().unwrap_or_else(|e| e.into_inner()).len(),
+            self.refused.read().unwrap_or_else(|e| e.into_inner()).len(),
+        )
+    }
+
+    /// How many envelopes the memo remembers.
+    #[cfg(test)]
+    fn memo_len(&self) -> usize {
+        self.memo
+            .as_ref()
+            .map_or(0, |m| m.lock().unwrap_or_else(|e| e.into_inner()).len())
+    }
+
     /// A certificate checked before, in this process or (through the known
     /// file) an earlier one.
     /// A known certificate is not copied into `cache`: its entry keeps the
     /// prepared key, and a short-lived client sees each certificate about
     /// once.
-    fn cached(&self, der: &[u8]) -> Option<Checked> {
+    fn cached(&self, digest: &[u8; 32]) -> Option<Checked> {
         if let Some(hit) = self
             .cache
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(der)
+            .get(digest)
         {
-            return Some(hit.clone());
+            return Some(Ok(hit.clone()));
+        }
+        if let Some(refused) = self
+            .refused
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(digest)
+        {
+            return Some(Err(refused.clone()));
         }
         let imp = {
             let imported = self.imported.read().unwrap_or_else(|e| e.into_inner());
             if imported.is_empty() {
                 return None;
             }
-            imported.get(&cert_digest(der))?.clone()
+            imported.get(digest)?.clone()
         };
         imp.principal().map(Ok)
     }
 
-    fn principal(&self, der: &[u8]) -> Result<Arc<Principal>, SecurityError> {
-        if let Some(hit) = self.cached(der) {
+    fn principal(&self, der: &[u8], digest: &[u8; 32]) -> Result<Arc<Principal>, SecurityError> {
+        if let Some(hit) = self.cached(digest) {
             return hit;
         }
-        let result = self.check_chain(der).map(Arc::new);
-        if result.is_ok() {
-            self.learned
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self.check_chain(der) {
+            Ok(p) => {
+                let p = Arc::new(p);
+                self.learned
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+                if cache.len() >= CACHE_LIMIT {
+                    cache.clear();
+                }
+                cache.insert(*digest, p.clone());
+                Ok(p)
+            }
+            Err(e) => {
+                let mut refused = self.refused.write().unwrap_or_else(|e| e.into_inner());
+                if refused.len() >= REFUSED_LIMIT {
+                    refused.clear();
+                }
+                refused.insert(*digest, e.clone());
+                Err(e)
+            }
         }
-        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= CACHE_LIMIT {
-            cache.clear();
-        }
-        cache.insert(der.to_vec(), result.clone());
-        result
     }
 
     fn check_chain(&self, der: &[u8]) -> Result<Principal, SecurityError> {
@@ -642,10 +731,13 @@ impl TrustStore {
         let sig =
             Signature::from_slice(cert.signature_value.data.as_ref()).map_err(|_| untrusted())?;
         self.ca_key
-            .verify(cert.tbs_certificate.as_ref(), &sig)
+            .verify_strict(cert.tbs_certificate.as_ref(), &sig)
             .map_err(|_| untrusted())?;
-        let key = ed25519_key(&cert)
-            .ok_or_else(|| SecurityError::BadCertificate(format!("{name}: not an Ed25519 key")))?;
+        let key = ed25519_key(&cert).ok_or_else(|| {
+            SecurityError::BadCertificate(format!(
+                "{name}: not an Ed25519 key, or one of small order"
+            ))
+        })?;
         Ok(Principal {
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
@@ -656,7 +748,8 @@ impl TrustStore {
     }
 }
 
-/// The Ed25519 public key of a certificate, if it has one.
+/// The Ed25519 public key of a certificate, if it has one that is not of
+/// small order (a weak key verifies signatures it never made).
 fn ed25519_key(cert: &X509Certificate<'_>) -> Option<VerifyingKey> {
     let raw: [u8; 32] = cert
         .public_key()
@@ -665,7 +758,19 @@ fn ed25519_key(cert: &X509Certificate<'_>) -> Option<VerifyingKey> {
         .as_ref()
         .try_into()
         .ok()?;
-    VerifyingKey::from_bytes(&raw).ok()
+    VerifyingKey::from_bytes(&raw).ok().filter(|k| !k.is_weak())
+}
+
+/// The SHA-256 of a certificate from an envelope, refusing one over
+/// [`MAX_CERT_LEN`] bytes before anything parses or remembers it.
+fn certificate_digest(der: &[u8]) -> Result<[u8; 32], SecurityError> {
+    if der.len() > MAX_CERT_LEN {
+        return Err(SecurityError::BadCertificate(format!(
+            "a certificate of {} bytes is over the {MAX_CERT_LEN} byte bound",
+            der.len()
+        )));
+    }
+    Ok(cert_digest(der))
 }
 
 fn read_crl(path: &Path, ca_der: &[u8]) -> Result<HashSet<Vec<u8>>, LoadError> {

@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use super::{load_err, LoadError, SecurityError};
 use crate::wire::{Envelope, Kind, PROTOCOL_VERSION};
@@ -111,7 +111,7 @@ pub fn verify_key_signed(env: &Envelope) -> Result<[u8; 32], SecurityError> {
     let bad = || SecurityError::BadSignature(hex::encode(raw));
     let key = VerifyingKey::from_bytes(&raw).map_err(|_| bad())?;
     let sig = Signature::from_slice(&env.sig).map_err(|_| bad())?;
-    key.verify(&env.body, &sig).map_err(|_| bad())?;
+    key.verify_strict(&env.body, &sig).map_err(|_| bad())?;
     Ok(raw)
 }
 

@@ -434,3 +434,5 @@ fn a_known_entry_whose_key_is_no_curve_point_is_checked_against_the_ca() {
         "node:web-1"
     );
 }
+
+mod hostile;

@@ -1,0 +1,40 @@
+//! Bounds on what arrives from outside: the bus, a node, a file or a user.
+//!
+//! Every recursive structure and every cache fed from outside is bounded by
+//! one of these, so the cost of any one message is known in advance: no input
+//! can overflow a stack, hold a regex compiler for seconds or fill memory.
+//! `SECURITY.md` names each bound and the test that attacks it.
+
+/// Deepest nesting of maps and arrays accepted in a message body (request
+/// inputs, reply outputs, facts). Decoding refuses deeper values before they
+/// are built, so nothing later (validation, audit, printing, drop) recurses
+/// further.
+pub const MAX_VALUE_DEPTH: usize = 64;
+
+/// Longest compound filter expression (`-S`), in bytes.
+pub const MAX_COMPOUND_LEN: usize = 4096;
+
+/// Deepest nesting of `not`, `!` and parentheses in one compound expression.
+pub const MAX_COMPOUND_DEPTH: usize = 32;
+
+/// Most terms in one compound expression. A chain of `and`s builds a tree as
+/// deep as it is long, so this also bounds every walk over the tree.
+pub const MAX_COMPOUND_TERMS: usize = 256;
+
+/// Most entries a filter may hold across its lists (identities, facts,
+/// classes, agents, compound expressions).
+pub const MAX_FILTER_ENTRIES: usize = 1024;
+
+/// Longest single pattern (identity, class, agent, fact value or `/regex/`), in bytes.
+pub const MAX_PATTERN_LEN: usize = 1024;
+
+/// Most memory one compiled regular expression may use (bytes), for its
+/// program and, separately, for its lazy DFA cache.
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Largest certificate accepted in an envelope, in DER bytes. Ours are under
+/// 1 KiB; anything larger is refused before it is parsed or remembered.
+pub const MAX_CERT_LEN: usize = 16 * 1024;
+
+/// Longest request id, in bytes (ours are 26-character ULIDs).
+pub const MAX_REQUEST_ID_LEN: usize = 128;
