@@ -459,6 +459,40 @@ mod tests {
         assert!(out.values().all(|v| v == REDACTED));
     }
 
+    /// The resource agent's shipped DDL: a file's content is logged as its
+    /// digest, exec and cron environments, key options and passwords not at
+    /// all, and the rest as sent.
+    #[test]
+    fn resource_contents_and_secrets_never_reach_the_log() {
+        let ddl = Ddl::from_json("resource.json", include_str!("../../ddl/resource.json")).unwrap();
+        let action = ddl.action("do");
+        let input: Map<String, Value> = serde_json::from_value(serde_json::json!({
+            "type": "file", "name": "/etc/app/secret.conf",
+            "content": "db_password=correct horse battery staple\n",
+            "environment": "AWS_SECRET_ACCESS_KEY=abc", "options": "command=\"x --token=t0k\"",
+            "password": "$6$salt$hash"
+        }))
+        .unwrap();
+        let out = redact(&input, action);
+        assert_eq!(out["name"], "/etc/app/secret.conf");
+        assert_eq!(
+            out["content"],
+            format!(
+                "sha256:{} (41 bytes)",
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+                    b"db_password=correct horse battery staple\n"
+                ))
+            )
+        );
+        for secret in ["environment", "options", "password"] {
+            assert_eq!(out[secret], REDACTED, "{secret}");
+        }
+        let text = serde_json::to_string(&out).unwrap();
+        for leak in ["horse", "AWS_SECRET", "t0k", "$6$"] {
+            assert!(!text.contains(leak), "{leak} in {text}");
+        }
+    }
+
     #[tokio::test]
     async fn lines_are_json_with_every_field_and_secrets_redacted() {
         let tmp = tempfile::tempdir().unwrap();

@@ -1,0 +1,392 @@
+//! Attacks from the bus on the responder's decoding, filtering, caches and
+//! replay protection (SECURITY.md, findings 1, 2, 5 and 11), each as the
+//! message that used to work, sent with the wire types the real client
+//! would refuse to build. Each asserts the attack fails, is counted, and
+//! that every node stays up and answering.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use mco_core::security::Credentials;
+use mco_core::subject;
+use mco_core::wire::{new_request_id, now_ms};
+use mco_core::{Envelope, Filter, Kind, RequestBody};
+use mco_tests::replies::{counter, daemon_stats};
+use mco_tests::secure::COLLECTIVE as C;
+use mco_tests::{eventually, mco, NatsServer, Responder, ResponderSpec, SecureCollective};
+use serde_json::{Map, Value};
+use tokio::task::block_in_place;
+use tokio::time::timeout;
+
+/// How long a refused message is given to produce a reply anyway; counters decide the rest.
+const QUIET: Duration = Duration::from_millis(300);
+
+/// Bound on every wait that is expected to succeed.
+const STEP: Duration = Duration::from_secs(20);
+
+fn ping(caller: &str, collective: &str) -> RequestBody {
+    RequestBody {
+        id: new_request_id(),
+        sender: "attacker".into(),
+        caller: caller.into(),
+        collective: collective.into(),
+        agent: "rpcutil".into(),
+        action: "ping".into(),
+        data: Map::new(),
+        filter: Filter::default(),
+        ttl_s: 60,
+        time_ms: now_ms(),
+    }
+}
+
+/// Publishes `payload` on `subject` with a fresh reply subject and returns the replies that
+/// come within `wait`.
+async fn send(
+    client: &async_nats::Client,
+    subject: String,
+    payload: Vec<u8>,
+    wait: Duration,
+) -> usize {
+    let reply_to = subject::reply(C, "user:alice", &new_request_id());
+    let mut sub = client.subscribe(reply_to.clone()).await.unwrap();
+    client
+        .publish_with_reply(subject, reply_to, Bytes::from(payload))
+        .await
+        .unwrap();
+    timeout(STEP, client.flush()).await.unwrap().unwrap();
+    let mut n = 0;
+    let _ = timeout(wait, async {
+        while let Some(msg) = sub.next().await {
+            if msg.status.is_none() {
+                n += 1;
+            }
+        }
+    })
+    .await;
+    let _ = sub.unsubscribe().await;
+    n
+}
+
+/// The compound filters that used to abort every responder (stack overflow) or hold it in a
+/// regex compiler, and must now be refused as bad filters.
+fn hostile_filters() -> Vec<String> {
+    vec![
+        format!("{}x", "!".repeat(5000)),
+        format!("{}x", "!".repeat(4000)),
+        format!("{}x{}", "(".repeat(2000), ")".repeat(2000)),
+        vec!["x"; 1000].join(" and "),
+        "class(/(?:a{1000}){1000}/)".to_string(),
+        format!("/{}/", "a".repeat(3000)),
+    ]
+}
+
+fn dropped(stats: &Map<String, Value>, reason: &str) -> u64 {
+    stats["dropped"]
+        .get(reason)
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
+/// Finding 1: one unsigned message with a deep compound filter aborted every virtual node of a
+/// `--fleet` process. Now each node refuses it as a bad filter and keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_filters_cannot_abort_a_fleet() {
+    let nats = NatsServer::start();
+    let fleet = block_in_place(|| {
+        Responder::start(&nats, ResponderSpec::new("vf").fleet(4).classes(&["web"]))
+    });
+    let ids = fleet.spec.identities();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let client = nats.client().await;
+    let filters = hostile_filters();
+    for f in &filters {
+        let mut body = ping("user:anyone", "mcollective");
+        body.filter.compound = vec![f.clone()];
+        let env = Envelope::unsigned(Kind::Request, body.encode()).encode();
+        let replies = send(
+            &client,
+            subject::broadcast("mcollective", "rpcutil"),
+            env,
+            QUIET,
+        )
+        .await;
+        assert_eq!(replies, 0, "a node acted on {}…", &f[..20]);
+    }
+    let want = filters.len() as u64;
+    block_in_place(|| {
+        eventually(STEP, "every virtual node to count the bad filters", || {
+            daemon_stats(&nats.url(), "mcollective", &refs)
+                .values()
+                .all(|s| dropped(s, "bad_filter") == want)
+        });
+        // Still one process, every node answering.
+        let mut r = fleet;
+        assert!(r.child.is_running(), "the fleet process died");
+        let pings = counter(&nats.url(), "mcollective", &refs, "ok");
+        assert_eq!(pings.len(), ids.len());
+    });
+}
+
+/// Finding 1, the client's side: `mco` refuses such a filter with a usage error and a caret, it
+/// neither crashes nor sends it.
+#[test]
+fn the_client_refuses_deep_filters_with_an_error() {
+    for f in hostile_filters() {
+        let out = mco([
+            "find",
+            "-S",
+            &f,
+            "--nats",
+            "nats://127.0.0.1:1",
+            "--dt",
+            "1s",
+        ]);
+        assert_eq!(out.status, 64, "{}…: {out:?}", &f[..20]);
+        let err = out.stderr.to_lowercase();
+        assert!(
+            ["nested", "bytes long", "terms", "regular expression"]
+                .iter()
+                .any(|w| err.contains(w)),
+            "{}…: {}",
+            &f[..20],
+            out.stderr
+        );
+    }
+}
+
+/// Findings 1 and 2 on a secure node: a signed request from a valid user with a deep filter, a
+/// body nested a million levels, a long request id and a flood of distinct garbage certificates
+/// are refused and counted; the garbage does not grow the responder's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_bodies_and_certificates_are_refused_before_memory_grows() {
+    const NODE: &str = "web-01";
+    let col = block_in_place(|| {
+        SecureCollective::builder()
+            .user("alice")
+            .node(ResponderSpec::new(NODE))
+            .start()
+    });
+    let alice: Credentials = col.credentials("alice");
+    let conn = col.connect(Some("alice")).await.unwrap().client;
+    let to_node = || subject::node(C, NODE);
+    let stats = || block_in_place(|| col.daemon_stats("alice", &[NODE])[NODE].clone());
+    let before = stats();
+
+    // A deep filter, signed by a real user.
+    let mut body = ping("user:alice", C);
+    body.filter.compound = vec![format!("{}x", "!".repeat(4000))];
+    let env = alice.seal(Kind::Request, body.encode()).encode();
+    assert_eq!(send(&conn, to_node(), env, QUIET).await, 0);
+
+    // `data` nested a million arrays deep, encoded by hand.
+    let mut body = ping("user:alice", C).encode();
+    let key = b"\xa4data\x80";
+    let at = body.windows(key.len()).position(|w| w == key).unwrap() + 5;
+    let mut nest = vec![0x81, 0xa1, b'x'];
+    nest.extend(std::iter::repeat_n(0x91u8, 1_000_000));
+    nest.push(0xc0);
+    body.splice(at..at + 1, nest);
+    let env = alice.seal(Kind::Request, body).encode();
+    assert_eq!(send(&conn, to_node(), env, QUIET).await, 0);
+
+    // A request id of 100 KiB.
+    let mut body = ping("user:alice", C);
+    body.id = "i".repeat(100 * 1024);
+    let env = alice.seal(Kind::Request, body.encode()).encode();
+    assert_eq!(send(&conn, to_node(), env, QUIET).await, 0);
+
+    // An oversized certificate, and then thousands of distinct garbage ones just under the
+    // bound: each used to be kept by its full DER bytes.
+    let good = alice.seal(Kind::Request, ping("user:alice", C).encode());
+    let mut env = good.clone();
+    env.cert = vec![0x30; 200 * 1024];
+    assert_eq!(send(&conn, to_node(), env.encode(), QUIET).await, 0);
+    let pid = col.responder(NODE).child.pid();
+    let rss_before = rss_kib(pid);
+    const FLOOD: u32 = 6000;
+    let reply_to = subject::reply(C, "user:alice", &new_request_id());
+    for i in 0..FLOOD {
+        let mut env = good.clone();
+        env.cert = vec![0x42; 15 * 1024];
+        env.cert[..4].copy_from_slice(&i.to_be_bytes());
+        conn.publish_with_reply(to_node(), reply_to.clone(), Bytes::from(env.encode()))
+            .await
+            .unwrap();
+    }
+    timeout(STEP, conn.flush()).await.unwrap().unwrap();
+    let want_bad_cert = dropped(&before, "bad_certificate") + 1 + u64::from(FLOOD);
+    block_in_place(|| {
+        eventually(STEP * 3, "the flood to be counted", || {
+            dropped(&stats(), "bad_certificate") >= want_bad_cert
+        })
+    });
+    let after = stats();
+    let grown_mib = rss_kib(pid).saturating_sub(rss_before) / 1024;
+    // The flood carried 88 MiB of certificates; a cache keyed by their bytes grew by as much.
+    assert!(
+        grown_mib < 40,
+        "the responder grew by {grown_mib} MiB for a flood of garbage certificates"
+    );
+    assert_eq!(
+        dropped(&after, "bad_filter"),
+        dropped(&before, "bad_filter") + 1
+    );
+    assert_eq!(
+        dropped(&after, "undecodable"),
+        dropped(&before, "undecodable") + 2,
+        "the deep body and the long id"
+    );
+    assert_eq!(dropped(&after, "bad_certificate"), want_bad_cert);
+    assert!(col.responder(NODE).child.stderr_text().contains("over the"));
+    // Still answering, and a real request still verifies.
+    assert_eq!(send(&conn, to_node(), good.encode(), STEP).await, 1);
+}
+
+/// Resident memory of `pid`, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in {status}"))
+}
+
+/// How many "refused a request" lines of a node's log name `reason`.
+fn refusals_logged(col: &SecureCollective, node: &str, reason: &str) -> usize {
+    let quoted = format!("\"{reason}\"");
+    col.responder(node)
+        .child
+        .stderr_text()
+        .lines()
+        .filter(|l| l.contains("refused a request") && l.contains(&quoted))
+        .count()
+}
+
+/// Finding 5: a TTL beyond `max_ttl` is refused; a signed `time_ms` near 2^64 is expired, not
+/// wrapped into the window; and a full replay cache refuses new requests rather than forgetting
+/// a live id, so a flood cannot make an earlier request replayable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_protection_cannot_be_switched_off() {
+    const NODE: &str = "web-02";
+    let col = block_in_place(|| {
+        SecureCollective::builder()
+            .user("alice")
+            .node_with_security_lines(
+                ResponderSpec::new(NODE),
+                "max_ttl = \"5m\"\nreplay_cache = 6",
+            )
+            .start()
+    });
+    let alice = col.credentials("alice");
+    let conn = col.connect(Some("alice")).await.unwrap().client;
+    let to_node = || subject::node(C, NODE);
+    let logged = |reason: &str| block_in_place(|| refusals_logged(&col, NODE, reason));
+
+    let mut long = ping("user:alice", C);
+    long.ttl_s = 3600;
+    let env = alice.seal(Kind::Request, long.encode()).encode();
+    assert_eq!(
+        send(&conn, to_node(), env, QUIET).await,
+        0,
+        "a one-hour TTL"
+    );
+    block_in_place(|| {
+        eventually(STEP, "the TTL refusal to be logged", || {
+            logged("ttl_too_long") == 1
+        })
+    });
+
+    for time_ms in [u64::MAX, 1 << 63, (1 << 63) + now_ms()] {
+        let mut future = ping("user:alice", C);
+        future.time_ms = time_ms;
+        let env = alice.seal(Kind::Request, future.encode()).encode();
+        assert_eq!(
+            send(&conn, to_node(), env, QUIET).await,
+            0,
+            "time_ms {time_ms}"
+        );
+    }
+    block_in_place(|| {
+        eventually(
+            STEP,
+            "the far-future requests to be logged as expired",
+            || logged("expired") == 3,
+        )
+    });
+
+    // Fill the cache with live ids (the readiness pings already hold some of it).
+    let mut answered = Vec::new();
+    loop {
+        let body = ping("user:alice", C);
+        let env = alice.seal(Kind::Request, body.encode()).encode();
+        if send(
+            &conn,
+            to_node(),
+            env.clone(),
+            STEP.min(Duration::from_secs(2)),
+        )
+        .await
+            == 1
+        {
+            answered.push(env);
+            assert!(answered.len() <= 6, "the cache of 6 never filled");
+        } else {
+            break;
+        }
+    }
+    assert!(!answered.is_empty());
+    block_in_place(|| {
+        eventually(STEP, "a full cache to be logged", || {
+            logged("replay_cache_full") == 1
+        })
+    });
+    // The first live id is still remembered: replaying it fails.
+    let before = logged("replay");
+    assert_eq!(send(&conn, to_node(), answered[0].clone(), QUIET).await, 0);
+    block_in_place(|| {
+        eventually(STEP, "the replay to be logged", || {
+            logged("replay") == before + 1
+        })
+    });
+    let mut r = col;
+    assert!(r.responder_mut(NODE).child.is_running());
+}
+
+/// Finding 11: a node's facts reach the operator's terminal with their control characters made
+/// visible, in text and JSON output alike; the JSON still means the same.
+#[test]
+fn node_strings_cannot_drive_the_operators_terminal() {
+    let nats = NatsServer::start();
+    let evil = "\u{1b}[2J\u{1b}]0;owned\u{7}\r\u{9b}31mOK";
+    let _node = Responder::start(
+        &nats,
+        ResponderSpec::new("evil-01").facts(serde_json::json!({ "motd": evil })),
+    );
+    let url = nats.url();
+    for args in [
+        vec!["facts", "motd"],
+        vec!["inventory", "evil-01"],
+        vec!["rpc", "rpcutil", "get_fact", "fact=motd"],
+        vec!["rpc", "rpcutil", "get_fact", "fact=motd", "-j"],
+    ] {
+        let mut all = args.clone();
+        all.extend(["--nats", &url, "-t", "5s"]);
+        let out = mco(&all);
+        assert!(
+            !out.stdout.contains(['\u{1b}', '\u{7}', '\r', '\u{9b}']),
+            "{args:?}: {:?}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.contains("\\u001b[2J"),
+            "{args:?}: {}",
+            out.stdout
+        );
+        if args.contains(&"-j") {
+            let v: Value = serde_json::from_str(&out.stdout).unwrap();
+            assert_eq!(v[0]["data"]["value"], evil, "JSON keeps the value");
+        }
+    }
+}
