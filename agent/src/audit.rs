@@ -19,8 +19,8 @@
 //! Inputs the DDL marks `sensitive` are written as `"[REDACTED]"`, and so are
 //! inputs the DDL does not declare, or every input when the action has no DDL:
 //! nothing tells those apart from a secret sent under the wrong name. Inputs
-//! the DDL marks `"audit": "digest"` (a file's content) are written as their
-//! SHA-256 and length.
+//! the DDL marks `"audit": "digest"` (a file's content), and any value over
+//! [`MAX_CLEAR_VALUE`] bytes, are written as their SHA-256 and length.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -129,13 +129,28 @@ pub fn redact(input: &Map<String, Value>, action: Option<&Action>) -> Map<String
         .map(|(name, value)| {
             let declared = action.and_then(|a| a.input.get(name));
             let value = match declared {
-                Some(i) if !i.sensitive && i.audit == AuditAs::Clear => value.clone(),
+                Some(i) if !i.sensitive && i.audit == AuditAs::Clear && short(value) => {
+                    value.clone()
+                }
                 Some(i) if !i.sensitive => Value::String(digest(value)),
                 _ => Value::String(REDACTED.into()),
             };
             (name.clone(), value)
         })
         .collect()
+}
+
+/// Longest value written as sent, in bytes of its text; a longer one is
+/// written as its digest, so each queued record stays small whatever a
+/// request carries.
+pub const MAX_CLEAR_VALUE: usize = 1024;
+
+fn short(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.len() <= MAX_CLEAR_VALUE,
+        Value::Array(_) | Value::Object(_) => value.to_string().len() <= MAX_CLEAR_VALUE,
+        _ => true,
+    }
 }
 
 /// `sha256:HEX (N bytes)` of a value: of the string itself for a string, of
@@ -487,6 +502,17 @@ mod tests {
         for secret in ["environment", "options", "password"] {
             assert_eq!(out[secret], REDACTED, "{secret}");
         }
+        let mut long = input.clone();
+        long.insert(
+            "command".into(),
+            Value::String("x".repeat(MAX_CLEAR_VALUE + 1)),
+        );
+        let out = redact(&long, action);
+        assert!(
+            out["command"].as_str().unwrap().starts_with("sha256:"),
+            "a long value is digested: {}",
+            out["command"]
+        );
         let text = serde_json::to_string(&out).unwrap();
         for leak in ["horse", "AWS_SECRET", "t0k", "$6$"] {
             assert!(!text.contains(leak), "{leak} in {text}");

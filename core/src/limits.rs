@@ -38,3 +38,51 @@ pub const MAX_CERT_LEN: usize = 16 * 1024;
 
 /// Longest request id, in bytes (ours are 26-character ULIDs).
 pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// How deeply `v` nests maps and arrays (a scalar is 0), found without
+/// recursing, so it is safe on any value however it was built.
+pub fn value_depth(v: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    let mut deepest = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        match v {
+            Value::Array(a) => stack.extend(a.iter().map(|x| (x, d + 1))),
+            Value::Object(o) => stack.extend(o.values().map(|x| (x, d + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// An error if `v` nests deeper than facts may ([`MAX_VALUE_DEPTH`] less the
+/// two levels a reply wraps them in), so a node's facts always fit in a
+/// reply a client can decode.
+pub fn check_facts_depth(v: &serde_json::Value) -> Result<(), String> {
+    let max = MAX_VALUE_DEPTH - 2;
+    let depth = value_depth(v);
+    if depth > max {
+        return Err(format!(
+            "nested {depth} levels deep, over the bound of {max}"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_of_values() {
+        assert_eq!(value_depth(&serde_json::json!(1)), 0);
+        assert_eq!(value_depth(&serde_json::json!({"a": [1, {"b": []}]})), 3);
+        let mut v = serde_json::json!(0);
+        for _ in 0..MAX_VALUE_DEPTH {
+            v = serde_json::json!([v]);
+        }
+        assert!(check_facts_depth(&v).is_err());
+        assert!(check_facts_depth(&v[0][0]).is_ok());
+    }
+}

@@ -90,6 +90,14 @@ fn parse_output(cmd: &str, out: &[u8]) -> Result<FactMap, FactsError> {
         });
     }
     match serde_json::from_slice::<Value>(out) {
+        Ok(v @ Value::Object(_)) if mco_core::limits::check_facts_depth(&v).is_err() => {
+            Err(FactsError::Parse {
+                origin: origin(),
+                message: mco_core::limits::check_facts_depth(&v)
+                    .err()
+                    .unwrap_or_default(),
+            })
+        }
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(FactsError::NotAMapping {
             origin: origin(),

@@ -99,7 +99,9 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, FactsError> {
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Value, String> {
-    serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))
+    let v = serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
+    mco_core::limits::check_facts_depth(&v)?;
+    Ok(v)
 }
 
 fn parse_yaml(bytes: &[u8]) -> Result<Value, String> {
@@ -108,7 +110,9 @@ fn parse_yaml(bytes: &[u8]) -> Result<Value, String> {
     value
         .apply_merge()
         .map_err(|e| format!("invalid YAML merge key: {e}"))?;
-    Ok(yaml_to_json(value))
+    let v = yaml_to_json(value);
+    mco_core::limits::check_facts_depth(&v)?;
+    Ok(v)
 }
 
 /// Converts a YAML value to JSON. Tags are dropped (their value is kept), and

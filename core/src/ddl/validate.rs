@@ -352,6 +352,33 @@ mod tests {
     }
 
     #[test]
+    fn sensitive_values_are_never_echoed_in_errors() {
+        let ddl = Ddl::from_json(
+            "s.json",
+            r#"{"metadata": {"name": "s", "description": "s", "timeout": 2},
+                "actions": [{"action": "a", "input": {
+                  "pw": {"type": "string", "validation": "^[a-z]+$", "optional": true, "sensitive": true},
+                  "n": {"type": "integer", "optional": true, "sensitive": true},
+                  "l": {"type": "list", "list": ["x"], "optional": true, "sensitive": true}
+                }}]}"#,
+        )
+        .unwrap();
+        let action = ddl.action("a").unwrap();
+        for (k, v) in [
+            ("pw", json!("Hunter2$ecret")),
+            ("l", json!("Hunter2$ecret")),
+        ] {
+            let mut data = Map::new();
+            data.insert(k.into(), v);
+            let e = action.validate(&mut data).unwrap_err();
+            assert!(!e.message.contains("Hunter2"), "{k}: {e}");
+            assert!(e.message.contains(k), "{k}: {e}");
+        }
+        let e = coerce_argument("n", &action.input["n"], "Hunter2$ecret").unwrap_err();
+        assert!(!e.message.contains("Hunter2"), "{e}");
+    }
+
+    #[test]
     fn statuses_for_missing_wrong_and_invalid() {
         assert_eq!(check(json!({})).unwrap_err().status, Status::MissingData);
         let e = check(json!({"name": 5})).unwrap_err();
