@@ -16,7 +16,7 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: bench/run.sh [--nodes N] [--runs R] [--bin DIR] [--secure [--unsigned]] [--serve FILE]
+usage: bench/run.sh [--nodes N] [--runs R] [--bin DIR] [--secure [--unsigned|--presign]] [--serve FILE]
 
   --nodes N   virtual nodes served by one mco-responder (default 1000)
   --runs R    timed runs per measurement, after one untimed warm-up (default 5)
@@ -25,6 +25,8 @@ usage: bench/run.sh [--nodes N] [--runs R] [--bin DIR] [--secure [--unsigned]] [
   --unsigned  with --secure: TLS with the same certificates, but messages
               neither signed nor verified (security.sign = false), to
               measure what signing and verification alone cost
+  --presign   with --secure: the responder signs with prepared nonces
+              (security.presign = true) instead of the RFC 8032 default
   --serve FILE  measure nothing: start the broker and fleet, write how to
               reach them to FILE (shell variables: MCO, MCO_CONFIG,
               XDG_CACHE_HOME, URL, NODES_FILE, RESP_PID, NATS_PID) and keep
@@ -44,6 +46,7 @@ RUNS=5
 BIN=""
 SECURE=0
 UNSIGNED=0
+PRESIGN=0
 SERVE=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -55,6 +58,7 @@ while [[ $# -gt 0 ]]; do
         --bin=*) BIN="${1#*=}"; shift ;;
         --secure) SECURE=1; shift ;;
         --unsigned) UNSIGNED=1; shift ;;
+        --presign) PRESIGN=1; shift ;;
         --serve) SERVE="${2:?--serve needs a file}"; shift 2 ;;
         --serve=*) SERVE="${1#*=}"; shift ;;
         -h | --help) usage; exit 0 ;;
@@ -64,6 +68,7 @@ done
 [[ "$NODES" =~ ^[1-9][0-9]*$ ]] || die "--nodes must be a positive integer, not '$NODES'"
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer, not '$RUNS'"
 ((!UNSIGNED || SECURE)) || die "--unsigned goes with --secure"
+((!PRESIGN || (SECURE && !UNSIGNED))) || die "--presign goes with --secure, without --unsigned"
 ((NODES >= 2)) || die "--nodes must be at least 2 (one measurement selects half the fleet)"
 ((NODES <= 10000)) || die "--nodes above 10000 does not fit the bench-NNNN identities"
 
@@ -157,6 +162,10 @@ crl = \"$PKI/ca.crl\""
 cert = \"$PKI/bench.pem\"
 key = \"$PKI/bench.key\"
 crl = \"$PKI/ca.crl\""
+    if ((PRESIGN)); then
+        RESPONDER_SECURITY="$RESPONDER_SECURITY
+presign = true"
+    fi
     if ((UNSIGNED)); then
         RESPONDER_SECURITY="$RESPONDER_SECURITY
 sign = false"

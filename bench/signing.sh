@@ -15,19 +15,22 @@
 # request to the last reply) on each fleet. Every run's exit status and
 # reply count are checked. Each run starts once both fleets are quiet, and
 # the responder's and broker's CPU are read once they are quiet again, so
-# they include work a call leaves behind (the signed fleet refilling its
-# prepared signature nonces). Markdown to stdout, progress to stderr.
+# they include work a call leaves behind (with --presign, the signed fleet
+# refilling its prepared signature nonces). Markdown to stdout, progress to
+# stderr.
 
 set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: bench/signing.sh [--nodes N] [--runs R] [--bin DIR] [--raw FILE]
+usage: bench/signing.sh [--nodes N] [--runs R] [--bin DIR] [--raw FILE] [--presign]
 
   --nodes N   virtual nodes in each fleet (default 1000)
   --runs R    rounds, after one untimed warm-up (default 21)
   --bin DIR   directory holding mco and mco-responder (as for bench/run.sh)
   --raw FILE  also write every round's figures to FILE (one line per round)
+  --presign   the signed fleet signs with prepared nonces (presign = true)
+              instead of the RFC 8032 default
 EOF
 }
 
@@ -38,6 +41,7 @@ NODES=1000
 RUNS=21
 BIN_ARGS=()
 RAW=""
+PRESIGN=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --nodes) NODES="${2:?--nodes needs a value}"; shift 2 ;;
@@ -48,6 +52,7 @@ while [[ $# -gt 0 ]]; do
         --bin=*) BIN_ARGS=(--bin "${1#*=}"); shift ;;
         --raw) RAW="${2:?--raw needs a file}"; shift 2 ;;
         --raw=*) RAW="${1#*=}"; shift ;;
+        --presign) PRESIGN="--presign"; shift ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; exit 64 ;;
     esac
@@ -76,7 +81,7 @@ trap 'exit 143' TERM
 # Each fleet: bench/run.sh --serve, which writes its env file when all nodes
 # answer discovery. One at a time, so neither starts up under the other.
 CONFIGS=(unsigned signed)
-declare -A FLAGS=([unsigned]="--secure --unsigned" [signed]="--secure")
+declare -A FLAGS=([unsigned]="--secure --unsigned" [signed]="--secure $PRESIGN")
 for c in "${CONFIGS[@]}"; do
     say "starting the $c fleet"
     # shellcheck disable=SC2086
