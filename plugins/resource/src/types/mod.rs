@@ -25,6 +25,14 @@ pub trait ResourceType: Send + Sync {
     /// The type's name.
     fn name(&self) -> &'static str;
 
+    /// Which lock a `do` of this type holds: changes in one scope are made
+    /// one at a time. The default, `system`, is shared by every type that
+    /// edits the node's own files; a type that works in users' homes has
+    /// its own.
+    fn lock_scope(&self) -> &'static str {
+        "system"
+    }
+
     /// Every property the type accepts besides `name`.
     fn properties(&self) -> &'static [Property];
 
