@@ -6,6 +6,8 @@ use serde_json::Value;
 use crate::model::{absent, ensure_of, same, Change, Failure, Property, State};
 use crate::system::System;
 
+#[cfg(test)]
+mod adversarial_tests;
 mod cron;
 mod exec;
 mod file;
