@@ -12,8 +12,8 @@ use rustix::io::Errno;
 
 use super::tree::list_fd;
 use super::{
-    alive, fsync_dir, gid, io, lstat_at, meta, own, refused_link, step, uid, At, Beneath, Kind,
-    WriteOpts, FILE_FLAGS,
+    alive, fsync_dir, gid, io, lstat_at, meta, open_plain, own, refused_link, step, uid, At,
+    Beneath, Kind, WriteOpts,
 };
 use crate::model::Failure;
 
@@ -190,17 +190,8 @@ impl Beneath {
         owner: (Option<u32>, Option<u32>),
     ) -> Result<(), Failure> {
         let at = self.at_existing_dir(abs.as_ref())?;
-        let fd = match rustix::fs::openat(
-            at.dir.as_fd(),
-            at.name.as_os_str(),
-            FILE_FLAGS,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(Errno::LOOP) => return Err(refused_link(&at.shown)),
-            Err(e) => return Err(io(&at.shown, e)),
-        };
-        let m = meta(&rustix::fs::fstat(&fd).map_err(|e| io(&at.shown, e))?);
+        let (fd, m) = open_plain(&at, "change it")?
+            .ok_or_else(|| Failure::failed(format!("{} does not exist", at.shown.display())))?;
         match m.kind {
             Kind::Dir => {}
             Kind::File if m.nlink <= 1 => {}
@@ -213,7 +204,7 @@ impl Beneath {
             }
             _ => {
                 return Err(Failure::failed(format!(
-                    "{} is a FIFO, socket or device; refusing to change it",
+                    "{} is not a regular file or a directory; refusing to change it",
                     at.shown.display()
                 )))
             }

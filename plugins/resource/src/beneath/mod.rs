@@ -39,7 +39,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -260,6 +260,60 @@ fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Opens the last component of `at` for reading, never following a link
+/// and never opening anything but a regular file or a directory (a device's
+/// driver is never asked to open): `O_PATH | O_NOFOLLOW` first, `fstat`,
+/// then the same inode reopened through `/proc/self/fd` (or, without
+/// `/proc`, by name with `O_NOFOLLOW`, checked to be the same inode). A
+/// link, FIFO, socket or device is an error saying it refuses to `verb`.
+fn open_plain(at: &At, verb: &str) -> Result<Option<(OwnedFd, Meta)>, Failure> {
+    let path = match rustix::fs::openat(
+        at.dir.as_fd(),
+        at.name.as_os_str(),
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(io(&at.shown, e)),
+    };
+    let first = rustix::fs::fstat(&path).map_err(|e| io(&at.shown, e))?;
+    match meta(&first).kind {
+        Kind::Symlink => return Err(refused_link(&at.shown)),
+        Kind::Other => {
+            return Err(Failure::failed(format!(
+                "{} is not a regular file (a FIFO, socket or device); refusing to {verb}",
+                at.shown.display()
+            )))
+        }
+        Kind::File | Kind::Dir => {}
+    }
+    let via_proc = format!("/proc/self/fd/{}", path.as_raw_fd());
+    let reopen = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = match rustix::fs::openat(CWD, via_proc.as_str(), reopen, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => rustix::fs::openat(
+            at.dir.as_fd(),
+            at.name.as_os_str(),
+            FILE_FLAGS,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            Errno::LOOP => refused_link(&at.shown),
+            e => io(&at.shown, e),
+        })?,
+        Err(e) => return Err(io(&at.shown, e)),
+    };
+    let st = rustix::fs::fstat(&fd).map_err(|e| io(&at.shown, e))?;
+    if (st.st_dev, st.st_ino) != (first.st_dev, first.st_ino) {
+        return Err(Failure::failed(format!(
+            "{} changed while it was being opened; refusing to use it",
+            at.shown.display()
+        )));
+    }
+    Ok(Some((fd, meta(&st))))
+}
+
 impl Beneath {
     /// Operations under `root`.
     pub fn new(root: impl Into<PathBuf>) -> Beneath {
@@ -314,16 +368,22 @@ impl Beneath {
                     let Some(mode) = create else {
                         return Ok(None);
                     };
-                    match rustix::fs::mkdirat(fd.as_fd(), p.as_os_str(), Mode::from_raw_mode(0o700))
-                    {
-                        Ok(()) | Err(Errno::EXIST) => {}
+                    let made = match rustix::fs::mkdirat(
+                        fd.as_fd(),
+                        p.as_os_str(),
+                        Mode::from_raw_mode(0o700),
+                    ) {
+                        Ok(()) => true,
+                        Err(Errno::EXIST) => false,
                         Err(e) => return Err(io(&shown, e)),
-                    }
+                    };
                     let n = step(fd.as_fd(), p, &shown)?.ok_or_else(|| {
                         Failure::failed(format!("{} vanished as it was made", shown.display()))
                     })?;
-                    own(n.as_fd(), &shown, Some(mode), (None, None), false)?;
-                    fsync_dir(fd.as_fd());
+                    if made {
+                        own(n.as_fd(), &shown, Some(mode), (None, None), false)?;
+                        fsync_dir(fd.as_fd());
+                    }
                     n
                 }
             };
@@ -359,6 +419,12 @@ impl Beneath {
     /// directory on the way is missing. A link among the directories is an
     /// error.
     pub fn lstat(&self, abs: impl AsRef<Path>) -> Result<Option<Meta>, Failure> {
+        if Beneath::parts(abs.as_ref()).is_empty() {
+            let root = self.open_root()?;
+            return Ok(Some(meta(
+                &rustix::fs::fstat(&root).map_err(|e| io(&self.root, e))?,
+            )));
+        }
         let Some(at) = self.at(abs.as_ref())? else {
             return Ok(None);
         };
@@ -372,18 +438,9 @@ impl Beneath {
         let Some(at) = self.at(abs.as_ref())? else {
             return Ok(None);
         };
-        let fd = match rustix::fs::openat(
-            at.dir.as_fd(),
-            at.name.as_os_str(),
-            FILE_FLAGS,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) => return Ok(None),
-            Err(Errno::LOOP) => return Err(refused_link(&at.shown)),
-            Err(e) => return Err(io(&at.shown, e)),
+        let Some((fd, m)) = open_plain(&at, "read it")? else {
+            return Ok(None);
         };
-        let m = meta(&rustix::fs::fstat(&fd).map_err(|e| io(&at.shown, e))?);
         match m.kind {
             Kind::File => Ok(Some((File::from(fd), m))),
             Kind::Dir => Err(Failure::failed(format!(

@@ -311,3 +311,30 @@ fn links_are_made_atomically_and_listings_do_not_follow() {
     assert!(!f.create_new("/srv/lock", b"2", 0o600).unwrap());
     assert_eq!(fs::read_to_string(t.root.join("srv/lock")).unwrap(), "1");
 }
+
+#[test]
+fn devices_and_sockets_are_refused_without_being_opened() {
+    let t = tree();
+    let dev = t.root.join("srv/null");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &dev,
+        FileType::CharacterDevice,
+        Mode::from_raw_mode(0o600),
+        rustix::fs::makedev(1, 3),
+    )
+    .unwrap();
+    let _sock = std::os::unix::net::UnixListener::bind(t.root.join("srv/sock")).unwrap();
+    for name in ["/srv/null", "/srv/sock"] {
+        let e = t.fs.read(name, 10).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{name}: {e}");
+        let e =
+            t.fs.set_meta(name, Some(0o666), (None, None))
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("refusing to change it"), "{name}: {e}");
+        assert_eq!(t.fs.lstat(name).unwrap().unwrap().kind, Kind::Other);
+    }
+    assert_eq!(fs::symlink_metadata(&dev).unwrap().mode() & 0o7777, 0o600);
+    assert_eq!(t.fs.lstat("/").unwrap().unwrap().kind, Kind::Dir);
+}
