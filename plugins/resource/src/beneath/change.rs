@@ -212,7 +212,9 @@ impl Beneath {
         own(fd.as_fd(), &at.shown, mode, owner, true)
     }
 
-    /// Sets the owner of the link at `abs` itself (`AT_SYMLINK_NOFOLLOW`).
+    /// Sets the owner of the link at `abs` itself: opened with `O_PATH |
+    /// O_NOFOLLOW`, checked to be a link, changed through that descriptor
+    /// (so a link swapped for a file meanwhile is refused, not changed).
     pub fn set_link_owner(
         &self,
         abs: impl AsRef<Path>,
@@ -221,14 +223,21 @@ impl Beneath {
         let at = self.at_existing_dir(abs.as_ref())?;
         let u = owner.0.map(uid).transpose()?;
         let g = owner.1.map(gid).transpose()?;
-        rustix::fs::chownat(
+        let fd = rustix::fs::openat(
             at.dir.as_fd(),
             at.name.as_os_str(),
-            u,
-            g,
-            AtFlags::SYMLINK_NOFOLLOW,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
         )
-        .map_err(|e| io(&at.shown, e))
+        .map_err(|e| io(&at.shown, e))?;
+        let m = meta(&rustix::fs::fstat(&fd).map_err(|e| io(&at.shown, e))?);
+        if m.kind != Kind::Symlink {
+            return Err(Failure::failed(format!(
+                "{} is no longer a symbolic link; refusing to change its owner",
+                at.shown.display()
+            )));
+        }
+        rustix::fs::chownat(&fd, "", u, g, AtFlags::EMPTY_PATH).map_err(|e| io(&at.shown, e))
     }
 
     /// Makes `abs` a link to `target` atomically (a link at a temporary

@@ -13,7 +13,10 @@
 //! `O_NOFOLLOW | O_NONBLOCK` (a FIFO, socket or device is refused after
 //! `fstat`, without blocking), `mkdirat`, `unlinkat`, `symlinkat`,
 //! `renameat`; owner and mode are only ever set on an open descriptor
-//! (`fchown`, `fchmod`), never by path.
+//! (`fchown`, `fchmod`, or `fchownat(fd, "", AT_EMPTY_PATH)` on an `O_PATH`
+//! descriptor of a link itself), never by path, and a file is only opened
+//! for real once an `O_PATH` descriptor showed it is a regular file or a
+//! directory (a device's driver is never asked to open).
 //!
 //! Why a walk rather than `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`:
 //! both refuse the same paths once `..` is gone (and it is, lexically,
