@@ -271,3 +271,55 @@ fn a_fifo_or_link_in_the_cron_spool_is_not_read() {
     assert!(e.message.contains("not a regular file"), "{}", e.message);
     assert_eq!(out.snapshot(), before);
 }
+
+#[test]
+fn key_changes_do_not_wait_for_the_lock_of_the_nodes_files() {
+    let f = std::sync::Arc::new(keys());
+    let system = f
+        .agent
+        .inner
+        .changing
+        .iter()
+        .find(|(s, _)| *s == "system")
+        .map(|(_, m)| m)
+        .unwrap();
+    // A change of the node's own files is under way (as a slow exec would be)...
+    let _held = system.lock().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let g = f.clone();
+    std::thread::spawn(move || {
+        let r = g.ensure("deploy", &ALICE);
+        let _ = tx.send(r["changed"].clone());
+    });
+    // ...and a key change in a home still goes through.
+    let changed = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the key change did not wait for the system lock");
+    assert_eq!(changed, json!(true));
+    assert_eq!(
+        f.read("/home/alice/.ssh/authorized_keys"),
+        format!("ssh-ed25519 {K1} deploy\n")
+    );
+}
+
+#[test]
+fn exec_cwd_and_creates_are_not_resolved_through_links() {
+    let out = Outside::new();
+    let f = Fixture::new("exec")
+        .file("/etc/passwd", PASSWD)
+        .file("/srv/keep", "k\n");
+    let outside = out.path().display().to_string();
+    symlink(&outside, f.root().join("srv/etc")).unwrap();
+    let e = f.ensure_err("pwd", &[("cwd", "/srv/etc")]);
+    assert!(e.message.contains("symbolic link"), "{}", e.message);
+    // `creates` behind a link cannot make the command skip (or run) at a local user's will.
+    let e = f.ensure_err("true", &[("creates", "/srv/etc/shadow")]);
+    assert!(e.message.contains("symbolic link"), "{}", e.message);
+    // The real directory works, entered by descriptor.
+    let r = f.ensure("pwd", &[("cwd", "/srv")]);
+    let shown = r["resource"]["output"].as_str().unwrap().trim().to_string();
+    assert_eq!(
+        Path::new(&shown),
+        f.root().canonicalize().unwrap().join("srv")
+    );
+}
