@@ -5,7 +5,8 @@
 //! `rpcutil ping` afterwards, and that nothing outside the root (or the managed file) changed.
 //!
 //! - a `link` to a directory outside the root, then a `file` under it: refused;
-//! - a local user swaps `~/.ssh/authorized_keys` for a link to a file outside: not followed;
+//! - a local user swaps `~/.ssh/authorized_keys`, `~/.ssh` or the directory of a file the operator
+//!   manages in her home for a link to the outside: not followed, nothing outside changes;
 //! - a FIFO planted as `authorized_keys`: the call fails at once and the agent stays usable;
 //! - a decoy key line or cron job with the managed name: cannot shadow the managed one.
 
@@ -253,6 +254,24 @@ fn a_link_swapped_in_for_authorized_keys_is_not_followed() {
     std::fs::remove_dir(n.path("home/alice/.ssh")).unwrap();
     symlink(n.outside.path(), n.path("home/alice/.ssh")).unwrap();
     n.refused(&want, "symbolic link");
+    // The same for a file the operator manages in alice's home: she swaps its directory for a
+    // link to the outside one just before the next run. Before, the content was written there
+    // and then given to her by a chown through the same path.
+    let conf = n.path("home/alice/conf");
+    std::fs::create_dir(&conf).unwrap();
+    std::os::unix::fs::chown(&conf, Some(1001), Some(1001)).unwrap();
+    let app = [
+        "type=file",
+        "name=/home/alice/conf/app.conf",
+        "content=level=1\n",
+        "owner=alice",
+        "mode=0600",
+    ];
+    let r = n.act(&app);
+    assert_eq!(r["statuscode"], json!(0), "{r:?}");
+    std::fs::rename(&conf, n.path("home/alice/conf.old")).unwrap();
+    symlink(n.outside.path(), &conf).unwrap();
+    n.refused(&app, "symbolic link");
     let after = n.outside_now();
     assert_eq!(
         after, before,
