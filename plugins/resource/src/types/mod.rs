@@ -22,7 +22,10 @@ mod user;
 /// One resource type (`user`, `file`, …) and its provider.
 ///
 /// Providers are synchronous: the agent runs them on a blocking thread, one
-/// change at a time per node, so they may read files and run commands freely.
+/// change at a time per lock scope ([`ResourceType::lock_scope`]), so they
+/// may read files and run commands freely. Every file they touch under the
+/// root goes through [`System::fs`] ([`crate::beneath`]): never through a
+/// symbolic link, only regular files read, files replaced whole.
 pub trait ResourceType: Send + Sync {
     /// The type's name.
     fn name(&self) -> &'static str;
