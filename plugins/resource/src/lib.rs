@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+pub mod beneath;
 pub mod model;
 pub mod settings;
 pub mod system;
@@ -23,6 +24,7 @@ use serde_json::{json, Map, Value};
 use crate::model::{ensure_of, normalise, Change, Failure, State, REDACTED};
 use crate::settings::Settings;
 use crate::system::System;
+
 use crate::types::ResourceType;
 
 /// The DDL shipped in `ddl/resource.json`.
@@ -41,9 +43,14 @@ struct Inner {
     settings: Settings,
     system: System,
     types: Vec<Box<dyn ResourceType>>,
-    /// One change at a time on a node: providers read, edit and replace
-    /// shared files (passwd, hosts, crontabs).
-    changing: Mutex<()>,
+    /// One change at a time per lock scope (see
+    /// [`ResourceType::lock_scope`]): providers read, edit and replace
+    /// shared files (passwd, hosts, crontabs), and the edit of one must not
+    /// be lost to another's. Types that read files local users control
+    /// have a scope of their own, so a slow home directory (a hung network
+    /// mount) cannot hold up every other change on the node; the reads
+    /// themselves never block on what a user planted (see [`crate::beneath`]).
+    changing: Vec<(&'static str, Mutex<()>)>,
 }
 
 fn ddl() -> Ddl {
@@ -69,11 +76,22 @@ impl ResourceAgent {
             inner: Arc::new(Inner {
                 settings,
                 system,
+                changing: scopes(&types::all()),
                 types: types::all(),
-                changing: Mutex::new(()),
             }),
         }
     }
+}
+
+/// One lock per distinct scope of `types`.
+fn scopes(types: &[Box<dyn ResourceType>]) -> Vec<(&'static str, Mutex<()>)> {
+    let mut out: Vec<(&'static str, Mutex<()>)> = Vec::new();
+    for t in types {
+        if !out.iter().any(|(s, _)| *s == t.lock_scope()) {
+            out.push((t.lock_scope(), Mutex::new(())));
+        }
+    }
+    out
 }
 
 fn to_error(f: Failure) -> ActionError {
@@ -186,7 +204,13 @@ impl Inner {
         let desired = self.desired(ty, input)?;
         ty.validate(&name, &desired)?;
         let noop = self.settings.noop || input.get("noop").and_then(Value::as_bool) == Some(true);
-        let _one_at_a_time = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let scope = self
+            .changing
+            .iter()
+            .find(|(s, _)| *s == ty.lock_scope())
+            .map(|(_, m)| m)
+            .ok_or_else(|| Failure::failed(format!("no lock for {}", ty.lock_scope())))?;
+        let _one_at_a_time = scope.lock().unwrap_or_else(|p| p.into_inner());
         let current = ty.current(&self.system, &name, &desired)?;
         let changes = ty.changes(&name, &desired, &current);
         let after = if changes.is_empty() || noop {

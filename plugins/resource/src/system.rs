@@ -1,17 +1,18 @@
 //! The system a provider works on: a root directory (`/` on a real node, a
 //! temporary tree in tests and dry runs), commands run with a timeout, and
-//! files replaced atomically.
+//! files read and replaced through [`Beneath`]: relative to a descriptor of
+//! the root, never through a symbolic link, whole or not at all.
 
 use std::ffi::OsStr;
-use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
+use crate::beneath::{Beneath, WriteOpts, READ_LIMIT};
 use crate::model::Failure;
 
 /// Output kept from a provider's command, each stream (the rest is read and
@@ -23,6 +24,7 @@ const OUTPUT_KEEP: usize = 16 * 1024 * 1024;
 pub struct System {
     root: PathBuf,
     timeout: Duration,
+    fs: Beneath,
 }
 
 /// What a finished command left.
@@ -61,6 +63,7 @@ pub struct Cmd {
     args: Vec<String>,
     env: Vec<(String, String)>,
     cwd: Option<PathBuf>,
+    cwd_fd: Option<Arc<OwnedFd>>,
     stdin: Option<Vec<u8>>,
     uid: Option<(u32, u32)>,
     timeout: Option<Duration>,
@@ -105,6 +108,13 @@ impl Cmd {
         self
     }
 
+    /// Runs in the directory open as `dir` (entered with `fchdir` in the
+    /// child, so no path is resolved again); wins over [`Cmd::cwd`].
+    pub fn cwd_fd(mut self, dir: OwnedFd) -> Cmd {
+        self.cwd_fd = Some(Arc::new(dir));
+        self
+    }
+
     /// Feeds `data` on standard input.
     pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Cmd {
         self.stdin = Some(data.into());
@@ -137,10 +147,17 @@ impl Cmd {
 impl System {
     /// A system rooted at `root`, running commands for at most `timeout`.
     pub fn new(root: impl Into<PathBuf>, timeout: Duration) -> System {
+        let root = root.into();
         System {
-            root: root.into(),
+            fs: Beneath::new(root.clone()),
+            root,
             timeout,
         }
+    }
+
+    /// Every file operation under the root (see [`Beneath`]).
+    pub fn fs(&self) -> &Beneath {
+        &self.fs
     }
 
     /// The root directory.
@@ -194,6 +211,20 @@ impl System {
         if let Some(d) = &cmd.cwd {
             c.current_dir(d);
         }
+        if let Some(fd) = &cmd.cwd_fd {
+            let raw = fd.as_raw_fd();
+            // SAFETY: fchdir is async-signal-safe and touches no memory;
+            // the descriptor stays open in the parent until spawn returns.
+            unsafe {
+                c.pre_exec(move || {
+                    if libc::fchdir(raw) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         if let Some((uid, gid)) = cmd.uid {
             c.uid(uid).gid(gid);
         }
@@ -241,97 +272,20 @@ impl System {
         }
     }
 
-    /// Reads a system file as text; a missing file is `None`.
+    /// Reads a system file as text; a missing file is `None`. A link, a
+    /// FIFO or other non-regular file, or one over [`READ_LIMIT`] bytes is
+    /// refused (see [`Beneath::read`]).
     pub fn read(&self, abs: &str) -> Result<Option<String>, Failure> {
-        let p = self.path(abs);
-        match fs::read(&p) {
-            Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Failure::io(&p, e)),
-        }
+        Ok(self
+            .fs
+            .read(abs, READ_LIMIT)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
-    /// Replaces a system file atomically (see [`write_atomic`]), keeping an
+    /// Replaces a system file whole (see [`Beneath::write`]), keeping an
     /// existing file's mode and owner, or using `mode` for a new one.
     pub fn write(&self, abs: &str, content: &[u8], mode: u32) -> Result<(), Failure> {
-        write_atomic(&self.path(abs), content, mode)
-    }
-}
-
-/// Replaces `path` with `content` so that a crash at any moment leaves the
-/// old file or the new one, never a mix: a temporary file in the same
-/// directory, written and fsynced, takes the old file's mode and owner (or
-/// `mode` for a new file), is renamed over the target, and the directory is
-/// fsynced.
-pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> Result<(), Failure> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let old = fs::metadata(path).ok();
-    remove_stale_temporaries(dir, &name);
-    let mut n = 0u32;
-    let (tmp, mut f) = loop {
-        let tmp = dir.join(format!(".{name}.mco-{}-{n}", std::process::id()));
-        match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-        {
-            Ok(f) => break (tmp, f),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
-            Err(e) => return Err(Failure::io(&tmp, e)),
-        }
-    };
-    let result = (|| -> std::io::Result<()> {
-        f.write_all(content)?;
-        let (m, owner) = match &old {
-            Some(md) => (md.mode() & 0o7777, Some((md.uid(), md.gid()))),
-            None => (mode, None),
-        };
-        if let Some((uid, gid)) = owner {
-            // Only root may give a file away; elsewhere keep ours.
-            let _ = std::os::unix::fs::fchown(&f, Some(uid), Some(gid));
-        }
-        f.set_permissions(fs::Permissions::from_mode(m))?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(Failure::io(path, e));
-    }
-    Ok(())
-}
-
-/// Removes temporary files an earlier writer of `dir/name` left when it was
-/// killed between creating and renaming them (`.NAME.mco-PID-N` whose PID no
-/// longer runs). Best effort: what cannot be read or removed stays.
-fn remove_stale_temporaries(dir: &Path, name: &str) {
-    let prefix = format!(".{name}.mco-");
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let file = e.file_name();
-        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = fs::remove_file(e.path());
-        }
+        self.fs.write(abs, content, &WriteOpts::keep(mode))
     }
 }
 
@@ -368,31 +322,52 @@ mod tests {
     }
 
     #[test]
-    fn atomic_write_keeps_mode_and_leaves_no_temporaries() {
+    fn writes_keep_mode_and_leave_no_temporaries() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let d = tempfile::tempdir().unwrap();
+        let s = System::new(d.path(), Duration::from_secs(1));
         let p = d.path().join("f");
-        write_atomic(&p, b"one\n", 0o640).unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o7777, 0o640);
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
-        write_atomic(&p, b"two\n", 0o644).unwrap();
-        assert_eq!(fs::read_to_string(&p).unwrap(), "two\n");
-        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o7777, 0o600);
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+        s.write("/f", b"one\n", 0o640).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o7777, 0o640);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        s.write("/f", b"two\n", 0o644).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "two\n");
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o7777, 0o600);
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+        assert_eq!(s.read("/f").unwrap().as_deref(), Some("two\n"));
+        assert_eq!(s.read("/nope").unwrap(), None);
+        assert_eq!(s.read("/nodir/nope").unwrap(), None);
     }
 
     #[test]
     fn temporaries_of_dead_writers_are_removed_on_the_next_write() {
         let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("hosts");
+        let s = System::new(d.path(), Duration::from_secs(1));
         // pid_max is at most 2^22 on Linux: this writer is certainly gone.
         let stale = d.path().join(".hosts.mco-999999999-0");
-        fs::write(&stale, b"half a fi").unwrap();
+        std::fs::write(&stale, b"half a fi").unwrap();
         let other = d.path().join(".passwd.mco-999999999-0");
-        fs::write(&other, b"not ours").unwrap();
-        write_atomic(&p, b"whole\n", 0o644).unwrap();
+        std::fs::write(&other, b"not ours").unwrap();
+        s.write("/hosts", b"whole\n", 0o644).unwrap();
         assert!(!stale.exists(), "the dead writer's temporary is gone");
         assert!(other.exists(), "another file's temporary is not touched");
-        assert_eq!(fs::read_to_string(&p).unwrap(), "whole\n");
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("hosts")).unwrap(),
+            "whole\n"
+        );
+    }
+
+    #[test]
+    fn a_command_runs_in_a_directory_given_by_descriptor() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("work")).unwrap();
+        let s = System::new(d.path(), Duration::from_secs(5));
+        let dir = s.fs().open_dir("/work").unwrap().unwrap();
+        let o = s.run(&Cmd::new("pwd").cwd_fd(dir)).unwrap();
+        assert_eq!(
+            std::path::Path::new(o.stdout.trim()),
+            d.path().canonicalize().unwrap().join("work")
+        );
     }
 
     #[test]

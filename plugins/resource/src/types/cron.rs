@@ -9,27 +9,35 @@
 //! its block: other jobs, comments and environment lines are kept byte for
 //! byte. The name is unique on the node: `find` takes the first job of that
 //! name in the crontabs in order of user name (`do` first looks in the
-//! given user's crontab), and giving a job another `user` moves it. On creation `user` defaults to root and the schedule
-//! fields to `*`; `command` is required. A special schedule (`@reboot`…)
-//! found in a file is shown as `minute` with the other fields `*`.
+//! given user's crontab), and giving a job another `user` moves it. On
+//! creation `user` defaults to root and the schedule fields to `*`;
+//! `command` is required. A special schedule (`@reboot`…) found in a file
+//! is shown as `minute` with the other fields `*`.
 //!
-//! Crontabs are written atomically with [`System::write`] (an existing file
-//! keeps its mode and owner); a new one is made mode 0600, owned by the
-//! user and the group `crontab` when the root's `/etc/group` has it, before
-//! it is renamed into place. The spool is written directly also when the
+//! No job can hide behind another of the same name: every block with the
+//! name is part of the resource. In the crontab `do` edits, the first block
+//! is replaced and any others are removed; `ensure: absent` without a
+//! `user` removes the name from every crontab, so a decoy in a crontab that
+//! sorts first cannot stand in for the real job. `find` and `do` show how
+//! many other blocks carry the name as `duplicates` (only when there are
+//! any), and a `do` that finds duplicates in the crontab it edits removes
+//! them even when the first is already as desired (`duplicates` → 0).
+//!
+//! Crontabs are read and written through [`crate::beneath`] (never through
+//! a link, only regular files, whole or not at all); an existing file keeps
+//! its mode and owner; a new one is made mode 0600, owned by the user and
+//! the group `crontab` when the root's `/etc/group` has it, set on its
+//! descriptor before it is renamed into place. The spool is written directly also when the
 //! root is `/` (not through `crontab(1)`): cron notices the changed
 //! modification time of the spool directory and reloads.
 
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
-
 use serde_json::{json, Value};
 
+use crate::beneath::{Kind as FileKind, WriteOpts};
 use crate::model::{strings, Change, Failure, Kind, Property, State};
 use crate::system::{lines, push_line, System};
-use crate::types::ssh_authorized_key::write_owned;
 use crate::types::user::{account_name_ok, read_groups, read_passwd};
-use crate::types::{missing, ResourceType};
+use crate::types::{default_changes, missing, ResourceType};
 
 /// The crontab spool, as on the node.
 pub const CRONTABS: &str = "/var/spool/cron/crontabs";
@@ -178,22 +186,17 @@ fn crontab(user: &str) -> String {
     format!("{CRONTABS}/{user}")
 }
 
-/// Every crontab's user, in order.
+/// Every crontab's user, in order (regular files only).
 fn users(sys: &System) -> Result<Vec<String>, Failure> {
-    let dir = sys.path(CRONTABS);
-    let rd = match fs::read_dir(&dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Failure::io(&dir, e)),
+    let Some(entries) = sys.fs().list(CRONTABS)? else {
+        return Ok(Vec::new());
     };
-    let mut out: Vec<String> = rd
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+    Ok(entries
+        .into_iter()
+        .filter(|(_, k)| *k == FileKind::File)
+        .map(|(n, _)| n.to_string_lossy().into_owned())
         .filter(|n| !n.starts_with('.') && account_name_ok(n))
-        .collect();
-    out.sort();
-    Ok(out)
+        .collect())
 }
 
 /// Every named job, as (user, job).
@@ -252,13 +255,19 @@ fn format_block(
 /// The spool directory, made as Debian's cron package makes it when
 /// missing (mode 1730, group crontab).
 fn spool(sys: &System, crontab_gid: Option<u32>) -> Result<(), Failure> {
-    let dir = sys.path(CRONTABS);
-    if dir.is_dir() {
-        return Ok(());
+    let fs = sys.fs();
+    match fs.lstat(CRONTABS)?.map(|m| m.kind) {
+        Some(FileKind::Dir) => return Ok(()),
+        Some(_) => {
+            return Err(Failure::failed(format!(
+                "{} is not a directory",
+                sys.path(CRONTABS).display()
+            )))
+        }
+        None => {}
     }
-    fs::create_dir_all(&dir).map_err(|e| Failure::io(&dir, e))?;
-    let _ = std::os::unix::fs::chown(&dir, Some(0), crontab_gid);
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o1730)).map_err(|e| Failure::io(&dir, e))
+    fs.mkdir_all("/var/spool/cron", 0o755)?;
+    fs.mkdir(CRONTABS, 0o1730, (Some(0), crontab_gid))
 }
 
 /// Rewrites `user`'s crontab with `edit` applied to its lines.
@@ -284,7 +293,34 @@ fn edit_crontab(
         .find(|g| g.name == "crontab")
         .map(|g| g.gid);
     spool(sys, crontab_gid)?;
-    write_owned(sys, &file, text.as_bytes(), 0o600, u.uid, crontab_gid)
+    let opts = WriteOpts {
+        new_uid: Some(u.uid),
+        new_gid: crontab_gid,
+        ..WriteOpts::keep(0o600)
+    };
+    sys.fs().write(&file, text.as_bytes(), &opts)
+}
+
+/// Drops every block named `name`.
+fn remove_all(out: &mut Vec<String>, name: &str) {
+    for j in jobs(out).into_iter().rev().filter(|j| j.name == name) {
+        out.drain(j.start..j.end);
+    }
+}
+
+/// How many jobs of `all` carry `name`, in `user`'s crontab or anywhere.
+fn count(all: &[(String, Job)], name: &str, user: Option<&str>) -> usize {
+    all.iter()
+        .filter(|(u, j)| j.name == name && user.is_none_or(|w| w == u))
+        .count()
+}
+
+/// `state` with `duplicates` added when `n` jobs carry the name.
+fn with_duplicates(mut s: State, n: usize) -> State {
+    if n > 1 {
+        s.insert("duplicates".into(), json!(n - 1));
+    }
+    s
 }
 
 impl ResourceType for Cron {
@@ -343,11 +379,11 @@ impl ResourceType for Cron {
     }
 
     fn find(&self, sys: &System, name: &str) -> Result<State, Failure> {
-        Ok(all_jobs(sys)?
-            .iter()
-            .find(|(_, j)| j.name == name)
-            .map(|(u, j)| state(u, j))
-            .unwrap_or_else(|| missing(name)))
+        let all = all_jobs(sys)?;
+        Ok(match all.iter().find(|(_, j)| j.name == name) {
+            Some((u, j)) => with_duplicates(state(u, j), count(&all, name, None)),
+            None => missing(name),
+        })
     }
 
     fn search(&self, sys: &System) -> Result<Vec<State>, Failure> {
@@ -356,21 +392,39 @@ impl ResourceType for Cron {
 
     /// The job of that name in the desired user's crontab if it has one,
     /// otherwise [`ResourceType::find`]'s (which `do` then moves); a user
-    /// the root does not have is refused.
+    /// the root does not have is refused. `duplicates` counts the other
+    /// jobs of that name `do` will remove: in that crontab, or anywhere
+    /// when no user is given.
     fn current(&self, sys: &System, name: &str, desired: &State) -> Result<State, Failure> {
-        if let Some(u) = desired.get("user").and_then(Value::as_str) {
-            if !read_passwd(sys)?.iter().any(|p| p.name == u) {
-                return Err(Failure::invalid(
-                    "user",
-                    format!("{u:?} is not a user of this node"),
-                ));
-            }
-            let all = all_jobs(sys)?;
-            if let Some((owner, j)) = all.iter().find(|(o, j)| o == u && j.name == name) {
-                return Ok(state(owner, j));
+        let Some(u) = desired.get("user").and_then(Value::as_str) else {
+            return self.find(sys, name);
+        };
+        if !read_passwd(sys)?.iter().any(|p| p.name == u) {
+            return Err(Failure::invalid(
+                "user",
+                format!("{u:?} is not a user of this node"),
+            ));
+        }
+        let all = all_jobs(sys)?;
+        let found = all
+            .iter()
+            .find(|(o, j)| o == u && j.name == name)
+            .or_else(|| all.iter().find(|(_, j)| j.name == name));
+        Ok(match found {
+            Some((o, j)) => with_duplicates(state(o, j), count(&all, name, Some(o))),
+            None => missing(name),
+        })
+    }
+
+    fn changes(&self, _name: &str, desired: &State, current: &State) -> Vec<Change> {
+        let mut out = default_changes(PROPS, desired, current);
+        let absent = desired.get("ensure").and_then(Value::as_str) == Some("absent");
+        if let Some(d) = current.get("duplicates") {
+            if !absent && !out.iter().any(|c| c.property == "ensure") {
+                out.push(Change::new("duplicates", d.clone(), json!(0)));
             }
         }
-        self.find(sys, name)
+        out
     }
 
     fn apply(
@@ -387,14 +441,21 @@ impl ResourceType for Cron {
         } else {
             None
         };
-        let remove = |out: &mut Vec<String>| {
-            if let Some(j) = jobs(out).into_iter().find(|j| j.name == name) {
-                out.drain(j.start..j.end);
-            }
-        };
+        let remove = |out: &mut Vec<String>| remove_all(out, name);
         if text(desired, "ensure").as_deref() == Some("absent") {
-            if let Some(u) = &was {
-                edit_crontab(sys, u, remove)?;
+            let mut holders: Vec<String> = match (text(desired, "user"), &was) {
+                // No user given: the name goes from every crontab that has it.
+                (None, _) => all_jobs(sys)?
+                    .into_iter()
+                    .filter(|(_, j)| j.name == name)
+                    .map(|(u, _)| u)
+                    .collect(),
+                (Some(_), Some(u)) => vec![u.clone()],
+                (Some(_), None) => Vec::new(),
+            };
+            holders.dedup();
+            for u in holders {
+                edit_crontab(sys, &u, remove)?;
             }
             return Ok(());
         }
@@ -429,7 +490,11 @@ impl ResourceType for Cron {
                 Some(j) => {
                     let marker = out[j.start].clone();
                     let block = format_block(&marker, &env, &schedule, &command);
+                    // Later blocks of the name go first, so `j` stays put.
+                    let mut rest = out.split_off(j.end);
+                    remove_all(&mut rest, name);
                     out.splice(j.start..j.end, block);
+                    out.extend(rest);
                 }
                 None => {
                     for l in format_block(&ours, &env, &schedule, &command) {
@@ -445,6 +510,7 @@ impl ResourceType for Cron {
 mod tests {
     use super::*;
     use crate::types::tests::Fixture;
+    use std::fs;
     use std::os::unix::fs::MetadataExt;
 
     const PASSWD: &str =

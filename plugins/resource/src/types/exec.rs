@@ -8,7 +8,9 @@
 //!
 //! - The name is a title; without `command` the name is the command (as in
 //!   Puppet).
-//! - `creates` (a path): the command does not run when it exists.
+//! - `creates` (a path): the command does not run when it exists (the path
+//!   itself, a link included; a link among its directories is an error,
+//!   see [`crate::beneath`]).
 //!   `onlyif`: runs only if this command exits 0; `unless`: runs only if
 //!   this command does not exit 0. They are checked in that order, and run
 //!   with the same `shell`, `user`, `cwd`, `environment` and `timeout`.
@@ -17,7 +19,8 @@
 //!   `\` escapes the next character — and shell syntax (`|`, `;`, `&`, `>`,
 //!   `<`, `$(`, `${`, `$NAME`, backquotes) is refused with a message to set
 //!   `shell=true`. Without a shell, `*` and `~` are not expanded.
-//! - `cwd` (default: the root), `environment` (`KEY=VALUE` items, comma
+//! - `cwd` (default: the root; opened without following links and entered
+//!   by descriptor), `environment` (`KEY=VALUE` items, comma
 //!   separated, so a value cannot hold a comma), `user` (name or number
 //!   from the root's `/etc/passwd`; its `HOME`, `USER` and `LOGNAME` are
 //!   set), `timeout` (seconds; default the
@@ -189,14 +192,16 @@ fn build(sys: &System, desired: &State, line: &str) -> Result<Cmd, Failure> {
             cmd = cmd.env(k, v);
         }
     }
-    let dir = sys.path(text(desired, "cwd").unwrap_or("/"));
-    if !dir.is_dir() {
-        return Err(Failure::failed(format!(
+    // The directory is opened here, never through a link (see
+    // crate::beneath), and the command enters it by descriptor.
+    let cwd = text(desired, "cwd").unwrap_or("/");
+    let dir = sys.fs().open_dir(cwd)?.ok_or_else(|| {
+        Failure::failed(format!(
             "cwd {} is not a directory",
-            dir.display()
-        )));
-    }
-    cmd = cmd.cwd(dir);
+            sys.path(cwd).display()
+        ))
+    })?;
+    cmd = cmd.cwd_fd(dir);
     if let Some(t) = desired.get("timeout").and_then(Value::as_i64) {
         cmd = cmd.timeout(Duration::from_secs(t.max(1) as u64));
     }
@@ -352,7 +357,8 @@ impl ResourceType for Exec {
         build(sys, desired, command(name, desired))?;
         let mut reason = None;
         if let Some(c) = text(desired, "creates") {
-            if std::fs::symlink_metadata(sys.path(c)).is_ok() {
+            // Never through a link among its directories (an error then).
+            if sys.fs().lstat(c)?.is_some() {
                 reason = Some(format!("creates {c} exists"));
             }
         }

@@ -27,16 +27,15 @@
 //!
 //! `search` is refused: there is no meaningful list of "every file".
 
-use std::fs;
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::beneath::{Kind as FileKind, WriteOpts};
 use crate::model::{ensure_of, Change, Failure, Kind, Property, State};
-use crate::system::{write_atomic, System};
+use crate::system::System;
 use crate::types::user::{read_groups, read_passwd, GROUP, PASSWD};
 use crate::types::{missing, ResourceType};
 
@@ -73,16 +72,36 @@ fn hex_digest(h: Sha256) -> String {
     s
 }
 
-fn digest_file(p: &Path) -> Result<String, Failure> {
-    let mut f = fs::File::open(p).map_err(|e| Failure::io(p, e))?;
+/// Files larger than this are not digested: `find` shows their content as
+/// `{large}` and their size, which no content a request carries equals.
+pub const DIGEST_LIMIT: u64 = 256 * 1024 * 1024;
+
+/// The digest of the regular file `name` under the root (opened without
+/// following a link and without blocking), or `{large}N bytes` for one
+/// over [`DIGEST_LIMIT`].
+fn digest_file(sys: &System, name: &str) -> Result<String, Failure> {
+    let shown = sys.path(name);
+    let (f, m) = sys
+        .fs()
+        .open_file(name)?
+        .ok_or_else(|| Failure::failed(format!("{} vanished", shown.display())))?;
+    if m.size > DIGEST_LIMIT {
+        return Ok(format!("{{large}}{} bytes", m.size));
+    }
+    let mut f = f.take(DIGEST_LIMIT + 1);
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
     loop {
-        let n = f.read(&mut buf).map_err(|e| Failure::io(p, e))?;
+        let n = f.read(&mut buf).map_err(|e| Failure::io(&shown, e))?;
         if n == 0 {
             break;
         }
+        total += n as u64;
         h.update(&buf[..n]);
+    }
+    if total > DIGEST_LIMIT {
+        return Ok(format!("{{large}}{total} bytes"));
     }
     Ok(hex_digest(h))
 }
@@ -196,14 +215,12 @@ fn wanted(desired: &State, current: &State) -> Option<&'static str> {
 }
 
 /// `PATH<suffix>` for a backup, or `None` for no backup.
-fn backup_path(p: &Path, desired: &State) -> Option<PathBuf> {
+fn backup_name(name: &str, desired: &State) -> Option<String> {
     let b = text(desired, "backup")?;
     if b == "false" || b.is_empty() {
         return None;
     }
-    let mut s = p.as_os_str().to_os_string();
-    s.push(b);
-    Some(PathBuf::from(s))
+    Some(format!("{name}{b}"))
 }
 
 fn normalised_absolute(name: &str) -> bool {
@@ -213,33 +230,6 @@ fn normalised_absolute(name: &str) -> bool {
         Some(rest) => rest.split('/').all(|seg| !matches!(seg, "" | "." | "..")),
         None => false,
     }
-}
-
-/// Makes `p` a link to `target` atomically: a link at a temporary name in
-/// the same directory, renamed over `p`.
-fn make_link(p: &Path, target: &str) -> Result<(), Failure> {
-    let dir = p.parent().unwrap_or(Path::new("/"));
-    let base = p
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut n = 0u32;
-    let tmp = loop {
-        let tmp = dir.join(format!(".{base}.mco-link-{}-{n}", std::process::id()));
-        match std::os::unix::fs::symlink(target, &tmp) {
-            Ok(()) => break tmp,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
-            Err(e) => return Err(Failure::io(&tmp, e)),
-        }
-    };
-    if let Err(e) = fs::rename(&tmp, p) {
-        let _ = fs::remove_file(&tmp);
-        return Err(Failure::io(p, e));
-    }
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 impl ResourceType for File {
@@ -320,32 +310,33 @@ impl ResourceType for File {
     }
 
     fn find(&self, sys: &System, name: &str) -> Result<State, Failure> {
-        let p = sys.path(name);
-        let md = match fs::symlink_metadata(&p) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(missing(name)),
-            Err(e) => return Err(Failure::io(&p, e)),
+        let Some(md) = sys.fs().lstat(name)? else {
+            return Ok(missing(name));
         };
-        let ft = md.file_type();
         let mut s = State::new();
         s.insert("name".into(), json!(name));
-        if ft.is_symlink() {
-            s.insert("ensure".into(), json!("link"));
-            let t = fs::read_link(&p).map_err(|e| Failure::io(&p, e))?;
-            s.insert("target".into(), json!(t.to_string_lossy()));
-        } else if ft.is_dir() {
-            s.insert("ensure".into(), json!("directory"));
-        } else if ft.is_file() {
-            s.insert("ensure".into(), json!("file"));
-            s.insert("content".into(), json!(digest_file(&p)?));
-        } else {
-            s.insert("ensure".into(), json!("other"));
+        match md.kind {
+            FileKind::Symlink => {
+                s.insert("ensure".into(), json!("link"));
+                let t = sys.fs().read_link(name)?.unwrap_or_default();
+                s.insert("target".into(), json!(t.to_string_lossy()));
+            }
+            FileKind::Dir => {
+                s.insert("ensure".into(), json!("directory"));
+            }
+            FileKind::File => {
+                s.insert("ensure".into(), json!("file"));
+                s.insert("content".into(), json!(digest_file(sys, name)?));
+            }
+            FileKind::Other => {
+                s.insert("ensure".into(), json!("other"));
+            }
         }
-        if !ft.is_symlink() {
-            s.insert("mode".into(), json!(format!("{:04o}", md.mode() & 0o7777)));
+        if md.kind != FileKind::Symlink {
+            s.insert("mode".into(), json!(format!("{:04o}", md.mode)));
         }
-        s.insert("owner".into(), json!(name_of(sys, PASSWD, md.uid())?));
-        s.insert("group".into(), json!(name_of(sys, GROUP, md.gid())?));
+        s.insert("owner".into(), json!(name_of(sys, PASSWD, md.uid)?));
+        s.insert("group".into(), json!(name_of(sys, GROUP, md.gid)?));
         Ok(s)
     }
 
@@ -436,27 +427,14 @@ impl ResourceType for File {
         current: &State,
         changes: &[Change],
     ) -> Result<(), Failure> {
-        let p = sys.path(name);
+        let fs = sys.fs();
         let have = ensure_of(current);
         let Some(want) = wanted(desired, current) else {
             return Ok(());
         };
         if want == "absent" {
-            let r = if have == "directory" {
-                fs::remove_dir(&p)
-            } else {
-                fs::remove_file(&p)
-            };
-            return match r {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
-                    Err(Failure::failed(format!(
-                        "{name} is a directory that is not empty; refusing to remove it"
-                    )))
-                }
-                Err(e) => Err(Failure::io(&p, e)),
-            };
+            fs.remove(name, have == "directory")?;
+            return Ok(());
         }
         if have != "absent" && have != want && (have == "directory" || want == "directory") {
             return Err(Failure::failed(format!(
@@ -470,8 +448,9 @@ impl ResourceType for File {
                 )));
             }
         } else if have == "absent" {
-            let parent = p.parent().unwrap_or(Path::new("/"));
-            if !parent.is_dir() {
+            let parent = Path::new(name).parent().unwrap_or(Path::new("/"));
+            if parent != Path::new("/") && fs.lstat(parent)?.map(|m| m.kind) != Some(FileKind::Dir)
+            {
                 return Err(Failure::failed(format!(
                     "the directory that would hold {name} does not exist"
                 )));
@@ -479,41 +458,6 @@ impl ResourceType for File {
         }
         let changed = |k: &str| changes.iter().any(|c| c.property == k);
         let mode = text(desired, "mode").and_then(|m| u32::from_str_radix(m, 8).ok());
-        match want {
-            "file" if have != "file" || changed("content") => {
-                if have == "file" {
-                    if let Some(b) = backup_path(&p, desired) {
-                        let old = fs::read(&p).map_err(|e| Failure::io(&p, e))?;
-                        let md = fs::metadata(&p).map_err(|e| Failure::io(&p, e))?;
-                        write_atomic(&b, &old, md.mode() & 0o7777)?;
-                    }
-                }
-                if have == "link" {
-                    // write_atomic would take the mode and owner of what
-                    // the link points to.
-                    fs::remove_file(&p).map_err(|e| Failure::io(&p, e))?;
-                }
-                let content = text(desired, "content").unwrap_or_default();
-                write_atomic(&p, content.as_bytes(), mode.unwrap_or(0o644))?;
-            }
-            "directory" if have == "absent" => {
-                fs::create_dir(&p).map_err(|e| Failure::io(&p, e))?;
-                fs::set_permissions(&p, fs::Permissions::from_mode(mode.unwrap_or(0o755)))
-                    .map_err(|e| Failure::io(&p, e))?;
-            }
-            "link" if have != "link" || changed("target") => {
-                let t = text(desired, "target")
-                    .ok_or_else(|| Failure::missing("target", "is required with ensure: link"))?;
-                make_link(&p, t)?;
-            }
-            _ => {}
-        }
-        if want != "link" {
-            if let Some(m) = mode {
-                fs::set_permissions(&p, fs::Permissions::from_mode(m))
-                    .map_err(|e| Failure::io(&p, e))?;
-            }
-        }
         let uid = match text(desired, "owner") {
             Some(o) => id_of(sys, PASSWD, o)?,
             None => None,
@@ -522,22 +466,82 @@ impl ResourceType for File {
             Some(g) => id_of(sys, GROUP, g)?,
             None => None,
         };
-        if uid.is_some() || gid.is_some() {
-            let r = if want == "link" {
-                std::os::unix::fs::lchown(&p, uid, gid)
-            } else {
-                std::os::unix::fs::chown(&p, uid, gid)
-            };
-            r.map_err(|e| Failure::io(&p, e))?;
+        // Mode and owner go with the content or the new directory, on its
+        // descriptor, before it appears under its name.
+        let mut settled = false;
+        match want {
+            "file" if have != "file" || changed("content") => {
+                if have == "file" {
+                    if let Some(b) = backup_name(name, desired) {
+                        backup(sys, name, &b)?;
+                    }
+                }
+                let content = text(desired, "content").unwrap_or_default();
+                let opts = WriteOpts {
+                    mode,
+                    uid,
+                    gid,
+                    replace_link: have == "link",
+                    ..WriteOpts::keep(0o644)
+                };
+                fs.write(name, content.as_bytes(), &opts)?;
+                settled = true;
+            }
+            "directory" if have == "absent" => {
+                fs.mkdir(name, mode.unwrap_or(0o755), (uid, gid))?;
+                settled = true;
+            }
+            "link" if have != "link" || changed("target") => {
+                let t = text(desired, "target")
+                    .ok_or_else(|| Failure::missing("target", "is required with ensure: link"))?;
+                fs.symlink(name, t)?;
+            }
+            _ => {}
+        }
+        if want == "link" {
+            if uid.is_some() || gid.is_some() {
+                fs.set_link_owner(name, (uid, gid))?;
+            }
+        } else if !settled && (mode.is_some() || uid.is_some() || gid.is_some()) {
+            fs.set_meta(name, mode, (uid, gid))?;
         }
         Ok(())
     }
+}
+
+/// Copies the regular file `name` to `backup` (whole, with the original's
+/// mode and owner, so a backup never shows more than the file did).
+fn backup(sys: &System, name: &str, backup: &str) -> Result<(), Failure> {
+    let (mut f, m) = sys
+        .fs()
+        .open_file(name)?
+        .ok_or_else(|| Failure::failed(format!("{name} vanished")))?;
+    if m.size > DIGEST_LIMIT {
+        return Err(Failure::failed(format!(
+            "{name} is larger than {DIGEST_LIMIT} bytes; refusing to back it up"
+        )));
+    }
+    let mut old = Vec::new();
+    (&mut f)
+        .take(DIGEST_LIMIT)
+        .read_to_end(&mut old)
+        .map_err(|e| Failure::io(&sys.path(name), e))?;
+    let opts = WriteOpts {
+        mode: Some(m.mode),
+        uid: Some(m.uid),
+        gid: Some(m.gid),
+        ..WriteOpts::keep(m.mode)
+    };
+    sys.fs().write(backup, &old, &opts)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::types::tests::Fixture;
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::PathBuf;
 
     const PASSWD: &str =
         "root:x:0:0:root:/root:/bin/sh\nalice:x:1001:1002:Alice:/home/alice:/bin/sh\n";

@@ -6,6 +6,8 @@ use serde_json::Value;
 use crate::model::{absent, ensure_of, same, Change, Failure, Property, State};
 use crate::system::System;
 
+#[cfg(test)]
+mod adversarial_tests;
 mod cron;
 mod exec;
 mod file;
@@ -20,10 +22,21 @@ mod user;
 /// One resource type (`user`, `file`, …) and its provider.
 ///
 /// Providers are synchronous: the agent runs them on a blocking thread, one
-/// change at a time per node, so they may read files and run commands freely.
+/// change at a time per lock scope ([`ResourceType::lock_scope`]), so they
+/// may read files and run commands freely. Every file they touch under the
+/// root goes through [`System::fs`] ([`crate::beneath`]): never through a
+/// symbolic link, only regular files read, files replaced whole.
 pub trait ResourceType: Send + Sync {
     /// The type's name.
     fn name(&self) -> &'static str;
+
+    /// Which lock a `do` of this type holds: changes in one scope are made
+    /// one at a time. The default, `system`, is shared by every type that
+    /// edits the node's own files; a type that works in users' homes has
+    /// its own.
+    fn lock_scope(&self) -> &'static str {
+        "system"
+    }
 
     /// Every property the type accepts besides `name`.
     fn properties(&self) -> &'static [Property];

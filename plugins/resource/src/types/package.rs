@@ -283,19 +283,21 @@ fn run(sys: &System, cmd: Cmd) -> Result<(), Failure> {
 /// The `.deb` files of the local repository for `name`: (version, file).
 fn local_debs(sys: &System, name: &str) -> Result<Vec<(String, PathBuf)>, Failure> {
     let dir = sys.path(LOCAL_DEBS);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Failure::io(&dir, e)),
+    // Listed without following links; only regular files are packages.
+    let Some(entries) = sys.fs().list(LOCAL_DEBS)? else {
+        return Ok(Vec::new());
     };
     let prefix = format!("{name}_");
     let mut out = Vec::new();
-    for e in entries.flatten() {
-        let file = e.file_name().to_string_lossy().into_owned();
-        if !file.starts_with(&prefix) || !file.ends_with(".deb") {
+    for (file, kind) in entries {
+        let file = file.to_string_lossy().into_owned();
+        if kind != crate::beneath::Kind::File
+            || !file.starts_with(&prefix)
+            || !file.ends_with(".deb")
+        {
             continue;
         }
-        let path = e.path();
+        let path = dir.join(&file);
         let o = sys.run(
             &Cmd::new("dpkg-deb")
                 .arg("-f")

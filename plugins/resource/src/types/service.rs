@@ -26,10 +26,11 @@
 //! A service that does not exist is `ensure: absent`; changing it fails.
 //! States also show the `provider` used.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
+use crate::beneath::Kind as FileKind;
 use crate::model::{Change, Failure, Kind, Property, State};
 use crate::system::{Cmd, Output, System};
 use crate::types::{missing, ResourceType};
@@ -67,7 +68,15 @@ enum Provider {
 
 impl Provider {
     fn of(sys: &System) -> Provider {
-        if sys.is_real_root() && sys.path("/run/systemd/system").is_dir() {
+        if sys.is_real_root()
+            && sys
+                .fs()
+                .lstat("/run/systemd/system")
+                .ok()
+                .flatten()
+                .map(|m| m.kind)
+                == Some(FileKind::Dir)
+        {
             Provider::Systemd
         } else {
             Provider::Init
@@ -192,19 +201,20 @@ fn script(sys: &System, name: &str) -> PathBuf {
     sys.path(format!("{INIT_D}/{name}"))
 }
 
-fn rc_dir(sys: &System, level: u8) -> PathBuf {
-    sys.path(format!("/etc/rc{level}.d"))
+/// A runlevel directory, as on the node.
+fn rc_dir(level: u8) -> String {
+    format!("/etc/rc{level}.d")
 }
 
-/// The `S??NAME` / `K??NAME` entries for `name` in one runlevel directory.
-fn links(dir: &Path, name: &str, kind: u8) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+/// The `S??NAME` / `K??NAME` entries for `name` in one runlevel directory
+/// (paths as on the node), listed without following links.
+fn links(sys: &System, dir: &str, name: &str, kind: u8) -> Vec<String> {
+    let Ok(Some(entries)) = sys.fs().list(dir) else {
         return Vec::new();
     };
-    let mut out: Vec<PathBuf> = entries
-        .flatten()
-        .filter(|e| {
-            let f = e.file_name();
+    entries
+        .into_iter()
+        .filter(|(f, _)| {
             let b = f.as_encoded_bytes();
             b.len() == name.len() + 3
                 && b[0] == kind
@@ -212,10 +222,8 @@ fn links(dir: &Path, name: &str, kind: u8) -> Vec<PathBuf> {
                 && b[2].is_ascii_digit()
                 && &b[3..] == name.as_bytes()
         })
-        .map(|e| e.path())
-        .collect();
-    out.sort();
-    out
+        .map(|(f, _)| format!("{dir}/{}", f.to_string_lossy()))
+        .collect()
 }
 
 fn init_running(sys: &System, name: &str) -> Result<bool, Failure> {
@@ -227,11 +235,12 @@ fn init_running(sys: &System, name: &str) -> Result<bool, Failure> {
 fn init_enabled(sys: &System, name: &str) -> bool {
     START_LEVELS
         .iter()
-        .any(|l| !links(&rc_dir(sys, *l), name, b'S').is_empty())
+        .any(|l| !links(sys, &rc_dir(*l), name, b'S').is_empty())
 }
 
 fn init_find(sys: &System, name: &str) -> Result<State, Failure> {
-    if !script(sys, name).is_file() {
+    let script_abs = format!("{INIT_D}/{name}");
+    if sys.fs().lstat(&script_abs)?.map(|m| m.kind) != Some(FileKind::File) {
         return Ok(missing(name));
     }
     Ok(state(
@@ -242,44 +251,30 @@ fn init_find(sys: &System, name: &str) -> Result<State, Failure> {
     ))
 }
 
-/// Creates `dir/file` → `../init.d/NAME` atomically (temporary link, rename).
-fn link(dir: &Path, file: &str, name: &str) -> Result<(), Failure> {
-    std::fs::create_dir_all(dir).map_err(|e| Failure::io(dir, e))?;
-    let tmp = dir.join(format!(".{file}.mco-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(format!("../init.d/{name}"), &tmp)
-        .map_err(|e| Failure::io(&tmp, e))?;
-    let to = dir.join(file);
-    if let Err(e) = std::fs::rename(&tmp, &to) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Failure::io(&to, e));
-    }
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-fn unlink(p: &Path) -> Result<(), Failure> {
-    std::fs::remove_file(p).map_err(|e| Failure::io(p, e))
+/// Creates `dir/file` → `../init.d/NAME` atomically (temporary link,
+/// rename), making `dir` when missing; never through a link.
+fn link(sys: &System, dir: &str, file: &str, name: &str) -> Result<(), Failure> {
+    sys.fs().mkdir_all(dir, 0o755)?;
+    sys.fs()
+        .symlink(format!("{dir}/{file}"), &format!("../init.d/{name}"))
 }
 
 fn init_enable(sys: &System, name: &str, on: bool) -> Result<(), Failure> {
     for l in START_LEVELS {
-        let dir = rc_dir(sys, l);
+        let dir = rc_dir(l);
         let (keep, drop) = if on { (b'S', b'K') } else { (b'K', b'S') };
-        for p in links(&dir, name, drop) {
-            unlink(&p)?;
+        for p in links(sys, &dir, name, drop) {
+            sys.fs().remove(&p, false)?;
         }
-        if links(&dir, name, keep).is_empty() {
-            link(&dir, &format!("{}01{name}", keep as char), name)?;
+        if links(sys, &dir, name, keep).is_empty() {
+            link(sys, &dir, &format!("{}01{name}", keep as char), name)?;
         }
     }
     if on {
         for l in STOP_LEVELS {
-            let dir = rc_dir(sys, l);
-            if links(&dir, name, b'K').is_empty() && links(&dir, name, b'S').is_empty() {
-                link(&dir, &format!("K01{name}"), name)?;
+            let dir = rc_dir(l);
+            if links(sys, &dir, name, b'K').is_empty() && links(sys, &dir, name, b'S').is_empty() {
+                link(sys, &dir, &format!("K01{name}"), name)?;
             }
         }
     }
@@ -287,16 +282,13 @@ fn init_enable(sys: &System, name: &str, on: bool) -> Result<(), Failure> {
 }
 
 fn init_search(sys: &System) -> Result<Vec<State>, Failure> {
-    let dir = sys.path(INIT_D);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Failure::io(&dir, e)),
+    let Some(entries) = sys.fs().list(INIT_D)? else {
+        return Ok(Vec::new());
     };
     let mut names: Vec<String> = entries
-        .flatten()
-        .filter(|e| e.path().is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .into_iter()
+        .filter(|(_, k)| *k == FileKind::File)
+        .map(|(n, _)| n.to_string_lossy().into_owned())
         .filter(|n| {
             name_ok(n)
                 && !NOT_SERVICES.contains(&n.as_str())
@@ -392,6 +384,7 @@ mod tests {
     use super::*;
     use crate::types::tests::Fixture;
     use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
 
     /// An LSB-style init script: `start` backgrounds a detached `sleep` and
     /// records its pid under the root, `status` checks it with `kill -0`.

@@ -4,31 +4,45 @@
 //! is unique on the node: `find` looks through the `authorized_keys` of
 //! every user of the root's `/etc/passwd` (in that order; a home shared by
 //! several users is read once) and takes the first line whose comment is
-//! the name (`do` first looks in the given user's file). A key owns only
-//! that line; every other line (other keys,
-//! comments, blank lines, odd spacing) is kept byte for byte. Giving a key
-//! another `user` moves it from the old user's file to the new one's.
+//! the name (`do` first looks in the given user's file). A key owns the
+//! lines with its name; every other line (other keys, comments, blank
+//! lines, odd spacing) is kept byte for byte. Giving a key another `user`
+//! moves it from the old user's file to the new one's.
+//!
+//! No line can hide behind another of the same name (a decoy planted
+//! before the managed line, or an old key left after it): every line with
+//! the name is part of the resource. In the file `do` edits, the first is
+//! replaced and any others are removed; `ensure: absent` without a `user`
+//! removes the name from every user's file, so a decoy in another user's
+//! file cannot stand in for the real key. `find` and `do` show how many
+//! other lines carry the name as `duplicates` (only when there are any),
+//! and a `do` that finds duplicates in the file it edits removes them even
+//! when the first line is already as desired (the change `duplicates` → 0).
 //!
 //! The file is `HOME/.ssh/authorized_keys` under the root, HOME from the
 //! root's `/etc/passwd`. A missing `.ssh` is created mode 0700 and a missing
 //! file mode 0600, both owned by the user's uid and gid (numbers from the
 //! root's passwd; the new file gets its owner before it is renamed into
-//! place). An existing file keeps its mode and owner. A `.ssh` or
-//! `authorized_keys` that is a symbolic link is refused: following it as
-//! root could read or write another file (`find` and `search` skip such
-//! files; `do` fails on them).
+//! place). An existing file keeps its mode and owner. Homes belong to
+//! their users, so every step goes through [`crate::beneath`]: a `.ssh`,
+//! `authorized_keys` or any directory above them that is a symbolic link
+//! is refused, and so is an `authorized_keys` that is not a regular file
+//! (a FIFO is refused without blocking), has other hard links, or is
+//! larger than [`READ_LIMIT`] bytes. `find` and `search` skip such files;
+//! `do` fails on the file it must edit. The new file gets its owner and
+//! mode on its descriptor before it is renamed into place, never by path.
+//! Changes of this type hold a lock of their own (not the one of the
+//! types that edit the node's files), so a slow home directory holds up
+//! only other key changes.
 //!
 //! Lines are written `[OPTIONS ]KEY_TYPE KEY NAME`. `options` are split on
 //! commas outside double quotes (so `from="a,b"` is one option) and
 //! compared in order. The key must be base64 that decodes to a blob of the
 //! given `key_type`.
 
-use std::fs;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-use std::path::Path;
-
 use serde_json::{json, Value};
 
+use crate::beneath::{Kind as FileKind, WriteOpts, READ_LIMIT};
 use crate::model::{Change, Failure, Kind, Property, State};
 use crate::system::{lines, push_line, System};
 use crate::types::user::{read_passwd, PasswdEntry};
@@ -241,39 +255,36 @@ fn keys_file(u: &PasswdEntry) -> String {
     format!("{}/.ssh/authorized_keys", u.home.trim_end_matches('/'))
 }
 
-fn is_symlink(p: &Path) -> bool {
-    fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
-}
-
-/// The file's text, refusing symbolic links; `None` if it is missing.
+/// The file's text; `None` if it is missing. Refuses links anywhere on
+/// the way, non-regular files, files with other hard links and files over
+/// [`READ_LIMIT`] bytes, without blocking.
 fn read_keys(sys: &System, abs: &str) -> Result<Option<String>, Failure> {
-    let p = sys.path(abs);
-    if let Some(dir) = p.parent() {
-        if is_symlink(dir) || is_symlink(&p) {
-            return Err(Failure::failed(format!(
-                "{} or its directory is a symbolic link; refusing to follow it",
-                p.display()
-            )));
-        }
+    let Some((bytes, m)) = sys.fs().read_with_meta(abs, READ_LIMIT)? else {
+        return Ok(None);
+    };
+    if m.nlink > 1 {
+        return Err(Failure::failed(format!(
+            "{} has {} hard links; refusing to use it",
+            sys.path(abs).display(),
+            m.nlink
+        )));
     }
-    sys.read(abs)
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 /// Every (user, entry) with a non-empty comment, users in passwd order,
 /// each file read once.
 fn all_keys(sys: &System) -> Result<Vec<(String, Entry)>, Failure> {
-    let mut seen = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for u in read_passwd(sys)? {
         if u.home.is_empty() || !u.home.starts_with('/') {
             continue;
         }
         let file = keys_file(&u);
-        let p = sys.path(&file);
-        if seen.contains(&p) {
+        if !seen.insert(sys.path(&file)) {
             continue;
         }
-        seen.push(p);
         let Ok(Some(text)) = read_keys(sys, &file) else {
             continue;
         };
@@ -284,45 +295,6 @@ fn all_keys(sys: &System) -> Result<Vec<(String, Entry)>, Failure> {
         }
     }
     Ok(out)
-}
-
-/// Writes `content` to `abs`: an existing file through [`System::write`]
-/// (keeping its mode and owner); a new one written beside it under a
-/// hidden name, given `uid`/`gid` and `mode`, then renamed into place, so
-/// that it never appears with the wrong owner.
-pub(crate) fn write_owned(
-    sys: &System,
-    abs: &str,
-    content: &[u8],
-    mode: u32,
-    uid: u32,
-    gid: Option<u32>,
-) -> Result<(), Failure> {
-    let path = sys.path(abs);
-    if fs::symlink_metadata(&path).is_ok() {
-        return sys.write(abs, content, mode);
-    }
-    let (dir, name) = match (Path::new(abs).parent(), Path::new(abs).file_name()) {
-        (Some(d), Some(n)) => (d, n.to_string_lossy()),
-        _ => return Err(Failure::failed(format!("{abs}: not a file path"))),
-    };
-    let tmp_abs = dir.join(format!(".{name}.mco-new"));
-    let tmp = sys.path(&tmp_abs);
-    let _ = fs::remove_file(&tmp);
-    sys.write(&tmp_abs.to_string_lossy(), content, mode)?;
-    let done = std::os::unix::fs::chown(&tmp, Some(uid), gid)
-        .and_then(|_| fs::rename(&tmp, &path))
-        .map_err(|e| Failure::io(&path, e));
-    if done.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    done?;
-    if let Some(d) = path.parent() {
-        if let Ok(d) = fs::File::open(d) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
 }
 
 fn user_entry(sys: &System, user: &str) -> Result<PasswdEntry, Failure> {
@@ -348,37 +320,75 @@ fn edit_file(sys: &System, user: &str, edit: impl FnOnce(&mut Vec<String>)) -> R
     if old.as_deref() == Some(text.as_str()) {
         return Ok(());
     }
-    let home = sys.path(&u.home);
-    if !home.is_dir() {
+    let fs = sys.fs();
+    if fs.lstat(&u.home)?.map(|m| m.kind) != Some(FileKind::Dir) {
         return Err(Failure::failed(format!(
             "the home of {user}, {}, does not exist",
-            home.display()
+            sys.path(&u.home).display()
         )));
     }
-    let ssh = home.join(".ssh");
-    if is_symlink(&ssh) {
-        return Err(Failure::failed(format!(
-            "{} is a symbolic link; refusing to follow it",
-            ssh.display()
-        )));
-    }
-    if !ssh.exists() {
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&ssh)
-            .map_err(|e| Failure::io(&ssh, e))?;
-        std::os::unix::fs::chown(&ssh, Some(u.uid), Some(u.gid))
-            .map_err(|e| Failure::io(&ssh, e))?;
-    } else if let Ok(md) = fs::metadata(&ssh) {
-        if md.uid() != u.uid && md.uid() != 0 {
+    let ssh = format!("{}/.ssh", u.home.trim_end_matches('/'));
+    let shown = sys.path(&ssh);
+    match fs.lstat(&ssh)? {
+        None => fs.mkdir(&ssh, 0o700, (Some(u.uid), Some(u.gid)))?,
+        Some(m) if m.kind == FileKind::Symlink => {
+            return Err(Failure::failed(format!(
+                "{} is a symbolic link; refusing to follow it",
+                shown.display()
+            )))
+        }
+        Some(m) if m.kind != FileKind::Dir => {
+            return Err(Failure::failed(format!(
+                "{} is not a directory",
+                shown.display()
+            )))
+        }
+        Some(m) if m.uid != u.uid && m.uid != 0 => {
             return Err(Failure::failed(format!(
                 "{} belongs to uid {}, not {user}; refusing to write in it",
-                ssh.display(),
-                md.uid()
-            )));
+                shown.display(),
+                m.uid
+            )))
         }
+        Some(_) => {}
     }
-    write_owned(sys, &file, text.as_bytes(), 0o600, u.uid, Some(u.gid))
+    let opts = WriteOpts {
+        new_uid: Some(u.uid),
+        new_gid: Some(u.gid),
+        ..WriteOpts::keep(0o600)
+    };
+    fs.write(&file, text.as_bytes(), &opts)
+}
+
+/// Replaces the first line named `name` with `line` (appending it when
+/// there is none) and drops every other line of that name.
+fn put_line(out: &mut Vec<String>, name: &str, line: String) {
+    match out.iter().position(|l| owns(l, name)) {
+        Some(i) => {
+            out[i] = line;
+            let mut n = 0;
+            out.retain(|l| {
+                n += 1;
+                n - 1 == i || !owns(l, name)
+            });
+        }
+        None => push_line(out, line),
+    }
+}
+
+/// How many lines of `all` carry `name`, in `user`'s file or anywhere.
+fn count(all: &[(String, Entry)], name: &str, user: Option<&str>) -> usize {
+    all.iter()
+        .filter(|(u, e)| e.name == name && user.is_none_or(|w| w == u))
+        .count()
+}
+
+/// `state` with `duplicates` added when `n` lines carry the name.
+fn with_duplicates(mut s: State, n: usize) -> State {
+    if n > 1 {
+        s.insert("duplicates".into(), json!(n - 1));
+    }
+    s
 }
 
 fn owns(line: &str, name: &str) -> bool {
@@ -455,12 +465,16 @@ impl ResourceType for SshAuthorizedKey {
         Ok(())
     }
 
+    fn lock_scope(&self) -> &'static str {
+        "ssh_authorized_key"
+    }
+
     fn find(&self, sys: &System, name: &str) -> Result<State, Failure> {
-        Ok(all_keys(sys)?
-            .iter()
-            .find(|(_, e)| e.name == name)
-            .map(|(u, e)| state(u, e))
-            .unwrap_or_else(|| missing(name)))
+        let all = all_keys(sys)?;
+        Ok(match all.iter().find(|(_, e)| e.name == name) {
+            Some((u, e)) => with_duplicates(state(u, e), count(&all, name, None)),
+            None => missing(name),
+        })
     }
 
     fn search(&self, sys: &System) -> Result<Vec<State>, Failure> {
@@ -469,16 +483,23 @@ impl ResourceType for SshAuthorizedKey {
 
     /// The key of that name in the desired user's file if it has one,
     /// otherwise [`ResourceType::find`]'s (which `do` then moves); a user
-    /// the root does not have is refused.
+    /// the root does not have is refused. `duplicates` counts the other
+    /// lines of that name `do` will remove: in that user's file, or
+    /// anywhere when no user is given.
     fn current(&self, sys: &System, name: &str, desired: &State) -> Result<State, Failure> {
-        if let Some(u) = desired.get("user").and_then(Value::as_str) {
-            user_entry(sys, u)?;
-            let all = all_keys(sys)?;
-            if let Some((owner, e)) = all.iter().find(|(o, e)| o == u && e.name == name) {
-                return Ok(state(owner, e));
-            }
-        }
-        self.find(sys, name)
+        let all = all_keys(sys)?;
+        let Some(u) = desired.get("user").and_then(Value::as_str) else {
+            return self.find(sys, name);
+        };
+        user_entry(sys, u)?;
+        let found = all
+            .iter()
+            .find(|(o, e)| o == u && e.name == name)
+            .or_else(|| all.iter().find(|(_, e)| e.name == name));
+        Ok(match found {
+            Some((o, e)) => with_duplicates(state(o, e), count(&all, name, Some(o))),
+            None => missing(name),
+        })
     }
 
     fn changes(&self, _name: &str, desired: &State, current: &State) -> Vec<Change> {
@@ -486,7 +507,14 @@ impl ResourceType for SshAuthorizedKey {
         if let Some(o) = desired.get("options").and_then(Value::as_str) {
             want.insert("options".into(), json!(split_options(o)));
         }
-        default_changes(COMPARE, &want, current)
+        let mut out = default_changes(COMPARE, &want, current);
+        let absent = want.get("ensure").and_then(Value::as_str) == Some("absent");
+        if let Some(d) = current.get("duplicates") {
+            if !absent && !out.iter().any(|c| c.property == "ensure") {
+                out.push(Change::new("duplicates", d.clone(), json!(0)));
+            }
+        }
+        out
     }
 
     fn apply(
@@ -505,7 +533,18 @@ impl ResourceType for SshAuthorizedKey {
         };
         let target = text(desired, "user");
         if text(desired, "ensure").as_deref() == Some("absent") {
-            if let Some(u) = was {
+            let mut holders: Vec<String> = match (&target, &was) {
+                // No user given: the name goes from every file that has it.
+                (None, _) => all_keys(sys)?
+                    .into_iter()
+                    .filter(|(_, e)| e.name == name)
+                    .map(|(u, _)| u)
+                    .collect(),
+                (Some(_), Some(u)) => vec![u.clone()],
+                (Some(_), None) => Vec::new(),
+            };
+            holders.dedup();
+            for u in holders {
                 edit_file(sys, &u, |out| out.retain(|l| !owns(l, name)))?;
             }
             return Ok(());
@@ -534,12 +573,7 @@ impl ResourceType for SshAuthorizedKey {
         if let (Some(old), false) = (&was, same_user) {
             edit_file(sys, old, |out| out.retain(|l| !owns(l, name)))?;
         }
-        edit_file(sys, &target, |out| {
-            match out.iter().position(|l| owns(l, name)) {
-                Some(i) => out[i] = line,
-                None => push_line(out, line),
-            }
-        })
+        edit_file(sys, &target, |out| put_line(out, name, line))
     }
 }
 
@@ -547,7 +581,8 @@ impl ResourceType for SshAuthorizedKey {
 mod tests {
     use super::*;
     use crate::types::tests::Fixture;
-    use std::os::unix::fs::PermissionsExt;
+    use std::fs;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     const K1: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIAcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH";
     const K2: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIAkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJ";

@@ -37,13 +37,9 @@
 //! (`usermod -m`) and removes it with the user (`userdel -r`); `system`
 //! allocates a system uid (`-r`) on creation.
 
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
-
 use serde_json::{json, Value};
 
+use crate::beneath::{Beneath, Kind as FileKind};
 use crate::model::{strings, Change, Failure, Kind, Property, State};
 use crate::system::{lines, Cmd, System};
 use crate::types::{missing, ResourceType};
@@ -191,38 +187,33 @@ pub(crate) fn run_tool(sys: &System, cmd: &Cmd, program: &str) -> Result<(), Fai
 /// A lock on a system database the way the shadow tools take it: the file
 /// `NAME.lock` created exclusively, holding our pid; a lock left by a dead
 /// process is broken. Released on drop.
-pub(crate) struct FileLock(PathBuf);
+pub(crate) struct FileLock(Beneath, String);
 
 impl FileLock {
     /// Locks `abs` (a path as on the node) under the root.
     pub(crate) fn take(sys: &System, abs: &str) -> Result<FileLock, Failure> {
-        let path = sys.path(format!("{abs}.lock"));
+        let lock = format!("{abs}.lock");
+        let fs = sys.fs();
         for attempt in 0..2 {
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    let _ = write!(f, "{}", std::process::id());
-                    return Ok(FileLock(path));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt == 0 => {
-                    let pid = fs::read_to_string(&path)
-                        .ok()
-                        .and_then(|s| s.trim().parse::<i32>().ok())
-                        .filter(|p| *p > 0);
-                    if let Some(p) = pid.filter(|p| alive(*p)) {
-                        return Err(Failure::failed(format!(
-                            "{} is locked by process {p}",
-                            sys.path(abs).display()
-                        )));
-                    }
-                    let _ = fs::remove_file(&path);
-                }
-                Err(e) => return Err(Failure::io(&path, e)),
+            if fs.create_new(&lock, std::process::id().to_string().as_bytes(), 0o600)? {
+                return Ok(FileLock(fs.clone(), lock));
             }
+            if attempt > 0 {
+                break;
+            }
+            // A lock that is not a small regular file (a link, a FIFO) is
+            // not read, only reported.
+            let pid = fs
+                .read(&lock, 64)?
+                .and_then(|b| String::from_utf8_lossy(&b).trim().parse::<i32>().ok())
+                .filter(|p| *p > 0);
+            if let Some(p) = pid.filter(|p| alive(*p)) {
+                return Err(Failure::failed(format!(
+                    "{} is locked by process {p}",
+                    sys.path(abs).display()
+                )));
+            }
+            fs.remove(&lock, false)?;
         }
         Err(Failure::failed(format!(
             "cannot lock {}",
@@ -233,7 +224,7 @@ impl FileLock {
 
 impl Drop for FileLock {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
+        let _ = self.0.remove(&self.1, false);
     }
 }
 
@@ -384,22 +375,6 @@ fn path_field(property: &str, v: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Gives every file under `dir` (and `dir`) owned by `old` to `new`,
-/// never following symbolic links.
-fn chown_tree(dir: &Path, old: u32, new: u32) -> Result<(), Failure> {
-    let md = fs::symlink_metadata(dir).map_err(|e| Failure::io(dir, e))?;
-    if md.uid() == old {
-        std::os::unix::fs::lchown(dir, Some(new), None).map_err(|e| Failure::io(dir, e))?;
-    }
-    if md.is_dir() {
-        for entry in fs::read_dir(dir).map_err(|e| Failure::io(dir, e))? {
-            let entry = entry.map_err(|e| Failure::io(dir, e))?;
-            chown_tree(&entry.path(), old, new)?;
-        }
-    }
-    Ok(())
-}
-
 /// Sets the uid of `name` in the root's `/etc/passwd` directly (see the
 /// module documentation for why), then hands its home's files over.
 fn set_uid_natively(sys: &System, name: &str, new: u32) -> Result<(), Failure> {
@@ -425,11 +400,12 @@ fn set_uid_natively(sys: &System, name: &str, new: u32) -> Result<(), Failure> {
         }
     }
     sys.write(PASSWD, out.concat().as_bytes(), 0o644)?;
-    let h = sys.path(&home);
     if !home.is_empty() && home != "/" {
-        if let Ok(md) = fs::symlink_metadata(&h) {
-            if md.is_dir() && md.uid() == old {
-                chown_tree(&h, old, new)?;
+        // The home is the user's: every entry is checked and changed
+        // through its own descriptor, never through a link it planted.
+        if let Some(md) = sys.fs().lstat(&home)? {
+            if md.kind == FileKind::Dir && md.uid == old {
+                sys.fs().chown_tree(&home, old, new)?;
             }
         }
     }
@@ -655,6 +631,8 @@ fn create(sys: &System, name: &str, desired: &State, managehome: bool) -> Result
 pub(crate) mod tests {
     use super::*;
     use crate::types::tests::Fixture;
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
     use std::time::{SystemTime, UNIX_EPOCH};
 
     pub(crate) const PASSWD0: &str = "root:x:0:0:root:/root:/bin/bash\n# local accounts below\nbin:x:2:2:bin:/bin:/usr/sbin/nologin\nold:x:1500:100:Old Timer:/home/old:/bin/sh\n";

@@ -1,0 +1,386 @@
+//! Finding 8 of the hardening issue, end to end: the resource agent followed links and raced.
+//! Each test is the attack that used to work, against a real responder hosting the resource
+//! agent on a temporary system root, driven by the real `mco` over a real nats-server. Each
+//! asserts the attack now fails with a clear error, that the node still answers
+//! `rpcutil ping` afterwards, and that nothing outside the root (or the managed file) changed.
+//!
+//! - a `link` to a directory outside the root, then a `file` under it: refused;
+//! - a local user swaps `~/.ssh/authorized_keys`, `~/.ssh` or the directory of a file the operator
+//!   manages in her home for a link to the outside: not followed, nothing outside changes;
+//! - a FIFO planted as `authorized_keys`: the call fails at once and the agent stays usable;
+//! - a decoy key line or cron job with the managed name: cannot shadow the managed one.
+
+use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use mco_tests::replies::replies;
+use mco_tests::{mco, NatsServer, Output, Responder, ResponderSpec};
+use serde_json::{json, Map, Value};
+use tempfile::TempDir;
+
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nalice:x:1001:1001::/home/alice:/bin/sh\nbob:x:1002:1002::/home/bob:/bin/sh\n";
+const GROUP: &str = "root:x:0:\ncrontab:x:107:\nalice:x:1001:\nbob:x:1002:\n";
+const K1: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIAcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH";
+const K2: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIAkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJ";
+const SHADOW: &str = "root:$6$secret:19000:0:99999:7:::\n";
+
+/// One node: its system root, a directory outside that root standing for the host's `/etc`,
+/// and the responder managing files, keys and cron jobs under the root.
+struct Node {
+    root: TempDir,
+    outside: TempDir,
+    _policies: TempDir,
+    nats: NatsServer,
+    _responder: Responder,
+}
+
+/// (name, content, mode, uid, gid) of every entry of a directory, to compare before and after.
+type Snapshot = Vec<(String, String, u32, u32, u32)>;
+
+fn snapshot(dir: &Path) -> Snapshot {
+    let mut out: Snapshot = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = std::fs::symlink_metadata(e.path()).unwrap();
+            let text = if m.is_file() {
+                std::fs::read_to_string(e.path()).unwrap()
+            } else {
+                String::new()
+            };
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, text, m.mode() & 0o7777, m.uid(), m.gid())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+impl Node {
+    fn start() -> Node {
+        let nats = NatsServer::start();
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for d in [
+            "etc",
+            "srv",
+            "home/alice/.ssh",
+            "home/bob/.ssh",
+            "var/spool/cron/crontabs",
+        ] {
+            std::fs::create_dir_all(r.join(d)).unwrap();
+        }
+        std::fs::write(r.join("etc/passwd"), PASSWD).unwrap();
+        std::fs::write(r.join("etc/group"), GROUP).unwrap();
+        for (user, id) in [("alice", 1001), ("bob", 1002)] {
+            let home = r.join("home").join(user);
+            std::os::unix::fs::chown(&home, Some(id), Some(id)).unwrap();
+            std::os::unix::fs::chown(home.join(".ssh"), Some(id), Some(id)).unwrap();
+        }
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("shadow"), SHADOW).unwrap();
+        std::fs::set_permissions(
+            outside.path().join("shadow"),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
+        let policies = tempfile::tempdir().unwrap();
+        std::fs::write(
+            policies.path().join("resource.policy"),
+            "policy default allow\n",
+        )
+        .unwrap();
+        let security = format!(
+            "insecure = true\npolicy_dir = {:?}\n",
+            policies.path().display().to_string()
+        );
+        let settings = format!(
+            "[plugin.resource]\nallow_types = [\"file\", \"ssh_authorized_key\", \"cron\"]\nroot = {:?}\n[plugin.resource.file]\ndeny_names = [\"/etc/*\"]\n",
+            r.display().to_string()
+        );
+        let spec = ResponderSpec::new("node-1")
+            .secure(&security)
+            .extra(&settings);
+        let responder = Responder::start(&nats, spec);
+        Node {
+            root,
+            outside,
+            _policies: policies,
+            nats,
+            _responder: responder,
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel)
+    }
+
+    fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap()
+    }
+
+    /// Every entry of the outside directory.
+    fn outside_now(&self) -> Snapshot {
+        snapshot(self.outside.path())
+    }
+
+    fn mco(&self, args: &[&str]) -> Output {
+        let url = self.nats.url();
+        let mut all = args.to_vec();
+        all.extend(["--nats", url.as_str(), "--dt", "2s", "--np", "-I", "node-1"]);
+        mco(all)
+    }
+
+    /// `mco rpc resource do` with `props`; the one reply.
+    fn act(&self, props: &[&str]) -> Map<String, Value> {
+        let mut args = vec!["rpc", "resource", "do"];
+        args.extend(props);
+        args.push("-j");
+        let out = self.mco(&args);
+        let mut rs = replies(&out);
+        assert_eq!(rs.len(), 1, "one reply: {out:?}");
+        rs.remove(0)
+    }
+
+    /// Asserts the reply is a refusal whose message contains `why`.
+    #[track_caller]
+    fn refused(&self, props: &[&str], why: &str) {
+        let r = self.act(props);
+        assert_eq!(r["statuscode"], json!(1), "{props:?}: {r:?}");
+        let msg = r["statusmsg"].as_str().unwrap_or_default();
+        assert!(msg.contains(why), "{props:?}: {msg:?} does not say {why:?}");
+    }
+
+    /// Asserts the node still answers a ping.
+    #[track_caller]
+    fn answers(&self) {
+        let out = self.mco(&["rpc", "rpcutil", "ping", "-j"]);
+        out.assert_success();
+        let rs = replies(&out);
+        assert_eq!(rs.len(), 1, "{out:?}");
+        assert_eq!(rs[0]["statuscode"], json!(0), "{out:?}");
+        assert!(rs[0]["data"]["pong"].is_number(), "{out:?}");
+    }
+}
+
+#[test]
+fn a_file_under_a_link_to_a_directory_outside_the_root_is_refused() {
+    let n = Node::start();
+    let before = n.outside_now();
+    let outside = n.outside.path().display().to_string();
+    let target = format!("target={outside}");
+    // Making the link is allowed: it is the resource's own final component.
+    let r = n.act(&["type=file", "name=/srv/etc", "ensure=link", &target]);
+    assert_eq!(r["statuscode"], json!(0), "{r:?}");
+    assert!(std::fs::symlink_metadata(n.path("srv/etc"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    // Everything through it is refused: content, mode, owner, directories, removal.
+    for props in [
+        &[
+            "type=file",
+            "name=/srv/etc/shadow",
+            "content=root::0:::::\n",
+        ][..],
+        &[
+            "type=file",
+            "name=/srv/etc/cron.d",
+            "content=* * * * * root sh\n",
+        ],
+        &["type=file", "name=/srv/etc/shadow", "mode=0666"],
+        &["type=file", "name=/srv/etc/shadow", "owner=alice"],
+        &["type=file", "name=/srv/etc/sudoers.d", "ensure=directory"],
+        &["type=file", "name=/srv/etc/shadow", "ensure=absent"],
+    ] {
+        n.refused(props, "is a symbolic link; refusing to follow it");
+    }
+    // deny_names holds on the real location: a link to the root's own /etc does not get
+    // around `/etc/*`.
+    let r = n.act(&["type=file", "name=/srv/in", "ensure=link", "target=../etc"]);
+    assert_eq!(r["statuscode"], json!(0), "{r:?}");
+    n.refused(
+        &["type=file", "name=/srv/in/passwd", "content=owned\n"],
+        "symbolic link",
+    );
+    n.refused(
+        &["type=file", "name=/etc/passwd", "content=owned\n"],
+        "deny_names",
+    );
+    assert_eq!(n.read("etc/passwd"), PASSWD);
+    assert_eq!(n.outside_now(), before, "nothing outside the root changed");
+    n.answers();
+}
+
+#[test]
+fn a_link_swapped_in_for_authorized_keys_is_not_followed() {
+    let n = Node::start();
+    let key = format!("key={K1}");
+    let want = [
+        "type=ssh_authorized_key",
+        "name=deploy",
+        "user=alice",
+        "key_type=ssh-ed25519",
+        &key,
+    ];
+    let r = n.act(&want);
+    assert_eq!(r["statuscode"], json!(0), "{r:?}");
+    let keys = n.path("home/alice/.ssh/authorized_keys");
+    let m = std::fs::metadata(&keys).unwrap();
+    assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (1001, 1001, 0o600));
+
+    // alice swaps her file for a link to the host's shadow file.
+    std::fs::remove_file(&keys).unwrap();
+    symlink(n.outside.path().join("shadow"), &keys).unwrap();
+    let before = n.outside_now();
+    let key2 = format!("key={K2}");
+    n.refused(
+        &[
+            "type=ssh_authorized_key",
+            "name=ci",
+            "user=alice",
+            "key_type=ssh-ed25519",
+            &key2,
+        ],
+        "symbolic link",
+    );
+    n.refused(&want, "symbolic link");
+    assert!(std::fs::symlink_metadata(&keys)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    // The same with `.ssh` itself a link to the outside directory.
+    std::fs::remove_file(&keys).unwrap();
+    std::fs::remove_dir(n.path("home/alice/.ssh")).unwrap();
+    symlink(n.outside.path(), n.path("home/alice/.ssh")).unwrap();
+    n.refused(&want, "symbolic link");
+    // The same for a file the operator manages in alice's home: she swaps its directory for a
+    // link to the outside one just before the next run. Before, the content was written there
+    // and then given to her by a chown through the same path.
+    let conf = n.path("home/alice/conf");
+    std::fs::create_dir(&conf).unwrap();
+    std::os::unix::fs::chown(&conf, Some(1001), Some(1001)).unwrap();
+    let app = [
+        "type=file",
+        "name=/home/alice/conf/app.conf",
+        "content=level=1\n",
+        "owner=alice",
+        "mode=0600",
+    ];
+    let r = n.act(&app);
+    assert_eq!(r["statuscode"], json!(0), "{r:?}");
+    std::fs::rename(&conf, n.path("home/alice/conf.old")).unwrap();
+    symlink(n.outside.path(), &conf).unwrap();
+    n.refused(&app, "symbolic link");
+    let after = n.outside_now();
+    assert_eq!(
+        after, before,
+        "owner, mode and content outside are unchanged"
+    );
+    let shadow = after.iter().find(|e| e.0 == "shadow").unwrap();
+    assert_eq!((shadow.1.as_str(), shadow.2, shadow.3), (SHADOW, 0o640, 0));
+    n.answers();
+}
+
+#[test]
+fn a_fifo_as_authorized_keys_fails_at_once_and_the_node_stays_usable() {
+    let n = Node::start();
+    let fifo = n.path("home/alice/.ssh/authorized_keys");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let key = format!("key={K1}");
+    // Before, the agent opened the FIFO and waited for a writer forever, under the lock every
+    // change takes: the call timed out and no change of any type was possible afterwards.
+    n.refused(
+        &[
+            "type=ssh_authorized_key",
+            "name=deploy",
+            "user=alice",
+            "key_type=ssh-ed25519",
+            &key,
+        ],
+        "not a regular file",
+    );
+    n.answers();
+    // The agent is not stuck: keys of other users and other types still change.
+    let r = n.act(&[
+        "type=ssh_authorized_key",
+        "name=deploy",
+        "user=bob",
+        "key_type=ssh-ed25519",
+        &key,
+    ]);
+    assert_eq!(r["statuscode"], json!(0), "{r:?}");
+    assert_eq!(r["data"]["changed"], json!(true), "{r:?}");
+    let r = n.act(&["type=file", "name=/srv/motd", "content=hello\n"]);
+    assert_eq!(r["data"]["changed"], json!(true), "{r:?}");
+    assert_eq!(n.read("srv/motd"), "hello\n");
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    n.answers();
+}
+
+#[test]
+fn decoy_key_lines_and_cron_jobs_cannot_shadow_the_managed_ones() {
+    let n = Node::start();
+    let keys = n.path("home/alice/.ssh/authorized_keys");
+    // A decoy identical to the wanted line comes first; the key being retired stays behind it.
+    let planted = format!("ssh-ed25519 {K1} deploy\n# mine\nssh-ed25519 {K2} deploy\n");
+    std::fs::write(&keys, &planted).unwrap();
+    std::os::unix::fs::chown(&keys, Some(1001), Some(1001)).unwrap();
+    let key = format!("key={K1}");
+    let r = n.act(&[
+        "type=ssh_authorized_key",
+        "name=deploy",
+        "user=alice",
+        "key_type=ssh-ed25519",
+        &key,
+    ]);
+    assert_eq!(r["statuscode"], json!(0), "{r:?}");
+    assert_eq!(
+        r["data"]["changes"],
+        json!([{"property": "duplicates", "old": 1, "new": 0}]),
+        "{r:?}"
+    );
+    assert_eq!(
+        n.read("home/alice/.ssh/authorized_keys"),
+        format!("ssh-ed25519 {K1} deploy\n# mine\n")
+    );
+
+    // A decoy job in a crontab that sorts before root's used to be the one found and removed.
+    let spool = "var/spool/cron/crontabs";
+    std::fs::write(
+        n.path(&format!("{spool}/root")),
+        "# mco Name: backup\n0 1 * * * /usr/bin/backup\n",
+    )
+    .unwrap();
+    std::fs::write(
+        n.path(&format!("{spool}/alice")),
+        "# mco Name: backup\n0 1 * * * /bin/true\n",
+    )
+    .unwrap();
+    let out = n.mco(&["rpc", "resource", "find", "type=cron", "name=backup", "-j"]);
+    let found = &replies(&out)[0]["data"]["resource"];
+    assert_eq!(found["duplicates"], json!(1), "{out:?}");
+    let r = n.act(&["type=cron", "name=backup", "ensure=absent"]);
+    assert_eq!(r["statuscode"], json!(0), "{r:?}");
+    assert_eq!(r["data"]["changed"], json!(true), "{r:?}");
+    assert_eq!(
+        n.read(&format!("{spool}/root")),
+        "",
+        "the real job is gone too"
+    );
+    assert_eq!(n.read(&format!("{spool}/alice")), "");
+    let out = n.mco(&["rpc", "resource", "find", "type=cron", "name=backup", "-j"]);
+    assert_eq!(
+        replies(&out)[0]["data"]["ensure"],
+        json!("absent"),
+        "{out:?}"
+    );
+    n.answers();
+}
