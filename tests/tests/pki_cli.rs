@@ -332,7 +332,7 @@ fn revocation_reaches_openssl_through_the_crl() {
     // The broker configuration now leaves alice out.
     pki(
         &f.dir,
-        &["issue", "broker", "--kind", "node", "--ip", "127.0.0.1"],
+        &["issue", "broker", "--kind", "broker", "--ip", "127.0.0.1"],
     );
     let conf = pki(&f.dir, &["broker-config", "--collective", "mcollective"]);
     assert!(!conf.stdout.contains("CN=user:alice"), "{conf:?}");

@@ -14,6 +14,7 @@ use super::files::{self, KEY_MODE, PUBLIC_MODE};
 use super::issue::{
     check_issuable, new_key, node_sans, validity, IssueOptions, Issued, Leaf, DEFAULT_DAYS,
 };
+use super::keys::check_ed25519_key;
 use super::{check_dns_name, Kind, PkiError};
 
 /// The OID of Ed25519 keys.
@@ -48,7 +49,8 @@ pub struct Requested {
 }
 
 /// Generates an Ed25519 key and a CSR for `kind:name`, writing `DIR/NAME.key` (0600) and
-/// `DIR/NAME.csr` (0644). Node requests ask for `DNS:NAME` plus `opts.dns` / `opts.ips`.
+/// `DIR/NAME.csr` (0644). Node and broker requests ask for `DNS:NAME` plus `opts.dns` /
+/// `opts.ips`.
 pub fn request_csr(
     dir: &Path,
     name: &str,
@@ -57,7 +59,7 @@ pub fn request_csr(
 ) -> Result<Requested, PkiError> {
     check_issuable(name)?;
     let sans = match kind {
-        Kind::Node => node_sans(name, &opts.dns, &opts.ips)?,
+        Kind::Node | Kind::Broker => node_sans(name, &opts.dns, &opts.ips)?,
         Kind::User if opts.dns.is_empty() && opts.ips.is_empty() => Vec::new(),
         Kind::User => {
             return Err(PkiError::InvalidSan {
@@ -104,7 +106,8 @@ pub fn request_csr(
 /// What the CA accepts in a CSR, and how it signs it.
 #[derive(Debug, Clone)]
 pub struct SignPolicy {
-    /// Kinds it signs (default both).
+    /// Kinds it signs (default user and node: a broker certificate, the only kind that serves
+    /// TLS, is signed only when asked for).
     pub allowed_kinds: Vec<Kind>,
     /// A pattern the whole name must match, on top of the name rules (default none).
     pub name_pattern: Option<Regex>,
@@ -137,10 +140,12 @@ impl Default for SignPolicy {
 }
 
 impl Ca {
-    /// Checks a CSR and signs it: its signature must verify with its own Ed25519 key, its subject
-    /// must be exactly one common name `user:NAME` or `node:NAME` with a valid NAME of an allowed
-    /// kind matching the policy's pattern. The certificate's subject is rebuilt from that name
-    /// alone; SANs are copied for nodes only. Writes `DIR/NAME.pem` (0644) and records it.
+    /// Checks a CSR and signs it: its key must be an Ed25519 key that is not weak (small order)
+    /// and was never certified by a certificate now revoked, its signature must verify with that
+    /// key, its subject must be exactly one common name `KIND:NAME` with a valid NAME of an
+    /// allowed kind matching the policy's pattern. The certificate's subject is rebuilt from that
+    /// name alone; SANs are copied for nodes and brokers only. Writes `DIR/NAME.pem` (0644) and
+    /// records it.
     pub fn sign_csr(&self, csr_pem: &str, policy: &SignPolicy) -> Result<Issued, PkiError> {
         let der = pem_contents(csr_pem, &["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"])
             .ok_or_else(|| PkiError::BadCsr("no PEM certificate request found".to_string()))?;
@@ -151,6 +156,7 @@ impl Ca {
         if key_oid != ED25519_OID {
             return Err(PkiError::UnsupportedKey(key_oid));
         }
+        check_ed25519_key(info.subject_pki.subject_public_key.data.as_ref())?;
         csr.verify_signature()
             .map_err(|_| PkiError::BadCsrSignature)?;
 
@@ -172,7 +178,7 @@ impl Ca {
         }
         let sans = match kind {
             Kind::User => Vec::new(),
-            Kind::Node => requested_node_sans(&csr, &name, policy.allow_extra_sans)?,
+            Kind::Node | Kind::Broker => requested_node_sans(&csr, &name, policy.allow_extra_sans)?,
         };
         let cert_path = self.dir.join(format!("{name}.pem"));
         if policy.reuse_same_key {
@@ -272,6 +278,7 @@ pub fn inspect_csr(csr_pem: &str) -> Result<(String, String), PkiError> {
     if key_oid != ED25519_OID {
         return Err(PkiError::UnsupportedKey(key_oid));
     }
+    check_ed25519_key(info.subject_pki.subject_public_key.data.as_ref())?;
     csr.verify_signature()
         .map_err(|_| PkiError::BadCsrSignature)?;
     let (kind, name) = requested_identity(&csr)?;
@@ -299,7 +306,7 @@ fn requested_identity(csr: &X509CertificationRequest<'_>) -> Result<(Kind, Strin
         .map_err(|_| PkiError::BadCsr("the common name is not a string".to_string()))?;
     let (kind, name) = Kind::split_identity(cn).ok_or_else(|| {
         PkiError::BadCsr(format!(
-            "the common name {cn:?} is not user:NAME or node:NAME"
+            "the common name {cn:?} is not user:NAME, node:NAME or broker:NAME"
         ))
     })?;
     Ok((kind, name.to_string()))
@@ -550,6 +557,101 @@ mod tests {
         assert!(matches!(err, PkiError::BadCsrSignature), "{err}");
         let err = ca.sign_csr("garbage", &SignPolicy::default()).unwrap_err();
         assert!(matches!(err, PkiError::BadCsr(_)), "{err}");
+    }
+
+    #[test]
+    fn weak_keys_are_refused_before_anything_else() {
+        let (_tmp, ca) = ca();
+        let csr = raw_csr(&[(DnType::CommonName, "node:web1")], Vec::new());
+        let der = pem_contents(&csr, &["CERTIFICATE REQUEST"]).unwrap();
+        let (_, parsed) = X509CertificationRequest::from_der(&der).unwrap();
+        let key = parsed
+            .certification_request_info
+            .subject_pki
+            .subject_public_key
+            .data
+            .to_vec();
+        let at = der
+            .windows(32)
+            .position(|w| w == key.as_slice())
+            .expect("the key is in the DER");
+        // The identity point: of small order, a signature with it verifies for many messages.
+        let mut weak = [0u8; 32];
+        weak[0] = 1;
+        let mut tampered = der.clone();
+        tampered[at..at + 32].copy_from_slice(&weak);
+        let pem = format!(
+            "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+            base64(&tampered)
+        );
+        let err = ca.sign_csr(&pem, &SignPolicy::default()).unwrap_err();
+        assert!(matches!(err, PkiError::WeakKey(_)), "{err}");
+        let err = inspect_csr(&pem).unwrap_err();
+        assert!(matches!(err, PkiError::WeakKey(_)), "{err}");
+        assert!(Index::load(ca.dir()).unwrap().certs.is_empty());
+        assert!(!ca.dir().join("web1.pem").exists());
+    }
+
+    #[test]
+    fn a_revoked_key_is_never_certified_again() {
+        let (tmp, ca) = ca();
+        let req = request_csr(
+            &tmp.path().join("web1"),
+            "web1",
+            Kind::Node,
+            &CsrOptions::default(),
+        )
+        .unwrap();
+        let first = ca.sign_csr(&req.csr_pem, &SignPolicy::default()).unwrap();
+        ca.revoke("web1").unwrap();
+        let again = SignPolicy {
+            force: true,
+            reuse_same_key: true,
+            ..SignPolicy::default()
+        };
+        let err = ca.sign_csr(&req.csr_pem, &again).unwrap_err();
+        assert!(
+            matches!(&err, PkiError::RevokedKey { serial, identity } if *serial == first.serial && identity == "node:web1"),
+            "{err}"
+        );
+        assert_eq!(Index::load(ca.dir()).unwrap().certs.len(), 1);
+        // A new key for the same name is signed.
+        let fresh = request_csr(
+            &tmp.path().join("web1-new"),
+            "web1",
+            Kind::Node,
+            &CsrOptions::default(),
+        )
+        .unwrap();
+        ca.sign_csr(&fresh.csr_pem, &again).unwrap();
+    }
+
+    #[test]
+    fn broker_requests_are_signed_only_when_allowed() {
+        let (tmp, ca) = ca();
+        let opts = CsrOptions {
+            ips: vec!["127.0.0.1".parse().unwrap()],
+            ..CsrOptions::default()
+        };
+        let req = request_csr(&tmp.path().join("b"), "nats1", Kind::Broker, &opts).unwrap();
+        let err = ca
+            .sign_csr(&req.csr_pem, &SignPolicy::default())
+            .unwrap_err();
+        assert!(
+            matches!(err, PkiError::KindNotAllowed { kind: Kind::Broker }),
+            "{err}"
+        );
+        let brokers = SignPolicy {
+            allowed_kinds: vec![Kind::Broker],
+            allow_extra_sans: true,
+            ..SignPolicy::default()
+        };
+        let issued = ca.sign_csr(&req.csr_pem, &brokers).unwrap();
+        let der = cert_of(&issued.cert_pem);
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        assert_eq!(cert.subject().to_string(), "CN=broker:nats1");
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.server_auth && !eku.client_auth);
     }
 
     fn base64(bytes: &[u8]) -> String {
