@@ -16,7 +16,9 @@
 //! never serve TLS, so a node's certificate, whose DNS SAN is its name, cannot impersonate the
 //! broker), and `broker:` certificates are `serverAuth` only (the generated configuration has no
 //! cluster routes, so a broker never presents its certificate as a client; a broker certificate
-//! cannot connect to the bus as a client either, and carries no identity responders accept).
+//! cannot connect to the bus as a client either, and carries no identity responders accept). A
+//! cluster of nats-servers, whose routes present a certificate as clients too, is not something
+//! this PKI issues for.
 //!
 //! Everything here is library code: no printing, typed errors ([`PkiError`]), files written
 //! atomically with fixed modes (0600 for keys, 0644 for the rest).
