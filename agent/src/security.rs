@@ -334,3 +334,70 @@ impl NodeSecurity {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mco_core::pki::{Ca, CaOptions, CrlOptions, IssueOptions, Kind};
+
+    fn crl_number(t: &SharedTrust) -> Option<String> {
+        t.get().crl().and_then(|c| c.number())
+    }
+
+    #[test]
+    fn a_provisioning_node_takes_its_first_crl_and_never_loses_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ca = Ca::init(tmp.path(), &CaOptions::default()).unwrap();
+        ca.issue("alice", Kind::User, &IssueOptions::default())
+            .unwrap();
+        let ca_pem = tmp.path().join("ca.pem");
+        let crl = tmp.path().join("node.crl");
+
+        // Normal mode: a configured CRL that is missing is an error.
+        let err = SharedTrust::load(&ca_pem, Some(&crl)).err().unwrap();
+        assert!(err.message.contains("missing"), "{err}");
+
+        // Provisioning mode: none yet, then the first one is taken.
+        let t = SharedTrust::load_provisioning(&ca_pem, Some(&crl)).unwrap();
+        assert_eq!(crl_number(&t), None);
+        t.refresh();
+        assert_eq!((crl_number(&t), t.refused()), (None, 0));
+        let first = ca.crl(&CrlOptions::default()).unwrap();
+        std::fs::write(&crl, &first).unwrap();
+        t.refresh();
+        assert_eq!(crl_number(&t).as_deref(), Some("1"));
+
+        // Gone, older or broken: the CRL in force stays, each refusal is counted once.
+        ca.revoke("alice").unwrap();
+        let second = ca.crl(&CrlOptions::default()).unwrap();
+        std::fs::write(&crl, &second).unwrap();
+        t.refresh();
+        assert_eq!(crl_number(&t).as_deref(), Some("2"));
+        assert_eq!(t.get().crl().unwrap().revoked(), 1);
+        std::fs::remove_file(&crl).unwrap();
+        t.refresh();
+        t.refresh();
+        assert_eq!((crl_number(&t).as_deref(), t.refused()), (Some("2"), 1));
+        std::fs::write(&crl, &first).unwrap();
+        t.refresh();
+        assert_eq!((crl_number(&t).as_deref(), t.refused()), (Some("2"), 2));
+        t.reload_now();
+        assert_eq!((crl_number(&t).as_deref(), t.refused()), (Some("2"), 3));
+        std::fs::write(&crl, "junk").unwrap();
+        t.refresh();
+        assert_eq!((crl_number(&t).as_deref(), t.refused()), (Some("2"), 4));
+        let stats = t.crl_stats().unwrap();
+        assert_eq!(stats["refused"], 4);
+        assert_eq!(stats["number"], "2");
+        assert_eq!(stats["stale"], false);
+
+        // The same CRL again changes nothing; a newer one is taken.
+        std::fs::write(&crl, &second).unwrap();
+        t.reload_now();
+        assert_eq!((crl_number(&t).as_deref(), t.refused()), (Some("2"), 4));
+        // (As long as the previous one: a coarse clock could hide the change from refresh.)
+        std::fs::write(&crl, ca.crl(&CrlOptions::default()).unwrap()).unwrap();
+        t.reload_now();
+        assert_eq!((crl_number(&t).as_deref(), t.refused()), (Some("3"), 4));
+    }
+}
