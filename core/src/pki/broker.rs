@@ -128,8 +128,13 @@ pub fn broker_config(ca_dir: &Path, opts: &BrokerOptions) -> Result<String, PkiE
     );
     let _ = writeln!(
         out,
-        "# certificate maps to the user named after its subject."
+        "# certificate maps to the user named after its subject. nats-server does not"
     );
+    let _ = writeln!(
+        out,
+        "# read the CRL: after `mco pki revoke`, regenerate this file with the same options"
+    );
+    let _ = writeln!(out, "# and run `nats-server --signal reload`.");
     let _ = writeln!(out, "listen: {listen}\n");
     let _ = writeln!(out, "tls {{");
     let _ = writeln!(out, "  cert_file: {cert_file}");
@@ -356,6 +361,7 @@ mod tests {
         assert!(text.contains("cert_file: \"/pki/broker.pem\""), "{text}");
         assert!(text.contains("key_file: \"/pki/broker.key\""), "{text}");
         assert!(text.contains("verify_and_map: true"), "{text}");
+        assert!(text.contains("--signal reload"), "{text}");
         assert!(text.contains("user: \"CN=node:web1\""), "{text}");
         assert!(text.contains("user: \"CN=user:alice\""), "{text}");
         assert!(text.contains(
