@@ -36,7 +36,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::ca::pem_contents;
 use super::index::{serial_hex, Index, IndexEntry};
-use super::keys::{is_key_pin, key_pin};
+use super::keys::{check_ed25519_key, is_key_pin, key_pin};
 use super::{check_name, Kind, PkiError, CA_CERT};
 use crate::subject;
 
@@ -269,12 +269,16 @@ fn legacy_pin(ca_dir: &Path, e: &IndexEntry) -> Result<String, PkiError> {
 }
 
 /// Checks that a PEM certificate may serve TLS as the broker: it has the `serverAuth` extended
-/// key usage (a `broker:` certificate; `user:` and `node:` certificates do not have it).
+/// key usage (a `broker:` certificate; `user:` and `node:` certificates do not have it), and its
+/// Ed25519 key, if that is what it has, is not weak.
 pub fn check_server_cert(pem: &str) -> Result<(), PkiError> {
     let der = pem_contents(pem, &["CERTIFICATE"])
         .ok_or_else(|| bad("the server certificate holds no PEM certificate"))?;
     let (_, cert) = X509Certificate::from_der(&der)
         .map_err(|e| bad(&format!("the server certificate does not parse: {e}")))?;
+    if cert.public_key().algorithm.algorithm.to_id_string() == "1.3.101.112" {
+        check_ed25519_key(cert.public_key().subject_public_key.data.as_ref())?;
+    }
     let serves = matches!(cert.extended_key_usage(), Ok(Some(eku)) if eku.value.server_auth);
     if !serves {
         return Err(bad(&format!(
