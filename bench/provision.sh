@@ -73,7 +73,7 @@ PKI="$W/pki"
 pki() { "$MCO" pki --dir "$PKI" "$@" >/dev/null; }
 say "CA, broker, user, CA node and master certificates"
 pki ca init
-pki issue broker --kind node --ip 127.0.0.1
+pki issue broker --kind broker --ip 127.0.0.1
 pki issue bench --kind user
 for n in ca-node m-eu-1 m-eu-2 m-us-1; do pki issue "$n" --kind node; done
 pki crl

@@ -132,7 +132,7 @@ if ((SECURE)); then
     pki() { "$MCO" pki --dir "$PKI" "$@" >/dev/null; }
     say "issuing $NODES node certificates"
     pki ca init
-    pki issue broker --kind node --ip 127.0.0.1
+    pki issue broker --kind broker --ip 127.0.0.1
     pki issue bench --kind user
     for ((i = 0; i < NODES; i++)); do
         printf -v id 'bench-%04d' "$i"

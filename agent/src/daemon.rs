@@ -194,8 +194,9 @@ pub async fn run(
             )));
         }
         let ca = p.ca.as_deref().unwrap_or(std::path::Path::new(""));
-        // A CRL already in place (shipped, or left by an earlier configure) still applies.
-        Some(Arc::new(SharedTrust::load(
+        // A CRL already in place (shipped, or left by an earlier configure) still applies;
+        // one written later applies from then on.
+        Some(Arc::new(SharedTrust::load_provisioning(
             ca,
             cfg.security.crl.as_deref(),
         )?))
@@ -356,7 +357,11 @@ pub async fn run(
                         life.resources.refresh_trust();
                     }
                     _ = reload.notified() => {
-                        info!("reloading facts and reopening the audit log");
+                        info!("reloading facts and the CRL, and reopening the audit log");
+                        if let Some(t) = &trust {
+                            t.reload_now();
+                        }
+                        life.resources.reload_trust_now();
                         for a in life.resources.audits() {
                             a.reopen();
                         }

@@ -290,6 +290,13 @@ impl Resources {
         }
     }
 
+    /// Re-reads every CRL, changed or not (SIGHUP).
+    pub fn reload_trust_now(&self) {
+        for t in self.trusts.values() {
+            t.reload_now();
+        }
+    }
+
     /// Every audit log in use.
     pub fn audits(&self) -> Vec<AuditLog> {
         self.audits.values()

@@ -179,6 +179,9 @@ impl NodeInfo for NodeState {
                 serde_json::json!({ "prepared": prepared, "inline": inline, "ready": p.ready() }),
             );
         }
+        if let Some(crl) = self.security.as_ref().and_then(|s| s.trust.crl_stats()) {
+            m.insert("crl".into(), crl);
+        }
         m
     }
     fn uptime(&self) -> Duration {

@@ -1,40 +1,104 @@
 //! The responder's side of message security: its own credentials, the shared
-//! trust store (CA and CRL, re-read when the CRL changes) and a replay cache
-//! per node.
+//! trust store (CA and CRL, re-read when the CRL changes and on SIGHUP) and a
+//! replay cache per node.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use mco_core::config::SecurityConfig;
 pub use mco_core::security::Presigner;
 use mco_core::security::{Credentials, LoadError, NodeKey, ReplayCache, TrustStore};
 use mco_core::wire::{Envelope, Kind};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Replay cache bound per node until [`NodeSecurity::bounded_by`] sets the configured one.
 const REPLAY_LIMIT: usize = mco_core::config::DEFAULT_REPLAY_CACHE;
 
 /// The CA and CRL, swapped whole when the CRL file changes.
+///
+/// Revocation fails closed: a configured CRL must load at start (see
+/// [`TrustStore::load`]), and a replacement that cannot be read, is not
+/// signed by the CA, or is older than the CRL in force (see
+/// [`mco_core::security::CrlInfo::check_successor`]) is refused: the CRL in
+/// force stays, the refusal is logged as an error and counted
+/// (`rpcutil daemon_stats`: `crl.refused`). A CRL past its `nextUpdate`
+/// stays in force and is reported as a warning (at most once an hour).
 pub struct SharedTrust {
     ca: PathBuf,
     crl: Option<PathBuf>,
-    current: RwLock<(Arc<TrustStore>, Option<SystemTime>)>,
+    current: RwLock<Arc<TrustStore>>,
+    /// The CRL file as last looked at, so that each change is handled once.
+    seen: Mutex<Option<FileStamp>>,
+    /// Replacement CRLs refused.
+    refused: AtomicU64,
+    /// When a stale CRL was last reported.
+    stale_reported: Mutex<Option<Instant>>,
 }
 
-fn mtime(p: &Path) -> Option<SystemTime> {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+/// How often a CRL past its `nextUpdate` is reported.
+const STALE_REPORT_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// What tells one version of a file from another: modification time, size
+/// and inode (an atomic rename changes the inode); `None` if it is missing.
+type FileStamp = Option<(SystemTime, u64, u64)>;
+
+fn stamp(p: &Path) -> FileStamp {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
+}
+
+fn now_s() -> i64 {
+    mco_core::pki::index::unix_now()
 }
 
 impl SharedTrust {
-    /// Loads the CA and CRL.
+    /// Loads the CA and the CRL; a configured CRL that does not load is an
+    /// error.
     pub fn load(ca: &Path, crl: Option<&Path>) -> Result<SharedTrust, LoadError> {
+        let seen = crl.map(stamp);
         let store = TrustStore::load(ca, crl)?.with_memo();
-        Ok(SharedTrust {
+        Ok(SharedTrust::with_store(ca, crl, seen, store))
+    }
+
+    /// As [`load`](Self::load), for a node in provisioning mode: the CRL may
+    /// not exist yet (`configure` writes it); it is enforced from the moment
+    /// it appears, and cannot go away afterwards.
+    pub fn load_provisioning(ca: &Path, crl: Option<&Path>) -> Result<SharedTrust, LoadError> {
+        match crl {
+            Some(p) if stamp(p).is_none() => {
+                info!(
+                    "no CRL at {} yet: it is enforced once it is written",
+                    p.display()
+                );
+                let store = TrustStore::load(ca, None)?.with_memo();
+                Ok(SharedTrust::with_store(ca, crl, Some(None), store))
+            }
+            _ => SharedTrust::load(ca, crl),
+        }
+    }
+
+    fn with_store(
+        ca: &Path,
+        crl: Option<&Path>,
+        seen: Option<FileStamp>,
+        store: TrustStore,
+    ) -> SharedTrust {
+        let trust = SharedTrust {
             ca: ca.to_path_buf(),
             crl: crl.map(Path::to_path_buf),
-            current: RwLock::new((Arc::new(store), crl.and_then(mtime))),
-        })
+            seen: Mutex::new(seen),
+            current: RwLock::new(Arc::new(store)),
+            refused: AtomicU64::new(0),
+            stale_reported: Mutex::new(None),
+        };
+        if let (Some(p), Some(info)) = (crl, trust.get().crl()) {
+            info!("loaded the CRL {}: {info}", p.display());
+        }
+        trust.report_stale();
+        trust
     }
 
     /// The trust store in force.
@@ -42,25 +106,111 @@ impl SharedTrust {
         self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .0
             .clone()
     }
 
-    /// Re-reads the CRL if its file changed; a CRL that fails to load keeps
-    /// the previous one in force and is reported.
+    /// How many replacement CRLs were refused.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Relaxed)
+    }
+
+    /// The CRL in force, for `rpcutil daemon_stats`: its number, what it
+    /// revokes, its dates, whether it is past its next update, and how many
+    /// replacements were refused.
+    pub fn crl_stats(&self) -> Option<serde_json::Value> {
+        self.crl.as_ref()?;
+        let store = self.get();
+        let mut m = serde_json::Map::new();
+        m.insert("refused".into(), self.refused().into());
+        if let Some(info) = store.crl() {
+            m.insert("number".into(), info.number().into());
+            m.insert("revoked".into(), info.revoked().into());
+            m.insert("this_update".into(), info.this_update().into());
+            m.insert("next_update".into(), info.next_update().into());
+            m.insert("stale".into(), info.is_stale(now_s()).into());
+        }
+        Some(serde_json::Value::Object(m))
+    }
+
+    /// Re-reads the CRL if its file changed (see [`SharedTrust`] for what is
+    /// refused).
     pub fn refresh(&self) {
-        let Some(crl) = &self.crl else { return };
-        let now = mtime(crl);
-        if now == self.current.read().unwrap_or_else(|e| e.into_inner()).1 {
+        self.reload(false);
+    }
+
+    /// Re-reads the CRL whether or not its file changed (SIGHUP).
+    pub fn reload_now(&self) {
+        self.reload(true);
+    }
+
+    fn reload(&self, force: bool) {
+        let Some(path) = &self.crl else { return };
+        let now = stamp(path);
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            if !force && *seen == Some(now) {
+                drop(seen);
+                self.report_stale();
+                return;
+            }
+            *seen = Some(now);
+        }
+        let current = self.get();
+        if now.is_none() && current.crl().is_none() {
+            // Provisioning mode before any CRL was written.
             return;
         }
-        match TrustStore::load(&self.ca, Some(crl)).map(TrustStore::with_memo) {
+        let loaded = TrustStore::load(&self.ca, Some(path))
+            .map_err(|e| e.to_string())
+            .and_then(|store| match (current.crl(), store.crl()) {
+                (Some(old), Some(new)) => old
+                    .check_successor(new)
+                    .map(|()| store)
+                    .map_err(|e| format!("{}: {e}", path.display())),
+                _ => Ok(store),
+            });
+        match loaded {
+            Ok(store) if store.crl() == current.crl() => {}
             Ok(store) => {
-                *self.current.write().unwrap_or_else(|e| e.into_inner()) = (Arc::new(store), now);
-                info!("re-read the CRL {}", crl.display());
+                let info = store.crl().map(ToString::to_string).unwrap_or_default();
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) =
+                    Arc::new(store.with_memo());
+                info!("re-read the CRL {}: {info}", path.display());
             }
-            Err(e) => warn!("keeping the previous CRL: {e}"),
+            Err(e) => {
+                let refused = self.refused.fetch_add(1, Relaxed) + 1;
+                let in_force = current
+                    .crl()
+                    .map_or_else(|| "none".to_string(), ToString::to_string);
+                error!(
+                    refused,
+                    "refusing the CRL: {e}; the CRL in force stays ({in_force})"
+                );
+            }
         }
+        self.report_stale();
+    }
+
+    /// Warns, at most once per [`STALE_REPORT_INTERVAL`], while the CRL in
+    /// force is past its next update.
+    fn report_stale(&self) {
+        let store = self.get();
+        let Some(info) = store.crl().filter(|i| i.is_stale(now_s())) else {
+            return;
+        };
+        let mut last = self
+            .stale_reported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < STALE_REPORT_INTERVAL) {
+            return;
+        }
+        *last = Some(Instant::now());
+        warn!(
+            "the CRL {} is past its next update ({info}): it is still enforced, but \
+             certificates revoked since are not known here; publish a new one (`mco pki crl`)",
+            self.crl.as_deref().unwrap_or(Path::new("")).display()
+        );
     }
 }
 
@@ -193,5 +343,72 @@ impl NodeSecurity {
             replay: ReplayCache::new(REPLAY_LIMIT),
             max_ttl_s: mco_core::config::DEFAULT_MAX_TTL.as_secs() as u32,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mco_core::pki::{Ca, CaOptions, CrlOptions, IssueOptions, Kind};
+
+    fn crl_number(t: &SharedTrust) -> Option<String> {
+        t.get().crl().and_then(|c| c.number())
+    }
+
+    #[test]
+    fn a_provisioning_node_takes_its_first_crl_and_never_loses_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ca = Ca::init(tmp.path(), &CaOptions::default()).unwrap();
+        ca.issue("alice", Kind::User, &IssueOptions::default())
+            .unwrap();
+        let ca_pem = tmp.path().join("ca.pem");
+        let crl = tmp.path().join("node.crl");
+
+        // Normal mode: a configured CRL that is missing is an error.
+        let err = SharedTrust::load(&ca_pem, Some(&crl)).err().unwrap();
+        assert!(err.message.contains("missing"), "{err}");
+
+        // Provisioning mode: none yet, then the first one is taken.
+        let t = SharedTrust::load_provisioning(&ca_pem, Some(&crl)).unwrap();
+        assert_eq!(crl_number(&t), None);
+        t.refresh();
+        assert_eq!((crl_number(&t), t.refused()), (None, 0));
+        let first = ca.crl(&CrlOptions::default()).unwrap();
+        std::fs::write(&crl, &first).unwrap();
+        t.refresh();
+        assert_eq!(crl_number(&t).as_deref(), Some("1"));
+
+        // Gone, older or broken: the CRL in force stays, each refusal is counted once.
+        ca.revoke("alice").unwrap();
+        let second = ca.crl(&CrlOptions::default()).unwrap();
+        std::fs::write(&crl, &second).unwrap();
+        t.refresh();
+        assert_eq!(crl_number(&t).as_deref(), Some("2"));
+        assert_eq!(t.get().crl().unwrap().revoked(), 1);
+        std::fs::remove_file(&crl).unwrap();
+        t.refresh();
+        t.refresh();
+        assert_eq!((crl_number(&t).as_deref(), t.refused()), (Some("2"), 1));
+        std::fs::write(&crl, &first).unwrap();
+        t.refresh();
+        assert_eq!((crl_number(&t).as_deref(), t.refused()), (Some("2"), 2));
+        t.reload_now();
+        assert_eq!((crl_number(&t).as_deref(), t.refused()), (Some("2"), 3));
+        std::fs::write(&crl, "junk").unwrap();
+        t.refresh();
+        assert_eq!((crl_number(&t).as_deref(), t.refused()), (Some("2"), 4));
+        let stats = t.crl_stats().unwrap();
+        assert_eq!(stats["refused"], 4);
+        assert_eq!(stats["number"], "2");
+        assert_eq!(stats["stale"], false);
+
+        // The same CRL again changes nothing; a newer one is taken.
+        std::fs::write(&crl, &second).unwrap();
+        t.reload_now();
+        assert_eq!((crl_number(&t).as_deref(), t.refused()), (Some("2"), 4));
+        // (As long as the previous one: a coarse clock could hide the change from refresh.)
+        std::fs::write(&crl, ca.crl(&CrlOptions::default()).unwrap()).unwrap();
+        t.reload_now();
+        assert_eq!((crl_number(&t).as_deref(), t.refused()), (Some("3"), 4));
     }
 }

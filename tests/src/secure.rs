@@ -117,7 +117,7 @@ impl SecureCollectiveBuilder {
             "issue",
             "broker",
             "--kind",
-            "node",
+            "broker",
             "--ip",
             "127.0.0.1",
             "--dns",

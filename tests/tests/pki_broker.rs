@@ -32,7 +32,7 @@ fn start_broker() -> Broker {
         ips: vec!["127.0.0.1".parse().unwrap()],
         ..IssueOptions::default()
     };
-    ca.issue("broker", Kind::Node, &broker).unwrap();
+    ca.issue("broker", Kind::Broker, &broker).unwrap();
     for (name, kind) in [
         ("alice", Kind::User),
         ("bob", Kind::User),

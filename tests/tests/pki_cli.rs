@@ -138,10 +138,9 @@ fn openssl_reads_certificates_and_agrees_with_show() {
         assert!(t.contains("Issuer: CN = mco collective CA"), "{t}");
         assert!(t.contains("Public Key Algorithm: ED25519"), "{t}");
         assert!(t.contains("CA:FALSE"), "{t}");
-        assert!(
-            t.contains("TLS Web Client Authentication, TLS Web Server Authentication"),
-            "{t}"
-        );
+        // Users and nodes are TLS clients only; only broker certificates serve TLS.
+        assert!(t.contains("TLS Web Client Authentication"), "{t}");
+        assert!(!t.contains("TLS Web Server Authentication"), "{t}");
 
         let show = pki(&f.dir, &["show", pem.to_str().unwrap()]).stdout.clone();
         let ids = openssl([
@@ -332,7 +331,7 @@ fn revocation_reaches_openssl_through_the_crl() {
     // The broker configuration now leaves alice out.
     pki(
         &f.dir,
-        &["issue", "broker", "--kind", "node", "--ip", "127.0.0.1"],
+        &["issue", "broker", "--kind", "broker", "--ip", "127.0.0.1"],
     );
     let conf = pki(&f.dir, &["broker-config", "--collective", "mcollective"]);
     assert!(!conf.stdout.contains("CN=user:alice"), "{conf:?}");

@@ -28,20 +28,21 @@ pub enum PkiCommand {
         #[command(subcommand)]
         command: CaCommand,
     },
-    /// Create a key and a certificate for `user:NAME` or `node:NAME`, signed by the CA.
+    /// Create a key and a certificate for `user:NAME`, `node:NAME` or `broker:NAME`, signed by
+    /// the CA.
     Issue {
         /// The name, without its kind.
         name: String,
-        /// Caller or responder.
+        /// Caller, responder or broker.
         #[arg(long, value_enum)]
         kind: KindArg,
         /// Days of validity.
         #[arg(long, default_value_t = pki::DEFAULT_DAYS, value_name = "N")]
         days: u32,
-        /// An IP address the certificate is valid for (node certificates, e.g. the broker's).
+        /// An IP address the certificate is valid for (node and broker certificates).
         #[arg(long = "ip", value_name = "IP")]
         ips: Vec<IpAddr>,
-        /// An extra DNS name the certificate is valid for (node certificates).
+        /// An extra DNS name the certificate is valid for (node and broker certificates).
         #[arg(long = "dns", value_name = "NAME")]
         dns: Vec<String>,
         /// Replace an existing NAME.pem / NAME.key.
@@ -53,16 +54,16 @@ pub enum PkiCommand {
     Csr {
         /// The name, without its kind.
         name: String,
-        /// Caller or responder.
+        /// Caller, responder or broker.
         #[arg(long, value_enum)]
         kind: KindArg,
         /// Where to write NAME.key and NAME.csr (default: the PKI directory).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
-        /// An IP address to ask for (node requests).
+        /// An IP address to ask for (node and broker requests).
         #[arg(long = "ip", value_name = "IP")]
         ips: Vec<IpAddr>,
-        /// An extra DNS name to ask for (node requests).
+        /// An extra DNS name to ask for (node and broker requests).
         #[arg(long = "dns", value_name = "NAME")]
         dns: Vec<String>,
         /// Replace an existing NAME.key / NAME.csr.
@@ -76,7 +77,7 @@ pub enum PkiCommand {
         /// Days of validity.
         #[arg(long, default_value_t = pki::DEFAULT_DAYS, value_name = "N")]
         days: u32,
-        /// Sign only this kind (repeatable; default: user and node).
+        /// Sign only this kind (repeatable; default: user and node, never broker unless named).
         #[arg(long = "allow-kind", value_enum, value_name = "KIND")]
         allow_kinds: Vec<KindArg>,
         /// Sign only names matching this regular expression as a whole.
@@ -115,7 +116,8 @@ pub enum PkiCommand {
         /// Address for client connections.
         #[arg(long, default_value = pki::broker::DEFAULT_LISTEN, value_name = "HOST:PORT")]
         listen: String,
-        /// The broker's certificate: NAME.pem and NAME.key in the PKI directory.
+        /// The broker's certificate (`--kind broker`): NAME.pem and NAME.key in the PKI
+        /// directory.
         #[arg(long, default_value = "broker", value_name = "NAME")]
         server_cert: String,
         /// A collective the identities may use (repeatable).
@@ -130,6 +132,11 @@ pub enum PkiCommand {
         /// An agent whose broadcasts responders may receive (repeatable; default: every agent).
         #[arg(long = "agent", value_name = "AGENT")]
         agents: Vec<String>,
+        /// Admit only the keys of the live certificates in the index (nats-server
+        /// `pinned_certs`), so that a revoked certificate of a name issued again stays out;
+        /// regenerate and reload nats-server after every revoke, issue and sign.
+        #[arg(long)]
+        pin: bool,
     },
 }
 
@@ -157,6 +164,8 @@ pub enum KindArg {
     User,
     /// A responder: `node:NAME`.
     Node,
+    /// A nats-server: `broker:NAME`, the only kind that serves TLS.
+    Broker,
 }
 
 impl From<KindArg> for Kind {
@@ -164,6 +173,7 @@ impl From<KindArg> for Kind {
         match k {
             KindArg::User => Kind::User,
             KindArg::Node => Kind::Node,
+            KindArg::Broker => Kind::Broker,
         }
     }
 }
@@ -294,8 +304,9 @@ pub fn run(
             write_crl(&ca, *days, out)?;
             writeln!(
                 out,
-                "Regenerate the broker configuration (mco pki broker-config) and reload nats-server \
-                 to keep revoked identities off the bus."
+                "Regenerate the broker configuration (mco pki broker-config, with --pin to keep \
+                 out the revoked certificates of names still admitted) and reload nats-server \
+                 (nats-server --signal reload) to keep revoked certificates off the bus."
             )
             .map_err(io)?;
         }
@@ -317,17 +328,30 @@ pub fn run(
             nodes,
             users,
             agents,
+            pin,
         } => {
             if let Some(bad) = agents.iter().find(|a| !mco_core::subject::valid_token(a)) {
                 return Err(ClientError::Usage(format!(
                     "--agent {bad:?} is not an agent name"
                 )));
             }
-            let text = broker(&dir, listen, server_cert, collectives, nodes, users, agents)?;
+            let admit = Admit {
+                nodes,
+                users,
+                pin: *pin,
+            };
+            let text = broker(&dir, listen, server_cert, collectives, &admit, agents)?;
             out.write_all(text.as_bytes()).map_err(io)?;
         }
     }
     Ok(0)
+}
+
+/// Who `broker-config` admits besides the index's live names, and whether it pins keys.
+struct Admit<'a> {
+    nodes: &'a [String],
+    users: &'a [String],
+    pin: bool,
 }
 
 fn broker(
@@ -335,8 +359,7 @@ fn broker(
     listen: &str,
     server_cert: &str,
     collectives: &[String],
-    extra_nodes: &[String],
-    extra_users: &[String],
+    admit: &Admit<'_>,
     agents: &[String],
 ) -> Result<String, ClientError> {
     pki::check_name(server_cert).map_err(pki_err)?;
@@ -351,10 +374,16 @@ fn broker(
     if !cert.exists() || !key.exists() {
         return Err(ClientError::Io(format!(
             "no broker certificate {} with its key; issue one with \
-             `mco pki issue {server_cert} --kind node --ip ADDRESS --dns HOSTNAME`",
+             `mco pki issue {server_cert} --kind broker --ip ADDRESS --dns HOSTNAME`",
             cert.display()
         )));
     }
+    let pem = std::fs::read_to_string(&cert)
+        .map_err(|e| ClientError::Io(format!("{}: {e}", cert.display())))?;
+    pki::broker::check_server_cert(&pem).map_err(|e| match e {
+        PkiError::BadBrokerOption(m) => ClientError::Usage(format!("{}: {m}", cert.display())),
+        other => pki_err(other),
+    })?;
     let index = Index::load(&dir).map_err(pki_err)?;
     let now = pki::index::unix_now();
     let mut nodes: Vec<String> = index
@@ -362,9 +391,21 @@ fn broker(
         .into_iter()
         .filter(|n| n != server_cert)
         .collect();
-    nodes.extend(extra_nodes.iter().cloned());
+    nodes.extend(admit.nodes.iter().cloned());
     let mut users = index.live_names(Kind::User, now);
-    users.extend(extra_users.iter().cloned());
+    users.extend(admit.users.iter().cloned());
+    let pinned_keys = if admit.pin {
+        let pins = pki::broker::live_pins(&dir, now).map_err(pki_err)?;
+        if pins.is_empty() {
+            // No pinned_certs at all would admit every certificate of the CA.
+            return Err(ClientError::Usage(
+                "--pin: the index has no live user or node certificate to pin".to_string(),
+            ));
+        }
+        pins
+    } else {
+        Vec::new()
+    };
     let opts = BrokerOptions {
         listen: listen.to_string(),
         server_cert: cert,
@@ -373,6 +414,7 @@ fn broker(
         nodes,
         users,
         agents: agents.to_vec(),
+        pinned_keys,
     };
     broker_config(&dir, &opts).map_err(pki_err)
 }

@@ -10,6 +10,18 @@
 //! revoked identity is kept out (nats-server does not read our CRL) once the configuration is
 //! regenerated without it and the server reloaded.
 //!
+//! That is not enough when a name is revoked and issued again: the old certificate still maps to
+//! the listed name. With [`BrokerOptions::pinned_keys`] (from [`live_pins`]), the configuration
+//! also has nats-server's `pinned_certs`, the SHA-256 of the public key of every live (unrevoked,
+//! unexpired) user and node certificate in the CA's index: any other certificate, revoked or not
+//! yet issued when the file was written, fails the TLS handshake. Such a configuration must be
+//! regenerated and nats-server reloaded (`nats-server --signal reload`, which also drops
+//! connected clients whose key is no longer pinned) after every `revoke` and every `issue` /
+//! `sign`.
+//!
+//! The server certificate must be a broker certificate (`serverAuth`, see [`check_server_cert`]):
+//! node certificates cannot serve TLS.
+//!
 //! Permissions, per collective `C`:
 //! - a responder publishes `C.reply.>` (replies go to the caller's reply subject) and its own
 //!   `C.registration.<identity>`, and subscribes to `C.node.<identity>` and the broadcast subjects
@@ -20,6 +32,11 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::ca::pem_contents;
+use super::index::{serial_hex, Index, IndexEntry};
+use super::keys::{check_ed25519_key, is_key_pin, key_pin};
 use super::{check_name, Kind, PkiError, CA_CERT};
 use crate::subject;
 
@@ -43,6 +60,9 @@ pub struct BrokerOptions {
     pub users: Vec<String>,
     /// Agents whose broadcasts responders may receive; empty means every agent.
     pub agents: Vec<String>,
+    /// Key pins (see [`super::keys::key_pin`]) of the only client certificates nats-server
+    /// admits, as `pinned_certs`; empty means no pinning.
+    pub pinned_keys: Vec<String>,
 }
 
 impl Default for BrokerOptions {
@@ -55,6 +75,7 @@ impl Default for BrokerOptions {
             nodes: Vec::new(),
             users: Vec::new(),
             agents: Vec::new(),
+            pinned_keys: Vec::new(),
         }
     }
 }
@@ -107,14 +128,42 @@ pub fn broker_config(ca_dir: &Path, opts: &BrokerOptions) -> Result<String, PkiE
     );
     let _ = writeln!(
         out,
-        "# certificate maps to the user named after its subject."
+        "# certificate maps to the user named after its subject. nats-server does not"
     );
+    let _ = writeln!(
+        out,
+        "# read the CRL: after `mco pki revoke`, regenerate this file with the same options"
+    );
+    let _ = writeln!(out, "# and run `nats-server --signal reload`.");
     let _ = writeln!(out, "listen: {listen}\n");
     let _ = writeln!(out, "tls {{");
     let _ = writeln!(out, "  cert_file: {cert_file}");
     let _ = writeln!(out, "  key_file: {key_file}");
     let _ = writeln!(out, "  ca_file: {ca_file}");
     let _ = writeln!(out, "  verify_and_map: true");
+    if !opts.pinned_keys.is_empty() {
+        if let Some(bad) = opts.pinned_keys.iter().find(|p| !is_key_pin(p)) {
+            return Err(self::bad(&format!(
+                "{bad:?} is not a key pin (64 lowercase hex digits)"
+            )));
+        }
+        let mut pins = opts.pinned_keys.clone();
+        pins.sort();
+        pins.dedup();
+        let _ = writeln!(
+            out,
+            "  # Only the keys of the CA's live user and node certificates: regenerate this file"
+        );
+        let _ = writeln!(
+            out,
+            "  # and run `nats-server --signal reload` after every revoke, issue and sign."
+        );
+        let _ = writeln!(out, "  pinned_certs: [");
+        for pin in &pins {
+            let _ = writeln!(out, "    \"{pin}\"");
+        }
+        let _ = writeln!(out, "  ]");
+    }
     let _ = writeln!(out, "}}\n");
     let _ = writeln!(out, "authorization {{");
     let _ = writeln!(out, "  users = [");
@@ -157,6 +206,88 @@ pub fn broker_config(ca_dir: &Path, opts: &BrokerOptions) -> Result<String, PkiE
     let _ = writeln!(out, "  ]");
     let _ = writeln!(out, "}}");
     Ok(out)
+}
+
+/// The key pins of every live (unrevoked, unexpired at `now`) user and node certificate in the
+/// index of the CA in `ca_dir`, sorted: what [`BrokerOptions::pinned_keys`] wants.
+///
+/// An entry written before pins were recorded takes its pin from `NAME.pem` when that file is
+/// the same certificate (same serial); otherwise it cannot be pinned and this fails, as it does
+/// when a live certificate shares its key with a revoked one (pins are per key, so the revoked
+/// one would be let in too).
+pub fn live_pins(ca_dir: &Path, now: i64) -> Result<Vec<String>, PkiError> {
+    let index = Index::load(ca_dir)?;
+    let mut pins = Vec::new();
+    for e in &index.certs {
+        if !e.kind.is_tls_client() || !e.is_live(now) {
+            continue;
+        }
+        let pin = match &e.key_sha256 {
+            Some(pin) => pin.clone(),
+            None => legacy_pin(ca_dir, e)?,
+        };
+        if let Some(gone) = index
+            .certs
+            .iter()
+            .find(|r| r.revoked_at.is_some() && r.key_sha256.as_deref() == Some(pin.as_str()))
+        {
+            return Err(bad(&format!(
+                "{} (serial {}) has the key of revoked certificate {}; reissue it with a new key",
+                e.kind.identity(&e.name),
+                e.serial,
+                gone.serial
+            )));
+        }
+        pins.push(pin);
+    }
+    pins.sort();
+    pins.dedup();
+    Ok(pins)
+}
+
+/// The pin of an index entry without one, from `NAME.pem` if that is its certificate.
+fn legacy_pin(ca_dir: &Path, e: &IndexEntry) -> Result<String, PkiError> {
+    let path = ca_dir.join(format!("{}.pem", e.name));
+    let unpinnable = || {
+        bad(&format!(
+            "{} (serial {}) has no key pin in the index and {} is another certificate; \
+             revoke it or reissue it",
+            e.kind.identity(&e.name),
+            e.serial,
+            path.display()
+        ))
+    };
+    let Ok(pem) = std::fs::read_to_string(&path) else {
+        return Err(unpinnable());
+    };
+    let der = pem_contents(&pem, &["CERTIFICATE"]).ok_or_else(unpinnable)?;
+    let (_, cert) = X509Certificate::from_der(&der).map_err(|_| unpinnable())?;
+    if serial_hex(cert.raw_serial()) != e.serial {
+        return Err(unpinnable());
+    }
+    Ok(key_pin(cert.tbs_certificate.subject_pki.raw))
+}
+
+/// Checks that a PEM certificate may serve TLS as the broker: it has the `serverAuth` extended
+/// key usage (a `broker:` certificate; `user:` and `node:` certificates do not have it), and its
+/// Ed25519 key, if that is what it has, is not weak.
+pub fn check_server_cert(pem: &str) -> Result<(), PkiError> {
+    let der = pem_contents(pem, &["CERTIFICATE"])
+        .ok_or_else(|| bad("the server certificate holds no PEM certificate"))?;
+    let (_, cert) = X509Certificate::from_der(&der)
+        .map_err(|e| bad(&format!("the server certificate does not parse: {e}")))?;
+    if cert.public_key().algorithm.algorithm.to_id_string() == "1.3.101.112" {
+        check_ed25519_key(cert.public_key().subject_public_key.data.as_ref())?;
+    }
+    let serves = matches!(cert.extended_key_usage(), Ok(Some(eku)) if eku.value.server_auth);
+    if !serves {
+        return Err(bad(&format!(
+            "{} is not a broker certificate (it lacks the serverAuth usage); \
+             issue one with `mco pki issue NAME --kind broker --ip ADDRESS --dns HOSTNAME`",
+            cert.subject()
+        )));
+    }
+    Ok(())
 }
 
 fn user_entry(out: &mut String, user: &str, publish: &[String], subscribe: &[String]) {
@@ -234,6 +365,7 @@ mod tests {
         assert!(text.contains("cert_file: \"/pki/broker.pem\""), "{text}");
         assert!(text.contains("key_file: \"/pki/broker.key\""), "{text}");
         assert!(text.contains("verify_and_map: true"), "{text}");
+        assert!(text.contains("--signal reload"), "{text}");
         assert!(text.contains("user: \"CN=node:web1\""), "{text}");
         assert!(text.contains("user: \"CN=user:alice\""), "{text}");
         assert!(text.contains(
@@ -251,6 +383,97 @@ mod tests {
             "publish: { allow: [\"mcollective.broadcast.agent.>\", \"mcollective.node.>\"] }"
         ));
         assert!(!text.contains("_INBOX"), "{text}");
+    }
+
+    #[test]
+    fn pins_go_into_the_tls_block() {
+        let pin = "ab".repeat(32);
+        let o = BrokerOptions {
+            pinned_keys: vec![pin.clone(), pin.clone()],
+            ..opts()
+        };
+        let text = broker_config(Path::new("/pki"), &o).unwrap();
+        let tls = &text[text.find("tls {").unwrap()..text.find("authorization").unwrap()];
+        assert!(tls.contains("pinned_certs: ["), "{text}");
+        assert_eq!(tls.matches(&pin).count(), 1, "{text}");
+        assert!(!broker_config(Path::new("/pki"), &opts())
+            .unwrap()
+            .contains("pinned_certs"));
+        let bad_pin = BrokerOptions {
+            pinned_keys: vec!["AB\"]".into()],
+            ..opts()
+        };
+        assert!(matches!(
+            broker_config(Path::new("/pki"), &bad_pin),
+            Err(PkiError::BadBrokerOption(_))
+        ));
+    }
+
+    #[test]
+    fn live_pins_leave_out_revoked_expired_and_brokers() {
+        use crate::pki::{Ca, CaOptions, IssueOptions};
+        let tmp = tempfile::tempdir().unwrap();
+        let ca = Ca::init(tmp.path(), &CaOptions::default()).unwrap();
+        let pin_of = |pem: &str| {
+            let der = pem_contents(pem, &["CERTIFICATE"]).unwrap();
+            let (_, cert) = X509Certificate::from_der(&der).unwrap();
+            key_pin(cert.tbs_certificate.subject_pki.raw)
+        };
+        let broker = ca
+            .issue("nats1", Kind::Broker, &IssueOptions::default())
+            .unwrap();
+        let alice = ca
+            .issue("alice", Kind::User, &IssueOptions::default())
+            .unwrap();
+        let old = ca
+            .issue("web1", Kind::Node, &IssueOptions::default())
+            .unwrap();
+        ca.revoke("web1").unwrap();
+        let forced = IssueOptions {
+            force: true,
+            ..IssueOptions::default()
+        };
+        let new = ca.issue("web1", Kind::Node, &forced).unwrap();
+        let now = crate::pki::index::unix_now();
+        let mut want = vec![pin_of(&alice.cert_pem), pin_of(&new.cert_pem)];
+        want.sort();
+        assert_eq!(live_pins(tmp.path(), now).unwrap(), want);
+        assert!(!want.contains(&pin_of(&old.cert_pem)));
+        assert!(!want.contains(&pin_of(&broker.cert_pem)));
+
+        // An entry from before pins were recorded: pinned from NAME.pem when it is the same
+        // certificate, refused otherwise.
+        let mut index = Index::load(tmp.path()).unwrap();
+        for e in &mut index.certs {
+            e.key_sha256 = None;
+        }
+        index.save(tmp.path()).unwrap();
+        assert_eq!(live_pins(tmp.path(), now).unwrap(), want);
+        std::fs::write(tmp.path().join("alice.pem"), &new.cert_pem).unwrap();
+        assert!(matches!(
+            live_pins(tmp.path(), now),
+            Err(PkiError::BadBrokerOption(_))
+        ));
+    }
+
+    #[test]
+    fn only_broker_certificates_may_serve() {
+        use crate::pki::{Ca, CaOptions, IssueOptions};
+        let tmp = tempfile::tempdir().unwrap();
+        let ca = Ca::init(tmp.path(), &CaOptions::default()).unwrap();
+        let broker = ca
+            .issue("nats1", Kind::Broker, &IssueOptions::default())
+            .unwrap();
+        check_server_cert(&broker.cert_pem).unwrap();
+        for (name, kind) in [("web1", Kind::Node), ("alice", Kind::User)] {
+            let cert = ca.issue(name, kind, &IssueOptions::default()).unwrap();
+            let err = check_server_cert(&cert.cert_pem).unwrap_err();
+            assert!(
+                err.to_string().contains("not a broker certificate"),
+                "{err}"
+            );
+        }
+        assert!(check_server_cert("junk").is_err());
     }
 
     #[test]

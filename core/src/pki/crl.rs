@@ -1,7 +1,10 @@
 //! Revocation: marking certificates revoked in the index and publishing the CRL.
 //!
-//! Responders load `ca.crl` and re-read it when it changes; the broker keeps revoked identities
-//! out by their absence from the generated configuration (see [`super::broker`]).
+//! Responders load `ca.crl` and re-read it when it changes (a CRL that cannot be read, or is
+//! older than the one in force, is refused: see `mco_core::security::CrlInfo`); the broker keeps
+//! revoked identities out by their absence from the generated configuration, and revoked
+//! certificates of names still admitted by key pinning (see [`super::broker`]). Each CRL has the
+//! next CRL number, so CRLs from one CA only move forward.
 
 use std::time::{Duration, SystemTime};
 

@@ -14,6 +14,7 @@ use super::files::{self, KEY_MODE, PUBLIC_MODE};
 use super::issue::{
     check_issuable, new_key, node_sans, validity, IssueOptions, Issued, Leaf, DEFAULT_DAYS,
 };
+use super::keys::check_ed25519_key;
 use super::{check_dns_name, Kind, PkiError};
 
 /// The OID of Ed25519 keys.
@@ -48,7 +49,8 @@ pub struct Requested {
 }
 
 /// Generates an Ed25519 key and a CSR for `kind:name`, writing `DIR/NAME.key` (0600) and
-/// `DIR/NAME.csr` (0644). Node requests ask for `DNS:NAME` plus `opts.dns` / `opts.ips`.
+/// `DIR/NAME.csr` (0644). Node and broker requests ask for `DNS:NAME` plus `opts.dns` /
+/// `opts.ips`.
 pub fn request_csr(
     dir: &Path,
     name: &str,
@@ -57,7 +59,7 @@ pub fn request_csr(
 ) -> Result<Requested, PkiError> {
     check_issuable(name)?;
     let sans = match kind {
-        Kind::Node => node_sans(name, &opts.dns, &opts.ips)?,
+        Kind::Node | Kind::Broker => node_sans(name, &opts.dns, &opts.ips)?,
         Kind::User if opts.dns.is_empty() && opts.ips.is_empty() => Vec::new(),
         Kind::User => {
             return Err(PkiError::InvalidSan {
@@ -104,7 +106,8 @@ pub fn request_csr(
 /// What the CA accepts in a CSR, and how it signs it.
 #[derive(Debug, Clone)]
 pub struct SignPolicy {
-    /// Kinds it signs (default both).
+    /// Kinds it signs (default user and node: a broker certificate, the only kind that serves
+    /// TLS, is signed only when asked for).
     pub allowed_kinds: Vec<Kind>,
     /// A pattern the whole name must match, on top of the name rules (default none).
     pub name_pattern: Option<Regex>,
@@ -137,10 +140,12 @@ impl Default for SignPolicy {
 }
 
 impl Ca {
-    /// Checks a CSR and signs it: its signature must verify with its own Ed25519 key, its subject
-    /// must be exactly one common name `user:NAME` or `node:NAME` with a valid NAME of an allowed
-    /// kind matching the policy's pattern. The certificate's subject is rebuilt from that name
-    /// alone; SANs are copied for nodes only. Writes `DIR/NAME.pem` (0644) and records it.
+    /// Checks a CSR and signs it: its key must be an Ed25519 key that is not weak (small order)
+    /// and was never certified by a certificate now revoked, its signature must verify with that
+    /// key, its subject must be exactly one common name `KIND:NAME` with a valid NAME of an
+    /// allowed kind matching the policy's pattern. The certificate's subject is rebuilt from that
+    /// name alone; SANs are copied for nodes and brokers only. Writes `DIR/NAME.pem` (0644) and
+    /// records it.
     pub fn sign_csr(&self, csr_pem: &str, policy: &SignPolicy) -> Result<Issued, PkiError> {
         let der = pem_contents(csr_pem, &["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"])
             .ok_or_else(|| PkiError::BadCsr("no PEM certificate request found".to_string()))?;
@@ -151,6 +156,7 @@ impl Ca {
         if key_oid != ED25519_OID {
             return Err(PkiError::UnsupportedKey(key_oid));
         }
+        check_ed25519_key(info.subject_pki.subject_public_key.data.as_ref())?;
         csr.verify_signature()
             .map_err(|_| PkiError::BadCsrSignature)?;
 
@@ -172,7 +178,7 @@ impl Ca {
         }
         let sans = match kind {
             Kind::User => Vec::new(),
-            Kind::Node => requested_node_sans(&csr, &name, policy.allow_extra_sans)?,
+            Kind::Node | Kind::Broker => requested_node_sans(&csr, &name, policy.allow_extra_sans)?,
         };
         let cert_path = self.dir.join(format!("{name}.pem"));
         if policy.reuse_same_key {
@@ -272,6 +278,7 @@ pub fn inspect_csr(csr_pem: &str) -> Result<(String, String), PkiError> {
     if key_oid != ED25519_OID {
         return Err(PkiError::UnsupportedKey(key_oid));
     }
+    check_ed25519_key(info.subject_pki.subject_public_key.data.as_ref())?;
     csr.verify_signature()
         .map_err(|_| PkiError::BadCsrSignature)?;
     let (kind, name) = requested_identity(&csr)?;
@@ -299,7 +306,7 @@ fn requested_identity(csr: &X509CertificationRequest<'_>) -> Result<(Kind, Strin
         .map_err(|_| PkiError::BadCsr("the common name is not a string".to_string()))?;
     let (kind, name) = Kind::split_identity(cn).ok_or_else(|| {
         PkiError::BadCsr(format!(
-            "the common name {cn:?} is not user:NAME or node:NAME"
+            "the common name {cn:?} is not user:NAME, node:NAME or broker:NAME"
         ))
     })?;
     Ok((kind, name.to_string()))
@@ -363,213 +370,5 @@ fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::pki::{CaOptions, Index};
-    use rcgen::KeyPair;
-    use std::os::unix::fs::PermissionsExt;
-    use x509_parser::prelude::X509Certificate;
-
-    fn ca() -> (tempfile::TempDir, Ca) {
-        let tmp = tempfile::tempdir().unwrap();
-        let ca = Ca::init(&tmp.path().join("ca"), &CaOptions::default()).unwrap();
-        (tmp, ca)
-    }
-
-    /// A CSR with any subject and SANs, for requests `request_csr` would never make.
-    fn raw_csr(subject: &[(DnType, &str)], sans: Vec<SanType>) -> String {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        for (ty, value) in subject {
-            params.distinguished_name.push(ty.clone(), *value);
-        }
-        params.subject_alt_names = sans;
-        params.serialize_request(&key).unwrap().pem().unwrap()
-    }
-
-    fn cert_of(pem: &str) -> Vec<u8> {
-        pem_contents(pem, &["CERTIFICATE"]).unwrap()
-    }
-
-    #[test]
-    fn request_writes_key_and_csr_and_the_ca_signs_it() {
-        let (tmp, ca) = ca();
-        let node_dir = tmp.path().join("web1");
-        let req = request_csr(&node_dir, "web1", Kind::Node, &CsrOptions::default()).unwrap();
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&req.key_path), 0o600);
-        assert_eq!(mode(&req.csr_path), 0o644);
-        let again = request_csr(&node_dir, "web1", Kind::Node, &CsrOptions::default());
-        assert!(matches!(again, Err(PkiError::Exists { .. })));
-
-        let issued = ca.sign_csr(&req.csr_pem, &SignPolicy::default()).unwrap();
-        assert_eq!(issued.cert_path, ca.dir().join("web1.pem"));
-        assert!(issued.key_pem.is_none());
-        assert!(!ca.dir().join("web1.key").exists(), "the key never moves");
-        let der = cert_of(&issued.cert_pem);
-        let (_, cert) = X509Certificate::from_der(&der).unwrap();
-        assert_eq!(cert.subject().to_string(), "CN=node:web1");
-        let key = KeyPair::from_pem(&req.key_pem).unwrap();
-        assert_eq!(
-            cert.public_key().subject_public_key.data.as_ref(),
-            key.public_key_raw()
-        );
-        let sans = cert.subject_alternative_name().unwrap().unwrap();
-        assert_eq!(sans.value.general_names, vec![GeneralName::DNSName("web1")]);
-        assert_eq!(Index::load(ca.dir()).unwrap().certs[0].name, "web1");
-        let twice = ca.sign_csr(&req.csr_pem, &SignPolicy::default());
-        assert!(matches!(twice, Err(PkiError::Exists { .. })));
-    }
-
-    #[test]
-    fn user_requests_lose_their_sans() {
-        let (_tmp, ca) = ca();
-        let csr = raw_csr(
-            &[(DnType::CommonName, "user:alice")],
-            vec![SanType::DnsName("alice".try_into().unwrap())],
-        );
-        let issued = ca.sign_csr(&csr, &SignPolicy::default()).unwrap();
-        let der = cert_of(&issued.cert_pem);
-        let (_, cert) = X509Certificate::from_der(&der).unwrap();
-        assert_eq!(cert.subject().to_string(), "CN=user:alice");
-        assert!(cert.subject_alternative_name().unwrap().is_none());
-    }
-
-    #[test]
-    fn rejects_bad_subjects() {
-        let (_tmp, ca) = ca();
-        let policy = SignPolicy::default();
-        let cases: Vec<(Vec<(DnType, &str)>, &str)> = vec![
-            (vec![(DnType::CommonName, "alice")], "BadCsr"),
-            (vec![(DnType::CommonName, "admin:alice")], "BadCsr"),
-            (vec![(DnType::CommonName, "user:-alice")], "InvalidName"),
-            (vec![(DnType::CommonName, "user:al ice")], "InvalidName"),
-            (vec![(DnType::CommonName, "user:a/b")], "InvalidName"),
-            (vec![(DnType::CommonName, "user:ca")], "InvalidName"),
-            (vec![(DnType::CommonName, "user:")], "InvalidName"),
-            (
-                vec![
-                    (DnType::CommonName, "user:alice"),
-                    (DnType::OrganizationName, "x"),
-                ],
-                "BadCsr",
-            ),
-            (vec![(DnType::OrganizationName, "user:alice")], "BadCsr"),
-        ];
-        for (subject, want) in cases {
-            let csr = raw_csr(&subject, Vec::new());
-            let err = ca.sign_csr(&csr, &policy).unwrap_err();
-            let got = match err {
-                PkiError::BadCsr(_) => "BadCsr",
-                PkiError::InvalidName { .. } => "InvalidName",
-                _ => "other",
-            };
-            assert_eq!(got, want, "{subject:?}: {err}");
-        }
-        assert!(Index::load(ca.dir()).unwrap().certs.is_empty());
-    }
-
-    #[test]
-    fn policy_limits_kinds_and_names() {
-        let (_tmp, ca) = ca();
-        let users_only = SignPolicy {
-            allowed_kinds: vec![Kind::User],
-            name_pattern: Some(Regex::new("ops-[a-z]+").unwrap()),
-            ..SignPolicy::default()
-        };
-        let node = raw_csr(&[(DnType::CommonName, "node:web1")], Vec::new());
-        let err = ca.sign_csr(&node, &users_only).unwrap_err();
-        assert!(
-            matches!(err, PkiError::KindNotAllowed { kind: Kind::Node }),
-            "{err}"
-        );
-        let outside = raw_csr(&[(DnType::CommonName, "user:ops-alice2")], Vec::new());
-        let err = ca.sign_csr(&outside, &users_only).unwrap_err();
-        assert!(matches!(err, PkiError::NameNotAllowed { .. }), "{err}");
-        let inside = raw_csr(&[(DnType::CommonName, "user:ops-alice")], Vec::new());
-        ca.sign_csr(&inside, &users_only).unwrap();
-    }
-
-    #[test]
-    fn node_sans_beyond_its_name_need_permission() {
-        let (_tmp, ca) = ca();
-        let broker_name = raw_csr(
-            &[(DnType::CommonName, "node:web1")],
-            vec![
-                SanType::DnsName("web1".try_into().unwrap()),
-                SanType::DnsName("nats.example.com".try_into().unwrap()),
-                SanType::IpAddress("10.0.0.1".parse().unwrap()),
-            ],
-        );
-        let err = ca
-            .sign_csr(&broker_name, &SignPolicy::default())
-            .unwrap_err();
-        assert!(matches!(err, PkiError::InvalidSan { .. }), "{err}");
-        let allowed = SignPolicy {
-            allow_extra_sans: true,
-            ..SignPolicy::default()
-        };
-        let issued = ca.sign_csr(&broker_name, &allowed).unwrap();
-        let der = cert_of(&issued.cert_pem);
-        let (_, cert) = X509Certificate::from_der(&der).unwrap();
-        let names = &cert
-            .subject_alternative_name()
-            .unwrap()
-            .unwrap()
-            .value
-            .general_names;
-        assert_eq!(names.len(), 3);
-
-        for san in [
-            SanType::Rfc822Name("x@example.com".try_into().unwrap()),
-            SanType::URI("mco:user:alice".try_into().unwrap()),
-            SanType::DnsName("CN=user:alice".try_into().unwrap()),
-        ] {
-            let csr = raw_csr(&[(DnType::CommonName, "node:web2")], vec![san.clone()]);
-            let err = ca.sign_csr(&csr, &allowed).unwrap_err();
-            assert!(matches!(err, PkiError::InvalidSan { .. }), "{san:?}: {err}");
-        }
-    }
-
-    #[test]
-    fn rejects_a_tampered_csr() {
-        let (_tmp, ca) = ca();
-        let csr = raw_csr(&[(DnType::CommonName, "user:alice")], Vec::new());
-        let mut der = pem_contents(&csr, &["CERTIFICATE REQUEST"]).unwrap();
-        let at = der
-            .windows(5)
-            .position(|w| w == b"alice")
-            .expect("the name is in the DER");
-        der[at] = b'm';
-        let pem = format!(
-            "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
-            base64(&der)
-        );
-        let err = ca.sign_csr(&pem, &SignPolicy::default()).unwrap_err();
-        assert!(matches!(err, PkiError::BadCsrSignature), "{err}");
-        let err = ca.sign_csr("garbage", &SignPolicy::default()).unwrap_err();
-        assert!(matches!(err, PkiError::BadCsr(_)), "{err}");
-    }
-
-    fn base64(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-}
+#[path = "csr_tests.rs"]
+mod tests;

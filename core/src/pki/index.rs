@@ -27,6 +27,11 @@ pub struct IndexEntry {
     /// When it was revoked, Unix seconds; `None` while it is good.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<i64>,
+    /// The key pin of the certificate's public key (hex SHA-256 of its DER
+    /// SubjectPublicKeyInfo, see [`super::keys::key_pin`]); `None` in entries written before
+    /// pins were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_sha256: Option<String>,
 }
 
 impl IndexEntry {
@@ -183,6 +188,7 @@ mod tests {
             not_before: 0,
             not_after: 100,
             revoked_at: None,
+            key_sha256: None,
         }
     }
 

@@ -1,4 +1,4 @@
-//! Issuing certificates for `user:NAME` and `node:NAME`.
+//! Issuing certificates for `user:NAME`, `node:NAME` and `broker:NAME`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use x509_parser::time::ASN1Time;
 use super::ca::{Ca, BACKDATE};
 use super::files::{self, KEY_MODE, PUBLIC_MODE};
 use super::index::{serial_hex, unix_seconds, Index, IndexEntry};
+use super::keys::{check_ed25519_key, key_pin};
 use super::{check_dns_name, check_name, Kind, PkiError, CA_CERT};
 
 /// Days a certificate is valid unless told otherwise.
@@ -32,9 +33,9 @@ pub struct IssueOptions {
     pub not_before: Option<SystemTime>,
     /// End of validity (default: `not_before` plus `validity_days`).
     pub not_after: Option<SystemTime>,
-    /// Extra DNS names, for node certificates only (a broker's host names).
+    /// Extra DNS names, for node and broker certificates only (a broker's host names).
     pub dns: Vec<String>,
-    /// IP addresses, for node certificates only (a broker's addresses).
+    /// IP addresses, for node and broker certificates only (a broker's addresses).
     pub ips: Vec<IpAddr>,
     /// Replace an existing `NAME.pem` / `NAME.key` (default off).
     pub force: bool,
@@ -89,8 +90,9 @@ impl Ca {
     /// Generates an Ed25519 key and a certificate for `kind:name`, writes `DIR/NAME.key` (0600)
     /// and `DIR/NAME.pem` (0644), and records the certificate in the index.
     ///
-    /// Node certificates carry `DNS:NAME` plus `opts.dns` and `opts.ips`; user certificates carry
-    /// no SANs (asking for some is an error). Both have the clientAuth and serverAuth usages.
+    /// Node and broker certificates carry `DNS:NAME` plus `opts.dns` and `opts.ips`; user
+    /// certificates carry no SANs (asking for some is an error). User and node certificates have
+    /// the clientAuth usage only, broker certificates serverAuth only (see [`extended_key_usages`]).
     pub fn issue(&self, name: &str, kind: Kind, opts: &IssueOptions) -> Result<Issued, PkiError> {
         check_issuable(name)?;
         let (not_before, not_after) = validity(opts)?;
@@ -104,7 +106,7 @@ impl Ca {
                 }
                 Vec::new()
             }
-            Kind::Node => node_sans(name, &opts.dns, &opts.ips)?,
+            Kind::Node | Kind::Broker => node_sans(name, &opts.dns, &opts.ips)?,
         };
         let cert_path = self.dir.join(format!("{name}.pem"));
         let key_path = self.dir.join(format!("{name}.key"));
@@ -136,12 +138,26 @@ impl Ca {
         })
     }
 
-    /// Signs a leaf certificate for `public_key`; returns its PEM and its index entry.
+    /// Signs a leaf certificate for `public_key`; returns its PEM and its index entry. Refuses a
+    /// weak Ed25519 key, and a key certified before by a certificate now revoked.
     pub(super) fn sign_leaf(
         &self,
         leaf: &Leaf<'_>,
         public_key: &impl PublicKeyData,
     ) -> Result<(String, IndexEntry), PkiError> {
+        check_ed25519_key(public_key.der_bytes())?;
+        let pin = key_pin(&public_key.subject_public_key_info());
+        let index = Index::load(&self.dir)?;
+        if let Some(gone) = index
+            .certs
+            .iter()
+            .find(|e| e.revoked_at.is_some() && e.key_sha256.as_deref() == Some(pin.as_str()))
+        {
+            return Err(PkiError::RevokedKey {
+                identity: gone.kind.identity(&gone.name),
+                serial: gone.serial.clone(),
+            });
+        }
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
         params
@@ -150,10 +166,7 @@ impl Ca {
         params.subject_alt_names = leaf.sans.clone();
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ClientAuth,
-            ExtendedKeyUsagePurpose::ServerAuth,
-        ];
+        params.extended_key_usages = extended_key_usages(leaf.kind);
         params.use_authority_key_identifier_extension = true;
         let serial = random_serial();
         params.serial_number = Some(serial.clone());
@@ -167,6 +180,7 @@ impl Ca {
             not_before: unix_seconds(leaf.not_before),
             not_after: unix_seconds(leaf.not_after),
             revoked_at: None,
+            key_sha256: Some(pin),
         };
         Ok((cert.pem(), entry))
     }
@@ -176,6 +190,16 @@ impl Ca {
         let mut index = Index::load(&self.dir)?;
         index.certs.push(entry.clone());
         index.save(&self.dir)
+    }
+}
+
+/// The extended key usages of a certificate of `kind`: `clientAuth` for users and nodes (they
+/// connect to the broker), `serverAuth` for brokers (they serve TLS). No certificate has both, so
+/// a node's certificate cannot serve TLS as the broker, and a broker's cannot connect as a client.
+pub fn extended_key_usages(kind: Kind) -> Vec<ExtendedKeyUsagePurpose> {
+    match kind {
+        Kind::User | Kind::Node => vec![ExtendedKeyUsagePurpose::ClientAuth],
+        Kind::Broker => vec![ExtendedKeyUsagePurpose::ServerAuth],
     }
 }
 
@@ -339,7 +363,7 @@ mod tests {
         cert.verify_signature(Some(ca_cert.public_key()))
             .expect("signed by the CA");
         let eku = cert.extended_key_usage().unwrap().unwrap().value;
-        assert!(eku.client_auth && eku.server_auth);
+        assert!(eku.client_auth && !eku.server_auth);
         assert!(sans(&cert).is_empty());
         assert_eq!(cert.raw_serial().len(), SERIAL_BYTES);
         assert!(cert.raw_serial()[0] & 0x80 == 0);
@@ -369,14 +393,48 @@ mod tests {
             ips: vec!["127.0.0.1".parse().unwrap()],
             ..IssueOptions::default()
         };
-        let issued = ca.issue("broker", Kind::Node, &opts).unwrap();
+        let issued = ca.issue("broker", Kind::Broker, &opts).unwrap();
         let der = der_of(&issued.cert_pem);
         let (_, cert) = X509Certificate::from_der(&der).unwrap();
-        assert_eq!(cert.subject().to_string(), "CN=node:broker");
+        assert_eq!(cert.subject().to_string(), "CN=broker:broker");
         assert_eq!(
             sans(&cert),
             ["DNS:broker", "DNS:nats.example.com", "IP:[127, 0, 0, 1]"]
         );
+        let node = ca
+            .issue("web1", Kind::Node, &IssueOptions::default())
+            .unwrap();
+        let der = der_of(&node.cert_pem);
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        assert_eq!(sans(&cert), ["DNS:web1"]);
+    }
+
+    #[test]
+    fn only_broker_certificates_serve_tls() {
+        let (tmp, ca) = ca();
+        let usages = |kind: Kind, name: &str| {
+            let issued = ca.issue(name, kind, &IssueOptions::default()).unwrap();
+            let der = der_of(&issued.cert_pem);
+            let (_, cert) = X509Certificate::from_der(&der).unwrap();
+            let eku = cert.extended_key_usage().unwrap().unwrap().value;
+            assert!(!eku.any && eku.other.is_empty(), "{kind}: {eku:?}");
+            (eku.client_auth, eku.server_auth)
+        };
+        assert_eq!(usages(Kind::User, "alice"), (true, false));
+        assert_eq!(usages(Kind::Node, "web1"), (true, false));
+        assert_eq!(usages(Kind::Broker, "nats1"), (false, true));
+        // The index records each certificate's key pin.
+        let index = Index::load(tmp.path()).unwrap();
+        assert_eq!(index.certs.len(), 3);
+        for e in &index.certs {
+            let pem = std::fs::read_to_string(tmp.path().join(format!("{}.pem", e.name))).unwrap();
+            let der = der_of(&pem);
+            let (_, cert) = X509Certificate::from_der(&der).unwrap();
+            assert_eq!(
+                e.key_sha256.as_deref(),
+                Some(key_pin(cert.tbs_certificate.subject_pki.raw).as_str())
+            );
+        }
     }
 
     #[test]

@@ -5,10 +5,20 @@
 //! `NAME.key` (NAME without its kind). Keys are Ed25519, certificates X.509 v3.
 //!
 //! Identities live in the subject, and only there: a certificate's subject is exactly one common
-//! name, `user:NAME` for a caller or `node:NAME` for a responder, so the broker's certificate
-//! mapping (`CN=user:alice`, see [`broker`]) and the responders' caller checks read one value that
-//! the CA alone chose. Node certificates also carry `DNS:NAME` (and extra DNS/IP names for a
-//! broker), restricted to host names so that no SAN can ever spell a broker user string.
+//! name, `user:NAME` for a caller, `node:NAME` for a responder or `broker:NAME` for a nats-server,
+//! so the broker's certificate mapping (`CN=user:alice`, see [`broker`]) and the responders'
+//! caller checks read one value that the CA alone chose. Node and broker certificates also carry
+//! `DNS:NAME` (and extra DNS/IP names), restricted to host names so that no SAN can ever spell a
+//! broker user string.
+//!
+//! Each kind has its own extended key usages, so that no certificate can play another's part in
+//! TLS: `user:` and `node:` certificates are `clientAuth` only (they connect to the broker and
+//! never serve TLS, so a node's certificate, whose DNS SAN is its name, cannot impersonate the
+//! broker), and `broker:` certificates are `serverAuth` only (the generated configuration has no
+//! cluster routes, so a broker never presents its certificate as a client; a broker certificate
+//! cannot connect to the bus as a client either, and carries no identity responders accept). A
+//! cluster of nats-servers, whose routes present a certificate as clients too, is not something
+//! this PKI issues for.
 //!
 //! Everything here is library code: no printing, typed errors ([`PkiError`]), files written
 //! atomically with fixed modes (0600 for keys, 0644 for the rest).
@@ -20,6 +30,7 @@ mod csr;
 mod files;
 pub mod index;
 mod issue;
+pub mod keys;
 mod show;
 
 use std::path::PathBuf;
@@ -30,7 +41,8 @@ pub use crl::CrlOptions;
 pub use csr::{inspect_csr, request_csr, CsrOptions, Requested, SignPolicy};
 pub use files::{remove_if_present, write_atomic, write_private, KEY_MODE, PUBLIC_MODE};
 pub use index::{Index, IndexEntry};
-pub use issue::{IssueOptions, Issued, DEFAULT_DAYS};
+pub use issue::{extended_key_usages, IssueOptions, Issued, DEFAULT_DAYS};
+pub use keys::{check_ed25519_key, key_pin};
 pub use show::show;
 
 /// The CA certificate's file name.
@@ -45,7 +57,7 @@ pub const INDEX: &str = "index.json";
 /// The longest name a certificate may carry after its kind prefix.
 pub const MAX_NAME_LEN: usize = 253;
 
-/// Whose certificate: a caller or a responder.
+/// Whose certificate: a caller, a responder or a broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
@@ -53,15 +65,34 @@ pub enum Kind {
     User,
     /// A responder: `node:IDENTITY`.
     Node,
+    /// A nats-server: `broker:NAME`, the only kind that may serve TLS.
+    Broker,
 }
 
 impl Kind {
-    /// `user` or `node`.
+    /// `user`, `node` or `broker`.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::User => "user",
             Kind::Node => "node",
+            Kind::Broker => "broker",
         }
+    }
+
+    /// Whether certificates of this kind serve TLS (`serverAuth`): brokers only.
+    pub fn serves_tls(self) -> bool {
+        self == Kind::Broker
+    }
+
+    /// Whether certificates of this kind connect to a TLS server with a client certificate
+    /// (`clientAuth`): users and nodes.
+    pub fn is_tls_client(self) -> bool {
+        matches!(self, Kind::User | Kind::Node)
+    }
+
+    /// Whether certificates of this kind carry host names and addresses as SANs.
+    pub fn has_host_names(self) -> bool {
+        matches!(self, Kind::Node | Kind::Broker)
     }
 
     /// The identity a certificate of this kind carries as its common name: `user:NAME`.
@@ -69,7 +100,8 @@ impl Kind {
         format!("{}:{name}", self.as_str())
     }
 
-    /// Splits `user:NAME` / `node:NAME` into kind and name (the name is not checked).
+    /// Splits `user:NAME` / `node:NAME` / `broker:NAME` into kind and name (the name is not
+    /// checked).
     pub fn split_identity(identity: &str) -> Option<(Kind, &str)> {
         let (kind, name) = identity.split_once(':')?;
         let kind = kind.parse().ok()?;
@@ -90,6 +122,7 @@ impl std::str::FromStr for Kind {
         match s {
             "user" => Ok(Kind::User),
             "node" => Ok(Kind::Node),
+            "broker" => Ok(Kind::Broker),
             other => Err(PkiError::InvalidKind(other.to_string())),
         }
     }
@@ -184,8 +217,8 @@ pub enum PkiError {
         /// Why.
         reason: String,
     },
-    /// Not `user` or `node`.
-    #[error("{0:?} is not a certificate kind (user or node)")]
+    /// Not `user`, `node` or `broker`.
+    #[error("{0:?} is not a certificate kind (user, node or broker)")]
     InvalidKind(String),
     /// A name that cannot go in a certificate.
     #[error("{name:?} is not a valid name: {reason}")]
@@ -215,6 +248,19 @@ pub enum PkiError {
     /// The CSR's key is not Ed25519.
     #[error("the CSR's key is {0}; mco keys are Ed25519")]
     UnsupportedKey(String),
+    /// An Ed25519 public key that is not a valid point, or is of small order (a weak key, for
+    /// which one signature can verify for many messages).
+    #[error("{0}")]
+    WeakKey(String),
+    /// The key was certified before and that certificate is revoked: a new certificate for it
+    /// would let the revoked holder back in (the broker pins keys, not certificates).
+    #[error("this key belongs to revoked certificate {serial} of {identity}; make a new key")]
+    RevokedKey {
+        /// The revoked certificate's identity.
+        identity: String,
+        /// Its serial.
+        serial: String,
+    },
     /// The signing policy does not accept this kind.
     #[error("{kind} certificates are not signed by this policy")]
     KindNotAllowed {
@@ -337,6 +383,10 @@ mod tests {
     fn kinds_parse_and_prefix() {
         assert_eq!("user".parse::<Kind>().unwrap(), Kind::User);
         assert_eq!("node".parse::<Kind>().unwrap(), Kind::Node);
+        assert_eq!("broker".parse::<Kind>().unwrap(), Kind::Broker);
+        assert!(Kind::Broker.serves_tls() && !Kind::Broker.is_tls_client());
+        assert!(!Kind::Node.serves_tls() && Kind::Node.is_tls_client());
+        assert!(!Kind::User.serves_tls() && Kind::User.is_tls_client());
         assert!(matches!(
             "admin".parse::<Kind>(),
             Err(PkiError::InvalidKind(_))

@@ -12,6 +12,7 @@ use x509_parser::x509::SubjectPublicKeyInfo;
 
 use super::ca::fingerprint;
 use super::index::{format_unix, serial_hex};
+use super::keys::{check_ed25519_key, key_pin};
 use super::PkiError;
 
 /// Summarizes a certificate, CSR or CRL given as PEM or DER: subject, issuer, serial, validity,
@@ -97,6 +98,7 @@ fn certificate(der: &[u8]) -> Result<String, PkiError> {
     line(&mut out, "Usages", &list(&usages));
     line(&mut out, "SANs", &list(&sans));
     line(&mut out, "Key", &key_type(cert.public_key()));
+    line(&mut out, "Key pin", &key_pin(cert.public_key().raw));
     line(&mut out, "SHA-256", &fingerprint(der));
     Ok(out)
 }
@@ -191,7 +193,10 @@ fn general_name(name: &GeneralName<'_>) -> String {
 fn key_type(spki: &SubjectPublicKeyInfo<'_>) -> String {
     let oid = spki.algorithm.algorithm.to_id_string();
     match oid.as_str() {
-        "1.3.101.112" => "Ed25519".to_string(),
+        "1.3.101.112" => match check_ed25519_key(spki.subject_public_key.data.as_ref()) {
+            Ok(_) => "Ed25519".to_string(),
+            Err(e) => format!("Ed25519, UNUSABLE: {e}"),
+        },
         "1.3.101.113" => "Ed448".to_string(),
         "1.2.840.10045.2.1" => "ECDSA".to_string(),
         "1.2.840.113549.1.1.1" => "RSA".to_string(),
@@ -236,7 +241,15 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Key:         Ed25519\n"), "{text}");
-        assert!(text.contains("clientAuth, serverAuth"), "{text}");
+        assert!(
+            text.contains("Usages:      digitalSignature, clientAuth\n"),
+            "{text}"
+        );
+        let (_, parsed) =
+            X509Certificate::from_der(&pem_contents(&issued.cert_pem, &["CERTIFICATE"]).unwrap())
+                .map(|(r, c)| (r.len(), key_pin(c.public_key().raw)))
+                .unwrap();
+        assert!(text.contains(&format!("Key pin:     {parsed}\n")), "{text}");
         assert!(text.contains("Status:      valid now\n"), "{text}");
         let der = pem_contents(&issued.cert_pem, &["CERTIFICATE"]).unwrap();
         assert!(text.contains(&fingerprint(&der)), "{text}");

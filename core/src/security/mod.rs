@@ -9,6 +9,7 @@
 //! message is one signature check; a short-lived client can keep them in a
 //! known-certificates file between runs (see [`TrustStore::export_known`]).
 
+mod crl;
 mod known;
 mod nodekey;
 mod presign;
@@ -28,6 +29,7 @@ use x509_parser::prelude::*;
 use crate::limits::MAX_CERT_LEN;
 use crate::wire::{Envelope, Kind, PROTOCOL_VERSION};
 
+pub use crl::CrlInfo;
 pub use nodekey::{verify_key_signed, NodeKey};
 pub use presign::Presigner;
 pub use replay::{ReplayCache, Seen};
@@ -257,6 +259,8 @@ impl Principal {
 /// The collective's CA and CRL: what every message is checked against.
 pub struct TrustStore {
     ca_key: VerifyingKey,
+    /// The CRL in force, if one is configured (see [`CrlInfo`]).
+    crl: Option<CrlInfo>,
     ca_subject: Vec<u8>,
     revoked: HashSet<Vec<u8>>,
     /// Certificates that checked good in this process, by the SHA-256 of
@@ -362,19 +366,24 @@ type Checked = Result<Arc<Principal>, SecurityError>;
 const CACHE_LIMIT: usize = 100_000;
 
 impl TrustStore {
-    /// Loads the CA certificate and, if given, the CRL.
+    /// Loads the CA certificate and, if given, the CRL. A CRL that is given must be read and
+    /// signed by the CA: a missing or unreadable CRL is an error, never "nothing revoked".
     pub fn load(ca: &Path, crl: Option<&Path>) -> Result<TrustStore, LoadError> {
         let ca_der = read_der(ca)?;
         let (_, parsed) = parse_x509_certificate(&ca_der).map_err(|e| load_err(ca, e))?;
         let ca_key =
             ed25519_key(&parsed).ok_or_else(|| load_err(ca, "the CA key is not Ed25519"))?;
         let ca_subject = parsed.subject().as_raw().to_vec();
-        let revoked = match crl {
-            Some(p) if p.exists() => read_crl(p, &ca_der)?,
-            _ => HashSet::new(),
+        let (crl, revoked) = match crl {
+            Some(p) => {
+                let (info, revoked) = crl::read_crl(p, &ca_der)?;
+                (Some(info), revoked)
+            }
+            None => (None, HashSet::new()),
         };
         Ok(TrustStore {
             ca_key,
+            crl,
             ca_subject,
             revoked,
             cache: RwLock::new(HashMap::new()),
@@ -771,20 +780,4 @@ fn certificate_digest(der: &[u8]) -> Result<[u8; 32], SecurityError> {
         )));
     }
     Ok(cert_digest(der))
-}
-
-fn read_crl(path: &Path, ca_der: &[u8]) -> Result<HashSet<Vec<u8>>, LoadError> {
-    let der = read_der(path)?;
-    let (_, crl) = parse_x509_crl(&der).map_err(|e| load_err(path, format!("not a CRL: {e}")))?;
-    let (_, ca) = parse_x509_certificate(ca_der).map_err(|e| load_err(path, e))?;
-    if crl.issuer() != ca.subject() || crl.verify_signature(ca.public_key()).is_err() {
-        return Err(load_err(
-            path,
-            "the CRL was not signed by the collective's CA",
-        ));
-    }
-    Ok(crl
-        .iter_revoked_certificates()
-        .map(|r| r.raw_serial().to_vec())
-        .collect())
 }
