@@ -455,6 +455,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_the_lock_owner_may_change_the_node_until_it_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(lock_allows(dir.path(), "user:b").is_ok(), "no lock");
+        let now = now_s();
+        let live = Lock {
+            owner: "user:a".into(),
+            expires: now + 600,
+        };
+        std::fs::write(
+            dir.path().join(files::LOCK),
+            serde_json::to_vec(&live).unwrap(),
+        )
+        .unwrap();
+        assert!(lock_allows(dir.path(), "user:a").is_ok());
+        let e = lock_allows(dir.path(), "user:b").unwrap_err();
+        assert!(e.message.contains("locked by user:a"), "{}", e.message);
+        let expired = Lock {
+            expires: now - 1,
+            ..live
+        };
+        std::fs::write(
+            dir.path().join(files::LOCK),
+            serde_json::to_vec(&expired).unwrap(),
+        )
+        .unwrap();
+        assert!(lock_allows(dir.path(), "user:b").is_ok(), "expired");
+    }
+
+    #[test]
     fn token_comparison() {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
