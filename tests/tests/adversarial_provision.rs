@@ -87,9 +87,14 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-/// Whether `node` answers `provision state` for `user` in provisioning mode.
+/// Whether `node` answers `provision state` for the caller of `cmd` in provisioning mode.
 fn answers(cmd: &Cmd, node: &str) -> bool {
-    let out = call(cmd, node, "state", &[]);
+    let out = cmd
+        .clone()
+        .args(["rpc", "-T", "provisioning", "-I", node, "-j", "-t", "5s"])
+        .args(["provision", "state"])
+        .arg(format!("token={TOKEN}"))
+        .run();
     out.status == 0 && replies(&out).first().is_some_and(|r| r["statuscode"] == 0)
 }
 
@@ -310,4 +315,68 @@ fn a_provisioned_node_that_lost_its_certificate_is_not_provisioned_again() {
         answers(&alice, "fresh-03")
     });
     assert!(again.stderr_text().contains("PROVISIONING MODE"));
+}
+
+#[test]
+fn a_fleet_node_that_lost_its_certificate_stays_down_while_the_others_serve() {
+    let c = SecureCollective::builder().spare_node("fleet-0000").start();
+    let prov = provisioning_broker(&c);
+    let img = Image::fleet(&c, &prov, "fleet", serde_json::json!({}), 2);
+    let mut fleet = img.boot(&c);
+    let alice = on_prov(&c, &prov, "alice");
+    for id in ["fleet-0000", "fleet-0001"] {
+        eventually(
+            WAIT,
+            "every virtual node to answer in provisioning mode",
+            || answers(&alice, id),
+        );
+    }
+    // fleet-0000 is configured (its own config, certificate and marker), then loses its
+    // certificate before the fleet starts again.
+    ok_data(&call(&alice, "fleet-0000", "lock", &[]));
+    let csr = ok_data(&call(&alice, "fleet-0000", "gencsr", &[]))["csr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let file = c.scratch().join("fleet-0000.csr");
+    fs::write(&file, csr).unwrap();
+    c.pki(&["sign", &s(&file), "--force"]);
+    let cert = fs::read_to_string(c.pki_dir().join("fleet-0000.pem")).unwrap();
+    let ca = fs::read_to_string(c.pki_dir().join("ca.pem")).unwrap();
+    ok_data(&call(
+        &alice,
+        "fleet-0000",
+        "configure",
+        &[
+            &format!("certificate={cert}"),
+            &format!("ca={ca}"),
+            &format!("servers=tls://127.0.0.1:{}", c.nats().port()),
+        ],
+    ));
+    fleet.child.kill();
+    fs::remove_file(img.dir.join("ssl/fleet-0000.pem")).unwrap();
+
+    let mut cmd = Command::new(bin_path("mco-responder"));
+    cmd.arg("--config")
+        .arg(&fleet.config)
+        .args(["--fleet", "2"]);
+    let mut again = ChildGuard::spawn(cmd);
+    eventually(WAIT, "fleet-0001 to answer in provisioning mode", || {
+        assert!(again.is_running(), "{}", again.stderr_text());
+        answers(&alice, "fleet-0001")
+    });
+    eventually(WAIT, "fleet-0000 to say why it stays down", || {
+        again.stderr_text().contains("this node stays down")
+    });
+    let log = again.stderr_text();
+    assert!(
+        log.contains("does not fall back into provisioning mode") && log.contains("fleet-0000"),
+        "{log}"
+    );
+    assert!(
+        !answers(&alice, "fleet-0000"),
+        "fleet-0000 is provisioning again"
+    );
+    assert!(again.is_running());
+    assert!(answers(&alice, "fleet-0001"));
 }
