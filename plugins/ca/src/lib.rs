@@ -21,7 +21,8 @@
 //! a reserved name (`ca`, `broker`, the CA node's own identity and
 //! `reserved_names`), never a name the index holds a `user:` certificate
 //! for (the PKI directory names files by NAME alone, so `alice.pem` could
-//! be a user's), and never a serial number: `revoke` and `clean` revoke the
+//! be a user's), never a name whose certificate carries more names than
+//! its own (a broker's host names and addresses), and never a serial number: `revoke` and `clean` revoke the
 //! node certificates of that name and nothing else.
 
 #![warn(missing_docs)]
@@ -240,6 +241,12 @@ impl CaAgent {
                 "node:{name} is not a name this CA may act on (allow_names)"
             )));
         }
+        if let Some(sans) = extra_sans(&self.settings.dir.join(format!("{name}.pem")), name) {
+            return Err(aborted(format!(
+                "{name:?} holds a certificate with more names than its own ({sans}), as a \
+                 broker's does: the CA agent never touches it"
+            )));
+        }
         let index = Index::load(&self.settings.dir).map_err(aborted)?;
         if let Some(e) = index
             .certs
@@ -345,6 +352,25 @@ impl CaAgent {
         let crl = ca.crl(&CrlOptions::default()).map_err(aborted)?;
         Ok((revoked, crl))
     }
+}
+
+/// The subject alternative names of the certificate at `path` other than
+/// `DNS:NAME`, if it has any (a broker's certificate carries its host names
+/// and addresses; a node's only its own name).
+fn extra_sans(path: &Path, name: &str) -> Option<String> {
+    use x509_parser::extensions::GeneralName;
+    let pem = std::fs::read(path).ok()?;
+    let (_, p) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
+    let (_, c) = x509_parser::parse_x509_certificate(&p.contents).ok()?;
+    let san = c.subject_alternative_name().ok()??;
+    let extra: Vec<String> = san
+        .value
+        .general_names
+        .iter()
+        .filter(|g| !matches!(g, GeneralName::DNSName(d) if d.eq_ignore_ascii_case(name)))
+        .map(|g| g.to_string())
+        .collect();
+    (!extra.is_empty()).then(|| extra.join(", "))
 }
 
 /// Checks that `path`, if it exists, is a certificate for `node:NAME`.

@@ -99,7 +99,8 @@ fn ctx() -> RequestContext {
     }
 }
 
-/// A CA with a user `alice`, the broker, the CA node and nodes web-1, web-2.
+/// A CA with a user `alice`, the broker, the CA node, nodes web-1, web-2, and a second
+/// broker certificate `nats-2` (more names than its own).
 fn lab(allow: &[&str]) -> (tempfile::TempDir, CaAgent) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("pki");
@@ -109,6 +110,11 @@ fn lab(allow: &[&str]) -> (tempfile::TempDir, CaAgent) {
     for n in ["broker", "ca-node", "web-1", "web-2"] {
         ca.issue(n, pki::Kind::Node, &opts).unwrap();
     }
+    let broker = pki::IssueOptions {
+        dns: vec!["nats-2.example.net".into()],
+        ..pki::IssueOptions::default()
+    };
+    ca.issue("nats-2", pki::Kind::Node, &broker).unwrap();
     ca.crl(&CrlOptions::default()).unwrap();
     let agent = CaAgent::new(CaSettings {
         dir,
@@ -162,6 +168,7 @@ async fn every_name_taking_action_refuses_what_it_must_not_touch() {
             ("nats-1", "reserved"),
             ("ca-node", "reserved"),
             ("alice", "user certificate"),
+            ("nats-2", "more names than its own"),
             ("user:alice", "node certificates only"),
             ("", "empty"),
             ("../ca", "not a valid name"),
@@ -200,9 +207,9 @@ async fn allow_names_binds_revoke_and_clean_too() {
 #[tokio::test]
 async fn clean_leaves_a_file_that_is_not_the_nodes_certificate() {
     let (_tmp, a) = lab(&["*"]);
-    // web-2.pem replaced by the broker's certificate: not web-2's to remove.
+    // web-2.pem replaced by a user's certificate: not web-2's to remove.
     let dir = &a.settings.dir;
-    std::fs::copy(dir.join("broker.pem"), dir.join("web-2.pem")).unwrap();
+    std::fs::copy(dir.join("alice.pem"), dir.join("web-2.pem")).unwrap();
     let before = snapshot(&a);
     let e = call(&a, "clean", "web-2").await.unwrap_err();
     assert!(e.message.contains("left alone"), "{}", e.message);
