@@ -64,7 +64,6 @@ pub fn preflight(cfg: &ResponderConfig) -> Result<(Registry, Vec<String>), Daemo
         .as_ref()
         .and_then(|p| p.lost_certificate(&cfg.security))
     {
-        error!("{}: {msg}", cfg.file.display());
         return Err(DaemonError::Unsupported(format!(
             "{}: {msg}",
             cfg.file.display()

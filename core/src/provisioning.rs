@@ -74,7 +74,7 @@ pub struct ProvisioningConfig {
     /// `HOST[:PORT]` (`*` matches any run of host characters; the port
     /// defaults to 4222). Empty (the default): any `tls://` or `nats://`
     /// broker, which the node reaches only over TLS, checked against the
-    /// shipped CA and with its new certificate (see [`check_fleet_server`]).
+    /// shipped CA and with its new certificate (see [`check_fleet_servers`]).
     pub allowed_servers: Vec<String>,
 }
 
