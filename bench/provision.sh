@@ -113,6 +113,7 @@ wait_port "$PROV_PORT" "$PROV_NATS" "$W/prov-nats.log"
 
 mkdir -p "$W/policies"
 printf 'policy default deny\nallow\tuser:bench\t*\t*\t*\n' >"$W/policies/ca.policy"
+printf 'policy default deny\nallow\tuser:bench\t*\t*\t*\n' >"$W/policies/provision.policy"
 member() { # identity facts-json extra-toml
     local id=$1 dir="$W/members/$1"
     mkdir -p "$dir"

@@ -45,17 +45,51 @@ pub enum DaemonError {
 }
 
 /// The `[provisioning]` settings if this responder starts in provisioning
-/// mode: configured, not disabled, and enabled or without its certificate.
+/// mode: configured, not disabled, and enabled or without its certificate —
+/// but never a node that was provisioned before and lost its certificate
+/// (see [`ProvisioningConfig::lost_certificate`]; [`preflight`] refuses it).
 pub fn provisioning_mode(cfg: &ResponderConfig) -> Option<&ProvisioningConfig> {
     cfg.provisioning
         .as_ref()
-        .filter(|p| p.active(&cfg.security))
+        .filter(|p| p.active(&cfg.security) && p.lost_certificate(&cfg.security).is_none())
 }
+
+/// The policy file that names who may drive the `provision` agent.
+pub const PROVISION_POLICY: &str = "provision.policy";
 
 /// Checks what the daemon needs before anything connects; returns warnings.
 pub fn preflight(cfg: &ResponderConfig) -> Result<(Registry, Vec<String>), DaemonError> {
+    if let Some(msg) = cfg
+        .provisioning
+        .as_ref()
+        .and_then(|p| p.lost_certificate(&cfg.security))
+    {
+        return Err(DaemonError::Unsupported(format!(
+            "{}: {msg}",
+            cfg.file.display()
+        )));
+    }
     if let Some(p) = provisioning_mode(cfg) {
         let file = cfg.file.display();
+        // The bootstrap token ships in every image, so it cannot be what
+        // decides who provisions a node: the policy does, and it denies by
+        // default here as everywhere.
+        let policy = cfg
+            .security
+            .policy_dir
+            .as_ref()
+            .map(|d| d.join(PROVISION_POLICY));
+        if cfg.security.default_policy != "allow" && !policy.as_ref().is_some_and(|p| p.is_file()) {
+            return Err(DaemonError::Unsupported(format!(
+                "{file}: provisioning mode needs {} naming who may provision this node \
+                 (for example `allow<TAB>user:provisioner<TAB>*<TAB>*<TAB>*`); without it every \
+                 provision action would be denied",
+                match &policy {
+                    Some(p) => p.display().to_string(),
+                    None => format!("security.policy_dir with a {PROVISION_POLICY}"),
+                }
+            )));
+        }
         match &p.ca {
             Some(ca) if ca.exists() => {}
             _ => {
@@ -217,12 +251,15 @@ pub async fn run(
     if trust.is_some() && !cfg.security.sign && prov.is_none() {
         warn!("UNSIGNED MODE (security.sign = false): TLS to the broker is on, but requests and replies are neither signed nor verified; use this only to measure what signing costs");
     }
+    if prov.is_some() && cfg.security.default_policy == "allow" {
+        warn!("PROVISIONING MODE WITH security.default_policy = \"allow\": every holder of a user certificate and the bootstrap token may provision this node; ship a provision.policy instead");
+    }
     let registry = Arc::new(registry);
-    // In provisioning mode the token guards every provision action; policy
-    // files, if the image ships any, still apply.
+    // In provisioning mode the token is required on top of the policy, not
+    // instead of it: the policy decides who may provision (fail closed).
     let authz = Arc::new(Authorizer::new(
         cfg.security.policy_dir.clone(),
-        cfg.security.default_policy == "allow" || prov.is_some(),
+        cfg.security.default_policy == "allow",
     ));
     let audit = match &cfg.security.audit_log {
         Some(p) => Some(AuditLog::open(p).map_err(|e| {

@@ -131,6 +131,34 @@ pub fn provisioned_on_disk(state_dir: &Path, identity: &str) -> bool {
     dir.join(files::NODE_CONFIG).is_file() && dir.join(files::CONFIGURED).exists()
 }
 
+/// Why node `identity` must stay down: it was provisioned (its own config
+/// and the `configured` marker are there) but the certificate or key its
+/// config names is missing. Such a node does not go back into provisioning
+/// mode by itself; the operator restores the files or removes the marker.
+pub fn lost_certificate(state_dir: &Path, identity: &str) -> Option<String> {
+    if !provisioned_on_disk(state_dir, identity) {
+        return None;
+    }
+    let cfg = ResponderConfig::load(&node_config_file(state_dir, identity)).ok()?;
+    let missing: Vec<String> = [&cfg.security.cert, &cfg.security.key]
+        .into_iter()
+        .flatten()
+        .map(|p| crate::security::for_identity(p, identity))
+        .filter(|p| !p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let marker = mco_plugin_provision::for_identity(state_dir, identity).join(files::CONFIGURED);
+    Some(format!(
+        "it was provisioned ({} exists) but its certificate or key is missing: {}; it does not fall back into provisioning mode by itself: restore the files, or remove {} to provision it again",
+        marker.display(),
+        missing.join(", "),
+        marker.display()
+    ))
+}
+
 /// Loads node `identity`'s own config and checks that it brings the node up
 /// in normal mode: for this identity, with its certificate and key in place.
 pub fn load_node_config(state_dir: &Path, identity: &str) -> Result<ResponderConfig, StartError> {
@@ -421,6 +449,12 @@ pub async fn life(
                     return r;
                 }
                 Err(e) => {
+                    if let Some(msg) = lost_certificate(&ctx.state_dir, &identity) {
+                        // Never back into provisioning by itself: that would
+                        // hand a provisioned node to any token holder.
+                        error!(node = %identity, "cannot start in normal mode: {e}; {msg}; this node stays down");
+                        return Ok(());
+                    }
                     error!(node = %identity, "cannot start in normal mode: {e}; serving in provisioning mode");
                     normal = false;
                     continue;
@@ -523,8 +557,19 @@ mod tests {
         let err = load_node_config(&template, "n-0001").unwrap_err();
         assert!(err.to_string().contains("provisioning mode"), "{err}");
 
+        // Configured without its certificate: it stays down rather than
+        // going back into provisioning mode.
+        assert_eq!(lost_certificate(&template, "n-0001"), None, "no marker");
+        write(&dir.join(files::CONFIGURED), "");
+        let lost = lost_certificate(&template, "n-0001").expect("lost");
+        assert!(
+            lost.contains("node.pem") && lost.contains("configured"),
+            "{lost}"
+        );
+
         write(&cert, "certificate");
         write(&key, "key");
+        assert_eq!(lost_certificate(&template, "n-0001"), None);
         let cfg = load_node_config(&template, "n-0001").unwrap();
         assert_eq!(cfg.identity.as_deref(), Some("n-0001"));
     }

@@ -61,7 +61,9 @@ pub async fn connect(
             )
             .require_tls(true);
     } else if let Some(ca) = &opts.server_ca {
-        options = options.add_root_certificates(ca.clone());
+        // The provisioning broker: its token must never travel in clear,
+        // not even to a server learnt from the cluster or on a reconnect.
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
     }
     if let Some(token) = &opts.token {
         options = options.token(token.clone());

@@ -14,6 +14,10 @@ use crate::{bin_path, ChildGuard, Cmd, NatsServer, Responder, ResponderSpec, Sec
 /// The bootstrap token every image ships.
 pub const TOKEN: &str = "s3cret-bootstrap-token";
 
+/// The callers the images' `provision.policy` allows to provision them (provisioning mode
+/// denies by default, as every mode does): alice and bob, the labs' provisioners.
+pub const PROVISIONERS: &str = "user:alice user:bob";
+
 fn s(p: &Path) -> String {
     p.to_str().expect("UTF-8 temp paths").to_string()
 }
@@ -67,8 +71,9 @@ pub fn kv_put(c: &SecureCollective, prov: &NatsServer, bucket: &str, key: &str, 
     });
 }
 
-/// What a node's image ships: the CA certificate, the token, a hosts file, and a config whose
-/// certificate paths do not exist yet, with a `[provisioning]` table.
+/// What a node's image ships: the CA certificate, the token, a hosts file, a `provision.policy`
+/// allowing [`PROVISIONERS`] (in the collective's policy directory, unless one is there already),
+/// and a config whose certificate paths do not exist yet, with a `[provisioning]` table.
 #[derive(Debug, Clone)]
 pub struct Image {
     /// The node's directory (state, ssl, hosts).
@@ -130,6 +135,14 @@ impl Image {
             "127.0.0.1 localhost\n10.0.0.1 old-master puppet\n::1 ip6-localhost\n",
         )
         .expect("the hosts file");
+        let policy = c.policy_dir().join("provision.policy");
+        if !policy.exists() {
+            fs::write(
+                &policy,
+                format!("policy default deny\nallow\t{PROVISIONERS}\t*\t*\t*\n"),
+            )
+            .expect("provision.policy");
+        }
         let security = format!(
             "ca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\ncrl = {crl:?}\npolicy_dir = {pol:?}\ndefault_policy = \"deny\"\naudit_log = {audit:?}\n",
             audit = s(&dir.join("audit.jsonl")),

@@ -423,7 +423,7 @@ fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() 
         "10.0.0.11",
         10,
         &format!(
-            "[agents]\nenabled = [\"rpcutil\", \"ca\"]\n[plugin.ca]\ndir = {:?}\n",
+            "[agents]\nenabled = [\"rpcutil\", \"ca\"]\n[plugin.ca]\ndir = {:?}\nallow_names = [\"node-*\"]\n",
             s(&copy)
         ),
     );

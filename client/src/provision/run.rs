@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use mco_core::config::ClientConfig;
-use mco_core::provisioning::PROVISIONING_COLLECTIVE;
+use mco_core::provisioning::{MAX_LOCK_EXPIRY_S, PROVISIONING_COLLECTIVE};
 use mco_core::wire::now_ms;
 use mco_core::{Filter, Status as WireStatus};
 use serde_json::{json, Map, Value};
@@ -1123,7 +1123,9 @@ impl Provisioner {
     }
 
     async fn lock(&self, node: &str, expiry: Duration) -> Result<(), Fail> {
-        self.provision(node, "lock", json!({"expiry": expiry.as_secs().max(1)}))
+        // A node's lock lasts at most a day (the provision agent refuses more).
+        let secs = expiry.as_secs().clamp(1, MAX_LOCK_EXPIRY_S);
+        self.provision(node, "lock", json!({"expiry": secs}))
             .await
             .map(|_| ())
     }

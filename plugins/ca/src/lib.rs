@@ -5,7 +5,8 @@
 //! ```toml
 //! [plugin.ca]
 //! dir = "/etc/mco/pki"            # the directory `mco pki` manages
-//! allow_names = ["*.example.net"] # globs of node names it may sign
+//! allow_names = ["*.example.net"] # globs of node names it may sign, revoke and clean
+//! reserved_names = ["nats-1"]     # more names it never touches (besides ca, broker, itself)
 //! signer = ["cfssl-sign", "-"]    # optional: CSR on stdin, certificate PEM on stdout
 //! signer_timeout = "30s"
 //! ```
@@ -14,6 +15,15 @@
 //! `allow_names` and is the name the caller asked for — so a provisioner
 //! that checked a node's identity cannot be tricked into signing another
 //! name by the CSR itself. Masters never sign; they receive the CRL.
+//!
+//! Every action that takes a name (`sign`, `revoke`, `clean`) takes a node
+//! name only ([`CaAgent::checked_name`]): one matching `allow_names`, never
+//! a reserved name (`ca`, `broker`, the CA node's own identity and
+//! `reserved_names`), never a name the index holds a `user:` certificate
+//! for (the PKI directory names files by NAME alone, so `alice.pem` could
+//! be a user's), never a name whose certificate carries more names than
+//! its own (a broker's host names and addresses), and never a serial number: `revoke` and `clean` revoke the
+//! node certificates of that name and nothing else.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -36,8 +46,12 @@ pub const DDL_JSON: &str = include_str!("../../../ddl/ca.json");
 pub struct CaSettings {
     /// The PKI directory (`ca.pem`, `ca.key`, `index.json`, ...).
     pub dir: PathBuf,
-    /// Glob patterns of node names the CA will sign.
+    /// Glob patterns of node names the CA will sign, revoke and clean.
     pub allow_names: Vec<String>,
+    /// Names it never signs, revokes or cleans, besides [`RESERVED_NAMES`]
+    /// and the CA node's own identity (e.g. the broker certificate's name
+    /// when it is not `broker`).
+    pub reserved_names: Vec<String>,
     /// An external signer's argv, replacing the built-in CA for `sign`.
     pub signer: Vec<String>,
     /// How long the external signer may run.
@@ -50,9 +64,10 @@ impl CaSettings {
     pub fn from_table(t: &toml::Table, base: &Path) -> Result<CaSettings, Vec<String>> {
         let mut errs = Vec::new();
         for k in t.keys() {
-            if !["dir", "allow_names", "signer", "signer_timeout"].contains(&k.as_str()) {
+            if !KEYS.contains(&k.as_str()) {
                 errs.push(format!(
-                    "{k}: unknown key (known here: dir, allow_names, signer, signer_timeout)"
+                    "{k}: unknown key (known here: {})",
+                    KEYS.join(", ")
                 ));
             }
         }
@@ -85,6 +100,7 @@ impl CaSettings {
                 errs.push(format!("allow_names: {g:?}: {e}"));
             }
         }
+        let reserved_names = strings("reserved_names", &mut errs);
         let signer = strings("signer", &mut errs);
         let signer_timeout = match t.get("signer_timeout") {
             None => Duration::from_secs(30),
@@ -105,6 +121,7 @@ impl CaSettings {
             Ok(CaSettings {
                 dir,
                 allow_names,
+                reserved_names,
                 signer,
                 signer_timeout,
             })
@@ -113,6 +130,20 @@ impl CaSettings {
         }
     }
 }
+
+/// The keys `[plugin.ca]` knows.
+const KEYS: &[&str] = &[
+    "dir",
+    "allow_names",
+    "reserved_names",
+    "signer",
+    "signer_timeout",
+];
+
+/// Names the agent never signs, revokes or cleans: the CA's own files
+/// (`ca.pem`, `ca.key`, `ca.crl`) and the broker certificate `mco pki
+/// broker-config` uses by default.
+pub const RESERVED_NAMES: &[&str] = &["ca", "broker"];
 
 /// The ca agent.
 pub struct CaAgent {
@@ -127,14 +158,21 @@ fn aborted(m: impl std::fmt::Display) -> ActionError {
     ActionError::aborted(m.to_string())
 }
 
-/// `node:NAME` or `NAME` → `NAME`; a `user:` name is refused.
+/// `node:NAME` or `NAME` → `NAME`; a `user:` name (or any other kind) is
+/// refused.
 pub fn node_name(certname: &str) -> Result<&str, ActionError> {
     if let Some(rest) = certname.strip_prefix("user:") {
         return Err(aborted(format!(
             "the CA agent handles node certificates only, not user:{rest}"
         )));
     }
-    Ok(certname.strip_prefix("node:").unwrap_or(certname))
+    let name = certname.strip_prefix("node:").unwrap_or(certname);
+    if name.contains(':') {
+        return Err(aborted(format!(
+            "the CA agent handles node certificates only, not {certname:?}"
+        )));
+    }
+    Ok(name)
 }
 
 /// The common name a CSR asks for.
@@ -178,6 +216,51 @@ impl CaAgent {
         }
     }
 
+    /// The node name of `certname` if this agent may act on it: a valid
+    /// name matching `allow_names`, not reserved (see [`RESERVED_NAMES`],
+    /// `reserved_names`, and `own` — the CA node's identity), and not a
+    /// name the index holds a certificate of another kind for.
+    pub fn checked_name<'a>(&self, certname: &'a str, own: &str) -> Result<&'a str, ActionError> {
+        let name = node_name(certname)?;
+        pki::check_name(name).map_err(aborted)?;
+        let lower = name.to_ascii_lowercase();
+        if RESERVED_NAMES.contains(&lower.as_str())
+            || self
+                .settings
+                .reserved_names
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case(name))
+            || name.eq_ignore_ascii_case(own)
+        {
+            return Err(aborted(format!(
+                "{name:?} is reserved: the CA agent never signs, revokes or cleans it"
+            )));
+        }
+        if !self.allow.is_match(name) {
+            return Err(aborted(format!(
+                "node:{name} is not a name this CA may act on (allow_names)"
+            )));
+        }
+        if let Some(sans) = extra_sans(&self.settings.dir.join(format!("{name}.pem")), name) {
+            return Err(aborted(format!(
+                "{name:?} holds a certificate with more names than its own ({sans}), as a \
+                 broker's does: the CA agent never touches it"
+            )));
+        }
+        let index = Index::load(&self.settings.dir).map_err(aborted)?;
+        if let Some(e) = index
+            .certs
+            .iter()
+            .find(|e| e.name == name && e.kind != pki::Kind::Node)
+        {
+            return Err(aborted(format!(
+                "{name:?} is the name of a {} certificate: the CA agent handles node certificates only",
+                e.kind
+            )));
+        }
+        Ok(name)
+    }
+
     fn ca(&self) -> Result<Ca, ActionError> {
         Ca::load(&self.settings.dir).map_err(aborted)
     }
@@ -205,19 +288,13 @@ impl CaAgent {
         ))
     }
 
-    async fn sign(&self, input: &Map<String, Value>) -> ActionResult {
+    async fn sign(&self, input: &Map<String, Value>, own: &str) -> ActionResult {
         let certname = input
             .get("name")
             .and_then(Value::as_str)
             .unwrap_or_default();
         let csr = input.get("csr").and_then(Value::as_str).unwrap_or_default();
-        let name = node_name(certname)?;
-        pki::check_name(name).map_err(aborted)?;
-        if !self.allow.is_match(name) {
-            return Err(aborted(format!(
-                "node:{name} is not a name this CA may sign (allow_names)"
-            )));
-        }
+        let name = self.checked_name(certname, own)?;
         let asked = csr_common_name(csr).ok_or_else(|| aborted("the CSR does not parse"))?;
         if asked != format!("node:{name}") {
             return Err(aborted(format!(
@@ -248,16 +325,81 @@ impl CaAgent {
         })))
     }
 
-    /// Revokes `name`'s certificates (none is fine when `lenient`) and writes the CRL.
+    /// Revokes the unrevoked node certificates named `name` — by name only,
+    /// never by serial, and never another kind's — (none is fine when
+    /// `lenient`) and writes the CRL.
     fn revoke(&self, name: &str, lenient: bool) -> Result<(Vec<String>, String), ActionError> {
         let ca = self.ca()?;
-        let revoked = match ca.revoke(name) {
-            Ok(r) => r.into_iter().map(|e| e.serial).collect(),
-            Err(PkiError::NotFound(_)) if lenient => Vec::new(),
-            Err(e) => return Err(aborted(e)),
-        };
+        let dir = &self.settings.dir;
+        let mut index = Index::load(dir).map_err(aborted)?;
+        let now = pki::index::unix_now();
+        let mut revoked = Vec::new();
+        for e in index
+            .certs
+            .iter_mut()
+            .filter(|e| e.name == name && e.kind == pki::Kind::Node && e.revoked_at.is_none())
+        {
+            e.revoked_at = Some(now);
+            revoked.push(e.serial.clone());
+        }
+        if revoked.is_empty() {
+            if !lenient {
+                return Err(aborted(PkiError::NotFound(format!("node:{name}"))));
+            }
+        } else {
+            index.save(dir).map_err(aborted)?;
+        }
         let crl = ca.crl(&CrlOptions::default()).map_err(aborted)?;
         Ok((revoked, crl))
+    }
+}
+
+/// The subject alternative names of the certificate at `path` other than
+/// `DNS:NAME`, if it has any (a broker's certificate carries its host names
+/// and addresses; a node's only its own name).
+fn extra_sans(path: &Path, name: &str) -> Option<String> {
+    use x509_parser::extensions::GeneralName;
+    let pem = std::fs::read(path).ok()?;
+    let (_, p) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
+    let (_, c) = x509_parser::parse_x509_certificate(&p.contents).ok()?;
+    let san = c.subject_alternative_name().ok()??;
+    let extra: Vec<String> = san
+        .value
+        .general_names
+        .iter()
+        .filter(|g| !matches!(g, GeneralName::DNSName(d) if d.eq_ignore_ascii_case(name)))
+        .map(|g| g.to_string())
+        .collect();
+    (!extra.is_empty()).then(|| extra.join(", "))
+}
+
+/// Checks that `path`, if it exists, is a certificate for `node:NAME`.
+fn check_is_node_cert(path: &Path, name: &str) -> Result<(), ActionError> {
+    let pem = match std::fs::read(path) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(aborted(format!("{}: {e}", path.display()))),
+    };
+    let cn = x509_parser::pem::parse_x509_pem(&pem)
+        .ok()
+        .and_then(|(_, p)| {
+            let (_, c) = x509_parser::parse_x509_certificate(&p.contents).ok()?;
+            let cn = c
+                .subject()
+                .iter_common_name()
+                .next()?
+                .as_str()
+                .ok()?
+                .to_string();
+            Some(cn)
+        });
+    match cn {
+        Some(cn) if cn == format!("node:{name}") => Ok(()),
+        other => Err(aborted(format!(
+            "{} is not the certificate of node:{name} ({}): left alone",
+            path.display(),
+            other.unwrap_or_else(|| "not a certificate".into())
+        ))),
     }
 }
 
@@ -333,19 +475,21 @@ impl Agent for CaAgent {
         &self,
         action: &str,
         input: &Map<String, Value>,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
     ) -> ActionResult {
+        let own = ctx.node.identity().to_string();
         let name_in = || {
-            node_name(
+            self.checked_name(
                 input
                     .get("name")
                     .and_then(Value::as_str)
                     .unwrap_or_default(),
+                &own,
             )
         };
         match action {
             "list" => self.list(),
-            "sign" => self.sign(input).await,
+            "sign" => self.sign(input, &own).await,
             "revoke" => {
                 let name = name_in()?;
                 let _g = self.lock();
@@ -354,8 +498,10 @@ impl Agent for CaAgent {
             }
             "clean" => {
                 let name = name_in()?;
-                pki::check_name(name).map_err(aborted)?;
                 let _g = self.lock();
+                // The files go only if NAME.pem is this node's certificate
+                // (or absent): never a file of another kind or a stranger.
+                check_is_node_cert(&self.settings.dir.join(format!("{name}.pem")), name)?;
                 let (revoked, _) = self.revoke(name, true)?;
                 let mut removed = Vec::new();
                 for ext in ["pem", "key", "csr"] {
@@ -387,65 +533,4 @@ impl Agent for CaAgent {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn settings_are_strict() {
-        let t: toml::Table = "dir = \"pki\"\nallow_names = [\"web-*\"]\nbogus = 1\n"
-            .parse()
-            .unwrap();
-        let errs = CaSettings::from_table(&t, Path::new("/etc/mco")).unwrap_err();
-        assert!(
-            errs.iter().any(|e| e.starts_with("bogus: unknown key")),
-            "{errs:?}"
-        );
-        let t: toml::Table = "dir = \"pki\"\nallow_names = [\"web-*\"]\n"
-            .parse()
-            .unwrap();
-        let s = CaSettings::from_table(&t, Path::new("/etc/mco")).unwrap();
-        assert_eq!(s.dir, PathBuf::from("/etc/mco/pki"));
-        let a = CaAgent::new(s);
-        assert!(a.allow.is_match("web-1"));
-        assert!(!a.allow.is_match("db-1"));
-    }
-
-    fn argv(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[tokio::test]
-    async fn external_signer_stdin_to_stdout_with_timeout() {
-        let good = argv(&[
-            "sh",
-            "-c",
-            "read first; test \"$first\" = CSR || exit 3; printf -- '-----BEGIN CERTIFICATE-----\\nX\\n'",
-        ]);
-        let pem = run_signer(&good, "CSR\n", Duration::from_secs(10))
-            .await
-            .unwrap();
-        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
-        let echo = argv(&["cat"]);
-        let e = run_signer(&echo, "CSR\n", Duration::from_secs(10))
-            .await
-            .unwrap_err();
-        assert!(e.message.contains("no PEM certificate"), "{}", e.message);
-        let failing = argv(&["sh", "-c", "echo nope >&2; exit 1"]);
-        let e = run_signer(&failing, "", Duration::from_secs(10))
-            .await
-            .unwrap_err();
-        assert!(e.message.contains("nope"), "{}", e.message);
-        let slow = argv(&["sleep", "5"]);
-        let e = run_signer(&slow, "", Duration::from_millis(100))
-            .await
-            .unwrap_err();
-        assert!(e.message.contains("did not finish"), "{}", e.message);
-    }
-
-    #[test]
-    fn names() {
-        assert_eq!(node_name("node:a").unwrap(), "a");
-        assert_eq!(node_name("a").unwrap(), "a");
-        assert!(node_name("user:a").is_err());
-    }
-}
+mod tests;

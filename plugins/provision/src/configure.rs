@@ -1,11 +1,18 @@
-//! `configure`: where the certificate files go, and the responder config
-//! that brings the node up in normal mode.
+//! `configure`: the action, where the certificate files go, and the
+//! responder config that brings the node up in normal mode.
 
 use std::path::{Path, PathBuf};
 
+use mco_core::agent::{outputs, ActionError, ActionResult};
 use mco_core::config::{ResponderConfig, SecurityConfig};
+use mco_core::pki::{KEY_MODE, PUBLIC_MODE};
 use mco_core::provisioning::files;
+use mco_core::security::{Credentials, TrustStore};
+use mco_core::wire::Kind;
+use serde_json::{json, Map};
 use toml::{Table, Value};
+
+use crate::{aborted, cert_serial, lock_allows, now_s, str_in, trust, write, Provision};
 
 /// Where `configure` writes the node's files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +93,175 @@ pub fn new_config(
     let text = toml::to_string(&t).map_err(|e| format!("cannot write the config: {e}"))?;
     ResponderConfig::from_toml(file, &text).map_err(|e| e.to_string())?;
     Ok(text)
+}
+
+impl Provision {
+    /// `configure`: checks what came over the bus against what the image
+    /// shipped and installs it. Refused, with nothing on disk changed: a
+    /// `ca` other than the shipped one, a certificate that does not chain to
+    /// the shipped CA (or is revoked, or is for another node or key), a CRL
+    /// not signed by the shipped CA or older than the node's, brokers that
+    /// `allowed_servers` does not allow, and a caller other than the lock's
+    /// owner. A CRL in place is never removed.
+    pub(crate) fn configure(
+        &self,
+        identity: &str,
+        dir: &Path,
+        input: &Map<String, serde_json::Value>,
+        caller: &str,
+    ) -> ActionResult {
+        if let Some(want) = input.get("identity").and_then(serde_json::Value::as_str) {
+            if want != identity {
+                return Err(aborted(format!("this node is {identity:?}, not {want:?}")));
+            }
+        }
+        let prov = &self.settings.provisioning;
+        let servers = mco_core::agent::split_list(str_in(input, "servers"));
+        mco_core::provisioning::check_fleet_servers(&servers, &prov.allowed_servers)
+            .map_err(aborted)?;
+        let collectives = match input.get("collectives").and_then(serde_json::Value::as_str) {
+            Some(c) => mco_core::agent::split_list(c),
+            None => vec!["mcollective".to_string()],
+        };
+        let (_, csr_key) = Self::csr_paths(dir, identity);
+        if !csr_key.exists() {
+            return Err(aborted("no key yet: run gencsr first"));
+        }
+        let _g = self.lock_guard();
+        lock_allows(dir, caller)?;
+        // The only CA this node trusts is the one its image shipped.
+        let shipped = prov
+            .ca
+            .clone()
+            .ok_or_else(|| aborted("provisioning.ca is not set"))?;
+        let shipped_pem = std::fs::read(&shipped)
+            .map_err(|e| aborted(format!("the shipped CA {}: {e}", shipped.display())))?;
+        let ca_pem = str_in(input, "ca");
+        if !ca_pem.is_empty() {
+            trust::same_ca(&shipped_pem, ca_pem).map_err(aborted)?;
+        }
+        // Stage what came over the bus, then check it exactly as the
+        // responder will: the certificate must be for this node, match the
+        // gencsr key and chain to the shipped CA (within validity, not
+        // revoked by the CRL it will run with).
+        let stage = dir.join("staging");
+        let _ = std::fs::remove_dir_all(&stage);
+        let staged = |name: &str, text: &str| -> Result<PathBuf, ActionError> {
+            let p = stage.join(name);
+            write(&p, text.as_bytes(), PUBLIC_MODE)?;
+            Ok(p)
+        };
+        let outcome = self.check_and_install(
+            identity,
+            dir,
+            input,
+            &servers,
+            &collectives,
+            &shipped,
+            &shipped_pem,
+            &csr_key,
+            &staged,
+        );
+        let _ = std::fs::remove_dir_all(&stage);
+        outcome
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_and_install(
+        &self,
+        identity: &str,
+        dir: &Path,
+        input: &Map<String, serde_json::Value>,
+        servers: &[String],
+        collectives: &[String],
+        shipped: &Path,
+        shipped_pem: &[u8],
+        csr_key: &Path,
+        staged: &dyn Fn(&str, &str) -> Result<PathBuf, ActionError>,
+    ) -> ActionResult {
+        let cert_pem = str_in(input, "certificate");
+        let crl_pem = input
+            .get("crl")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("");
+        let cert = staged("node.pem", cert_pem)?;
+        let creds = Credentials::load(&cert, csr_key).map_err(|e| {
+            aborted(format!(
+                "the certificate does not match the key gencsr made: {}",
+                e.message
+            ))
+        })?;
+        if creds.name() != format!("node:{identity}") {
+            return Err(aborted(format!(
+                "the certificate is for {:?}, not node:{identity}",
+                creds.name()
+            )));
+        }
+        let paths = paths(&self.settings.security, dir, identity);
+        // A CRL is never removed, and only replaced by a newer one signed
+        // by the shipped CA.
+        let present = trust::present_crl(&paths.crl).map_err(aborted)?;
+        let new_crl = if crl_pem.is_empty() {
+            None
+        } else {
+            let p = staged("ca.crl", crl_pem)?;
+            TrustStore::load(shipped, Some(&p)).map_err(|e| {
+                aborted(format!(
+                    "the CRL given is not one of the shipped CA: {}",
+                    e.message
+                ))
+            })?;
+            let offered = trust::crl_age(crl_pem.as_bytes()).map_err(aborted)?;
+            let install = match &present {
+                None => true,
+                Some(now) => {
+                    trust::decide(now, &offered).map_err(aborted)? == trust::CrlDecision::Install
+                }
+            };
+            install.then_some(p)
+        };
+        let crl_for_check = match (&new_crl, &present) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(_)) => Some(paths.crl.clone()),
+            (None, None) => None,
+        };
+        let trust =
+            TrustStore::load(shipped, crl_for_check.as_deref()).map_err(|e| aborted(e.message))?;
+        let probe = creds.seal(Kind::Reply, b"configure".to_vec());
+        trust
+            .verify(&probe, now_s())
+            .map_err(|e| aborted(format!("the certificate does not verify: {e}")))?;
+
+        // The shared file is the template; a virtual node of a fleet gets
+        // its own copy, so that the others stay in provisioning mode.
+        let shared = &self.settings.config_file;
+        let original = std::fs::read_to_string(shared)
+            .map_err(|e| aborted(format!("{}: {e}", shared.display())))?;
+        let own;
+        let file = if self.settings.per_node_config {
+            own = dir.join(files::NODE_CONFIG);
+            &own
+        } else {
+            shared
+        };
+        let text = new_config(file, &original, identity, collectives, servers, &paths)
+            .map_err(|e| aborted(format!("the new configuration is not valid: {e}")))?;
+        let key_pem =
+            std::fs::read(csr_key).map_err(|e| aborted(format!("{}: {e}", csr_key.display())))?;
+        write(&paths.key, &key_pem, KEY_MODE)?;
+        write(&paths.cert, cert_pem.as_bytes(), PUBLIC_MODE)?;
+        write(&paths.ca, shipped_pem, PUBLIC_MODE)?;
+        if new_crl.is_some() {
+            write(&paths.crl, crl_pem.as_bytes(), PUBLIC_MODE)?;
+        }
+        write(file, text.as_bytes(), PUBLIC_MODE)?;
+        write(&dir.join(files::CONFIGURED), b"", PUBLIC_MODE)?;
+        Ok(outputs(json!({
+            "config_file": file.display().to_string(),
+            "certificate_file": paths.cert.display().to_string(),
+            "serial": cert_serial(cert_pem).unwrap_or_default(),
+        })))
+    }
 }
 
 #[cfg(test)]

@@ -2,9 +2,14 @@
 //!
 //! A node in provisioning mode hosts only `rpcutil` and this agent, on the
 //! `provisioning` collective. Every action requires the bootstrap token
-//! (compared in constant time), so that only a provisioner holding the
-//! image's token — and, as for every request, a `user:` certificate from
-//! the CA — can drive it. The actions are small and idempotent, so a
+//! (compared in constant time) on top of, never instead of, the policy:
+//! the token ships in every image, so `provision.policy` names who may
+//! provision (provisioning mode denies by default, as every mode does).
+//! While a caller holds the node's lock, only it may change the node
+//! (`set_master`, `gencsr`, `configure`, `run`, `restart`, `disable`); a
+//! lock lasts at most a day. `configure` trusts only the CA the image
+//! shipped and never removes a CRL (see [`configure`] and [`trust`]).
+//! The actions are small and idempotent, so a
 //! provisioner that dies mid-way can run them again: `gencsr` returns the
 //! CSR it already made unless asked to regenerate, `lock` renews the
 //! caller's own lock, `set_master` replaces the `puppet` line.
@@ -20,6 +25,7 @@
 pub mod bootstrap;
 pub mod configure;
 pub mod state;
+pub mod trust;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -27,14 +33,16 @@ use std::time::Duration;
 
 use mco_core::agent::{outputs, ActionError, ActionResult, Agent, RequestContext};
 use mco_core::config::SecurityConfig;
-use mco_core::pki::{self, CsrOptions, KEY_MODE, PUBLIC_MODE};
+use mco_core::pki::{self, CsrOptions, PUBLIC_MODE};
 use mco_core::provisioning::{files, ProvisioningConfig};
-use mco_core::security::{Credentials, NodeKey, TrustStore};
-use mco_core::wire::Kind;
+use mco_core::security::NodeKey;
 use mco_core::{Ddl, Status};
 use serde_json::{json, Map, Value};
 
 use state::{Lock, Master};
+
+/// The longest lock, seconds (see [`mco_core::provisioning::MAX_LOCK_EXPIRY_S`]).
+pub const MAX_LOCK_EXPIRY: i64 = mco_core::provisioning::MAX_LOCK_EXPIRY_S as i64;
 
 /// The DDL shipped in `ddl/provision.json`.
 pub const DDL_JSON: &str = include_str!("../../../ddl/provision.json");
@@ -180,10 +188,10 @@ impl Agent for Provision {
             "state" => self.state(&identity, &dir),
             "lock" => {
                 let expiry = input.get("expiry").and_then(Value::as_i64).unwrap_or(300);
-                if expiry <= 0 {
+                if !(1..=MAX_LOCK_EXPIRY).contains(&expiry) {
                     return Err(ActionError::new(
                         Status::InvalidData,
-                        "expiry must be at least 1 second",
+                        format!("expiry must be between 1 and {MAX_LOCK_EXPIRY} seconds"),
                     ));
                 }
                 let _g = self.lock_guard();
@@ -210,6 +218,7 @@ impl Agent for Provision {
                 let name = str_in(input, "name");
                 let address = str_in(input, "address");
                 let _g = self.lock_guard();
+                lock_allows(&dir, &ctx.caller)?;
                 let hosts = for_identity(&self.settings.provisioning.hosts_file, &identity);
                 let before = match std::fs::read_to_string(&hosts) {
                     Ok(t) => t,
@@ -234,12 +243,24 @@ impl Agent for Provision {
                     .get("regenerate")
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
-                self.gencsr(&identity, &dir, regenerate)
+                self.gencsr(&identity, &dir, regenerate, &ctx.caller)
             }
-            "configure" => self.configure(&identity, &dir, input),
-            "run" => self.run_bootstrap(input).await,
-            "restart" => self.restart(&identity),
+            "configure" => self.configure(&identity, &dir, input, &ctx.caller),
+            "run" => {
+                {
+                    let _g = self.lock_guard();
+                    lock_allows(&dir, &ctx.caller)?;
+                }
+                self.run_bootstrap(input).await
+            }
+            "restart" => {
+                let _g = self.lock_guard();
+                lock_allows(&dir, &ctx.caller)?;
+                self.restart(&identity)
+            }
             "disable" => {
+                let _g = self.lock_guard();
+                lock_allows(&dir, &ctx.caller)?;
                 write(&dir.join(files::DISABLED), b"", PUBLIC_MODE)?;
                 Ok(outputs(json!({"disabled": true})))
             }
@@ -248,6 +269,18 @@ impl Agent for Provision {
                 format!("unknown action {other:?}"),
             )),
         }
+    }
+}
+
+/// Refuses a change to the node while someone other than `caller` holds an
+/// unexpired lock on it: the lock's owner is the only one who may change
+/// the node (set_master, gencsr, configure, run, restart, disable). Call
+/// with the agent's guard held, so that no lock is taken in between.
+fn lock_allows(dir: &Path, caller: &str) -> Result<(), ActionError> {
+    let now = now_s();
+    match state::read_json::<Lock>(&dir.join(files::LOCK)) {
+        Some(l) if l.live(now) && l.owner != caller => Err(aborted(state::LockRefused::HeldBy(l))),
+        _ => Ok(()),
     }
 }
 
@@ -286,9 +319,10 @@ impl Provision {
         })))
     }
 
-    fn gencsr(&self, identity: &str, dir: &Path, regenerate: bool) -> ActionResult {
+    fn gencsr(&self, identity: &str, dir: &Path, regenerate: bool, caller: &str) -> ActionResult {
         let (csr_path, key_path) = Self::csr_paths(dir, identity);
         let _g = self.lock_guard();
+        lock_allows(dir, caller)?;
         let csr_pem = match std::fs::read_to_string(&csr_path) {
             Ok(pem) if !regenerate && key_path.exists() => pem,
             _ => {
@@ -309,95 +343,6 @@ impl Provision {
             "csr": csr_pem,
             "name": format!("node:{identity}"),
             "public_key": public_key,
-        })))
-    }
-
-    fn configure(&self, identity: &str, dir: &Path, input: &Map<String, Value>) -> ActionResult {
-        if let Some(want) = input.get("identity").and_then(Value::as_str) {
-            if want != identity {
-                return Err(aborted(format!("this node is {identity:?}, not {want:?}")));
-            }
-        }
-        let servers = mco_core::agent::split_list(str_in(input, "servers"));
-        let collectives = match input.get("collectives").and_then(Value::as_str) {
-            Some(c) => mco_core::agent::split_list(c),
-            None => vec!["mcollective".to_string()],
-        };
-        let (_, csr_key) = Self::csr_paths(dir, identity);
-        if !csr_key.exists() {
-            return Err(aborted("no key yet: run gencsr first"));
-        }
-        let _g = self.lock_guard();
-        // Stage the files, then check them exactly as the responder will:
-        // the certificate must be for this node, match the gencsr key and
-        // chain to the CA (within validity, not revoked).
-        let stage = dir.join("staging");
-        let _ = std::fs::remove_dir_all(&stage);
-        let staged = |name: &str, text: &str| -> Result<PathBuf, ActionError> {
-            let p = stage.join(name);
-            write(&p, text.as_bytes(), PUBLIC_MODE)?;
-            Ok(p)
-        };
-        let cert_pem = str_in(input, "certificate");
-        let ca_pem = str_in(input, "ca");
-        let crl_pem = input.get("crl").and_then(Value::as_str).unwrap_or("");
-        let cert = staged("node.pem", cert_pem)?;
-        let ca = staged("ca.pem", ca_pem)?;
-        let crl = if crl_pem.is_empty() {
-            None
-        } else {
-            Some(staged("ca.crl", crl_pem)?)
-        };
-        let creds = Credentials::load(&cert, &csr_key).map_err(|e| {
-            aborted(format!(
-                "the certificate does not match the key gencsr made: {}",
-                e.message
-            ))
-        })?;
-        if creds.name() != format!("node:{identity}") {
-            return Err(aborted(format!(
-                "the certificate is for {:?}, not node:{identity}",
-                creds.name()
-            )));
-        }
-        let trust = TrustStore::load(&ca, crl.as_deref()).map_err(|e| aborted(e.message))?;
-        let probe = creds.seal(Kind::Reply, b"configure".to_vec());
-        trust
-            .verify(&probe, now_s())
-            .map_err(|e| aborted(format!("the certificate does not verify: {e}")))?;
-
-        // The shared file is the template; a virtual node of a fleet gets
-        // its own copy, so that the others stay in provisioning mode.
-        let shared = &self.settings.config_file;
-        let original = std::fs::read_to_string(shared)
-            .map_err(|e| aborted(format!("{}: {e}", shared.display())))?;
-        let own;
-        let file = if self.settings.per_node_config {
-            own = dir.join(files::NODE_CONFIG);
-            &own
-        } else {
-            shared
-        };
-        let paths = configure::paths(&self.settings.security, dir, identity);
-        let text = configure::new_config(file, &original, identity, &collectives, &servers, &paths)
-            .map_err(|e| aborted(format!("the new configuration is not valid: {e}")))?;
-        let key_pem =
-            std::fs::read(&csr_key).map_err(|e| aborted(format!("{}: {e}", csr_key.display())))?;
-        write(&paths.key, &key_pem, KEY_MODE)?;
-        write(&paths.cert, cert_pem.as_bytes(), PUBLIC_MODE)?;
-        write(&paths.ca, ca_pem.as_bytes(), PUBLIC_MODE)?;
-        if crl_pem.is_empty() {
-            let _ = std::fs::remove_file(&paths.crl);
-        } else {
-            write(&paths.crl, crl_pem.as_bytes(), PUBLIC_MODE)?;
-        }
-        write(file, text.as_bytes(), PUBLIC_MODE)?;
-        write(&dir.join(files::CONFIGURED), b"", PUBLIC_MODE)?;
-        let _ = std::fs::remove_dir_all(&stage);
-        Ok(outputs(json!({
-            "config_file": file.display().to_string(),
-            "certificate_file": paths.cert.display().to_string(),
-            "serial": cert_serial(cert_pem).unwrap_or_default(),
         })))
     }
 
@@ -508,6 +453,35 @@ fn cert_serial(pem: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_lock_owner_may_change_the_node_until_it_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(lock_allows(dir.path(), "user:b").is_ok(), "no lock");
+        let now = now_s();
+        let live = Lock {
+            owner: "user:a".into(),
+            expires: now + 600,
+        };
+        std::fs::write(
+            dir.path().join(files::LOCK),
+            serde_json::to_vec(&live).unwrap(),
+        )
+        .unwrap();
+        assert!(lock_allows(dir.path(), "user:a").is_ok());
+        let e = lock_allows(dir.path(), "user:b").unwrap_err();
+        assert!(e.message.contains("locked by user:a"), "{}", e.message);
+        let expired = Lock {
+            expires: now - 1,
+            ..live
+        };
+        std::fs::write(
+            dir.path().join(files::LOCK),
+            serde_json::to_vec(&expired).unwrap(),
+        )
+        .unwrap();
+        assert!(lock_allows(dir.path(), "user:b").is_ok(), "expired");
+    }
 
     #[test]
     fn token_comparison() {
