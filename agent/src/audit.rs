@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mco_core::ddl::{Action, AuditAs};
+use mco_core::limits::MAX_NAME_LEN;
 use mco_core::wire::{ReplyBody, RequestBody};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -83,7 +84,11 @@ impl AuditRecord {
             action: req.action.clone(),
             input: redact(&req.data, action),
             status: reply.status.code(),
-            statusmsg: reply.message.clone(),
+            statusmsg: if reply.message.len() <= MAX_CLEAR_VALUE {
+                reply.message.clone()
+            } else {
+                digest(&Value::String(reply.message.clone()))
+            },
             elapsed_us: reply.elapsed_us,
             node: reply.sender.clone(),
         }
@@ -122,10 +127,22 @@ impl AuditRecord {
     }
 }
 
-/// `input` with sensitive, undeclared or undescribed values replaced by [`REDACTED`].
+/// Most inputs one record lists; a request carrying more (they can only be
+/// undeclared ones, refused by validation) is logged with the first of them
+/// and a count of the rest under [`MORE_INPUTS`].
+pub const MAX_AUDIT_INPUTS: usize = 64;
+
+/// The key under which a record counts the inputs it does not list.
+pub const MORE_INPUTS: &str = "...";
+
+/// `input` with sensitive, undeclared or undescribed values replaced by
+/// [`REDACTED`], long values by their digest, and at most
+/// [`MAX_AUDIT_INPUTS`] entries, with long undeclared names digested too, so a
+/// record's size does not follow what a request carries.
 pub fn redact(input: &Map<String, Value>, action: Option<&Action>) -> Map<String, Value> {
-    input
+    let mut out: Map<String, Value> = input
         .iter()
+        .take(MAX_AUDIT_INPUTS)
         .map(|(name, value)| {
             let declared = action.and_then(|a| a.input.get(name));
             let value = match declared {
@@ -135,9 +152,21 @@ pub fn redact(input: &Map<String, Value>, action: Option<&Action>) -> Map<String
                 Some(i) if !i.sensitive => Value::String(digest(value)),
                 _ => Value::String(REDACTED.into()),
             };
-            (name.clone(), value)
+            let name = if declared.is_none() && name.len() > MAX_NAME_LEN {
+                digest(&Value::String(name.clone()))
+            } else {
+                name.clone()
+            };
+            (name, value)
         })
-        .collect()
+        .collect();
+    if input.len() > MAX_AUDIT_INPUTS {
+        out.insert(
+            MORE_INPUTS.into(),
+            Value::from(input.len() - MAX_AUDIT_INPUTS),
+        );
+    }
+    out
 }
 
 /// Longest value written as sent, in bytes of its text; a longer one is
@@ -472,6 +501,45 @@ mod tests {
         assert_eq!(out["extra"], REDACTED);
         let out = redact(&input, None);
         assert!(out.values().all(|v| v == REDACTED));
+    }
+
+    /// A request that carries thousands of long undeclared inputs and a reply
+    /// with a huge status message still make a small record.
+    #[test]
+    fn a_record_stays_small_whatever_the_request_carries() {
+        let ddl = Ddl::from_json("service.json", DDL).unwrap();
+        let action = ddl.action("restart");
+        let input: Map<String, Value> = (0..5000)
+            .map(|i| (format!("{i:05}{}", "k".repeat(1000)), Value::from(i)))
+            .collect();
+        let out = redact(&input, action);
+        assert_eq!(out.len(), MAX_AUDIT_INPUTS + 1);
+        assert_eq!(out[MORE_INPUTS], 5000 - MAX_AUDIT_INPUTS);
+        assert!(out.keys().all(|k| k.len() <= MAX_NAME_LEN), "{out:?}");
+        let req = RequestBody {
+            id: "r".into(),
+            sender: "laptop".into(),
+            caller: "user:alice".into(),
+            collective: "mcollective".into(),
+            agent: "service".into(),
+            action: "restart".into(),
+            data: input,
+            filter: Default::default(),
+            ttl_s: 60,
+            time_ms: 0,
+        };
+        let reply = ReplyBody {
+            request_id: "r".into(),
+            sender: "web1".into(),
+            status: mco_core::wire::Status::Aborted,
+            message: "m".repeat(1 << 20),
+            data: Default::default(),
+            time_ms: 0,
+            elapsed_us: 0,
+        };
+        let line = AuditRecord::new(&req, &reply, action).to_json();
+        assert!(line.len() < 32 * 1024, "{} bytes", line.len());
+        assert!(line.contains("\"statusmsg\":\"sha256:"), "{line}");
     }
 
     /// The resource agent's shipped DDL: a file's content is logged as its

@@ -142,7 +142,7 @@ pub fn bus_options(
         },
         max_payload: cfg.nats.max_payload,
         backoff: Backoff::default(),
-        subscription_capacity: 4096,
+        subscription_capacity: mco_core::limits::responder_queue_len(cfg.nats.max_payload),
         server_ca: prov.and_then(|p| p.ca.clone()),
         token,
         tls: match (

@@ -220,6 +220,9 @@ fn handle(client: &Client, node: &Arc<NodeState>, max_payload: usize, msg: Messa
         node.stats.filtered();
         return;
     }
+    if let Err((why, detail)) = remember(node, &req) {
+        return refuse(node, why, &detail);
+    }
     let client = client.clone();
     let node = node.clone();
     match node.slots.clone().try_acquire_owned() {
@@ -303,20 +306,37 @@ fn decode(
                 ),
             ));
         }
-        match sec.replay.check_and_insert(&req.id, req.expires_ms(), now) {
-            Seen::New => {}
-            Seen::Replay => {
-                let e = SecurityError::Replay(req.id.clone());
-                return Err((Drop::from(&e), e.to_string()));
-            }
-            Seen::Full => return Err((
-                Drop::ReplayCacheFull,
-                "the replay cache is full of live request ids; refusing new ones until some expire"
-                    .into(),
-            )),
-        }
     }
     Ok(req)
+}
+
+/// Remembers a request this node is about to act on, refusing a replay; a
+/// full cache (or the caller's full share of it) refuses rather than forgets.
+/// Called only once the request is known to select this node, so requests
+/// that act nowhere cost no node a place in its cache.
+fn remember(node: &NodeState, req: &RequestBody) -> Result<(), (Drop, String)> {
+    let Some(sec) = &node.security else {
+        return Ok(());
+    };
+    match sec
+        .replay
+        .check_and_insert(&req.caller, &req.id, req.expires_ms(), now_ms())
+    {
+        Seen::New => Ok(()),
+        Seen::Replay => {
+            let e = SecurityError::Replay(req.id.clone());
+            Err((Drop::from(&e), e.to_string()))
+        }
+        Seen::Full => Err((
+            Drop::ReplayCacheFull,
+            format!(
+                "the replay cache holds as many live request ids as it may for {} (at most {} each, {} in all); refusing new ones until some expire",
+                req.caller,
+                sec.replay.share(),
+                sec.replay.len()
+            ),
+        )),
+    }
 }
 
 async fn publish(

@@ -4,11 +4,14 @@
 //! root on one) chooses every byte of them. Written raw to a terminal, an
 //! escape sequence could rewrite what the operator sees (move the cursor,
 //! erase a failed result, retitle the window) and a carriage return could
-//! overwrite a line. So everything `mco` and `check_mco_nrpe` print passes
-//! through [`clean`] last: each control character other than newline and tab
-//! (C0, DEL and C1) becomes the visible text `\u00XX`: JSON's own escape, so
-//! inside a JSON string it stands for the same character, and JSON output
-//! stays valid and means the same.
+//! overwrite a line, and a bidirectional override or an invisible character
+//! could make a node's name or message read as something else. So
+//! everything `mco` and `check_mco_nrpe` print passes through [`clean`] last:
+//! each control character other than newline and tab (C0, DEL and C1), each
+//! bidirectional control and each invisible separator or joiner becomes the
+//! visible text `\uXXXX`: JSON's own escape, so inside a JSON string it
+//! stands for the same character, and JSON output stays valid and means the
+//! same.
 
 use std::borrow::Cow;
 
@@ -42,7 +45,16 @@ pub fn clean_str(text: &str) -> Cow<'_, str> {
 }
 
 fn unsafe_char(c: char) -> bool {
-    c.is_control() && c != '\n' && c != '\t'
+    (c.is_control() && c != '\n' && c != '\t')
+        || matches!(
+            c,
+            '\u{200b}'..='\u{200f}' // zero-width space, joiners, LRM, RLM
+                | '\u{202a}'..='\u{202e}' // bidirectional embeddings and overrides
+                | '\u{2066}'..='\u{2069}' // bidirectional isolates
+                | '\u{2028}' | '\u{2029}' // line and paragraph separators
+                | '\u{061c}' // Arabic letter mark
+                | '\u{feff}' // zero-width no-break space
+        )
 }
 
 #[cfg(test)]
@@ -56,6 +68,16 @@ mod tests {
             String::from_utf8(got.into_owned()).unwrap(),
             "web-01\\u001b[2J\\u001b]0;owned\\u0007 ok\\u000d\nnext\tcol\\u009b31m\\u007f"
         );
+    }
+
+    #[test]
+    fn bidi_overrides_and_invisible_characters_are_made_visible() {
+        let got = clean_str("web-01\u{202e}KO\u{202c} \u{200b}x\u{2066}y\u{2028}z\u{feff}");
+        assert_eq!(
+            got,
+            "web-01\\u202eKO\\u202c \\u200bx\\u2066y\\u2028z\\ufeff"
+        );
+        assert_eq!(clean_str("café ünïcödé 日本"), "café ünïcödé 日本");
     }
 
     #[test]

@@ -30,14 +30,42 @@ pub const MAX_PATTERN_LEN: usize = 1024;
 
 /// Most memory one compiled regular expression may use (bytes), for its
 /// program and, separately, for its lazy DFA cache.
-pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+pub const REGEX_SIZE_LIMIT: usize = 256 * 1024;
+
+/// Most patterns one filter may compile (regexes and globs, across every
+/// list and every compound term), so a whole filter costs at most this many
+/// times [`REGEX_SIZE_LIMIT`] to build, however its text is spread.
+pub const MAX_FILTER_PATTERNS: usize = 16;
 
 /// Largest certificate accepted in an envelope, in DER bytes. Ours are under
 /// 1 KiB; anything larger is refused before it is parsed or remembered.
 pub const MAX_CERT_LEN: usize = 16 * 1024;
 
+/// How far in the future a request's `time_ms` may be, in milliseconds:
+/// room for clocks that disagree a little, and no more, so a request cannot
+/// be dated ahead to hold its replay entry for longer than its TTL.
+pub const MAX_FUTURE_SKEW_MS: u64 = 30_000;
+
 /// Longest request id, in bytes (ours are 26-character ULIDs).
 pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Most bytes of messages a responder lets wait in one subscription's queue
+/// before it drops the excess (the broker counts it as a slow consumer): the
+/// queue holds `RESPONDER_QUEUE_BYTES / max_payload` messages, at least 64
+/// and at most 4,096, so a flood of maximal messages costs at most this much
+/// memory before any of them is looked at.
+pub const RESPONDER_QUEUE_BYTES: usize = 256 * 1024 * 1024;
+
+/// How many messages a responder's subscription may queue for a bus whose
+/// largest message is `max_payload` bytes (see [`RESPONDER_QUEUE_BYTES`]).
+pub fn responder_queue_len(max_payload: usize) -> usize {
+    (RESPONDER_QUEUE_BYTES / max_payload.max(1)).clamp(64, 4096)
+}
+
+/// Longest name in a request's envelope and header fields (sender, caller,
+/// collective, agent, action), in bytes: every one of them is written to the
+/// audit log and to metrics labels for each request, so none may be large.
+pub const MAX_NAME_LEN: usize = 255;
 
 /// How deeply `v` nests maps and arrays (a scalar is 0), found without
 /// recursing, so it is safe on any value however it was built.
@@ -84,5 +112,13 @@ mod tests {
         }
         assert!(check_facts_depth(&v).is_err());
         assert!(check_facts_depth(&v[0][0]).is_ok());
+    }
+
+    #[test]
+    fn queue_length_follows_the_payload_bound() {
+        assert_eq!(responder_queue_len(1024 * 1024), 256);
+        assert_eq!(responder_queue_len(8 * 1024 * 1024), 64);
+        assert_eq!(responder_queue_len(1024), 4096);
+        assert_eq!(responder_queue_len(0), 4096);
     }
 }

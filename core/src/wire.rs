@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::filter::Filter;
-use crate::limits::{MAX_REQUEST_ID_LEN, MAX_VALUE_DEPTH};
+use crate::limits::{MAX_FUTURE_SKEW_MS, MAX_NAME_LEN, MAX_REQUEST_ID_LEN, MAX_VALUE_DEPTH};
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u8 = 1;
@@ -272,23 +272,40 @@ impl Envelope {
     }
 
     /// Decodes the body as a request, refusing values nested deeper than
-    /// [`MAX_VALUE_DEPTH`] and ids longer than [`MAX_REQUEST_ID_LEN`].
+    /// [`MAX_VALUE_DEPTH`], ids longer than [`MAX_REQUEST_ID_LEN`] and names
+    /// (sender, caller, collective, agent, action) longer than
+    /// [`MAX_NAME_LEN`].
     pub fn request(&self) -> Result<RequestBody, WireError> {
         let req: RequestBody = decode_bounded(&self.body)?;
-        if req.id.len() > MAX_REQUEST_ID_LEN {
-            return Err(WireError::Decode(format!(
-                "request id of {} bytes is over the {MAX_REQUEST_ID_LEN} byte bound",
-                req.id.len()
-            )));
-        }
+        bounded("request id", &req.id, MAX_REQUEST_ID_LEN)?;
+        bounded("sender", &req.sender, MAX_NAME_LEN)?;
+        bounded("caller", &req.caller, MAX_NAME_LEN)?;
+        bounded("collective", &req.collective, MAX_NAME_LEN)?;
+        bounded("agent", &req.agent, MAX_NAME_LEN)?;
+        bounded("action", &req.action, MAX_NAME_LEN)?;
         Ok(req)
     }
 
     /// Decodes the body as a reply, refusing values nested deeper than
-    /// [`MAX_VALUE_DEPTH`].
+    /// [`MAX_VALUE_DEPTH`], a request id longer than [`MAX_REQUEST_ID_LEN`]
+    /// and a sender longer than [`MAX_NAME_LEN`].
     pub fn reply(&self) -> Result<ReplyBody, WireError> {
-        decode_bounded(&self.body)
+        let reply: ReplyBody = decode_bounded(&self.body)?;
+        bounded("request id", &reply.request_id, MAX_REQUEST_ID_LEN)?;
+        bounded("sender", &reply.sender, MAX_NAME_LEN)?;
+        Ok(reply)
     }
+}
+
+/// An error naming `what` if `value` is longer than `max` bytes.
+fn bounded(what: &str, value: &str, max: usize) -> Result<(), WireError> {
+    if value.len() > max {
+        return Err(WireError::Decode(format!(
+            "{what} of {} bytes is over the {max} byte bound",
+            value.len()
+        )));
+    }
+    Ok(())
 }
 
 impl RequestBody {
@@ -297,12 +314,19 @@ impl RequestBody {
         encode_named(self)
     }
 
-    /// Checks `time_ms` against `now_ms`, allowing `ttl_s` either way. The
-    /// arithmetic is exact for every `time_ms` (a signer's `u64::MAX` is far
-    /// in the future, not a wrapped negative).
+    /// Checks `time_ms` against `now_ms`: at most `ttl_s` in the past, and
+    /// at most `ttl_s` or [`MAX_FUTURE_SKEW_MS`], whichever is less, in the
+    /// future. The arithmetic is exact for every `time_ms` (a signer's
+    /// `u64::MAX` is far in the future, not a wrapped negative).
     pub fn check_ttl(&self, now_ms: u64) -> Result<(), WireError> {
         let skew = i128::from(now_ms) - i128::from(self.time_ms);
-        if skew.unsigned_abs() > u128::from(self.ttl_s) * 1000 {
+        let ttl_ms = u128::from(self.ttl_s) * 1000;
+        let allowed = if skew < 0 {
+            ttl_ms.min(u128::from(MAX_FUTURE_SKEW_MS))
+        } else {
+            ttl_ms
+        };
+        if skew.unsigned_abs() > allowed {
             return Err(WireError::Expired {
                 ttl_s: self.ttl_s,
                 skew_ms: skew.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64,
@@ -436,7 +460,13 @@ mod tests {
         let now = r.time_ms;
         assert!(r.check_ttl(now + 9_000).is_ok());
         assert!(r.check_ttl(now + 11_000).is_err());
+        assert!(r.check_ttl(now - 9_000).is_ok());
         assert!(r.check_ttl(now - 11_000).is_err());
+        // A long TTL does not let a request be dated further ahead than the skew.
+        r.ttl_s = 600;
+        assert!(r.check_ttl(now - MAX_FUTURE_SKEW_MS).is_ok());
+        assert!(r.check_ttl(now - MAX_FUTURE_SKEW_MS - 1).is_err());
+        assert!(r.check_ttl(now + 599_000).is_ok());
     }
 
     /// A request whose `data` nests `depth` arrays, encoded by hand (the
@@ -484,6 +514,37 @@ mod tests {
         assert!(Envelope::unsigned(Kind::Request, r.encode())
             .request()
             .is_ok());
+    }
+
+    #[test]
+    fn long_names_are_refused() {
+        for field in ["sender", "caller", "collective", "agent", "action"] {
+            let mut r = request();
+            let long = "n".repeat(MAX_NAME_LEN + 1);
+            match field {
+                "sender" => r.sender = long,
+                "caller" => r.caller = long,
+                "collective" => r.collective = long,
+                "agent" => r.agent = long,
+                _ => r.action = long,
+            }
+            let env = Envelope::unsigned(Kind::Request, r.encode());
+            assert!(
+                matches!(env.request(), Err(WireError::Decode(m)) if m.starts_with(field)),
+                "{field}"
+            );
+        }
+        let reply = ReplyBody {
+            request_id: "r".into(),
+            sender: "n".repeat(MAX_NAME_LEN + 1),
+            status: Status::Ok,
+            message: "OK".into(),
+            data: Default::default(),
+            time_ms: 0,
+            elapsed_us: 0,
+        };
+        let env = Envelope::unsigned(Kind::Reply, encode_named(&reply));
+        assert!(matches!(env.reply(), Err(WireError::Decode(m)) if m.starts_with("sender")));
     }
 
     #[test]

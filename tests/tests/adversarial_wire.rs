@@ -48,7 +48,18 @@ async fn send(
     payload: Vec<u8>,
     wait: Duration,
 ) -> usize {
-    let reply_to = subject::reply(C, "user:alice", &new_request_id());
+    send_as("user:alice", client, subject, payload, wait).await
+}
+
+/// As [`send`], on the connection of `caller`, whose reply subjects the broker lets it read.
+async fn send_as(
+    caller: &str,
+    client: &async_nats::Client,
+    subject: String,
+    payload: Vec<u8>,
+    wait: Duration,
+) -> usize {
+    let reply_to = subject::reply(C, caller, &new_request_id());
     let mut sub = client.subscribe(reply_to.clone()).await.unwrap();
     client
         .publish_with_reply(subject, reply_to, Bytes::from(payload))
@@ -78,6 +89,10 @@ fn hostile_filters() -> Vec<String> {
         vec!["x"; 1000].join(" and "),
         "class(/(?:a{1000}){1000}/)".to_string(),
         format!("/{}/", "a".repeat(3000)),
+        // Small texts with large compiled programs: one over the size bound, and many
+        // within it (each compiled to tens of KiB) over the filter's budget of patterns.
+        r"class(/\w{20}/)".to_string(),
+        vec![r"class(/\w\w/)"; 40].join(" or "),
     ]
 }
 
@@ -196,6 +211,12 @@ async fn hostile_bodies_and_certificates_are_refused_before_memory_grows() {
     let env = alice.seal(Kind::Request, body.encode()).encode();
     assert_eq!(send(&conn, to_node(), env, QUIET).await, 0);
 
+    // An agent name of 64 KiB, which every audit line and metric label would carry.
+    let mut body = ping("user:alice", C);
+    body.agent = "a".repeat(64 * 1024);
+    let env = alice.seal(Kind::Request, body.encode()).encode();
+    assert_eq!(send(&conn, to_node(), env, QUIET).await, 0);
+
     // An oversized certificate, and then thousands of distinct garbage ones just under the
     // bound: each used to be kept by its full DER bytes.
     let good = alice.seal(Kind::Request, ping("user:alice", C).encode());
@@ -204,23 +225,29 @@ async fn hostile_bodies_and_certificates_are_refused_before_memory_grows() {
     assert_eq!(send(&conn, to_node(), env.encode(), QUIET).await, 0);
     let pid = col.responder(NODE).child.pid();
     let rss_before = rss_kib(pid);
+    // Sent in rounds that each fit the responder's queue, so what is measured
+    // is what the node keeps after refusing them, not what waits to be read.
     const FLOOD: u32 = 6000;
+    const ROUND: u32 = 200;
     let reply_to = subject::reply(C, "user:alice", &new_request_id());
-    for i in 0..FLOOD {
-        let mut env = good.clone();
-        env.cert = vec![0x42; 15 * 1024];
-        env.cert[..4].copy_from_slice(&i.to_be_bytes());
-        conn.publish_with_reply(to_node(), reply_to.clone(), Bytes::from(env.encode()))
-            .await
-            .unwrap();
+    let mut want_bad_cert = dropped(&before, "bad_certificate") + 1;
+    for round in 0..FLOOD / ROUND {
+        for i in round * ROUND..(round + 1) * ROUND {
+            let mut env = good.clone();
+            env.cert = vec![0x42; 15 * 1024];
+            env.cert[..4].copy_from_slice(&i.to_be_bytes());
+            conn.publish_with_reply(to_node(), reply_to.clone(), Bytes::from(env.encode()))
+                .await
+                .unwrap();
+        }
+        timeout(STEP, conn.flush()).await.unwrap().unwrap();
+        want_bad_cert += u64::from(ROUND);
+        block_in_place(|| {
+            eventually(STEP, "a round of the flood to be counted", || {
+                dropped(&stats(), "bad_certificate") >= want_bad_cert
+            })
+        });
     }
-    timeout(STEP, conn.flush()).await.unwrap().unwrap();
-    let want_bad_cert = dropped(&before, "bad_certificate") + 1 + u64::from(FLOOD);
-    block_in_place(|| {
-        eventually(STEP * 3, "the flood to be counted", || {
-            dropped(&stats(), "bad_certificate") >= want_bad_cert
-        })
-    });
     let after = stats();
     let grown_mib = rss_kib(pid).saturating_sub(rss_before) / 1024;
     // The flood carried 88 MiB of certificates; a cache keyed by their bytes grew by as much.
@@ -234,8 +261,8 @@ async fn hostile_bodies_and_certificates_are_refused_before_memory_grows() {
     );
     assert_eq!(
         dropped(&after, "undecodable"),
-        dropped(&before, "undecodable") + 2,
-        "the deep body and the long id"
+        dropped(&before, "undecodable") + 3,
+        "the deep body, the long id and the long agent name"
     );
     assert_eq!(dropped(&after, "bad_certificate"), want_bad_cert);
     assert!(col.responder(NODE).child.stderr_text().contains("over the"));
@@ -264,31 +291,43 @@ fn refusals_logged(col: &SecureCollective, node: &str, reason: &str) -> usize {
         .count()
 }
 
-/// Finding 5: a TTL beyond `max_ttl` is refused; a signed `time_ms` near 2^64 is expired, not
-/// wrapped into the window; and a full replay cache refuses new requests rather than forgetting
-/// a live id, so a flood cannot make an earlier request replayable.
+/// Finding 5: a TTL beyond `max_ttl` is refused; a signed `time_ms` near 2^64, or more than the
+/// allowed skew ahead, is expired, not wrapped into the window; requests that select no node take
+/// no place in its replay cache; and one caller's flood fills only that caller's share of the
+/// cache — it is refused, others go on, and no live id is forgotten, so a flood cannot make an
+/// earlier request replayable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replay_protection_cannot_be_switched_off() {
+async fn replay_protection_cannot_be_switched_off_nor_turned_on_others() {
     const NODE: &str = "web-02";
     let col = block_in_place(|| {
         SecureCollective::builder()
             .user("alice")
+            .user("mallory")
             .node_with_security_lines(
                 ResponderSpec::new(NODE),
-                "max_ttl = \"5m\"\nreplay_cache = 6",
+                "max_ttl = \"5m\"\nreplay_cache = 40",
             )
             .start()
     });
-    let alice = col.credentials("alice");
-    let conn = col.connect(Some("alice")).await.unwrap().client;
+    let mallory = col.credentials("mallory");
+    let conn = col.connect(Some("mallory")).await.unwrap().client;
     let to_node = || subject::node(C, NODE);
     let logged = |reason: &str| block_in_place(|| refusals_logged(&col, NODE, reason));
+    let alice_pings = || {
+        block_in_place(|| {
+            col.mco("alice")
+                .args(["rpc", "rpcutil", "ping", "-I", NODE, "-t", "5s"])
+                .run()
+                .status
+                == 0
+        })
+    };
 
-    let mut long = ping("user:alice", C);
+    let mut long = ping("user:mallory", C);
     long.ttl_s = 3600;
-    let env = alice.seal(Kind::Request, long.encode()).encode();
+    let env = mallory.seal(Kind::Request, long.encode()).encode();
     assert_eq!(
-        send(&conn, to_node(), env, QUIET).await,
+        send_as("user:mallory", &conn, to_node(), env, QUIET).await,
         0,
         "a one-hour TTL"
     );
@@ -298,12 +337,13 @@ async fn replay_protection_cannot_be_switched_off() {
         })
     });
 
-    for time_ms in [u64::MAX, 1 << 63, (1 << 63) + now_ms()] {
-        let mut future = ping("user:alice", C);
+    let ahead = now_ms() + 120_000;
+    for time_ms in [u64::MAX, 1 << 63, (1 << 63) + now_ms(), ahead] {
+        let mut future = ping("user:mallory", C);
         future.time_ms = time_ms;
-        let env = alice.seal(Kind::Request, future.encode()).encode();
+        let env = mallory.seal(Kind::Request, future.encode()).encode();
         assert_eq!(
-            send(&conn, to_node(), env, QUIET).await,
+            send_as("user:mallory", &conn, to_node(), env, QUIET).await,
             0,
             "time_ms {time_ms}"
         );
@@ -312,39 +352,71 @@ async fn replay_protection_cannot_be_switched_off() {
         eventually(
             STEP,
             "the far-future requests to be logged as expired",
-            || logged("expired") == 3,
+            || logged("expired") == 4,
         )
     });
 
-    // Fill the cache with live ids (the readiness pings already hold some of it).
+    // Broadcasts that select no node cost no place in the cache: 100 of them, dated ahead with
+    // the longest TTL allowed, and alice is still answered.
+    let client = conn.clone();
+    for _ in 0..100 {
+        let mut b = ping("user:mallory", C);
+        b.ttl_s = 300;
+        b.time_ms = now_ms() + 20_000;
+        b.filter.identity = vec!["nobody".into()];
+        let env = mallory.seal(Kind::Request, b.encode()).encode();
+        client
+            .publish_with_reply(
+                subject::broadcast(C, "rpcutil"),
+                subject::reply(C, "user:mallory", &new_request_id()),
+                Bytes::from(env),
+            )
+            .await
+            .unwrap();
+    }
+    timeout(STEP, client.flush()).await.unwrap().unwrap();
+    assert!(
+        alice_pings(),
+        "alice is answered after a non-matching flood"
+    );
+
+    // Mallory's own requests fill only mallory's share (a quarter: 10).
     let mut answered = Vec::new();
     loop {
-        let body = ping("user:alice", C);
-        let env = alice.seal(Kind::Request, body.encode()).encode();
-        if send(
+        let body = ping("user:mallory", C);
+        let env = mallory.seal(Kind::Request, body.encode()).encode();
+        if send_as(
+            "user:mallory",
             &conn,
             to_node(),
             env.clone(),
-            STEP.min(Duration::from_secs(2)),
+            Duration::from_secs(2),
         )
         .await
             == 1
         {
             answered.push(env);
-            assert!(answered.len() <= 6, "the cache of 6 never filled");
+            assert!(answered.len() <= 10, "mallory's share of 10 never filled");
         } else {
             break;
         }
     }
-    assert!(!answered.is_empty());
+    assert_eq!(answered.len(), 10, "mallory had the whole share");
     block_in_place(|| {
-        eventually(STEP, "a full cache to be logged", || {
+        eventually(STEP, "a full share to be logged", || {
             logged("replay_cache_full") == 1
         })
     });
-    // The first live id is still remembered: replaying it fails.
+    assert!(
+        alice_pings(),
+        "alice is answered while mallory's share is full"
+    );
+    // Mallory's first live id is still remembered: replaying it fails.
     let before = logged("replay");
-    assert_eq!(send(&conn, to_node(), answered[0].clone(), QUIET).await, 0);
+    assert_eq!(
+        send_as("user:mallory", &conn, to_node(), answered[0].clone(), QUIET).await,
+        0
+    );
     block_in_place(|| {
         eventually(STEP, "the replay to be logged", || {
             logged("replay") == before + 1

@@ -6,7 +6,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::pattern::{compile_regex, regex_source};
+use super::pattern::{check_regex, compile_regex, regex_source};
 use super::{FilterError, FilterTarget};
 
 /// A comparison operator.
@@ -125,12 +125,25 @@ impl FactTerm {
             op: *op,
             value: value.to_string(),
         };
-        term.compile().map_err(|mut e| {
-            e.input = s.to_string();
-            e.column += pos + text.len();
-            e
-        })?;
+        if let Some(src) = term.regex_source() {
+            check_regex(src).map_err(|e| FilterError {
+                kind: "fact",
+                input: s.to_string(),
+                column: e.column + pos + text.len(),
+                message: e.message,
+            })?;
+        }
         Ok(term)
+    }
+
+    /// The regex this comparison compiles to, if it is one.
+    pub(crate) fn regex_source(&self) -> Option<&str> {
+        match (self.op, regex_source(&self.value)) {
+            (FactOp::Re, Some(src)) => Some(src),
+            (FactOp::Re, None) => Some(&self.value),
+            (FactOp::Eq | FactOp::Ne, Some(src)) => Some(src),
+            _ => None,
+        }
     }
 
     /// Prepares the comparison (compiling a regex if there is one).

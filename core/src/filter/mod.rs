@@ -12,7 +12,7 @@ mod pattern;
 
 use serde::{Deserialize, Serialize};
 
-use crate::limits::MAX_FILTER_ENTRIES;
+use crate::limits::{MAX_FILTER_ENTRIES, MAX_FILTER_PATTERNS};
 
 pub use compound::{parse_compound, Expr, Term};
 pub use fact::{FactOp, FactTerm};
@@ -147,6 +147,32 @@ impl Filter {
                 ),
             });
         }
+        let compound = self
+            .compound
+            .iter()
+            .map(|s| parse_compound(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let patterns = [&self.identity, &self.class, &self.agent]
+            .iter()
+            .flat_map(|l| l.iter())
+            .filter(|s| Pattern::is_compiled(s))
+            .count()
+            + self
+                .fact
+                .iter()
+                .filter(|f| f.regex_source().is_some())
+                .count()
+            + compound.iter().map(Expr::patterns).sum::<usize>();
+        if patterns > MAX_FILTER_PATTERNS {
+            return Err(FilterError {
+                kind: "filter",
+                input: String::new(),
+                column: 1,
+                message: format!(
+                    "{patterns} regular expressions and globs, over the bound of {MAX_FILTER_PATTERNS}"
+                ),
+            });
+        }
         let identity = self
             .identity
             .iter()
@@ -167,10 +193,10 @@ impl Filter {
             .iter()
             .map(|f| f.compile())
             .collect::<Result<_, _>>()?;
-        let compound = self
-            .compound
+        let compound = compound
             .iter()
-            .map(|s| parse_compound(s).and_then(|e| e.compile(s)))
+            .zip(&self.compound)
+            .map(|(e, s)| e.compile(s))
             .collect::<Result<_, _>>()?;
         Ok(CompiledFilter {
             identity,
@@ -268,6 +294,29 @@ mod tests {
         let mut filter = Filter::default();
         build(&mut filter);
         filter.compile().unwrap().matches(&Node::web())
+    }
+
+    /// Each pattern costs up to `REGEX_SIZE_LIMIT` to build, so a filter may
+    /// hold only so many, however they are spread over its lists and terms.
+    #[test]
+    fn a_filter_compiles_at_most_its_budget_of_patterns() {
+        let re = |i: usize| format!("/^web-{i}\\w+/");
+        let mut ok = Filter {
+            class: (0..6).map(re).collect(),
+            identity: vec!["web-*".into()],
+            fact: vec![FactTerm::parse("os=~^deb").unwrap()],
+            ..Filter::default()
+        };
+        let terms: Vec<String> = (0..8).map(|i| format!("class({})", re(i))).collect();
+        ok.compound = vec![terms.join(" or ") + " or nginx"];
+        assert!(ok.compile().is_ok(), "16 patterns");
+        let mut over = ok.clone();
+        over.agent = vec!["/x/".into()];
+        let err = over.compile().unwrap_err();
+        assert!(err.message.contains("17 regular expressions"), "{err}");
+        // Exact names cost nothing.
+        over.agent = vec!["rpcutil".into(); 500];
+        assert!(over.compile().is_ok());
     }
 
     #[test]

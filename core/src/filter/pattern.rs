@@ -79,7 +79,53 @@ fn first_line(s: &str) -> String {
         .to_string()
 }
 
+/// Checks a regex's length and syntax without compiling it.
+pub(crate) fn check_regex(src: &str) -> Result<(), PatternError> {
+    if src.len() > MAX_PATTERN_LEN {
+        return Err(too_long(src.len()));
+    }
+    regex_syntax::Parser::new()
+        .parse(src)
+        .map(|_| ())
+        .map_err(|e| PatternError {
+            column: 2,
+            message: format!("invalid regular expression: {}", first_line(&e.to_string())),
+        })
+}
+
 impl Pattern {
+    /// Whether `s` compiles to a regex or a glob (counted against
+    /// [`MAX_FILTER_PATTERNS`](crate::limits::MAX_FILTER_PATTERNS)) rather
+    /// than exact text.
+    pub fn is_compiled(s: &str) -> bool {
+        regex_source(s).is_some() || s.contains(['*', '?', '['])
+    }
+
+    /// Checks what [`parse`](Self::parse) would, without compiling: a
+    /// parser calls this, so each pattern is compiled once, later, under the
+    /// filter's budget (a regex's compiled size is only known then).
+    pub fn check(s: &str) -> Result<(), PatternError> {
+        if s.is_empty() {
+            return Err(PatternError {
+                column: 1,
+                message: "empty pattern".into(),
+            });
+        }
+        if s.len() > MAX_PATTERN_LEN {
+            return Err(too_long(s.len()));
+        }
+        if let Some(src) = regex_source(s) {
+            return check_regex(src);
+        }
+        if s.contains(['*', '?', '[']) {
+            Glob::new(s).map_err(|e| PatternError {
+                column: 1,
+                message: format!("invalid glob: {e}"),
+            })?;
+        }
+        Ok(())
+    }
+
     /// Parses `/re/`, a glob (`*`, `?` or `[`) or exact text.
     pub fn parse(s: &str) -> Result<Pattern, PatternError> {
         if s.is_empty() {
