@@ -75,8 +75,9 @@ fn node_with_timeout(nats: &NatsServer, id: &str, timeout: &str) -> Node {
     )
     .unwrap();
     std::fs::write(d.join("b.cfg"), cfg).unwrap();
+    // check_age and touch take arguments, which the agent refuses unless the node allows them.
     let mut spec = ResponderSpec::new(id).extra(&format!(
-        "[plugin.nrpe]\nconf_dir = {:?}\ntimeout = {timeout:?}\n",
+        "[plugin.nrpe]\nconf_dir = {:?}\ntimeout = {timeout:?}\nallow_arguments = true\n",
         d.display().to_string()
     ));
     // The demo's insecure mode, with no policy files: let every caller run checks.

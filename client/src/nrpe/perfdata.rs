@@ -6,8 +6,53 @@
 //! quote inside it). Only the label, the number and its unit matter here:
 //! the aggregate is each label's minimum, average and maximum over the nodes
 //! that report it, with the unit kept.
+//!
+//! A node chooses every byte of its perfdata, and the aggregate goes on
+//! `check_mco_nrpe`'s status line, where a newline would end the line and a
+//! `|` or `=` would start forged performance data. So an item is accepted
+//! only when its label is letters, digits, spaces and ASCII punctuation
+//! other than `|` and `=` (at most [`MAX_LABEL_CHARS`]) and its unit is
+//! letters, `%`, `/` or `°` (at most [`MAX_UNIT_CHARS`]); any other item is
+//! refused and counted ([`Parsed::refused`]), so the report can say so.
+//! At most [`MAX_LABELS`] labels are aggregated.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+
+/// The longest label accepted, in characters.
+pub const MAX_LABEL_CHARS: usize = 100;
+
+/// The longest unit accepted, in characters.
+pub const MAX_UNIT_CHARS: usize = 10;
+
+/// How many distinct labels are aggregated; later ones are left out.
+pub const MAX_LABELS: usize = 64;
+
+/// Whether a label can be written on a status line without changing its
+/// meaning.
+pub fn safe_label(l: &str) -> bool {
+    !l.is_empty()
+        && l.chars().count() <= MAX_LABEL_CHARS
+        && l.chars().all(|c| {
+            c.is_alphanumeric() || c == ' ' || (c.is_ascii_punctuation() && c != '|' && c != '=')
+        })
+}
+
+/// Whether a unit can be written on a status line without changing its
+/// meaning.
+pub fn safe_unit(u: &str) -> bool {
+    u.chars().count() <= MAX_UNIT_CHARS
+        && u.chars()
+            .all(|c| c.is_alphabetic() || matches!(c, '%' | '/' | '°'))
+}
+
+/// A perfdata string, parsed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Parsed {
+    /// The items accepted.
+    pub items: Vec<Perfdatum>,
+    /// How many items were refused for an unsafe label or unit.
+    pub refused: usize,
+}
 
 /// One performance data item.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,9 +66,14 @@ pub struct Perfdatum {
 }
 
 /// Parses a perfdata string; items that are malformed or whose value is not a
-/// number (`U`) are skipped.
+/// number (`U`) are skipped, items with an unsafe label or unit refused.
 pub fn parse(text: &str) -> Vec<Perfdatum> {
-    let mut out = Vec::new();
+    parse_checked(text).items
+}
+
+/// [`parse`], counting the items refused for an unsafe label or unit.
+pub fn parse_checked(text: &str) -> Parsed {
+    let mut out = Parsed::default();
     let mut rest = text;
     loop {
         rest = rest.trim_start();
@@ -33,7 +83,11 @@ pub fn parse(text: &str) -> Vec<Perfdatum> {
         let (label, after) = if let Some(quoted) = rest.strip_prefix('\'') {
             match quoted_label(quoted) {
                 Some(x) => x,
-                None => return out,
+                None => {
+                    // An unterminated quote: what follows is unreadable.
+                    out.refused += 1;
+                    return out;
+                }
             }
         } else {
             let end = rest
@@ -51,8 +105,10 @@ pub fn parse(text: &str) -> Vec<Perfdatum> {
         let (item, tail) = after.split_at(end);
         rest = tail;
         if let Some((value, unit)) = value_and_unit(item.split(';').next().unwrap_or("")) {
-            if !label.is_empty() {
-                out.push(Perfdatum { label, value, unit });
+            if safe_label(&label) && safe_unit(&unit) {
+                out.items.push(Perfdatum { label, value, unit });
+            } else {
+                out.refused += 1;
             }
         }
     }
@@ -116,10 +172,29 @@ impl Stat {
 /// (adding seconds to percentages means nothing); a label a node repeats
 /// counts each time.
 pub fn aggregate<'a>(per_node: impl IntoIterator<Item = &'a str>) -> Vec<Stat> {
+    aggregate_counted(per_node).stats
+}
+
+/// An aggregate and what it left out.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Aggregate {
+    /// Each label's statistics, at most [`MAX_LABELS`].
+    pub stats: Vec<Stat>,
+    /// Labels left out beyond [`MAX_LABELS`].
+    pub labels_left_out: usize,
+}
+
+/// [`aggregate`], saying how many labels were left out beyond [`MAX_LABELS`].
+pub fn aggregate_counted<'a>(per_node: impl IntoIterator<Item = &'a str>) -> Aggregate {
     let mut stats: Vec<Stat> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
+    let mut left_out: HashSet<String> = HashSet::new();
     for text in per_node {
         for p in parse(text) {
+            if !index.contains_key(&p.label) && stats.len() >= MAX_LABELS {
+                left_out.insert(p.label);
+                continue;
+            }
             match index.get(&p.label) {
                 Some(&i) => {
                     let s = &mut stats[i];
@@ -144,7 +219,10 @@ pub fn aggregate<'a>(per_node: impl IntoIterator<Item = &'a str>) -> Vec<Stat> {
             }
         }
     }
-    stats
+    Aggregate {
+        stats,
+        labels_left_out: left_out.len(),
+    }
 }
 
 /// A number as perfdata prints it: up to six decimals, no trailing zeros.
@@ -244,12 +322,51 @@ mod tests {
         );
     }
 
+    /// The review's attack: a node's label with a newline and a unit with a `|` used to split
+    /// the status line and add perfdata items. Such items are refused and counted; the rest of
+    /// the node's perfdata still counts.
+    #[test]
+    fn a_nodes_perfdata_cannot_break_the_status_line() {
+        let evil = "'x\n[OK] db-01: all good'=1 y=2|forged z=3|w=9 'a|b'=4 'e\u{1b}[2J'=5 \
+                    'r\u{202e}l'=6 'ok label'=7°C";
+        let parsed = parse_checked(evil);
+        assert_eq!(parsed.items, vec![p("ok label", 7.0, "°C")]);
+        assert_eq!(parsed.refused, 6);
+        let line = render(&aggregate([evil, "load=0.5"])).join(" ");
+        assert!(!line.contains(['\n', '|', '\u{1b}', '\u{202e}']), "{line}");
+        assert_eq!(
+            line,
+            "'ok label_min'=7°C;;;; 'ok label_avg'=7°C;;;; 'ok label_max'=7°C;;;; \
+             load_min=0.5;;;; load_avg=0.5;;;; load_max=0.5;;;;"
+        );
+        assert_eq!(parse_checked("'unterminated=3").refused, 1);
+        assert!(!safe_label(&"x".repeat(MAX_LABEL_CHARS + 1)));
+        assert!(safe_label("Température (x) it's/1.5:a_b-c"));
+        assert!(!safe_unit("msmsmsmsmsm"));
+    }
+
+    #[test]
+    fn labels_beyond_the_limit_are_left_out_and_counted() {
+        let many: String = (0..MAX_LABELS + 5).map(|i| format!("l{i}=1 ")).collect();
+        let a = aggregate_counted([many.as_str(), "l0=3 l65=1"]);
+        assert_eq!(a.stats.len(), MAX_LABELS);
+        assert_eq!(a.labels_left_out, 5);
+        assert_eq!(a.stats[0].count, 2);
+    }
+
     proptest::proptest! {
         #[test]
         fn parse_never_panics(text in ".{0,120}") {
             for item in parse(&text) {
                 proptest::prop_assert!(item.value.is_finite());
             }
+        }
+
+        /// Whatever a node sends, the rendered aggregate is one line with no `|`.
+        #[test]
+        fn rendered_perfdata_stays_on_the_status_line(a in "\\PC{0,80}", b in ".{0,80}") {
+            let line = render(&aggregate([a.as_str(), b.as_str()])).join(" ");
+            proptest::prop_assert!(!line.contains(|c: char| c == '|' || c.is_control()), "{:?}", line);
         }
     }
 }

@@ -134,9 +134,16 @@ pub struct Report {
 }
 
 /// Text from a node made safe for the plugin output: a `|` would start
-/// performance data.
+/// performance data, a line break (or any control or line-separator
+/// character) would start a line of the node's choosing.
 fn clean(s: &str) -> String {
-    s.replace('|', "/")
+    s.chars()
+        .map(|c| match c {
+            '|' => '/',
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') => ' ',
+            c => c,
+        })
+        .collect()
 }
 
 impl Report {
@@ -219,14 +226,40 @@ impl Report {
             format!("unknown={}", c[3]),
             format!("checktime={:.3}s", self.elapsed.as_secs_f64()),
         ];
-        let stats = perfdata::aggregate(
-            self.nodes
-                .iter()
-                .filter(|n| n.answered)
-                .map(|n| n.perfdata.as_str()),
-        );
-        items.extend(perfdata::render(&stats));
+        let agg = perfdata::aggregate_counted(self.answered_perfdata());
+        items.extend(perfdata::render(&agg.stats));
         items.join(" ")
+    }
+
+    fn answered_perfdata(&self) -> impl Iterator<Item = &str> {
+        self.nodes
+            .iter()
+            .filter(|n| n.answered)
+            .map(|n| n.perfdata.as_str())
+    }
+
+    /// Lines saying which performance data was left out of line 1: items
+    /// refused for a label or unit Nagios would misread (per node), and
+    /// labels beyond [`perfdata::MAX_LABELS`].
+    fn perfdata_notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        for n in self.nodes.iter().filter(|n| n.answered) {
+            let refused = perfdata::parse_checked(&n.perfdata).refused;
+            if refused > 0 {
+                notes.push(format!(
+                    "perfdata: {refused} item(s) from {} refused: a label or unit with characters Nagios would misread",
+                    n.identity
+                ));
+            }
+        }
+        let left_out = perfdata::aggregate_counted(self.answered_perfdata()).labels_left_out;
+        if left_out > 0 {
+            notes.push(format!(
+                "perfdata: {left_out} label(s) beyond the first {} left out",
+                perfdata::MAX_LABELS
+            ));
+        }
+        notes
     }
 
     /// The lines naming the hosts in each non-OK state, worst first, after
@@ -258,8 +291,13 @@ impl Report {
     }
 
     fn full_plugin_output(&self, verbose: bool) -> String {
-        let mut out = format!("{}: {}|{}\n", self.check, self.summary(), self.perfdata());
-        for line in self.state_lines() {
+        let mut out = format!(
+            "{}: {}|{}\n",
+            clean(&self.check),
+            self.summary(),
+            self.perfdata()
+        );
+        for line in self.state_lines().into_iter().chain(self.perfdata_notes()) {
             out.push_str(&clean(&line));
             out.push('\n');
         }
@@ -272,7 +310,7 @@ impl Report {
                 out,
                 "[{}] {}: {}",
                 n.state.name(),
-                n.identity,
+                clean(&n.identity),
                 clean(&n.output)
             );
             for l in n.long_output.lines().filter(|l| !l.trim().is_empty()) {
@@ -472,6 +510,33 @@ mod tests {
              [UNKNOWN] denied: Invalid Request Data: msg\n\
              [UNKNOWN] gone: no response within 9.5s\n\
              [UNKNOWN] odd: strange\n"
+        );
+    }
+
+    /// N: a node's perfdata label with a newline, a unit with a `|`, and output with line
+    /// breaks cannot add a line or a perfdata item to the plugin output; the refusal is said.
+    #[test]
+    fn a_node_cannot_forge_lines_or_perfdata() {
+        let evil = reply(
+            "db-01",
+            Status::Aborted,
+            json!({"exitcode": 2, "output": "CRITICAL\n[OK] db-02: fine\r\u{2028}x",
+                   "long_output": "a\rb", "perfdata": "'x\n[OK] db-03: all good'=1 y=2|z=9 t=1s"}),
+        );
+        let r = Report {
+            check: "check_db".into(),
+            nodes: vec![NodeCheck::from_reply(&evil)],
+            missing: None,
+            elapsed: Duration::ZERO,
+            broker_lost: 0,
+        };
+        assert_eq!(
+            r.plugin_output(false),
+            "check_db: OK: 0 WARNING: 0 CRITICAL: 1 UNKNOWN: 0|total=1 ok=0 warning=0 critical=1 unknown=0 checktime=0.000s \
+             t_min=1s;;;; t_avg=1s;;;; t_max=1s;;;;\n\
+             CRITICAL: db-01\n\
+             perfdata: 2 item(s) from db-01 refused: a label or unit with characters Nagios would misread\n\
+             [CRITICAL] db-01: CRITICAL [OK] db-02: fine  x\n    a b\n"
         );
     }
 

@@ -5,7 +5,12 @@
 //! conf_dir = "/etc/nagios/nrpe.d"      # every *.cfg in it, in name order
 //! conf_files = ["/etc/nagios/nrpe.cfg"] # read after conf_dir's files
 //! timeout = "10s"                       # per command; seconds or a duration
+//! allow_arguments = false               # requests may carry $ARGn$ arguments
+//! allow_dash_arguments = false          # an argument may start with '-'
 //! ```
+//!
+//! Arguments are off by default, as NRPE's `dont_blame_nrpe`: whoever may
+//! call `runcommand` then chooses only which defined check runs.
 //!
 //! A relative path is taken relative to the directory of the responder's
 //! config file, so a config and its check definitions can move together.
@@ -14,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mco_core::config::parse_duration;
+
+use crate::cmdline::ArgPolicy;
 
 /// Where definitions come from when nothing is configured.
 pub const DEFAULT_CONF_DIR: &str = "/etc/nagios/nrpe.d";
@@ -49,6 +56,8 @@ pub struct NrpeConfig {
     pub conf_files: Vec<PathBuf>,
     /// How long one command may run.
     pub timeout: Duration,
+    /// What requests may pass as `$ARGn$` arguments.
+    pub args: ArgPolicy,
 }
 
 impl Default for NrpeConfig {
@@ -57,6 +66,7 @@ impl Default for NrpeConfig {
             conf_dir: Some(PathBuf::from(DEFAULT_CONF_DIR)),
             conf_files: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
+            args: ArgPolicy::default(),
         }
     }
 }
@@ -70,6 +80,16 @@ impl NrpeConfig {
             conf_dir: None,
             conf_files: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
+            args: ArgPolicy::default(),
+        };
+        let flag = |key: &str, v: &toml::Value, errors: &mut Vec<ConfigError>| {
+            v.as_bool().unwrap_or_else(|| {
+                errors.push(ConfigError::new(
+                    key,
+                    format!("expected true or false, found {}", v.type_str()),
+                ));
+                false
+            })
         };
         let path = |key: &str, v: &toml::Value, errors: &mut Vec<ConfigError>| match v.as_str() {
             Some("") => {
@@ -105,9 +125,11 @@ impl NrpeConfig {
                     Ok(t) => cfg.timeout = t,
                     Err(m) => errors.push(ConfigError::new("timeout", m)),
                 },
+                "allow_arguments" => cfg.args.allow = flag(key.as_str(), value, &mut errors),
+                "allow_dash_arguments" => cfg.args.allow_dash = flag(key.as_str(), value, &mut errors),
                 other => errors.push(ConfigError::new(
                     other,
-                    "unknown key (known: conf_dir, conf_files, timeout)",
+                    "unknown key (known: conf_dir, conf_files, timeout, allow_arguments, allow_dash_arguments)",
                 )),
             }
         }
@@ -169,6 +191,11 @@ mod tests {
             "a file list alone replaces the default dir"
         );
         assert_eq!(c.timeout, Duration::from_secs(7));
+        assert_eq!(c.args, ArgPolicy::default(), "arguments are off by default");
+        let c = parse("allow_arguments = true").unwrap();
+        assert!(c.args.allow && !c.args.allow_dash);
+        let c = parse("allow_arguments = true\nallow_dash_arguments = true").unwrap();
+        assert!(c.args.allow && c.args.allow_dash);
     }
 
     #[test]
@@ -183,5 +210,8 @@ mod tests {
         let errs = parse("conf_files = [\"\", 2]").unwrap_err();
         assert_eq!(errs.len(), 2);
         assert_eq!(errs[1].key, "conf_files[1]");
+        let errs = parse("allow_arguments = \"yes\"\nallow_dash_arguments = 1").unwrap_err();
+        assert_eq!(errs.len(), 2);
+        assert!(errs[0].message.contains("true or false"), "{}", errs[0]);
     }
 }

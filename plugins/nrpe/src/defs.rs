@@ -274,6 +274,7 @@ mod tests {
             conf_dir: Some(dir.path().to_path_buf()),
             conf_files: vec![extra.clone()],
             timeout: Duration::from_secs(1),
+            args: Default::default(),
         });
         let l = defs.load();
         assert!(l.problems.is_empty(), "{:?}", l.problems);
@@ -313,6 +314,7 @@ mod tests {
             conf_dir: None,
             conf_files: vec![root.join("nrpe.cfg")],
             timeout: Duration::from_secs(1),
+            args: Default::default(),
         });
         let l = defs.load();
         assert!(l.problems.is_empty(), "{:?}", l.problems);
@@ -348,6 +350,7 @@ mod tests {
             conf_dir: Some(PathBuf::from("/nonexistent/nrpe.d")),
             conf_files: vec![],
             timeout: Duration::from_secs(1),
+            args: Default::default(),
         });
         let l = defs.load();
         assert!(l.commands.is_empty());

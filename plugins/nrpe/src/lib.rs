@@ -3,12 +3,15 @@
 //! states (`mco nrpe`, `check_mco_nrpe`).
 //!
 //! Definitions are the operator's existing `command[NAME]=…` lines
-//! ([`defs`]), re-read when their files change. Only a name and `!`-separated
-//! arguments come from the bus; arguments must be shell-safe and replace
-//! `$ARGn$` ([`cmdline`]). The key decision is to run a check **without a
-//! shell** whenever its line is plain words (the common case), and through
-//! `/bin/sh -c` only for shell syntax the operator wrote; a check runs in its
-//! own process group, which is killed as a whole on timeout ([`run`]).
+//! ([`defs`]), re-read when their files change. Only a name and, where the
+//! node allows them (`allow_arguments`), `!`-separated arguments come from
+//! the bus; each argument is one plain word and takes the place of `$ARGn$`
+//! as exactly one word of what runs ([`cmdline`]). The key decision is to
+//! run a check **without a shell** whenever its line is plain words (the
+//! common case), and through `/bin/sh -c` only for shell syntax the operator
+//! wrote, arguments then passed as positional parameters the shell never
+//! parses; a check runs in its own process group, which is killed as a whole
+//! on timeout ([`run`]).
 //!
 //! Replies follow the plugin's state: exit 0 is status OK; 1, 2 and 3 are
 //! status 1 (aborted) with `WARNING`, `CRITICAL` or `UNKNOWN` in the message
@@ -35,7 +38,7 @@ use serde_json::{json, Map, Value};
 
 pub use config::{ConfigError, NrpeConfig};
 
-use cmdline::{program, split_args, substitute};
+use cmdline::ArgPolicy;
 use defs::{Definitions, Loaded};
 use run::Ran;
 
@@ -53,6 +56,7 @@ pub struct Nrpe {
     ddl: Ddl,
     defs: Arc<Definitions>,
     timeout: Duration,
+    args: ArgPolicy,
 }
 
 /// One check's result, as replies carry it.
@@ -115,7 +119,9 @@ impl Nrpe {
         // check is reported as a timeout rather than cut off without outputs.
         let ceiling = Duration::from_secs(ddl.metadata.timeout.max(2) - 1);
         let timeout = cfg.timeout.min(ceiling);
+        let args = cfg.args;
         Nrpe {
+            args,
             ddl,
             defs: Arc::new(Definitions::new(cfg)),
             timeout,
@@ -143,11 +149,11 @@ impl Nrpe {
             }
             return CheckResult::unknown("", why);
         };
-        let line = substitute(template, args);
-        let prog = match program(&line) {
+        let prog = match cmdline::prepare(template, args) {
             Ok(p) => p,
-            Err(e) => return CheckResult::unknown(&line, format!("UNKNOWN: {e}")),
+            Err(e) => return CheckResult::unknown(template, format!("UNKNOWN: {e}")),
         };
+        let line = prog.display();
         match run::run(&prog, self.timeout).await {
             Ran::Exited { code, text } => {
                 let split = output::split(&text);
@@ -200,9 +206,10 @@ impl Nrpe {
         }
         let args = match input.get("args") {
             None | Some(Value::Null) => Vec::new(),
-            Some(Value::String(s)) => {
-                split_args(s).map_err(|e| ActionError::new(Status::InvalidData, e.to_string()))?
-            }
+            Some(Value::String(s)) => self
+                .args
+                .split(s)
+                .map_err(|e| ActionError::new(Status::InvalidData, e.to_string()))?,
             Some(_) => {
                 return Err(ActionError::new(
                     Status::InvalidData,

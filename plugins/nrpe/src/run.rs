@@ -41,9 +41,12 @@ pub async fn run(program: &Program, timeout: Duration) -> Ran {
             c.args(&words[1..]);
             c
         }
-        Program::Shell(line) => {
+        Program::Shell { line, args } => {
             let mut c = Command::new("/bin/sh");
             c.arg("-c").arg(line);
+            if !args.is_empty() {
+                c.arg(crate::cmdline::SHELL_NAME).args(args);
+            }
             c
         }
     };
@@ -57,7 +60,7 @@ pub async fn run(program: &Program, timeout: Duration) -> Ran {
         Err(e) => {
             let what = match program {
                 Program::Direct(w) => w[0].clone(),
-                Program::Shell(_) => "/bin/sh".to_string(),
+                Program::Shell { .. } => "/bin/sh".to_string(),
             };
             return Ran::NotStarted(match e.kind() {
                 std::io::ErrorKind::NotFound => format!("{what}: no such file or command"),
@@ -115,17 +118,20 @@ pub async fn run(program: &Program, timeout: Duration) -> Ran {
 mod tests {
     use super::*;
 
+    fn shell(line: &str) -> Program {
+        Program::Shell {
+            line: line.into(),
+            args: Vec::new(),
+        }
+    }
+
     fn direct(words: &[&str]) -> Program {
         Program::Direct(words.iter().map(|w| w.to_string()).collect())
     }
 
     #[tokio::test]
     async fn exit_codes_and_output() {
-        let r = run(
-            &Program::Shell("echo 'W|a=1'; exit 1".into()),
-            Duration::from_secs(10),
-        )
-        .await;
+        let r = run(&shell("echo 'W|a=1'; exit 1"), Duration::from_secs(10)).await;
         assert_eq!(
             r,
             Ran::Exited {
@@ -158,7 +164,7 @@ mod tests {
         let marker = dir.path().join("survived");
         // The grandchild would write the marker after the timeout if it lived.
         let line = format!("(sleep 3; touch {}) & sleep 30", marker.display());
-        let r = run(&Program::Shell(line), Duration::from_millis(300)).await;
+        let r = run(&shell(&line), Duration::from_millis(300)).await;
         assert_eq!(r, Ran::TimedOut(Duration::from_millis(300)));
         tokio::time::sleep(Duration::from_secs(4)).await;
         assert!(

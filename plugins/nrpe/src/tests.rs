@@ -41,12 +41,23 @@ fn ctx() -> RequestContext {
     }
 }
 
+/// Arguments allowed, without a leading dash.
+const ARGS_ON: ArgPolicy = ArgPolicy {
+    allow: true,
+    allow_dash: false,
+};
+
 fn agent(dir: &Path, cfg: &str) -> Nrpe {
+    agent_with(dir, cfg, ARGS_ON)
+}
+
+fn agent_with(dir: &Path, cfg: &str, args: ArgPolicy) -> Nrpe {
     std::fs::write(dir.join("checks.cfg"), cfg).unwrap();
     Nrpe::new(NrpeConfig {
         conf_dir: Some(dir.to_path_buf()),
         conf_files: vec![],
         timeout: Duration::from_secs(1),
+        args,
     })
 }
 
@@ -112,14 +123,11 @@ async fn states_outputs_and_messages() {
     assert_eq!(o.data["exitcode"], 3);
     assert_eq!(o.message, "UNKNOWN: the check exited with code 42: weird");
 
-    let g = call(
-        &a,
-        "runcommand",
-        json!({"command": "args", "args": "-w 5!x"}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(g["output"], "OK -w 5 and x");
+    let g = call(&a, "runcommand", json!({"command": "args", "args": "5!x"}))
+        .await
+        .unwrap();
+    assert_eq!(g["output"], "OK 5 and x");
+    assert_eq!(g["command"], "/bin/echo OK 5 and x");
 
     let m = call(&a, "runcommand", json!({"command": "missing"}))
         .await
@@ -170,6 +178,17 @@ async fn unsafe_input_is_refused_before_anything_runs() {
     .unwrap_err();
     assert_eq!(e.status, Status::InvalidData);
     assert!(e.message.contains("not shell-safe"), "{}", e.message);
+    for (args, why) in [
+        ("x y", "whitespace"),
+        ("-o", "allow_dash_arguments"),
+        ("a!b!c!d!e!f!g!h!i!j!k!l!m!n!o!p!q", "at most 16"),
+    ] {
+        let e = call(&a, "runcommand", json!({"command": "touch", "args": args}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status, Status::InvalidData, "{args}");
+        assert!(e.message.contains(why), "{args}: {}", e.message);
+    }
     let e = call(&a, "runcommand", json!({"command": "../x"}))
         .await
         .unwrap_err();
@@ -196,4 +215,86 @@ async fn list_and_runallcommands() {
     );
     let e = call(&a, "bogus", json!({})).await.unwrap_err();
     assert_eq!(e.status, Status::UnknownAction);
+}
+
+/// The review's attack, against the agent: with arguments off (the default) any argument is
+/// refused; with them on, an argument with spaces and dashes is refused and nothing runs; an
+/// argument that passes reaches the check as exactly one word, read back from what the check
+/// itself received.
+#[tokio::test]
+async fn an_argument_cannot_add_options_to_a_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("argv");
+    let script = dir.path().join("argv.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "for a in \"$@\"; do printf '<%s>' \"$a\" >> {}; done\necho OK\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let cfg = format!(
+        "command[ssh]=/bin/sh {} -H $ARG1$ -p 22\n\
+         command[shelled]=/bin/sh {} -H $ARG1$ \"x$ARG2$\" '$ARG1$' | cat\n",
+        script.display(),
+        script.display()
+    );
+    let attack = "localhost -o ProxyCommand=/home/mallory/x --config=/tmp/y";
+
+    let off = agent_with(dir.path(), &cfg, ArgPolicy::default());
+    let e = call(
+        &off,
+        "runcommand",
+        json!({"command": "ssh", "args": "localhost"}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.status, Status::InvalidData);
+    assert!(e.message.contains("allow_arguments"), "{}", e.message);
+    assert!(!log.exists(), "a refused request ran the check");
+
+    for policy in [
+        ARGS_ON,
+        ArgPolicy {
+            allow: true,
+            allow_dash: true,
+        },
+    ] {
+        let a = agent_with(dir.path(), &cfg, policy);
+        for name in ["ssh", "shelled"] {
+            let e = call(&a, "runcommand", json!({"command": name, "args": attack}))
+                .await
+                .unwrap_err();
+            assert_eq!(e.status, Status::InvalidData, "{name}");
+            assert!(e.message.contains("whitespace"), "{}", e.message);
+            assert!(!log.exists(), "{name}: a refused request ran the check");
+        }
+    }
+
+    let a = agent(dir.path(), &cfg);
+    call(&a, "runcommand", json!({"command": "ssh", "args": ""}))
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "<-H><><-p><22>");
+    std::fs::remove_file(&log).unwrap();
+    let r = call(
+        &a,
+        "runcommand",
+        json!({"command": "shelled", "args": "db:5432,x=y%@+!"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "<-H><db:5432,x=y%@+><x><db:5432,x=y%@+>"
+    );
+    assert!(
+        r["command"]
+            .as_str()
+            .unwrap()
+            .ends_with(" nrpe db:5432,x=y%@+ ''"),
+        "{}",
+        r["command"]
+    );
 }
