@@ -21,7 +21,8 @@
 //!   `shell=true`. Without a shell, `*` and `~` are not expanded.
 //! - `cwd` (default: the root; opened without following links and entered
 //!   by descriptor), `environment` (`KEY=VALUE` items, comma
-//!   separated, so a value cannot hold a comma), `user` (name or number
+//!   separated, so a value cannot hold a comma; a secret: never shown in a
+//!   reply, and a refused item is named by its position), `user` (name or number
 //!   from the root's `/etc/passwd`; its `HOME`, `USER` and `LOGNAME` are
 //!   set), `timeout` (seconds; default the
 //!   agent's command timeout), `returns` (exit codes that mean success;
@@ -41,7 +42,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::model::{strings, Change, Failure, Kind, Property, State};
+use crate::model::{bad_item, strings, Change, Failure, Kind, Property, State};
 use crate::system::{Cmd, Output, System};
 use crate::types::file::account;
 use crate::types::ResourceType;
@@ -52,7 +53,7 @@ const PROPS: &[Property] = &[
     Property::new("onlyif", Kind::Text),
     Property::new("unless", Kind::Text),
     Property::new("cwd", Kind::Text),
-    Property::new("environment", Kind::List),
+    Property::new("environment", Kind::List).sensitive(),
     Property::new("user", Kind::Text),
     Property::new("timeout", Kind::Integer),
     Property::new("returns", Kind::List),
@@ -283,7 +284,8 @@ impl ResourceType for Exec {
                 valid_path(k, p)?;
             }
         }
-        for item in desired.get("environment").map(strings).unwrap_or_default() {
+        let env = desired.get("environment").map(strings).unwrap_or_default();
+        for (i, item) in env.iter().enumerate() {
             let ok = item.split_once('=').is_some_and(|(k, _)| {
                 !k.is_empty()
                     && !k.starts_with(|c: char| c.is_ascii_digit())
@@ -292,7 +294,7 @@ impl ResourceType for Exec {
             if !ok {
                 return Err(Failure::invalid(
                     "environment",
-                    format!("{item:?} is not KEY=VALUE"),
+                    bad_item(i, "is not KEY=VALUE"),
                 ));
             }
         }
