@@ -36,13 +36,16 @@
 //! the resource also shows `exitcode` and `output` (the last 50 lines of
 //! standard output then standard error, at most 16 KiB). An exit code not in
 //! `returns` fails the request (status 1) with the code and the output's
-//! last lines. `search` is refused.
+//! last lines. The value of every `environment` item of at least
+//! [`SCRUB_MIN`] characters is replaced by `[redacted]` in that output, so a
+//! command that prints its secrets (or fails saying them) does not put them
+//! in the reply, the audit log or the logs. `search` is refused.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::model::{bad_item, strings, Change, Failure, Kind, Property, State};
+use crate::model::{bad_item, strings, Change, Failure, Kind, Property, State, REDACTED};
 use crate::system::{Cmd, Output, System};
 use crate::types::file::account;
 use crate::types::ResourceType;
@@ -64,6 +67,28 @@ const PROPS: &[Property] = &[
 const OUTPUT_LINES: usize = 50;
 /// Bytes of output kept in a reply or a failure.
 const OUTPUT_BYTES: usize = 16 * 1024;
+
+/// Environment values shorter than this are not scrubbed from a run's
+/// output: they would mangle it (`1`, `C`), and carry no secret worth the name.
+pub const SCRUB_MIN: usize = 6;
+
+/// `output` with every `environment` value of at least [`SCRUB_MIN`]
+/// characters replaced by [`REDACTED`], longest first (so a value holding
+/// another is replaced whole).
+fn scrub(output: String, desired: &State) -> String {
+    let mut values: Vec<String> = desired
+        .get("environment")
+        .map(strings)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|item| item.split_once('=').map(|(_, v)| v.to_string()))
+        .filter(|v| v.chars().count() >= SCRUB_MIN)
+        .collect();
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    values
+        .iter()
+        .fold(output, |out, v| out.replace(v.as_str(), REDACTED))
+}
 
 /// The `exec` type.
 pub struct Exec;
@@ -418,6 +443,11 @@ impl ResourceType for Exec {
         let line = command(name, desired);
         let o = sys.run(&build(sys, desired, line)?)?;
         let ok = returns(desired);
+        let o = Output {
+            code: o.code,
+            stdout: scrub(o.stdout, desired),
+            stderr: scrub(o.stderr, desired),
+        };
         let output = tail(&o);
         if !ok.contains(&o.code) {
             let codes: Vec<String> = ok.iter().map(i32::to_string).collect();
@@ -576,7 +606,8 @@ mod tests {
                 ("cwd", "/etc"),
             ],
         );
-        assert_eq!(r["resource"]["output"], json!("hello there"));
+        // the command saw the value; the reply shows it scrubbed
+        assert_eq!(r["resource"]["output"], json!("[redacted]"));
         assert_eq!(f.read("/piped"), "hello there\n");
         assert!(f.root().join("etc/here").exists());
 

@@ -150,6 +150,34 @@ fn exec_environment_is_redacted_in_the_reply() {
 }
 
 #[test]
+fn exec_output_never_carries_an_environment_secret() {
+    let f = exec();
+    // a command that fails saying its secret: the error (reply, audit
+    // statusmsg) shows it scrubbed, as does a successful run's output
+    let e = f.ensure_err(
+        "echo \"auth failed for $TOKEN ($SHORT)\" >&2; exit 3",
+        &[
+            ("shell", "true"),
+            ("environment", "TOKEN=hunter2,SHORT=abc"),
+        ],
+    );
+    assert!(e.message.contains("returned 3"), "{}", e.message);
+    assert!(
+        e.message.ends_with("auth failed for [redacted] (abc)"),
+        "{}",
+        e.message
+    );
+    let r = f.ensure(
+        "printf '%s\\n' \"$A\" \"$B\"",
+        &[
+            ("shell", "true"),
+            ("environment", "A=hunter2,B=hunter2hunter2"),
+        ],
+    );
+    assert_eq!(r["resource"]["output"], json!("[redacted]\n[redacted]"));
+}
+
+#[test]
 fn key_options_are_redacted_in_changes_find_and_search() {
     let f = keys();
     let props = [
