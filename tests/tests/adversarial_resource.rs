@@ -501,12 +501,22 @@ fn a_sensitive_environment_or_option_value_is_never_echoed_nor_audited() {
             "{r:?}"
         );
     }
+    // A command that fails saying its secret: the failure shows it scrubbed.
+    let r = n.act(&[
+        "type=exec",
+        "name=echo \"denied for $TOKEN\" >&2; exit 3",
+        "shell=true",
+        "environment=TOKEN=hunter2",
+    ]);
+    assert_eq!(r["statuscode"], json!(1), "{r:?}");
+    let msg = r["statusmsg"].as_str().unwrap_or_default();
+    assert!(msg.ends_with("denied for [redacted]"), "{msg:?}");
     assert!(n.read(tab).contains("DB_PASSWORD=hunter2\n"));
     let found = n.act(&["type=cron", "name=backup"][..]);
     assert!(!Value::Object(found).to_string().contains(SECRET));
     let out = n.mco(&["rpc", "resource", "find", "type=cron", "name=backup", "-j"]);
     assert!(!out.stdout.contains(SECRET), "{out:?}");
-    let logged = n.audited(7);
+    let logged = n.audited(8);
     assert!(!logged.contains(SECRET), "{logged}");
     assert!(
         logged.contains("[REDACTED]"),
