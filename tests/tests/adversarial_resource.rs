@@ -9,6 +9,10 @@
 //!   manages in her home for a link to the outside: not followed, nothing outside changes;
 //! - a FIFO planted as `authorized_keys`: the call fails at once and the agent stays usable;
 //! - a decoy key line or cron job with the managed name: cannot shadow the managed one.
+//!
+//! And finding 9 where the agent itself leaked: a refused `environment` or `options` item was
+//! quoted whole in the error (reply, audit `statusmsg`, logs), accepted ones came back in the
+//! change report, and a password hash went to `useradd`/`usermod` on their command line.
 
 use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -23,6 +27,13 @@ const GROUP: &str = "root:x:0:\ncrontab:x:107:\nalice:x:1001:\nbob:x:1002:\n";
 const K1: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIAcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH";
 const K2: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIAkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJ";
 const SHADOW: &str = "root:$6$secret:19000:0:99999:7:::\n";
+const ROOT_SHADOW: &str =
+    "root:*:19000:0:99999:7:::\nalice:!:19000:0:99999:7:::\nbob:!:19000:0:99999:7:::\n";
+const GSHADOW: &str = "root:*::\ncrontab:*::\nalice:!::\nbob:!::\n";
+const LOGIN_DEFS: &str =
+    "USERGROUPS_ENAB yes\nPASS_MAX_DAYS 99999\nPASS_MIN_DAYS 0\nPASS_WARN_AGE 7\n";
+/// What the tests below try to leak.
+const SECRET: &str = "hunter2";
 
 /// One node: its system root, a directory outside that root standing for the host's `/etc`,
 /// and the responder managing files, keys and cron jobs under the root.
@@ -30,6 +41,8 @@ struct Node {
     root: TempDir,
     outside: TempDir,
     _policies: TempDir,
+    /// The responder's audit log.
+    audit: PathBuf,
     nats: NatsServer,
     _responder: Responder,
 }
@@ -70,8 +83,15 @@ impl Node {
         ] {
             std::fs::create_dir_all(r.join(d)).unwrap();
         }
-        std::fs::write(r.join("etc/passwd"), PASSWD).unwrap();
-        std::fs::write(r.join("etc/group"), GROUP).unwrap();
+        for (name, text) in [
+            ("passwd", PASSWD),
+            ("group", GROUP),
+            ("shadow", ROOT_SHADOW),
+            ("gshadow", GSHADOW),
+            ("login.defs", LOGIN_DEFS),
+        ] {
+            std::fs::write(r.join("etc").join(name), text).unwrap();
+        }
         for (user, id) in [("alice", 1001), ("bob", 1002)] {
             let home = r.join("home").join(user);
             std::os::unix::fs::chown(&home, Some(id), Some(id)).unwrap();
@@ -90,12 +110,14 @@ impl Node {
             "policy default allow\n",
         )
         .unwrap();
+        let audit = policies.path().join("audit.jsonl");
         let security = format!(
-            "insecure = true\npolicy_dir = {:?}\n",
-            policies.path().display().to_string()
+            "insecure = true\npolicy_dir = {:?}\naudit_log = {:?}\n",
+            policies.path().display().to_string(),
+            audit.display().to_string()
         );
         let settings = format!(
-            "[plugin.resource]\nallow_types = [\"file\", \"ssh_authorized_key\", \"cron\"]\nroot = {:?}\n[plugin.resource.file]\ndeny_names = [\"/etc/*\"]\n",
+            "[plugin.resource]\nallow_types = [\"file\", \"ssh_authorized_key\", \"cron\", \"exec\", \"user\"]\nroot = {:?}\n[plugin.resource.file]\ndeny_names = [\"/etc/*\"]\n",
             r.display().to_string()
         );
         let spec = ResponderSpec::new("node-1")
@@ -106,6 +128,7 @@ impl Node {
             root,
             outside,
             _policies: policies,
+            audit,
             nats,
             _responder: responder,
         }
@@ -382,5 +405,162 @@ fn decoy_key_lines_and_cron_jobs_cannot_shadow_the_managed_ones() {
         json!("absent"),
         "{out:?}"
     );
+    n.answers();
+}
+
+/// The attacks on secrets: each sends a secret the agent must keep to itself.
+impl Node {
+    /// `do` with `props`, which must be refused as invalid (status 4) with a message starting
+    /// `why`; the whole output of `mco` must not carry the secret.
+    #[track_caller]
+    fn invalid(&self, props: &[&str], why: &str) {
+        let mut args = vec!["rpc", "resource", "do"];
+        args.extend(props);
+        args.push("-j");
+        let out = self.mco(&args);
+        assert!(!out.stdout.contains(SECRET), "{out:?}");
+        assert!(!out.stderr.contains(SECRET), "{out:?}");
+        let rs = replies(&out);
+        assert_eq!(rs.len(), 1, "{out:?}");
+        assert_eq!(rs[0]["statuscode"], json!(4), "{props:?}: {out:?}");
+        let msg = rs[0]["statusmsg"].as_str().unwrap_or_default();
+        assert!(
+            msg.starts_with(why),
+            "{props:?}: {msg:?} does not say {why:?}"
+        );
+    }
+
+    /// The audit log once it has `n` lines.
+    fn audited(&self, n: usize) -> String {
+        mco_tests::eventually(
+            std::time::Duration::from_secs(10),
+            "the audit log to have every request",
+            || {
+                std::fs::read_to_string(&self.audit)
+                    .unwrap_or_default()
+                    .lines()
+                    .count()
+                    >= n
+            },
+        );
+        std::fs::read_to_string(&self.audit).unwrap()
+    }
+}
+
+#[test]
+fn a_sensitive_environment_or_option_value_is_never_echoed_nor_audited() {
+    let n = Node::start();
+    let tab = "var/spool/cron/crontabs/root";
+    // The review's proof: a malformed item used to be quoted whole in the error.
+    n.invalid(
+        &[
+            "type=cron",
+            "name=backup",
+            "command=/bin/true",
+            "user=root",
+            "environment=DB-PASSWORD=hunter2",
+        ],
+        "environment: item 1 is not KEY=VALUE",
+    );
+    n.invalid(
+        &[
+            "type=exec",
+            "name=/bin/true",
+            "environment=A=1,DB-PASSWORD=hunter2",
+        ],
+        "environment: item 2 is not KEY=VALUE",
+    );
+    n.invalid(
+        &[
+            "type=ssh_authorized_key",
+            "name=alice@laptop",
+            "user=alice",
+            "key_type=ssh-ed25519",
+            &format!("key={K1}"),
+            "options=no-pty,token hunter2",
+        ],
+        "options: item 2 ",
+    );
+    assert!(!n.path(tab).exists(), "nothing written");
+    assert!(!n.path("home/alice/.ssh/authorized_keys").exists());
+    // Accepted secrets are applied, but the reply shows them redacted.
+    for props in [
+        &[
+            "type=cron",
+            "name=backup",
+            "command=/bin/true",
+            "user=root",
+            "environment=DB_PASSWORD=hunter2",
+        ][..],
+        &["type=exec", "name=/bin/true", "environment=TOKEN=hunter2"],
+    ] {
+        let r = n.act(props);
+        assert_eq!(r["statuscode"], json!(0), "{r:?}");
+        assert!(
+            !Value::Object(r.clone()).to_string().contains(SECRET),
+            "{r:?}"
+        );
+    }
+    // A command that fails saying its secret: the failure shows it scrubbed.
+    let r = n.act(&[
+        "type=exec",
+        "name=echo \"denied for $TOKEN\" >&2; exit 3",
+        "shell=true",
+        "environment=TOKEN=hunter2",
+    ]);
+    assert_eq!(r["statuscode"], json!(1), "{r:?}");
+    let msg = r["statusmsg"].as_str().unwrap_or_default();
+    assert!(msg.ends_with("denied for [redacted]"), "{msg:?}");
+    assert!(n.read(tab).contains("DB_PASSWORD=hunter2\n"));
+    let found = n.act(&["type=cron", "name=backup"][..]);
+    assert!(!Value::Object(found).to_string().contains(SECRET));
+    let out = n.mco(&["rpc", "resource", "find", "type=cron", "name=backup", "-j"]);
+    assert!(!out.stdout.contains(SECRET), "{out:?}");
+    let logged = n.audited(8);
+    assert!(!logged.contains(SECRET), "{logged}");
+    assert!(
+        logged.contains("[REDACTED]"),
+        "the inputs are redacted: {logged}"
+    );
+    n.answers();
+}
+
+/// The hash now reaches `chpasswd -e -R ROOT` on its standard input (that no tool is given it
+/// on its command line is checked on the commands the agent starts, in the resource crate's
+/// `a_password_hash_never_reaches_a_command_line`); here the real tools, driven by a real
+/// responder, set it under the root, and neither the reply nor the audit log carries it.
+#[test]
+fn a_password_hash_is_set_through_chpasswd_and_never_echoed() {
+    let n = Node::start();
+    let hash = format!("$6$salt${SECRET}hashhashhash");
+    let pw = format!("password={hash}");
+    for props in [
+        // created with its hash, then the hash changed along with another property
+        &["type=user", "name=carol", "managehome=false", &pw][..],
+        &["type=user", "name=alice", "shell=/bin/bash", &pw],
+    ] {
+        let r = n.act(props);
+        assert_eq!(r["statuscode"], json!(0), "{r:?}");
+        assert_eq!(r["data"]["changed"], json!(true), "{r:?}");
+        assert!(
+            !Value::Object(r.clone()).to_string().contains(SECRET),
+            "{r:?}"
+        );
+    }
+    let shadow = n.read("etc/shadow");
+    for user in ["carol", "alice"] {
+        assert!(
+            shadow.contains(&format!("\n{user}:{hash}:")),
+            "{user}: {shadow}"
+        );
+    }
+    // A plain password is refused without being echoed.
+    n.invalid(
+        &["type=user", "name=bob", "password=hunter2"],
+        "password: must be a crypt(3) hash",
+    );
+    assert!(n.read("etc/shadow").contains("\nbob:!:"));
+    let logged = n.audited(3);
+    assert!(!logged.contains(SECRET), "{logged}");
     n.answers();
 }

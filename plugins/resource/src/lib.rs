@@ -103,6 +103,20 @@ fn to_error(f: Failure) -> ActionError {
     ActionError::new(status, f.to_string())
 }
 
+/// Replaces a sensitive value by [`REDACTED`]; having none (`null`, `""`,
+/// an empty list) is shown as it is, since it carries no secret.
+fn redact_value(v: &mut Value) {
+    let empty = match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    };
+    if !empty {
+        *v = REDACTED.into();
+    }
+}
+
 fn text<'a>(input: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     input.get(key).and_then(Value::as_str)
 }
@@ -175,9 +189,7 @@ impl Inner {
     fn redact(&self, ty: &dyn ResourceType, state: &mut State) {
         for p in ty.properties().iter().filter(|p| p.sensitive) {
             if let Some(v) = state.get_mut(p.name) {
-                if !v.is_null() && v.as_str() != Some("") {
-                    *v = REDACTED.into();
-                }
+                redact_value(v);
             }
         }
     }
@@ -190,9 +202,7 @@ impl Inner {
             .any(|p| p.sensitive && p.name == c.property)
         {
             for side in ["old", "new"] {
-                if !v[side].is_null() {
-                    v[side] = REDACTED.into();
-                }
+                redact_value(&mut v[side]);
             }
         }
         v

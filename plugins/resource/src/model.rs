@@ -151,6 +151,15 @@ impl Failure {
     }
 }
 
+/// The message for a refused item of a list input that may carry secrets
+/// (`environment`, `options`): it names the item by its position (the first
+/// is item 1), never by its text, since a malformed item may be a value
+/// pasted in the wrong place and even a variable's name can say too much.
+/// Failures reach the reply, the audit log's `statusmsg` and the logs.
+pub fn bad_item(index: usize, why: &str) -> String {
+    format!("item {} {why}", index + 1)
+}
+
 /// Parses a boolean as operators write it.
 pub fn parse_bool(s: &str) -> Option<bool> {
     match s.trim().to_ascii_lowercase().as_str() {
@@ -188,6 +197,17 @@ pub fn normalise(prop: &Property, raw: &Value) -> Result<Value, Failure> {
         Value::Null => return Err(Failure::invalid(prop.name, "must have a value")),
         Value::Object(_) => return Err(Failure::invalid(prop.name, "must not be an object")),
     };
+    if prop.sensitive && !matches!(prop.kind, Kind::Text | Kind::List | Kind::OrderedList) {
+        // Never echo a secret in the error of a kind that quotes its input.
+        return normalise(
+            &Property {
+                sensitive: false,
+                ..*prop
+            },
+            raw,
+        )
+        .map_err(|_| Failure::invalid(prop.name, "is not a valid value"));
+    }
     match prop.kind {
         Kind::Text => Ok(Value::String(text)),
         Kind::Integer => text

@@ -228,6 +228,8 @@ impl System {
         if let Some((uid, gid)) = cmd.uid {
             c.uid(uid).gid(gid);
         }
+        #[cfg(test)]
+        spawned::record(cmd);
         let mut child = c
             .spawn()
             .map_err(|e| Failure::failed(format!("cannot run {}: {e}", cmd.program)))?;
@@ -286,6 +288,46 @@ impl System {
     /// existing file's mode and owner, or using `mode` for a new one.
     pub fn write(&self, abs: &str, content: &[u8], mode: u32) -> Result<(), Failure> {
         self.fs.write(abs, content, &WriteOpts::keep(mode))
+    }
+}
+
+/// What [`System::run`] started in this test process, so tests can check
+/// what a spawned tool was given: its arguments (which any local user can
+/// read in `/proc/PID/cmdline`) and its standard input (which they cannot).
+#[cfg(test)]
+pub(crate) mod spawned {
+    use std::sync::Mutex;
+
+    /// One started command.
+    #[derive(Debug, Clone)]
+    pub(crate) struct Spawned {
+        /// The program as given.
+        pub(crate) program: String,
+        /// Its arguments.
+        pub(crate) args: Vec<String>,
+        /// Its standard input, if it was given one.
+        pub(crate) stdin: Option<Vec<u8>>,
+    }
+
+    static LOG: Mutex<Vec<Spawned>> = Mutex::new(Vec::new());
+
+    pub(super) fn record(cmd: &super::Cmd) {
+        LOG.lock().unwrap_or_else(|p| p.into_inner()).push(Spawned {
+            program: cmd.program.clone(),
+            args: cmd.args.clone(),
+            stdin: cmd.stdin.clone(),
+        });
+    }
+
+    /// Every command started so far whose arguments mention `needle`
+    /// (a test's temporary root, to keep apart tests running at once).
+    pub(crate) fn mentioning(needle: &str) -> Vec<Spawned> {
+        LOG.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|s| s.args.iter().any(|a| a.contains(needle)))
+            .cloned()
+            .collect()
     }
 }
 

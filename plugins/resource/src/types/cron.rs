@@ -2,7 +2,9 @@
 //!
 //! A job is a block in `/var/spool/cron/crontabs/USER` under the root
 //! (Debian's spool): a marker comment `# mco Name: NAME`, then the job's
-//! environment lines (`KEY=VALUE`), then the job line
+//! environment lines (`KEY=VALUE`; secrets, so changes, `find` and
+//! `search` show `environment` as `[redacted]` and a refused item is named
+//! by its position), then the job line
 //! `MINUTE HOUR MONTHDAY MONTH WEEKDAY COMMAND`. Puppet's marker
 //! `# Puppet Name: NAME` is recognised too, so jobs Puppet wrote can be
 //! adopted; an adopted job keeps its marker line as it is. A job owns only
@@ -34,7 +36,7 @@
 use serde_json::{json, Value};
 
 use crate::beneath::{Kind as FileKind, WriteOpts};
-use crate::model::{strings, Change, Failure, Kind, Property, State};
+use crate::model::{bad_item, strings, Change, Failure, Kind, Property, State};
 use crate::system::{lines, push_line, System};
 use crate::types::user::{account_name_ok, read_groups, read_passwd};
 use crate::types::{default_changes, missing, ResourceType};
@@ -51,7 +53,7 @@ const PROPS: &[Property] = &[
     Property::new("monthday", Kind::Text),
     Property::new("month", Kind::Text),
     Property::new("weekday", Kind::Text),
-    Property::new("environment", Kind::List),
+    Property::new("environment", Kind::List).sensitive(),
 ];
 
 /// The schedule fields, their ranges and the names they accept.
@@ -366,11 +368,11 @@ impl ResourceType for Cron {
             }
         }
         if let Some(env) = desired.get("environment") {
-            for e in strings(env) {
-                if !is_env(&e) || e.contains(['\n', '\r']) || e.starts_with(char::is_whitespace) {
+            for (i, e) in strings(env).iter().enumerate() {
+                if !is_env(e) || e.contains(['\n', '\r']) || e.starts_with(char::is_whitespace) {
                     return Err(Failure::invalid(
                         "environment",
-                        format!("{e:?} is not KEY=VALUE"),
+                        bad_item(i, "is not KEY=VALUE"),
                     ));
                 }
             }
@@ -575,10 +577,10 @@ mod tests {
         let found = f.find("logrotate");
         assert_eq!(found["resource"]["user"], json!("root"));
         assert_eq!(found["resource"]["hour"], json!("3"));
-        assert_eq!(
-            found["resource"]["environment"],
-            json!(["PATH=/usr/bin:/bin"])
-        );
+        // the environment is parsed, and shown only as redacted
+        assert_eq!(found["resource"]["environment"], json!("[redacted]"));
+        let parsed = Cron.find(&f.agent.inner.system, "logrotate").unwrap();
+        assert_eq!(parsed["environment"], json!(["PATH=/usr/bin:/bin"]));
         assert_eq!(
             found["resource"]["command"],
             json!("/usr/sbin/logrotate /etc/logrotate.conf")

@@ -21,7 +21,8 @@
 //!   `shell=true`. Without a shell, `*` and `~` are not expanded.
 //! - `cwd` (default: the root; opened without following links and entered
 //!   by descriptor), `environment` (`KEY=VALUE` items, comma
-//!   separated, so a value cannot hold a comma), `user` (name or number
+//!   separated, so a value cannot hold a comma; a secret: never shown in a
+//!   reply, and a refused item is named by its position), `user` (name or number
 //!   from the root's `/etc/passwd`; its `HOME`, `USER` and `LOGNAME` are
 //!   set), `timeout` (seconds; default the
 //!   agent's command timeout), `returns` (exit codes that mean success;
@@ -35,13 +36,16 @@
 //! the resource also shows `exitcode` and `output` (the last 50 lines of
 //! standard output then standard error, at most 16 KiB). An exit code not in
 //! `returns` fails the request (status 1) with the code and the output's
-//! last lines. `search` is refused.
+//! last lines. The value of every `environment` item of at least
+//! [`SCRUB_MIN`] characters is replaced by `[redacted]` in that output, so a
+//! command that prints its secrets (or fails saying them) does not put them
+//! in the reply, the audit log or the logs. `search` is refused.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::model::{strings, Change, Failure, Kind, Property, State};
+use crate::model::{bad_item, strings, Change, Failure, Kind, Property, State, REDACTED};
 use crate::system::{Cmd, Output, System};
 use crate::types::file::account;
 use crate::types::ResourceType;
@@ -52,7 +56,7 @@ const PROPS: &[Property] = &[
     Property::new("onlyif", Kind::Text),
     Property::new("unless", Kind::Text),
     Property::new("cwd", Kind::Text),
-    Property::new("environment", Kind::List),
+    Property::new("environment", Kind::List).sensitive(),
     Property::new("user", Kind::Text),
     Property::new("timeout", Kind::Integer),
     Property::new("returns", Kind::List),
@@ -63,6 +67,28 @@ const PROPS: &[Property] = &[
 const OUTPUT_LINES: usize = 50;
 /// Bytes of output kept in a reply or a failure.
 const OUTPUT_BYTES: usize = 16 * 1024;
+
+/// Environment values shorter than this are not scrubbed from a run's
+/// output: they would mangle it (`1`, `C`), and carry no secret worth the name.
+pub const SCRUB_MIN: usize = 6;
+
+/// `output` with every `environment` value of at least [`SCRUB_MIN`]
+/// characters replaced by [`REDACTED`], longest first (so a value holding
+/// another is replaced whole).
+fn scrub(output: String, desired: &State) -> String {
+    let mut values: Vec<String> = desired
+        .get("environment")
+        .map(strings)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|item| item.split_once('=').map(|(_, v)| v.to_string()))
+        .filter(|v| v.chars().count() >= SCRUB_MIN)
+        .collect();
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    values
+        .iter()
+        .fold(output, |out, v| out.replace(v.as_str(), REDACTED))
+}
 
 /// The `exec` type.
 pub struct Exec;
@@ -283,7 +309,8 @@ impl ResourceType for Exec {
                 valid_path(k, p)?;
             }
         }
-        for item in desired.get("environment").map(strings).unwrap_or_default() {
+        let env = desired.get("environment").map(strings).unwrap_or_default();
+        for (i, item) in env.iter().enumerate() {
             let ok = item.split_once('=').is_some_and(|(k, _)| {
                 !k.is_empty()
                     && !k.starts_with(|c: char| c.is_ascii_digit())
@@ -292,7 +319,7 @@ impl ResourceType for Exec {
             if !ok {
                 return Err(Failure::invalid(
                     "environment",
-                    format!("{item:?} is not KEY=VALUE"),
+                    bad_item(i, "is not KEY=VALUE"),
                 ));
             }
         }
@@ -416,6 +443,11 @@ impl ResourceType for Exec {
         let line = command(name, desired);
         let o = sys.run(&build(sys, desired, line)?)?;
         let ok = returns(desired);
+        let o = Output {
+            code: o.code,
+            stdout: scrub(o.stdout, desired),
+            stderr: scrub(o.stderr, desired),
+        };
         let output = tail(&o);
         if !ok.contains(&o.code) {
             let codes: Vec<String> = ok.iter().map(i32::to_string).collect();
@@ -574,7 +606,8 @@ mod tests {
                 ("cwd", "/etc"),
             ],
         );
-        assert_eq!(r["resource"]["output"], json!("hello there"));
+        // the command saw the value; the reply shows it scrubbed
+        assert_eq!(r["resource"]["output"], json!("[redacted]"));
         assert_eq!(f.read("/piped"), "hello there\n");
         assert!(f.root().join("etc/here").exists());
 

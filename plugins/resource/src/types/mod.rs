@@ -15,6 +15,8 @@ mod group;
 mod host;
 mod mailalias;
 mod package;
+#[cfg(test)]
+mod secret_tests;
 mod service;
 mod ssh_authorized_key;
 mod user;

@@ -38,12 +38,14 @@
 //! Lines are written `[OPTIONS ]KEY_TYPE KEY NAME`. `options` are split on
 //! commas outside double quotes (so `from="a,b"` is one option) and
 //! compared in order. The key must be base64 that decodes to a blob of the
-//! given `key_type`.
+//! given `key_type`. `options` may carry secrets (a forced command's
+//! arguments): changes, `find` and `search` show them as `[redacted]` (an
+//! empty list as it is), and a refused option is named by its position.
 
 use serde_json::{json, Value};
 
 use crate::beneath::{Kind as FileKind, WriteOpts, READ_LIMIT};
-use crate::model::{Change, Failure, Kind, Property, State};
+use crate::model::{bad_item, Change, Failure, Kind, Property, State};
 use crate::system::{lines, push_line, System};
 use crate::types::user::{read_passwd, PasswdEntry};
 use crate::types::{default_changes, missing, ResourceType};
@@ -53,7 +55,7 @@ const PROPS: &[Property] = &[
     Property::new("user", Kind::Text),
     Property::new("key_type", Kind::Text),
     Property::new("key", Kind::Text),
-    Property::new("options", Kind::Text),
+    Property::new("options", Kind::Text).sensitive(),
 ];
 
 /// How `changes` compares: options as an ordered list (parsed by
@@ -63,7 +65,7 @@ const COMPARE: &[Property] = &[
     Property::new("user", Kind::Text),
     Property::new("key_type", Kind::Text),
     Property::new("key", Kind::Text),
-    Property::new("options", Kind::OrderedList),
+    Property::new("options", Kind::OrderedList).sensitive(),
 ];
 
 /// Key types OpenSSH accepts in `authorized_keys` (and their certificate
@@ -453,11 +455,11 @@ impl ResourceType for SshAuthorizedKey {
             }
         }
         if let Some(o) = text("options") {
-            for opt in split_options(o) {
-                if !option_ok(&opt) {
+            for (i, opt) in split_options(o).iter().enumerate() {
+                if !option_ok(opt) {
                     return Err(Failure::invalid(
                         "options",
-                        format!("{opt:?} is not an option (NAME or NAME=\"VALUE\")"),
+                        bad_item(i, "is not an option (NAME or NAME=\"VALUE\")"),
                     ));
                 }
             }
@@ -638,7 +640,7 @@ mod tests {
         let r = f.ensure("alice@laptop", &with);
         assert_eq!(
             r["changes"],
-            json!([{"property": "options", "old": [], "new": ["from=\"10.0.0.1,10.0.0.2\"", "no-pty"]}])
+            json!([{"property": "options", "old": [], "new": "[redacted]"}])
         );
         assert_eq!(
             f.read(alice),
@@ -660,8 +662,13 @@ mod tests {
         // find and search
         let found = f.find("bob@desk");
         assert_eq!(found["resource"]["user"], json!("bob"));
+        // the options are parsed, and shown only as redacted
+        assert_eq!(found["resource"]["options"], json!("[redacted]"));
+        let parsed = SshAuthorizedKey
+            .find(&f.agent.inner.system, "bob@desk")
+            .unwrap();
         assert_eq!(
-            found["resource"]["options"],
+            parsed["options"],
             json!(["command=\"echo a, b\"", "no-pty"])
         );
         assert_eq!(f.find("backup key")["resource"]["key"], json!(K3));

@@ -28,9 +28,8 @@
 //! does not have is refused, also in noop). `groups` lists the groups
 //! naming the user as a member, compared as a set. `password` is the
 //! `/etc/shadow` field and must be given as a crypt hash (`$id$…`) or a
-//! locked form (`!`, `*`, `!…`); it is never echoed back. It reaches
-//! `useradd`/`usermod` as `-p HASH`, so the hash (never a plain password)
-//! is briefly visible in the process list, as with Puppet's provider. When no `gid` is given on creation the user
+//! locked form (`!`, `*`, `!…`); it is never echoed back, and never put
+//! on a command line (see [`set_password`]). When no `gid` is given on creation the user
 //! gets the group named after it: the existing one if there is one
 //! (`-g NAME`), a new one otherwise (`-U`). `managehome` creates the home
 //! with the user (`-m`, otherwise `-M`), moves it when `home` changes
@@ -537,6 +536,7 @@ impl ResourceType for User {
         let mut c = Cmd::new("usermod").args(prefix(sys));
         let mut any = false;
         let mut native_uid = None;
+        let mut password = None;
         for ch in changes {
             let v = desired.get(&ch.property);
             match ch.property.as_str() {
@@ -556,7 +556,10 @@ impl ResourceType for User {
                     c = c.args(["-G".to_string(), named.join(",")]);
                     any = true;
                 }
-                p @ ("gid" | "comment" | "home" | "shell" | "password") => {
+                "password" => {
+                    password = v.and_then(Value::as_str);
+                }
+                p @ ("gid" | "comment" | "home" | "shell") => {
                     let Some(s) = v.and_then(Value::as_str) else {
                         continue;
                     };
@@ -564,8 +567,7 @@ impl ResourceType for User {
                         "gid" => "-g",
                         "comment" => "-c",
                         "home" => "-d",
-                        "shell" => "-s",
-                        _ => "-p",
+                        _ => "-s",
                     };
                     c = c.args([opt, s]);
                     if p == "home" && managehome {
@@ -582,8 +584,30 @@ impl ResourceType for User {
         if let Some(uid) = native_uid {
             set_uid_natively(sys, name, uid)?;
         }
+        if let Some(hash) = password {
+            set_password(sys, name, hash)?;
+        }
         Ok(())
     }
+}
+
+/// Sets the `/etc/shadow` password field of `name` to `hash` (already
+/// checked by [`password_ok`]) with `chpasswd -e`, which reads `name:hash`
+/// on its standard input, never from its command line: any local user can
+/// read every process's arguments (`/proc/PID/cmdline`, `ps`), so
+/// `useradd`/`usermod -p HASH` would hand them the hash to crack offline.
+/// Under a root other than `/` it is given `-R ROOT` (this `chpasswd` has
+/// no `--prefix`; it chroots, so the root's own `/etc` is edited and a link
+/// in it cannot lead out). The tool rather than a native edit of
+/// `/etc/shadow`: it takes the locks the other shadow tools honour, keeps
+/// the file's owner, mode and backup as they do, and sets the
+/// last-change day as `usermod -p` did.
+fn set_password(sys: &System, name: &str, hash: &str) -> Result<(), Failure> {
+    let mut c = Cmd::new("chpasswd").arg("-e");
+    if !sys.is_real_root() {
+        c = c.arg("-R").arg(sys.root());
+    }
+    run_tool(sys, &c.stdin(format!("{name}:{hash}\n")), "chpasswd")
 }
 
 fn create(sys: &System, name: &str, desired: &State, managehome: bool) -> Result<(), Failure> {
@@ -610,12 +634,7 @@ fn create(sys: &System, name: &str, desired: &State, managehome: bool) -> Result
             c = c.args(["-G".to_string(), gs.join(",")]);
         }
     }
-    for (p, opt) in [
-        ("comment", "-c"),
-        ("home", "-d"),
-        ("shell", "-s"),
-        ("password", "-p"),
-    ] {
+    for (p, opt) in [("comment", "-c"), ("home", "-d"), ("shell", "-s")] {
         if let Some(v) = text(desired, p) {
             c = c.args([opt, v]);
         }
@@ -624,7 +643,12 @@ fn create(sys: &System, name: &str, desired: &State, managehome: bool) -> Result
     if flag(desired, "system") {
         c = c.arg("-r");
     }
-    run_tool(sys, &c.arg(name), "useradd")
+    run_tool(sys, &c.arg(name), "useradd")?;
+    // Created locked ("!"), then given its hash off the command line.
+    match text(desired, "password") {
+        Some(hash) => set_password(sys, name, hash),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
