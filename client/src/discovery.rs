@@ -3,6 +3,11 @@
 //! Broadcast discovery publishes `rpcutil ping` with the filter and collects
 //! identities until the timeout — or, with the sliding window, as soon as no
 //! new reply has arrived for the window after the first one.
+//!
+//! Only replies whose certificate-verified sender matches the filter's
+//! identity patterns are kept ([`Senders`]): a node that answers a
+//! discovery it does not match is not sent the request. What is found is
+//! bounded too ([`FOUND_MAX`] names, [`FOUND_BYTES_MAX`] bytes of them).
 
 use std::collections::BTreeSet;
 use std::io::BufRead;
@@ -14,8 +19,15 @@ use tokio::time::Instant;
 
 use crate::bus::Bus;
 use crate::error::ClientError;
+use crate::senders::{outside_words, Senders};
 use crate::target::{Plan, Source};
-use crate::verify::{Intake, Rejected};
+use crate::verify::{dropped_words, Intake, Refusals, Rejected};
+
+/// Most nodes one discovery finds; replies from more are dropped and counted.
+pub const FOUND_MAX: usize = 1_000_000;
+
+/// Most bytes of identities one discovery keeps.
+pub const FOUND_BYTES_MAX: usize = 64 << 20;
 
 /// The nodes found, and whether the bus was asked.
 #[derive(Debug, Clone)]
@@ -105,7 +117,9 @@ fn parse_nodes(r: impl BufRead) -> std::io::Result<Vec<String>> {
 }
 
 /// Broadcast discovery: identities of matching nodes with their round-trip
-/// times, sorted by identity.
+/// times, sorted by identity. Replies whose verified sender the filter's
+/// identity patterns do not select are dropped and counted, and so are
+/// refused ones; each kind is said in one line on stderr.
 pub async fn broadcast(
     bus: &Bus,
     collective: &str,
@@ -113,6 +127,7 @@ pub async fn broadcast(
     timeout: Duration,
     window: Duration,
 ) -> Result<Vec<(String, Duration)>, ClientError> {
+    let senders = Senders::from_filter(&filter)?;
     let lost_before = bus.times_lost();
     let req = bus.request(collective, "rpcutil", "ping", Default::default(), filter);
     let reply_to = bus.reply_subject(&req);
@@ -127,39 +142,115 @@ pub async fn broadcast(
     let to = [subject::broadcast(collective, "rpcutil")];
     bus.publish_by(&to, &reply_to, bus.encode(&req)?, hard)
         .await?;
-    let mut found = std::collections::BTreeMap::new();
-    let mut untrusted = 0usize;
+    let mut found = Found::default();
     loop {
-        let deadline = if found.is_empty() || window.is_zero() {
+        let deadline = if found.nodes.is_empty() || window.is_zero() {
             hard
         } else {
             (Instant::now() + window).min(hard)
         };
         match intake.next_until(deadline).await {
             Some((rtt, Ok(reply))) if reply.request_id == req.id => {
-                found.entry(reply.sender).or_insert(rtt);
+                found.add(&senders, reply.sender, rtt);
             }
             Some((_, Err(Rejected::Untrusted(why)))) => {
-                untrusted += 1;
-                tracing::warn!("ignored a discovery reply: {why}");
+                tracing::debug!("ignored a discovery reply: {why}");
+                found.untrusted.add(why);
             }
             Some(_) => {}
             None => break,
         }
     }
-    if untrusted > 0 {
-        eprintln!("warning: ignored {untrusted} discovery replies that failed verification");
-    }
+    found.warn(intake.dropped());
     let lost = bus.times_lost() - lost_before;
     if lost > 0 {
         eprintln!("warning: {}", crate::rpc::lost_words(lost, "discovery"));
     }
-    Ok(found.into_iter().collect())
+    Ok(found.nodes.into_iter().collect())
+}
+
+/// What one discovery found and ignored.
+#[derive(Debug, Default)]
+struct Found {
+    nodes: std::collections::BTreeMap<String, Duration>,
+    bytes: usize,
+    /// Replies from senders the filter does not select.
+    outside: usize,
+    /// Replies past [`FOUND_MAX`] or [`FOUND_BYTES_MAX`].
+    over: usize,
+    untrusted: Refusals,
+}
+
+impl Found {
+    fn add(&mut self, senders: &Senders, sender: String, rtt: Duration) {
+        if !senders.admits(&sender) {
+            self.outside += 1;
+        } else if self.nodes.contains_key(&sender) {
+            // Found already: its first reply's time stands.
+        } else if self.nodes.len() >= FOUND_MAX
+            || self.bytes.saturating_add(sender.len()) > FOUND_BYTES_MAX
+        {
+            self.over += 1;
+        } else {
+            self.bytes += sender.len();
+            self.nodes.insert(sender, rtt);
+        }
+    }
+
+    fn warn(&self, dropped: usize) {
+        if self.untrusted.count > 0 {
+            eprintln!(
+                "warning: ignored {} discovery replies that failed verification: {}",
+                self.untrusted.count,
+                self.untrusted.reasons()
+            );
+        }
+        if self.outside > 0 {
+            eprintln!("warning: {}", outside_words(self.outside, "discovery"));
+        }
+        if self.over > 0 {
+            eprintln!(
+                "warning: ignored {} discovery replies past the bound of {FOUND_MAX} nodes or {} MiB of names",
+                self.over,
+                FOUND_BYTES_MAX >> 20
+            );
+        }
+        if dropped > 0 {
+            eprintln!("warning: {}", dropped_words(dropped));
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn discovery_keeps_only_senders_the_filter_selects_and_bounds_the_rest() {
+        let filter = Filter {
+            identity: vec!["db-*".into()],
+            ..Filter::default()
+        };
+        let senders = Senders::from_filter(&filter).unwrap();
+        let mut found = Found::default();
+        let ms = Duration::from_millis(1);
+        found.add(&senders, "db-01".into(), ms);
+        found.add(&senders, "evil-07".into(), ms);
+        found.add(&senders, "evil-07".into(), ms);
+        found.add(&senders, "db-01".into(), ms * 2);
+        assert_eq!(found.nodes.keys().collect::<Vec<_>>(), ["db-01"]);
+        assert_eq!(found.nodes["db-01"], ms, "the first reply's time");
+        assert_eq!(found.outside, 2);
+
+        let mut big = Found {
+            bytes: FOUND_BYTES_MAX - 3,
+            ..Found::default()
+        };
+        big.add(&senders, "db-1".into(), ms);
+        assert_eq!((big.nodes.len(), big.over), (0, 1));
+        big.add(&senders, "db-".into(), ms);
+        assert_eq!((big.nodes.len(), big.over), (1, 1));
+    }
 
     #[test]
     fn nodes_files_skip_blanks_and_comments() {

@@ -21,6 +21,7 @@ pub mod output;
 pub mod pins;
 pub mod provision;
 pub mod rpc;
+pub mod senders;
 pub mod target;
 pub mod terminal;
 pub mod verify;

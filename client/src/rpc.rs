@@ -1,5 +1,12 @@
 //! The RPC engine: send one request to a known set of nodes, in batches if
 //! asked, and wait exactly until each has answered or the timeout passes.
+//!
+//! Whatever a node sends is kept within bounds: one reply per expected
+//! node, the count and first few reasons of refused replies
+//! ([`Refusals::KEPT`]), at most [`UNEXPECTED_KEPT`] names of nodes that
+//! answered unasked. A listed node that the filter's identity patterns do
+//! not select is not sent the request (it counts as not answering), and a
+//! reply from such a sender is dropped ([`Senders`]).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -13,7 +20,12 @@ use tokio::time::Instant;
 use crate::bus::Bus;
 use crate::error::ClientError;
 use crate::output::NodeReply;
-use crate::verify::{Intake, Rejected};
+use crate::senders::{outside_words, Senders};
+use crate::verify::{cut, dropped_words, reasons, Intake, Refusals, Rejected, REASON_MAX};
+
+/// Most names of nodes that answered unasked kept by one call; more are
+/// only counted.
+pub const UNEXPECTED_KEPT: usize = 1_000;
 
 /// What to call.
 #[derive(Debug, Clone)]
@@ -48,12 +60,23 @@ pub struct Collected {
     pub replies: Vec<NodeReply>,
     /// Expected nodes that did not answer, sorted.
     pub no_response: Vec<String>,
-    /// Nodes that answered without being asked, sorted.
+    /// Nodes that answered without being asked, sorted; at most
+    /// [`UNEXPECTED_KEPT`].
     pub unexpected: Vec<String>,
+    /// Further replies from nodes not asked, past [`UNEXPECTED_KEPT`]
+    /// names: counted only.
+    pub unexpected_more: usize,
     /// Replies that did not decode.
     pub undecodable: usize,
-    /// Replies that failed verification, with the reason (treated as no reply).
+    /// The reasons of the first replies that failed verification (treated
+    /// as no reply): at most [`Refusals::KEPT`], each cut short.
     pub untrusted: Vec<String>,
+    /// How many replies failed verification.
+    pub untrusted_count: usize,
+    /// Replies from senders the filter's identity patterns do not select.
+    pub outside: usize,
+    /// Replies dropped unread because a node flooded the call.
+    pub dropped: usize,
     /// Request ids sent, one per batch.
     pub request_ids: Vec<String>,
     /// How often the connection to the broker was lost during the call.
@@ -68,12 +91,8 @@ impl Collected {
         if self.broker_lost > 0 {
             eprintln!("warning: {}", lost_words(self.broker_lost, "the call"));
         }
-        if !self.untrusted.is_empty() {
-            eprintln!(
-                "warning: ignored {} replies that failed verification (counted as no reply): {}",
-                self.untrusted.len(),
-                self.untrusted.join("; ")
-            );
+        if let Some(line) = self.untrusted_line() {
+            eprintln!("warning: {line}");
         }
         if self.undecodable > 0 {
             eprintln!(
@@ -81,6 +100,51 @@ impl Collected {
                 self.undecodable
             );
         }
+        if self.outside > 0 {
+            eprintln!("warning: {}", outside_words(self.outside, "call"));
+        }
+        if self.unexpected_more > 0 {
+            eprintln!(
+                "warning: ignored {} more replies from nodes that were not asked (their names are not listed)",
+                self.unexpected_more
+            );
+        }
+        if self.dropped > 0 {
+            eprintln!("warning: {}", dropped_words(self.dropped));
+        }
+    }
+
+    /// The one line about replies that failed verification, if any did.
+    pub fn untrusted_line(&self) -> Option<String> {
+        (self.untrusted_count > 0).then(|| {
+            format!(
+                "ignored {} replies that failed verification (counted as no reply): {}",
+                self.untrusted_count,
+                reasons(self.untrusted_count, &self.untrusted)
+            )
+        })
+    }
+
+    /// Counts a reply that failed verification, keeping the first reasons.
+    fn refuse(&mut self, why: String) {
+        self.untrusted_count += 1;
+        if self.untrusted.len() < Refusals::KEPT {
+            self.untrusted.push(cut(&why, REASON_MAX));
+        }
+    }
+
+    /// Notes that `sender` answered unasked, once per name and at most
+    /// [`UNEXPECTED_KEPT`] names.
+    fn unasked(&mut self, seen: &mut HashSet<String>, sender: String) {
+        if seen.contains(&sender) {
+            return;
+        }
+        if seen.len() >= UNEXPECTED_KEPT {
+            self.unexpected_more += 1;
+            return;
+        }
+        seen.insert(sender.clone());
+        self.unexpected.push(sender);
     }
 }
 
@@ -103,10 +167,12 @@ pub async fn call(
     nodes: &[String],
     wait: &Wait,
 ) -> Result<Collected, ClientError> {
+    let senders = Senders::from_filter(&call.filter)?;
     bus.warm_keys(nodes);
     let lost_before = bus.times_lost();
     let bar = progress_bar(wait.progress, nodes.len());
     let mut out = Collected::default();
+    let mut unasked = HashSet::new();
     let size = wait.batch.map_or(nodes.len().max(1), |(n, _)| n);
     for (i, batch) in nodes.chunks(size).enumerate() {
         if i > 0 {
@@ -114,14 +180,28 @@ pub async fn call(
                 tokio::time::sleep(pause).await;
             }
         }
-        one_batch(bus, call, batch, wait.timeout, &bar, &mut out).await?;
+        // A listed node the filter does not select would stay silent: it
+        // is not sent the request, and no reply is taken from it.
+        let (batch, outside): (Vec<&String>, Vec<&String>) =
+            batch.iter().partition(|n| senders.admits(n));
+        out.no_response.extend(outside.into_iter().cloned());
+        let batch: Vec<String> = batch.into_iter().cloned().collect();
+        if batch.is_empty() {
+            continue;
+        }
+        let mut each = Batch {
+            nodes: &batch,
+            senders: &senders,
+            unasked: &mut unasked,
+            bar: &bar,
+        };
+        one_batch(bus, call, &mut each, wait.timeout, &mut out).await?;
     }
     bar.finish_and_clear();
     out.broker_lost = bus.times_lost() - lost_before;
     out.replies.sort_by(|a, b| a.sender.cmp(&b.sender));
     out.no_response.sort();
     out.unexpected.sort();
-    out.unexpected.dedup();
     Ok(out)
 }
 
@@ -170,12 +250,20 @@ async fn send(
     .await
 }
 
+/// One batch of a call: its nodes (whose replies are taken), the senders
+/// the filter selects, and what is shared between batches.
+struct Batch<'a> {
+    nodes: &'a [String],
+    senders: &'a Senders,
+    unasked: &'a mut HashSet<String>,
+    bar: &'a ProgressBar,
+}
+
 async fn one_batch(
     bus: &Bus,
     call: &Call,
-    batch: &[String],
+    batch: &mut Batch<'_>,
     timeout: Duration,
-    bar: &ProgressBar,
     out: &mut Collected,
 ) -> Result<(), ClientError> {
     let req = call.request(bus);
@@ -186,10 +274,10 @@ async fn one_batch(
         .await
         .map_err(|e| ClientError::Bus(e.to_string()))?;
     let sent = Instant::now();
-    let mut intake = Intake::start(sub, bus.opener.clone(), sent, Some(batch.len()));
-    send(bus, &req, batch, sent + timeout).await?;
+    let mut intake = Intake::start(sub, bus.opener.clone(), sent, Some(batch.nodes.len()));
+    send(bus, &req, batch.nodes, sent + timeout).await?;
     out.request_ids.push(req.id.clone());
-    let mut pending: HashSet<&str> = batch.iter().map(String::as_str).collect();
+    let mut pending: HashSet<&str> = batch.nodes.iter().map(String::as_str).collect();
     let mut answered: HashSet<String> = HashSet::new();
     let deadline = sent + timeout;
     while !pending.is_empty() {
@@ -204,13 +292,13 @@ async fn one_batch(
                 continue;
             }
             Err(Rejected::Untrusted(why)) => {
-                out.untrusted.push(why);
+                out.refuse(why);
                 continue;
             }
         };
         if pending.remove(reply.sender.as_str()) {
             answered.insert(reply.sender.clone());
-            bar.inc(1);
+            batch.bar.inc(1);
             out.replies.push(NodeReply {
                 sender: reply.sender,
                 status: reply.status,
@@ -218,10 +306,14 @@ async fn one_batch(
                 data: reply.data,
                 rtt,
             });
+        } else if !batch.senders.admits(&reply.sender) {
+            out.outside += 1;
         } else if !answered.contains(&reply.sender) {
-            out.unexpected.push(reply.sender);
+            // Not of this batch: it answered a request it was not sent.
+            out.unasked(batch.unasked, reply.sender);
         }
     }
+    out.dropped += intake.dropped();
     out.no_response
         .extend(pending.into_iter().map(str::to_string));
     Ok(())
@@ -237,4 +329,39 @@ fn progress_bar(wanted: bool, len: usize) -> ProgressBar {
         bar.set_style(style);
     }
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_keeps_counts_and_a_few_reasons_not_every_refusal() {
+        let mut c = Collected::default();
+        assert_eq!(c.untrusted_line(), None);
+        for _ in 0..100_000 {
+            c.refuse(format!("a reply claiming to be from {}", "x".repeat(4096)));
+        }
+        assert_eq!(c.untrusted_count, 100_000);
+        assert_eq!(c.untrusted.len(), Refusals::KEPT);
+        let line = c.untrusted_line().unwrap();
+        assert!(line.starts_with("ignored 100000 replies that failed verification (counted as no reply): the first 5: "), "{line}");
+        assert!(line.len() < 2048, "{}", line.len());
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn nodes_answering_unasked_are_named_once_and_at_most_so_many() {
+        let mut c = Collected::default();
+        let mut seen = HashSet::new();
+        for _ in 0..3 {
+            c.unasked(&mut seen, "stray".into());
+        }
+        assert_eq!(c.unexpected, ["stray"]);
+        for i in 0..UNEXPECTED_KEPT + 10 {
+            c.unasked(&mut seen, format!("n{i}"));
+        }
+        assert_eq!(c.unexpected.len(), UNEXPECTED_KEPT);
+        assert_eq!(c.unexpected_more, 11);
+    }
 }

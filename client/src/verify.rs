@@ -17,7 +17,17 @@
 //! to `LINGER` (25 ms) for company; once all the replies the caller expects
 //! are in, what is left is shared among the cores at once. Batches are
 //! checked on the blocking pool, not on the async workers that read the bus.
+//!
+//! Whatever a node sends is held only within a budget: replies taken from
+//! the subscription and not yet read by the caller may hold at most
+//! [`HELD_BYTES_MAX`] bytes and [`HELD_MAX`] replies; past either, further
+//! replies are dropped and counted ([`Intake::dropped`]) until the caller
+//! catches up, so a node flooding the reply subject cannot grow the
+//! client's memory. The reasons for refusing a reply quote node-chosen
+//! names cut to [`QUOTE_MAX`] characters, and the whole text to
+//! [`REASON_MAX`].
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +70,92 @@ fn batch_size(pending: usize, all_in: bool, cores: usize) -> usize {
     size.min(pending)
 }
 
+/// Most bytes of replies held at once: taken from the subscription
+/// (counted by their size on the wire) and not yet read by the caller.
+pub const HELD_BYTES_MAX: usize = 64 << 20;
+
+/// Most replies held at once.
+pub const HELD_MAX: usize = 65_536;
+
+/// What holding one reply costs beyond its bytes (its place in the queues).
+const HELD_OVERHEAD: usize = 64;
+
+/// Longest node-chosen name quoted in a reason, in characters.
+pub const QUOTE_MAX: usize = 64;
+
+/// Longest reason for refusing a reply, in characters.
+pub const REASON_MAX: usize = 256;
+
+/// `s` cut to at most `max` characters, with `…` when it was cut.
+pub fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_string(),
+    }
+}
+
+/// A node-chosen name as a reason quotes it: cut to [`QUOTE_MAX`]
+/// characters, then escaped (`{:?}`), so it can neither grow the text nor
+/// reach a terminal with control characters.
+pub fn quote(name: &str) -> String {
+    format!("{:?}", cut(name, QUOTE_MAX))
+}
+
+fn untrusted(why: impl std::fmt::Display) -> Rejected {
+    Rejected::Untrusted(cut(&why.to_string(), REASON_MAX))
+}
+
+fn undecodable(why: impl std::fmt::Display) -> Rejected {
+    Rejected::Undecodable(cut(&why.to_string(), REASON_MAX))
+}
+
+/// A reply signed by `signer` that names `sender`.
+fn not_its_sender(sender: &str, signer: &str) -> Rejected {
+    untrusted(format!(
+        "a reply claiming to be from {} is signed by {}",
+        quote(sender),
+        quote(signer)
+    ))
+}
+
+/// Refused replies: how many, and the reasons of the first few.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Refusals {
+    /// How many replies were refused.
+    pub count: usize,
+    /// The reasons of the first [`Refusals::KEPT`].
+    pub first: Vec<String>,
+}
+
+impl Refusals {
+    /// How many reasons are kept.
+    pub const KEPT: usize = 5;
+
+    /// Counts one refusal, keeping its reason if it is among the first.
+    pub fn add(&mut self, why: String) {
+        self.count += 1;
+        if self.first.len() < Self::KEPT {
+            self.first.push(cut(&why, REASON_MAX));
+        }
+    }
+
+    /// The reasons kept, joined for one line (see [`reasons`]).
+    pub fn reasons(&self) -> String {
+        reasons(self.count, &self.first)
+    }
+}
+
+/// The reasons `first` of `count` refusals, joined for one line:
+/// `the first 5: a; b; …`, or all of them when there were no more.
+pub fn reasons(count: usize, first: &[String]) -> String {
+    let joined = first.join("; ");
+    if count > first.len() {
+        format!("the first {}: {joined}", first.len())
+    } else {
+        joined
+    }
+}
+
 /// Why a reply was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejected {
@@ -92,11 +188,9 @@ impl Opener {
         let decoded: Vec<Result<(Envelope, ReplyBody), Rejected>> = payloads
             .iter()
             .map(|p| {
-                let env = Envelope::decode(p, self.max_payload, Kind::Reply)
-                    .map_err(|e| Rejected::Undecodable(e.to_string()))?;
-                let reply = env
-                    .reply()
-                    .map_err(|e| Rejected::Undecodable(e.to_string()))?;
+                let env =
+                    Envelope::decode(p, self.max_payload, Kind::Reply).map_err(undecodable)?;
+                let reply = env.reply().map_err(undecodable)?;
                 Ok((env, reply))
             })
             .collect();
@@ -114,12 +208,9 @@ impl Opener {
                 let signer = checked
                     .next()
                     .unwrap_or(Err(mco_core::security::SecurityError::Unsigned))
-                    .map_err(|e| Rejected::Untrusted(e.to_string()))?;
+                    .map_err(untrusted)?;
                 if signer.node_identity() != Some(reply.sender.as_str()) {
-                    return Err(Rejected::Untrusted(format!(
-                        "a reply claiming to be from {:?} is signed by {:?}",
-                        reply.sender, signer.name
-                    )));
+                    return Err(not_its_sender(&reply.sender, &signer.name));
                 }
                 Ok(reply)
             })
@@ -128,23 +219,17 @@ impl Opener {
 
     /// Decodes and checks one reply.
     pub fn open(&self, payload: &[u8]) -> Result<ReplyBody, Rejected> {
-        let env = Envelope::decode(payload, self.max_payload, Kind::Reply)
-            .map_err(|e| Rejected::Undecodable(e.to_string()))?;
-        let reply = env
-            .reply()
-            .map_err(|e| Rejected::Undecodable(e.to_string()))?;
+        let env = Envelope::decode(payload, self.max_payload, Kind::Reply).map_err(undecodable)?;
+        let reply = env.reply().map_err(undecodable)?;
         if !env.key.is_empty() {
             return self.open_key_signed(&env, reply);
         }
         if let Some(trust) = &self.trust {
             let signer = trust
                 .verify(&env, (now_ms() / 1000) as i64)
-                .map_err(|e| Rejected::Untrusted(e.to_string()))?;
+                .map_err(untrusted)?;
             if signer.node_identity() != Some(reply.sender.as_str()) {
-                return Err(Rejected::Untrusted(format!(
-                    "a reply claiming to be from {:?} is signed by {:?}",
-                    reply.sender, signer.name
-                )));
+                return Err(not_its_sender(&reply.sender, &signer.name));
             }
         }
         Ok(reply)
@@ -153,27 +238,81 @@ impl Opener {
     /// A reply signed by a raw node key: good only against the pins.
     fn open_key_signed(&self, env: &Envelope, reply: ReplyBody) -> Result<ReplyBody, Rejected> {
         let Some(pins) = &self.pins else {
-            return Err(Rejected::Untrusted(format!(
-                "{:?} signed with a bare key; only the provisioning collective accepts that",
-                reply.sender
+            return Err(untrusted(format!(
+                "{} signed with a bare key; only the provisioning collective accepts that",
+                quote(&reply.sender)
             )));
         };
         if self.trust.is_none() {
             // Insecure mode: nothing is checked, pins included.
             return Ok(reply);
         }
-        let key = mco_core::security::verify_key_signed(env)
-            .map_err(|e| Rejected::Untrusted(e.to_string()))?;
-        pins.check(&reply.sender, &key)
-            .map_err(|e| Rejected::Untrusted(e.to_string()))?;
+        let key = mco_core::security::verify_key_signed(env).map_err(untrusted)?;
+        pins.check(&reply.sender, &key).map_err(untrusted)?;
         Ok(reply)
     }
 }
 
+/// The budget of replies held by one [`Intake`]: taken from the
+/// subscription and not yet read by the caller.
+#[derive(Debug)]
+struct Held {
+    bytes: AtomicUsize,
+    count: AtomicUsize,
+    dropped: AtomicUsize,
+    bytes_max: usize,
+    count_max: usize,
+}
+
+impl Held {
+    fn new(bytes_max: usize, count_max: usize) -> Held {
+        Held {
+            bytes: AtomicUsize::new(0),
+            count: AtomicUsize::new(0),
+            dropped: AtomicUsize::new(0),
+            bytes_max,
+            count_max,
+        }
+    }
+
+    /// What holding a reply of `len` bytes costs.
+    fn cost(len: usize) -> usize {
+        len.saturating_add(HELD_OVERHEAD)
+    }
+
+    /// Takes a reply of `len` bytes into the budget, or counts it as
+    /// dropped when it does not fit. Only the reading task takes, so the
+    /// check and the addition need not be one atomic step: the caller only
+    /// ever lowers the sums meanwhile.
+    fn take(&self, len: usize) -> bool {
+        let cost = Self::cost(len);
+        let bytes = self.bytes.load(Ordering::Acquire);
+        let count = self.count.load(Ordering::Acquire);
+        if count >= self.count_max || bytes.saturating_add(cost) > self.bytes_max {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        self.bytes.fetch_add(cost, Ordering::AcqRel);
+        self.count.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
+    /// Gives back what a reply of `len` bytes took.
+    fn release(&self, len: usize) {
+        self.bytes.fetch_sub(Self::cost(len), Ordering::AcqRel);
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One checked reply on its way to the caller: its round-trip time, the
+/// outcome, and its size on the wire (what it holds of the budget).
+type Checked = (Duration, Result<ReplyBody, Rejected>, usize);
+
 /// Replies of one subscription, verified in parallel.
 pub struct Intake {
-    rx: mpsc::Receiver<(Duration, Result<ReplyBody, Rejected>)>,
+    rx: mpsc::Receiver<Checked>,
     reader: JoinHandle<()>,
+    held: Arc<Held>,
 }
 
 impl Drop for Intake {
@@ -188,12 +327,30 @@ impl Intake {
     /// knows: once that many have arrived, nothing more is waited for
     /// before the last checks start.
     pub fn start(
-        mut sub: async_nats::Subscriber,
+        sub: async_nats::Subscriber,
         opener: Opener,
         sent: Instant,
         expected: Option<usize>,
     ) -> Intake {
+        Intake::start_within(
+            sub,
+            opener,
+            sent,
+            expected,
+            Held::new(HELD_BYTES_MAX, HELD_MAX),
+        )
+    }
+
+    fn start_within(
+        mut sub: async_nats::Subscriber,
+        opener: Opener,
+        sent: Instant,
+        expected: Option<usize>,
+        held: Held,
+    ) -> Intake {
         let (tx, rx) = mpsc::channel(1024);
+        let held = Arc::new(held);
+        let budget = held.clone();
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let checking = Arc::new(Semaphore::new(cores));
         let reader = tokio::spawn(async move {
@@ -209,7 +366,9 @@ impl Intake {
                 // A status message (e.g. "no responders") is the broker talking, not a reply.
                 if msg.status.is_none() {
                     *received += 1;
-                    pending.push((sent.elapsed(), msg.payload));
+                    if budget.take(msg.payload.len()) {
+                        pending.push((sent.elapsed(), msg.payload));
+                    }
                 }
             };
             let all_in =
@@ -277,12 +436,15 @@ impl Intake {
                 let checked = tokio::task::spawn_blocking(move || {
                     let results = opener.open_many(&batch);
                     drop(permit);
-                    results
+                    let sizes: Vec<usize> = batch.iter().map(bytes::Bytes::len).collect();
+                    (results, sizes)
                 });
                 tokio::spawn(async move {
-                    let Ok(results) = checked.await else { return };
-                    for (rtt, r) in rtts.into_iter().zip(results) {
-                        if tx.send((rtt, r)).await.is_err() {
+                    let Ok((results, sizes)) = checked.await else {
+                        return;
+                    };
+                    for ((rtt, r), len) in rtts.into_iter().zip(results).zip(sizes) {
+                        if tx.send((rtt, r, len)).await.is_err() {
                             break;
                         }
                     }
@@ -290,7 +452,7 @@ impl Intake {
             }
             let _ = sub.unsubscribe().await;
         });
-        Intake { rx, reader }
+        Intake { rx, reader, held }
     }
 
     /// The next checked reply, or `None` at `deadline`.
@@ -298,16 +460,101 @@ impl Intake {
         &mut self,
         deadline: Instant,
     ) -> Option<(Duration, Result<ReplyBody, Rejected>)> {
-        tokio::time::timeout_at(deadline, self.rx.recv())
+        let (rtt, r, len) = tokio::time::timeout_at(deadline, self.rx.recv())
             .await
             .ok()
-            .flatten()
+            .flatten()?;
+        self.held.release(len);
+        Some((rtt, r))
     }
+
+    /// How many replies were dropped unread so far because more were held
+    /// than the budget allows ([`HELD_BYTES_MAX`], [`HELD_MAX`]).
+    pub fn dropped(&self) -> usize {
+        self.held.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// What to tell the operator about `n` replies dropped unread.
+pub fn dropped_words(n: usize) -> String {
+    format!(
+        "dropped {n} replies unread: more arrived at once than the client holds ({} MiB, {HELD_MAX} replies); a node may be flooding the reply subject, and nodes may be missing",
+        HELD_BYTES_MAX >> 20
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reasons_quote_node_chosen_names_cut_short_and_escaped() {
+        assert_eq!(cut("abc", 3), "abc");
+        assert_eq!(cut("abcd", 3), "abc…");
+        assert_eq!(cut("ééé", 2), "éé…", "cut on characters, not bytes");
+        let huge = "x".repeat(500 * 1024);
+        let Rejected::Untrusted(why) = not_its_sender(&huge, "node:evil-08") else {
+            panic!("not untrusted");
+        };
+        assert!(why.len() < 200, "{why}");
+        assert!(
+            why.contains(&format!("\"{}…\"", "x".repeat(QUOTE_MAX))),
+            "{why}"
+        );
+        assert!(why.contains("\"node:evil-08\""), "{why}");
+        assert_eq!(
+            quote("a\u{1b}[2Jb"),
+            "\"a\\u{1b}[2Jb\"",
+            "no escape reaches a terminal"
+        );
+        let Rejected::Untrusted(long) = untrusted("y".repeat(10_000)) else {
+            panic!("not untrusted");
+        };
+        assert_eq!(long.chars().count(), REASON_MAX + 1);
+    }
+
+    #[test]
+    fn refusals_count_all_and_keep_the_first_few() {
+        let mut r = Refusals::default();
+        r.add("one".into());
+        r.add("two".into());
+        assert_eq!(r.reasons(), "one; two");
+        for i in 0..10_000 {
+            r.add(format!("{i}{}", "z".repeat(1000)));
+        }
+        assert_eq!(r.count, 10_002);
+        assert_eq!(r.first.len(), Refusals::KEPT);
+        assert!(r.first.iter().all(|w| w.chars().count() <= REASON_MAX + 1));
+        let line = r.reasons();
+        assert!(line.starts_with("the first 5: one; two; 0z"), "{line}");
+        assert!(
+            line.len() < Refusals::KEPT * (REASON_MAX * 4 + 8),
+            "{}",
+            line.len()
+        );
+    }
+
+    #[test]
+    fn the_held_budget_drops_past_its_bytes_or_count_until_released() {
+        let held = Held::new(1000, 3);
+        assert!(held.take(500));
+        assert!(!held.take(500), "500 + overheads is over 1000 bytes");
+        assert!(held.take(100));
+        assert!(held.take(0));
+        assert!(!held.take(0), "three held already");
+        assert_eq!(held.dropped.load(Ordering::Relaxed), 2);
+        held.release(500);
+        assert!(held.take(500), "room again once the caller read one");
+        held.release(500);
+        held.release(100);
+        held.release(0);
+        assert_eq!(held.bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(held.count.load(Ordering::Relaxed), 0);
+        assert!(
+            !Held::new(HELD_BYTES_MAX, HELD_MAX).take(usize::MAX),
+            "no overflow"
+        );
+    }
 
     #[test]
     fn batches_wait_for_company_until_everything_is_in() {
