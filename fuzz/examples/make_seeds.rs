@@ -93,7 +93,7 @@ fn main() {
     put("pki_cert", "user.der", &pki.user_cert_der);
     let node_pem = fs::read_to_string(pki.ca_dir().join(format!("{NODE_NAME}.pem"))).unwrap();
     put("pki_cert", "node.der", &pem_der(&node_pem));
-    put("pki_cert", "ca.der", &pki.ca.cert_der().to_vec());
+    put("pki_cert", "ca.der", pki.ca.cert_der());
 
     // pki_csr: requests as DER (0) and PEM text (1).
     let tmp = tempfile::tempdir().unwrap();

@@ -25,17 +25,76 @@ pub const WORKER_STACK: usize = 2 * 1024 * 1024;
 
 /// Runs `f` on a fresh thread with a [`WORKER_STACK`] stack and returns its
 /// result. A panic there aborts the process (libFuzzer's panic hook), which
-/// libFuzzer reports as a crash with the input.
+/// libFuzzer reports as a crash with the input; so does a stack overflow,
+/// see [`SignalStack`].
 pub fn on_worker_stack<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     std::thread::scope(|s| {
         std::thread::Builder::new()
             .name("fuzz-worker".into())
             .stack_size(WORKER_STACK)
-            .spawn_scoped(s, f)
+            .spawn_scoped(s, || {
+                let _alt = SignalStack::install();
+                f()
+            })
             .expect("spawn a worker thread")
             .join()
             .unwrap_or_else(|e| std::panic::resume_unwind(e))
     })
+}
+
+/// An alternate signal stack for the current thread, so that libFuzzer's
+/// SIGSEGV handler still runs when the thread's own stack has overflowed:
+/// without it (and without a sanitizer, which would set one up) the handler
+/// faults on the exhausted stack and the process dies with no report and
+/// no saved input. Installing the first one also makes libFuzzer's handler
+/// run on alternate stacks (`SA_ONSTACK`).
+pub struct SignalStack {
+    _stack: Vec<u8>,
+}
+
+/// Size of each alternate signal stack.
+const SIGNAL_STACK: usize = 256 * 1024;
+
+impl SignalStack {
+    /// Installs one for the current thread until the value is dropped.
+    pub fn install() -> SignalStack {
+        static ONSTACK: std::sync::Once = std::sync::Once::new();
+        ONSTACK.call_once(|| {
+            // SAFETY: reads and rewrites the process's SIGSEGV and SIGBUS
+            // actions with one more flag; the handler stays libFuzzer's.
+            unsafe {
+                for sig in [libc::SIGSEGV, libc::SIGBUS] {
+                    let mut act: libc::sigaction = std::mem::zeroed();
+                    if libc::sigaction(sig, std::ptr::null(), &mut act) == 0 {
+                        act.sa_flags |= libc::SA_ONSTACK;
+                        libc::sigaction(sig, &act, std::ptr::null_mut());
+                    }
+                }
+            }
+        });
+        let mut stack = vec![0u8; SIGNAL_STACK];
+        let ss = libc::stack_t {
+            ss_sp: stack.as_mut_ptr().cast(),
+            ss_flags: 0,
+            ss_size: stack.len(),
+        };
+        // SAFETY: the stack lives as long as the returned value, whose drop
+        // disables it before it is freed.
+        unsafe { libc::sigaltstack(&ss, std::ptr::null_mut()) };
+        SignalStack { _stack: stack }
+    }
+}
+
+impl Drop for SignalStack {
+    fn drop(&mut self) {
+        let ss = libc::stack_t {
+            ss_sp: std::ptr::null_mut(),
+            ss_flags: libc::SS_DISABLE,
+            ss_size: 0,
+        };
+        // SAFETY: only turns this thread's alternate stack off.
+        unsafe { libc::sigaltstack(&ss, std::ptr::null_mut()) };
+    }
 }
 
 /// The current time, Unix seconds, as the verifiers take it.
