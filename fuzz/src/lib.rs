@@ -206,6 +206,7 @@ impl TestPki {
             std::fs::copy(fixture_ca_dir().join(f), ca_dir.join(f)).expect("the fixture CA");
         }
         let ca = Ca::load(&ca_dir).expect("the fixture CA loads");
+        remove_at_exit(dir.path());
         Self::with_ca(dir, ca)
     }
 
@@ -238,6 +239,22 @@ impl TestPki {
     /// The CA directory.
     pub fn ca_dir(&self) -> &Path {
         self.ca.dir()
+    }
+}
+
+/// Removes `dir` when the process exits (libFuzzer ends with `exit`): the
+/// process-wide [`TestPki`] is never dropped, and each run, and each job of
+/// a `-fork` run, makes one.
+fn remove_at_exit(dir: &Path) {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    extern "C" fn remove() {
+        if let Some(d) = DIR.get() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+    if DIR.set(dir.to_path_buf()).is_ok() {
+        // SAFETY: registers a plain function that only removes a directory.
+        unsafe { libc::atexit(remove) };
     }
 }
 
