@@ -1,12 +1,13 @@
 //! NRPE definitions: nrpe.cfg files with `command[NAME]=…` lines and
 //! `include=` / `include_dir=` directives, loaded by the nrpe agent
 //! (`Definitions::load`); then, for each definition, what a request makes
-//! of it: its `!`-separated arguments (`split_args`), substituted into the
-//! command line (`substitute`) and split into words (`program`).
+//! of it: its `!`-separated arguments checked (`ArgPolicy::split`) and the
+//! command line prepared with them (`prepare`).
 //!
 //! The input is a few files under a fresh directory (the main nrpe.cfg, a
 //! conf_dir with a subdirectory, an include directory) and the request's
-//! arguments: a first byte (odd: read the conf_dir too), then, split at
+//! arguments: a first byte (bit 0: read the conf_dir too; bit 1: allow
+//! arguments starting with `-`), then, split at
 //! NUL bytes, the arguments and each file's text in the order of `NAMES`.
 //! Includes that leave that directory (absolute paths, `..`) are skipped:
 //! they name the operator's own files, not the input.
@@ -14,7 +15,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use mco_fuzz::on_worker_stack;
-use mco_plugin_nrpe::cmdline::{program, split_args, substitute, Program};
+use mco_plugin_nrpe::cmdline::{prepare, ArgPolicy, Program};
 use mco_plugin_nrpe::defs::Definitions;
 use mco_plugin_nrpe::NrpeConfig;
 
@@ -30,6 +31,7 @@ const NAMES: [&str; 7] = [
 
 struct Input {
     conf_dir: bool,
+    allow_dash: bool,
     args: String,
     files: Vec<String>,
 }
@@ -47,7 +49,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let input = Input {
-        conf_dir: flags % 2 == 1,
+        conf_dir: flags & 1 == 1,
+        allow_dash: flags & 2 == 2,
         args,
         files,
     };
@@ -84,19 +87,34 @@ fn check(input: Input) {
         loaded.commands,
         "nothing changed, yet a reload differs"
     );
-    let Ok(args) = split_args(&input.args) else {
+    let policy = ArgPolicy {
+        allow: true,
+        allow_dash: input.allow_dash,
+    };
+    let Ok(args) = policy.split(&input.args) else {
         return;
     };
+    // The same request with a plain word for every argument.
+    let plain: Vec<String> = args.iter().map(|_| "x".to_string()).collect();
     for template in loaded.commands.values() {
-        let line = substitute(template, &args);
-        let got = program(&line);
-        // The same line with a plain word for every argument.
-        let plain: Vec<String> = args.iter().map(|_| "x".to_string()).collect();
-        if let Ok(Program::Direct(_)) = program(&substitute(template, &plain)) {
-            assert!(
-                !matches!(got, Ok(Program::Shell(_))),
-                "shell-safe arguments {args:?} turned {template:?} into a shell line {line:?}"
-            );
+        let got = prepare(template, &args);
+        let reference = prepare(template, &plain);
+        match (got, reference) {
+            // Each argument is exactly one word: as many words as with plain ones.
+            (Ok(Program::Direct(w)), Ok(Program::Direct(p))) => assert_eq!(
+                w.len(),
+                p.len(),
+                "arguments {args:?} changed the words of {template:?}: {w:?}"
+            ),
+            // A shell line never holds an argument's text; the arguments are its parameters.
+            (Ok(Program::Shell { line, args: a }), Ok(Program::Shell { line: l, .. })) => {
+                assert_eq!(line, l, "arguments {args:?} reached the shell line of {template:?}");
+                assert!(a.iter().all(|x| args.contains(x) || x.is_empty()));
+            }
+            (Err(_), Err(_)) => {}
+            (got, reference) => panic!(
+                "arguments {args:?} changed how {template:?} runs: {got:?}, with plain ones {reference:?}"
+            ),
         }
     }
 }

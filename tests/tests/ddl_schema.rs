@@ -103,6 +103,7 @@ fn the_schema_knows_every_field_the_loader_has() {
                 "level": {"prompt": "L", "description": "l", "type": "list", "list": ["low", "high"],
                           "optional": true, "default": "low"},
                 "count": {"type": "integer", "optional": true, "default": 3},
+                "body": {"type": "string", "optional": true, "maxlength": 0, "audit": "digest"},
                 "opts": {"type": "Hash", "optional": true, "default": {"a": 1}},
                 "ips": {"type": "array", "optional": true, "validation": "ipaddress"}
             },
@@ -163,6 +164,11 @@ fn the_schema_rejects_broken_ddls() {
         (
             "an unknown input type",
             with_input(json!({"type": "strng"})),
+            true,
+        ),
+        (
+            "an audit mode that does not exist",
+            with_input(json!({"type": "string", "audit": "hidden"})),
             true,
         ),
         (
