@@ -16,6 +16,7 @@ pub mod ddl;
 pub mod facts;
 pub mod filter;
 pub mod limits;
+pub mod logline;
 pub mod pki;
 pub mod policy;
 pub mod provisioning;

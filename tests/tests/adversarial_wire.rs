@@ -291,6 +291,40 @@ fn refusals_logged(col: &SecureCollective, node: &str, reason: &str) -> usize {
         .count()
 }
 
+/// Log forging: text from the bus that reaches a log line (here a replayed request's id, which
+/// the refusal quotes as it came) used to carry its line breaks into the responder's log, so
+/// any U could write lines of its choosing there. Now every event is one line, breaks escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bus_cannot_write_lines_into_a_nodes_log() {
+    const NODE: &str = "log-01";
+    let col = block_in_place(|| {
+        SecureCollective::builder()
+            .user("alice")
+            .node(ResponderSpec::new(NODE))
+            .start()
+    });
+    let alice: Credentials = col.credentials("alice");
+    let conn = col.connect(Some("alice")).await.unwrap().client;
+    let mut body = ping("user:alice", C);
+    body.id = "r\r\n2026-01-01T00:00:00Z INFO mco_responder: FORGED provisioned node=ca".into();
+    let env = alice.seal(Kind::Request, body.encode()).encode();
+    // Sent twice: the node serves the first and refuses the second as a replay, quoting its id.
+    send(&conn, subject::node(C, NODE), env.clone(), QUIET).await;
+    assert_eq!(send(&conn, subject::node(C, NODE), env, QUIET).await, 0);
+    block_in_place(|| {
+        eventually(STEP, "the replay to be logged", || {
+            refusals_logged(&col, NODE, "replay") == 1
+        })
+    });
+    let log = col.responder(NODE).child.stderr_text();
+    let with_forged: Vec<&str> = log.lines().filter(|l| l.contains("FORGED")).collect();
+    assert_eq!(with_forged.len(), 1, "{log}");
+    assert!(with_forged[0].contains("refused a request"), "{log}");
+    assert!(with_forged[0].contains("r\\r\\n2026-01-01"), "{log}");
+    assert!(!log.contains('\r'), "{log}");
+    block_in_place(|| col.mco("alice").args(["ping", "-I", NODE]).run()).assert_success();
+}
+
 /// Finding 5: a TTL beyond `max_ttl` is refused; a signed `time_ms` near 2^64, or more than the
 /// allowed skew ahead, is expired, not wrapped into the window; requests that select no node take
 /// no place in its replay cache; and one caller's flood fills only that caller's share of the

@@ -67,7 +67,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},async_nats=warn")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| mco_core::logline::Escaping(std::io::stderr()))
         .init();
     let registry = match daemon::preflight(&cfg) {
         Ok((r, warnings)) => {

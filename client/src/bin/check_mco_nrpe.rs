@@ -79,7 +79,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("MCO_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| mco_core::logline::Escaping(std::io::stderr()))
         .init();
     let name = nrpe::check_and_args(&cli.check).0;
     let budget = match cli.check.target.timeout.as_deref() {

@@ -28,7 +28,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("MCO_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| mco_core::logline::Escaping(std::io::stderr()))
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
