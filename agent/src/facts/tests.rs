@@ -362,3 +362,31 @@ fn system_facts_of_this_machine() {
             > 0
     );
 }
+
+/// Facts nested deeper than a reply can carry are refused where they are read (a file, JSON or
+/// YAML, or a fact command), with a warning, so a node never advertises facts that no client
+/// could decode; the other sources still count.
+#[tokio::test]
+async fn facts_nested_too_deep_are_refused_when_read() {
+    let dir = TempDir::new().unwrap();
+    let depth = mco_core::limits::MAX_VALUE_DEPTH;
+    let deep_json = format!("{{\"a\": {}1{}}}", "[".repeat(depth), "]".repeat(depth));
+    let deep_yaml = format!("a: {}1{}\n", "[".repeat(depth), "]".repeat(depth));
+    let json = write(&dir, "deep.json", &deep_json);
+    let yaml = write(&dir, "deep.yaml", &deep_yaml);
+    let ok = write(&dir, "ok.json", r#"{"role": "web"}"#);
+    let script = write(&dir, "deep.sh", &format!("#!/bin/sh\necho '{deep_json}'\n"));
+    let cmd = format!("/bin/sh {}", script.display());
+    let got = within(gather(&config(
+        vec![json.clone(), yaml.clone(), ok],
+        &[&cmd],
+    )))
+    .await;
+    assert_eq!(lookup(&got.facts, "role"), Some(&json!("web")));
+    assert!(lookup(&got.facts, "a").is_none(), "{:?}", got.facts);
+    let text = format!("{:?}", got.warnings);
+    for what in [json.display().to_string(), yaml.display().to_string()] {
+        assert!(text.contains(&what), "{what} in {text}");
+    }
+    assert_eq!(got.warnings.len(), 3, "{text}");
+}
