@@ -282,6 +282,46 @@ fn a_clear_provisioning_broker_is_refused_at_start() {
     assert!(!img.dir.join("state/node.key").exists(), "it made a key");
 }
 
+/// Provisioning mode denies by default: an image without a `provision.policy` would let no one
+/// provision it, and with `default_policy = "allow"` every token holder could. The first is
+/// refused at start, naming the file; the second starts, warning on every start.
+#[test]
+fn a_provisioning_image_without_a_provision_policy_does_not_start() {
+    let c = SecureCollective::builder().start();
+    let prov = provisioning_broker(&c);
+    let img = Image::new(&c, &prov, "fresh-05", serde_json::json!({}), "[]", "[]");
+    fs::remove_file(c.policy_dir().join("provision.policy")).unwrap();
+    let mut node = img.boot(&c);
+    let status = node
+        .child
+        .wait_exit(WAIT)
+        .expect("a provisioning image without provision.policy exits");
+    assert!(!status.success());
+    let err = node.child.stderr_text();
+    assert!(
+        err.contains("provision.policy") && err.contains("provisioning mode needs"),
+        "{err}"
+    );
+    assert!(!img.dir.join("state/node.key").exists(), "it made a key");
+
+    let mut open = Image::new(&c, &prov, "fresh-06", serde_json::json!({}), "[]", "[]");
+    fs::remove_file(c.policy_dir().join("provision.policy")).unwrap();
+    open.spec.security = open
+        .spec
+        .security
+        .map(|t| t.replace("default_policy = \"deny\"", "default_policy = \"allow\""));
+    let node = open.boot(&c);
+    let text = || node.child.stderr_text();
+    eventually(WAIT, "the warning", || {
+        text().contains("PROVISIONING MODE WITH")
+    });
+    assert!(
+        text().contains("ship a provision.policy instead"),
+        "{}",
+        text()
+    );
+}
+
 #[test]
 fn a_provisioned_node_that_lost_its_certificate_is_not_provisioned_again() {
     let c = SecureCollective::builder().start();
