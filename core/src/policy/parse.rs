@@ -476,6 +476,29 @@ mod tests {
         assert_eq!((l, c), (1, 18));
     }
 
+    /// The reproducer the policy fuzz target found (`fuzz/regressions/policy/deep-facts-column`):
+    /// a FACTS column of thousands of `not`s overflowed the stack before compound filters were
+    /// bounded. Now it is an error naming the line, on a stack as small as a worker's.
+    #[test]
+    fn a_deep_compound_column_is_an_error_not_an_overflow() {
+        let text = format!("allow\t*\t*\t{}x\t*\n", "not ".repeat(3000));
+        let r = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let e = Policy::parse("deep.policy", &text).unwrap_err();
+                (e.line, e.to_string())
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(r.0, 1, "{}", r.1);
+        assert!(
+            r.1.contains("bytes long") || r.1.contains("nested"),
+            "{}",
+            r.1
+        );
+    }
+
     #[test]
     fn compound_detection() {
         assert!(is_compound("role=web and country=fr"));
