@@ -36,9 +36,9 @@ fn check(text: &str) {
             'W' => {
                 if filter.add_with(rest).is_ok() {
                     if let Ok(t) = FactTerm::parse(rest) {
-                        // A parsed term prints as something that parses.
+                        // A parsed term prints as text that parses back to it.
                         let again = FactTerm::parse(&t.to_string());
-                        assert!(again.is_ok(), "{t} does not parse again");
+                        assert_eq!(again.ok(), Some(t.clone()), "{t} does not parse back");
                     }
                 }
             }

@@ -81,8 +81,16 @@ pub struct FactTerm {
 }
 
 impl std::fmt::Display for FactTerm {
+    /// `NAME OP VALUE` as [`FactTerm::parse`] reads it back: without spaces,
+    /// unless the value starts with a character that would run into the
+    /// operator (`cpus > =` is not `cpus >=`).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}{}{}", self.fact, self.op.as_str(), self.value)
+        let gap = if self.value.starts_with(['=', '~', '<', '>', '!']) {
+            " "
+        } else {
+            ""
+        };
+        write!(f, "{}{}{gap}{}", self.fact, self.op.as_str(), self.value)
     }
 }
 
@@ -308,6 +316,26 @@ mod tests {
             .compile()
             .unwrap()
             .matches(&Node::web())
+    }
+
+    /// The fuzzer's find (`fuzz/regressions/filter_fact/gt-then-equals`): `cpus > =` parsed
+    /// as `>` with the value `=`, printed as `cpus>=`, which does not parse. A term now prints
+    /// as text that parses back to the same term, whatever its value starts with.
+    #[test]
+    fn a_term_prints_as_text_that_parses_back_to_it() {
+        for s in [
+            "cpus > =", "a = =b", "a = ~x", "a < =3", "a != !x", "a =~ /x/", "a>=1", "a = >1",
+            "role=web",
+        ] {
+            let t = FactTerm::parse(s).unwrap();
+            let again = FactTerm::parse(&t.to_string())
+                .unwrap_or_else(|e| panic!("{s:?} prints as {t}: {e}"));
+            assert_eq!(again, t, "{s:?} prints as {t}");
+        }
+        assert_eq!(
+            FactTerm::parse("role = web").unwrap().to_string(),
+            "role==web"
+        );
     }
 
     #[test]
