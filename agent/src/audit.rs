@@ -138,10 +138,14 @@ pub const MORE_INPUTS: &str = "...";
 /// `input` with sensitive, undeclared or undescribed values replaced by
 /// [`REDACTED`], long values by their digest, and at most
 /// [`MAX_AUDIT_INPUTS`] entries, with long undeclared names digested too, so a
-/// record's size does not follow what a request carries.
+/// record's size does not follow what a request carries. Declared inputs
+/// come first, so undeclared ones can never push them out of the record.
 pub fn redact(input: &Map<String, Value>, action: Option<&Action>) -> Map<String, Value> {
+    let is_declared = |name: &String| action.is_some_and(|a| a.input.contains_key(name));
     let mut out: Map<String, Value> = input
         .iter()
+        .filter(|(n, _)| is_declared(n))
+        .chain(input.iter().filter(|(n, _)| !is_declared(n)))
         .take(MAX_AUDIT_INPUTS)
         .map(|(name, value)| {
             let declared = action.and_then(|a| a.input.get(name));
@@ -515,6 +519,10 @@ mod tests {
         let out = redact(&input, action);
         assert_eq!(out.len(), MAX_AUDIT_INPUTS + 1);
         assert_eq!(out[MORE_INPUTS], 5000 - MAX_AUDIT_INPUTS);
+        // Undeclared names that sort first cannot push a declared input out.
+        let mut with_name = input.clone();
+        with_name.insert("name".into(), Value::from("nginx"));
+        assert_eq!(redact(&with_name, action)["name"], "nginx");
         assert!(out.keys().all(|k| k.len() <= MAX_NAME_LEN), "{out:?}");
         let req = RequestBody {
             id: "r".into(),
