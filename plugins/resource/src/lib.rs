@@ -15,7 +15,9 @@ pub mod settings;
 pub mod system;
 pub mod types;
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::FairMutex;
 
 use mco_core::agent::{outputs, ActionError, ActionResult, Agent, Outputs, RequestContext};
 use mco_core::{Ddl, Status};
@@ -44,13 +46,15 @@ struct Inner {
     system: System,
     types: Vec<Box<dyn ResourceType>>,
     /// One change at a time per lock scope (see
-    /// [`ResourceType::lock_scope`]): providers read, edit and replace
+    /// [`ResourceType::lock_scope`]), in the order the changes arrive (a
+    /// fair lock: a later request never overtakes one already waiting, so
+    /// `ensure=present` then `ensure=absent` ends absent): providers read, edit and replace
     /// shared files (passwd, hosts, crontabs), and the edit of one must not
     /// be lost to another's. Types that read files local users control
     /// have a scope of their own, so a slow home directory (a hung network
     /// mount) cannot hold up every other change on the node; the reads
     /// themselves never block on what a user planted (see [`crate::beneath`]).
-    changing: Vec<(&'static str, Mutex<()>)>,
+    changing: Vec<(&'static str, FairMutex<()>)>,
 }
 
 fn ddl() -> Ddl {
@@ -84,11 +88,11 @@ impl ResourceAgent {
 }
 
 /// One lock per distinct scope of `types`.
-fn scopes(types: &[Box<dyn ResourceType>]) -> Vec<(&'static str, Mutex<()>)> {
-    let mut out: Vec<(&'static str, Mutex<()>)> = Vec::new();
+fn scopes(types: &[Box<dyn ResourceType>]) -> Vec<(&'static str, FairMutex<()>)> {
+    let mut out: Vec<(&'static str, FairMutex<()>)> = Vec::new();
     for t in types {
         if !out.iter().any(|(s, _)| *s == t.lock_scope()) {
-            out.push((t.lock_scope(), Mutex::new(())));
+            out.push((t.lock_scope(), FairMutex::new(())));
         }
     }
     out
@@ -220,7 +224,7 @@ impl Inner {
             .find(|(s, _)| *s == ty.lock_scope())
             .map(|(_, m)| m)
             .ok_or_else(|| Failure::failed(format!("no lock for {}", ty.lock_scope())))?;
-        let _one_at_a_time = scope.lock().unwrap_or_else(|p| p.into_inner());
+        let _one_at_a_time = scope.lock();
         let current = ty.current(&self.system, &name, &desired)?;
         let changes = ty.changes(&name, &desired, &current);
         let after = if changes.is_empty() || noop {

@@ -284,7 +284,7 @@ fn key_changes_do_not_wait_for_the_lock_of_the_nodes_files() {
         .map(|(_, m)| m)
         .unwrap();
     // A change of the node's own files is under way (as a slow exec would be)...
-    let _held = system.lock().unwrap();
+    let _held = system.lock();
     let (tx, rx) = mpsc::channel();
     let g = f.clone();
     std::thread::spawn(move || {
