@@ -3,6 +3,24 @@
 //! The subscription loop only decodes and filters — cheap, synchronous work —
 //! and hands each selected request to a task holding a concurrency slot.
 //! When no slot is free the node answers `busy` at once instead of queueing.
+//!
+//! Which check happens where, in order (a refusal before dispatch gets no
+//! reply, only a `dropped.REASON` counter in `rpcutil daemon_stats` and, for
+//! a security check, a log line):
+//!
+//! | step | where | refuses |
+//! |---|---|---|
+//! | size, version, kind | `decode` (`Envelope::decode`) | `oversized`, `bad_version`, `wrong_kind` |
+//! | body, depth, lengths | `decode` (`Envelope::request`) | `undecodable` |
+//! | certificate, signature, caller | `decode` (`TrustStore::verify`) | `bad_certificate`, `untrusted_certificate`, `bad_signature`, `name_mismatch`, … |
+//! | TTL, collective, `max_ttl` | `decode` | `expired`, `wrong_collective`, `ttl_too_long` |
+//! | reply subject | `handle` | `no_reply_to` |
+//! | filter (compile, then match) | `handle` | `bad_filter`; no match is silence |
+//! | replay | `remember` (after the filter) | `replay`, `replay_cache_full` |
+//! | concurrency slot | `handle` | a `busy` reply |
+//! | agent hosted, policy, action known, DDL inputs | `crate::dispatch` | a reply with status 2, 1, 2, or 3/4 |
+//! | the action, under its DDL timeout | `crate::dispatch` | a reply with its status |
+//! | audit line, reply signed and published | `crate::dispatch`, `publish` | — |
 
 use std::sync::Arc;
 
