@@ -266,76 +266,26 @@ pub fn pki() -> &'static TestPki {
 
 /// The DER inside the first PEM block of `pem`.
 pub fn pem_der(pem: &str) -> Vec<u8> {
-    let body: String = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect::<Vec<_>>()
-        .concat();
-    base64_decode(&body).expect("PEM from our own CA")
+    ::pem::parse(pem)
+        .expect("PEM from our own CA")
+        .into_contents()
 }
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// `der` armoured as PEM with `label`.
 pub fn pem(label: &str, der: &[u8]) -> String {
-    let mut b64 = String::with_capacity(der.len() * 4 / 3 + 4);
-    for chunk in der.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                b64.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                b64.push('=');
-            }
-        }
-    }
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in s.bytes().filter(|&c| c != b'=') {
-        let v = B64.iter().position(|&b| b == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    ::pem::encode_config(
+        &::pem::Pem::new(label, der),
+        ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
+    )
 }
 
 /// HMAC-SHA256 (RFC 2104) with a 32-byte key: what authenticates a
 /// known-certificates file, so a target can write one the store accepts.
 pub fn hmac_sha256(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    let mut ipad = [0x36u8; 64];
-    let mut opad = [0x5cu8; 64];
-    for (i, k) in key.iter().enumerate() {
-        ipad[i] ^= k;
-        opad[i] ^= k;
-    }
-    let inner = Sha256::new()
-        .chain_update(ipad)
-        .chain_update(data)
-        .finalize();
-    Sha256::new()
-        .chain_update(opad)
-        .chain_update(inner)
-        .finalize()
-        .into()
+    use hmac::{Hmac, Mac};
+    let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key");
+    m.update(data);
+    m.finalize().into_bytes().into()
 }
 
 /// The DDLs the project ships (`ddl/*.json` but the JSON Schema), as the
@@ -370,7 +320,7 @@ mod tests {
     #[test]
     fn pem_round_trips() {
         for n in 0..10 {
-            let der: Vec<u8> = (0..n).map(|i| i * 37).collect();
+            let der: Vec<u8> = (0..n).map(|i: u32| (i * 37) as u8).collect();
             assert_eq!(pem_der(&pem("X", &der)), der);
         }
     }

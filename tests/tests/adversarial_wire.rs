@@ -170,20 +170,27 @@ fn the_client_refuses_deep_filters_with_an_error() {
     }
 }
 
+/// A secure collective of user `alice` and one node `node`: the collective, alice's
+/// credentials and her connection to its broker.
+async fn alice_and(node: &str) -> (SecureCollective, Credentials, async_nats::Client) {
+    let col = block_in_place(|| {
+        SecureCollective::builder()
+            .user("alice")
+            .node(ResponderSpec::new(node))
+            .start()
+    });
+    let alice = col.credentials("alice");
+    let conn = col.connect(Some("alice")).await.unwrap().client;
+    (col, alice, conn)
+}
+
 /// Findings 1 and 2 on a secure node: a signed request from a valid user with a deep filter, a
 /// body nested a million levels, a long request id and a flood of distinct garbage certificates
 /// are refused and counted; the garbage does not grow the responder's memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_bodies_and_certificates_are_refused_before_memory_grows() {
     const NODE: &str = "web-01";
-    let col = block_in_place(|| {
-        SecureCollective::builder()
-            .user("alice")
-            .node(ResponderSpec::new(NODE))
-            .start()
-    });
-    let alice: Credentials = col.credentials("alice");
-    let conn = col.connect(Some("alice")).await.unwrap().client;
+    let (col, alice, conn) = alice_and(NODE).await;
     let to_node = || subject::node(C, NODE);
     let stats = || block_in_place(|| col.daemon_stats("alice", &[NODE])[NODE].clone());
     let before = stats();
@@ -297,14 +304,7 @@ fn refusals_logged(col: &SecureCollective, node: &str, reason: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bus_cannot_write_lines_into_a_nodes_log() {
     const NODE: &str = "log-01";
-    let col = block_in_place(|| {
-        SecureCollective::builder()
-            .user("alice")
-            .node(ResponderSpec::new(NODE))
-            .start()
-    });
-    let alice: Credentials = col.credentials("alice");
-    let conn = col.connect(Some("alice")).await.unwrap().client;
+    let (col, alice, conn) = alice_and(NODE).await;
     let mut body = ping("user:alice", C);
     body.id = "r\r\n2026-01-01T00:00:00Z INFO mco_responder: FORGED provisioned node=ca".into();
     let env = alice.seal(Kind::Request, body.encode()).encode();

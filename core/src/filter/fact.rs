@@ -162,12 +162,10 @@ impl FactTerm {
             column: e.column,
             message: e.message,
         };
-        let cmp = match (self.op, regex_source(&self.value)) {
-            (FactOp::Re, Some(src)) => Cmp::Regex(compile_regex(src).map_err(regex_err)?),
-            (FactOp::Re, None) => Cmp::Regex(compile_regex(&self.value).map_err(regex_err)?),
-            (FactOp::Eq, Some(src)) => Cmp::Regex(compile_regex(src).map_err(regex_err)?),
+        let cmp = match (self.op, self.regex_source()) {
             (FactOp::Ne, Some(src)) => Cmp::NotRegex(compile_regex(src).map_err(regex_err)?),
-            (op, _) => Cmp::Value(op, self.value.clone(), self.value.parse::<f64>().ok()),
+            (_, Some(src)) => Cmp::Regex(compile_regex(src).map_err(regex_err)?),
+            (op, None) => Cmp::Value(op, self.value.clone(), self.value.parse::<f64>().ok()),
         };
         Ok(CompiledFact {
             fact: self.fact.clone(),

@@ -65,10 +65,14 @@ pub(crate) fn compile_regex(src: &str) -> Result<Regex, PatternError> {
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_SIZE_LIMIT)
         .build()
-        .map_err(|e| PatternError {
-            column: 2,
-            message: format!("invalid regular expression: {}", first_line(&e.to_string())),
-        })
+        .map_err(|e| invalid_regex(&e))
+}
+
+fn invalid_regex(e: &dyn std::fmt::Display) -> PatternError {
+    PatternError {
+        column: 2,
+        message: format!("invalid regular expression: {}", first_line(&e.to_string())),
+    }
 }
 
 fn first_line(s: &str) -> String {
@@ -87,10 +91,49 @@ pub(crate) fn check_regex(src: &str) -> Result<(), PatternError> {
     regex_syntax::Parser::new()
         .parse(src)
         .map(|_| ())
-        .map_err(|e| PatternError {
-            column: 2,
-            message: format!("invalid regular expression: {}", first_line(&e.to_string())),
-        })
+        .map_err(|e| invalid_regex(&e))
+}
+
+/// How a pattern is written.
+enum Written<'a> {
+    /// `/re/`, with its source.
+    Regex(&'a str),
+    /// A glob (`*`, `?` or `[`).
+    Glob,
+    /// Exact text.
+    Exact,
+}
+
+impl Written<'_> {
+    /// How `s` is written, whatever its length.
+    fn of(s: &str) -> Written<'_> {
+        match regex_source(s) {
+            Some(src) => Written::Regex(src),
+            None if s.contains(['*', '?', '[']) => Written::Glob,
+            None => Written::Exact,
+        }
+    }
+
+    /// How `s` is written, if it is neither empty nor too long.
+    fn checked(s: &str) -> Result<Written<'_>, PatternError> {
+        if s.is_empty() {
+            return Err(PatternError {
+                column: 1,
+                message: "empty pattern".into(),
+            });
+        }
+        if s.len() > MAX_PATTERN_LEN {
+            return Err(too_long(s.len()));
+        }
+        Ok(Written::of(s))
+    }
+}
+
+fn glob(s: &str) -> Result<Glob, PatternError> {
+    Glob::new(s).map_err(|e| PatternError {
+        column: 1,
+        message: format!("invalid glob: {e}"),
+    })
 }
 
 impl Pattern {
@@ -98,57 +141,27 @@ impl Pattern {
     /// [`MAX_FILTER_PATTERNS`](crate::limits::MAX_FILTER_PATTERNS)) rather
     /// than exact text.
     pub fn is_compiled(s: &str) -> bool {
-        regex_source(s).is_some() || s.contains(['*', '?', '['])
+        !matches!(Written::of(s), Written::Exact)
     }
 
     /// Checks what [`parse`](Self::parse) would, without compiling: a
     /// parser calls this, so each pattern is compiled once, later, under the
     /// filter's budget (a regex's compiled size is only known then).
     pub fn check(s: &str) -> Result<(), PatternError> {
-        if s.is_empty() {
-            return Err(PatternError {
-                column: 1,
-                message: "empty pattern".into(),
-            });
+        match Written::checked(s)? {
+            Written::Regex(src) => check_regex(src),
+            Written::Glob => glob(s).map(|_| ()),
+            Written::Exact => Ok(()),
         }
-        if s.len() > MAX_PATTERN_LEN {
-            return Err(too_long(s.len()));
-        }
-        if let Some(src) = regex_source(s) {
-            return check_regex(src);
-        }
-        if s.contains(['*', '?', '[']) {
-            Glob::new(s).map_err(|e| PatternError {
-                column: 1,
-                message: format!("invalid glob: {e}"),
-            })?;
-        }
-        Ok(())
     }
 
     /// Parses `/re/`, a glob (`*`, `?` or `[`) or exact text.
     pub fn parse(s: &str) -> Result<Pattern, PatternError> {
-        if s.is_empty() {
-            return Err(PatternError {
-                column: 1,
-                message: "empty pattern".into(),
-            });
+        match Written::checked(s)? {
+            Written::Regex(src) => compile_regex(src).map(Pattern::Regex),
+            Written::Glob => glob(s).map(|g| Pattern::Glob(g.compile_matcher())),
+            Written::Exact => Ok(Pattern::Exact(s.to_string())),
         }
-        if s.len() > MAX_PATTERN_LEN {
-            return Err(too_long(s.len()));
-        }
-        if let Some(src) = regex_source(s) {
-            return compile_regex(src).map(Pattern::Regex);
-        }
-        if s.contains(['*', '?', '[']) {
-            return Glob::new(s)
-                .map(|g| Pattern::Glob(g.compile_matcher()))
-                .map_err(|e| PatternError {
-                    column: 1,
-                    message: format!("invalid glob: {e}"),
-                });
-        }
-        Ok(Pattern::Exact(s.to_string()))
     }
 
     /// Whether `text` matches.
