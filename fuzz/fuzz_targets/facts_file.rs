@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mco_agent::facts::{read_classes, read_fact_file};
+use mco_responder::facts::{read_classes, read_fact_file};
 use mco_core::facts;
 use mco_fuzz::on_worker_stack;
 

@@ -77,7 +77,7 @@ fn start(nats: &NatsServer, dir: &Path) -> InProcess {
         nats.url()
     );
     let cfg = ResponderConfig::from_toml(&dir.join("responder.toml"), &text).unwrap();
-    let (mut registry, _) = mco_agent::preflight(&cfg).unwrap();
+    let (mut registry, _) = mco_responder::preflight(&cfg).unwrap();
     registry.add(Arc::new(Chores(
         Ddl::from_json("chores.json", DDL).unwrap(),
     )));
@@ -85,10 +85,10 @@ fn start(nats: &NatsServer, dir: &Path) -> InProcess {
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let reload = Arc::new(tokio::sync::Notify::new());
-        rt.block_on(mco_agent::run(
+        rt.block_on(mco_responder::run(
             cfg,
             registry,
-            mco_agent::Options::default(),
+            mco_responder::Options::default(),
             rx,
             reload,
         ))

@@ -64,7 +64,7 @@ fn crate_dir(name: &str) -> PathBuf {
     let root = repo();
     match name {
         "mco-core" => root.join("core"),
-        "mco-agent" => root.join("agent"),
+        "mco-responder" => root.join("responder"),
         "mco-client" => root.join("client"),
         other => match other.strip_prefix("mco-plugin-") {
             Some(p) => root.join("plugins").join(p),

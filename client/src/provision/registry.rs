@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 /// An open registry bucket.
 #[derive(Clone)]
-pub struct Registry {
+pub struct ExpectedNodes {
     client: Client,
     bucket: String,
     timeout: Duration,
@@ -37,9 +37,13 @@ async fn api(
     serde_json::from_slice(&msg.payload).map_err(|e| format!("{subject}: {e}"))
 }
 
-impl Registry {
+impl ExpectedNodes {
     /// Opens `bucket`, creating it (one value per key, kept on file) when it does not exist.
-    pub async fn open(client: Client, bucket: &str, timeout: Duration) -> Result<Registry, String> {
+    pub async fn open(
+        client: Client,
+        bucket: &str,
+        timeout: Duration,
+    ) -> Result<ExpectedNodes, String> {
         let stream = format!("KV_{bucket}");
         let info = api(
             &client,
@@ -72,7 +76,7 @@ impl Registry {
                 return Err(format!("cannot create the bucket {bucket}: {e}"));
             }
         }
-        Ok(Registry {
+        Ok(ExpectedNodes {
             client,
             bucket: bucket.to_string(),
             timeout,

@@ -115,7 +115,7 @@ pub struct Provisioner {
     inflight: Mutex<HashSet<String>>,
     workers: Arc<Semaphore>,
     ca_slots: Semaphore,
-    expected_kv: Option<super::registry::Registry>,
+    expected_kv: Option<super::registry::ExpectedNodes>,
 }
 
 fn now() -> u64 {
@@ -171,9 +171,13 @@ impl Provisioner {
         let main = Bus::connect(&main_cfg).await?;
         let expected_kv = match &cfg.expected.kv_bucket {
             Some(bucket) => Some(
-                super::registry::Registry::open(prov.client.clone(), bucket, cfg.request_timeout)
-                    .await
-                    .map_err(|e| ClientError::Bus(format!("expected.kv_bucket: {e}")))?,
+                super::registry::ExpectedNodes::open(
+                    prov.client.clone(),
+                    bucket,
+                    cfg.request_timeout,
+                )
+                .await
+                .map_err(|e| ClientError::Bus(format!("expected.kv_bucket: {e}")))?,
             ),
             None => None,
         };

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use mco_agent::{daemon, Options};
 use mco_core::config::ResponderConfig;
+use mco_responder::{daemon, Options};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{watch, Notify};
 
@@ -112,7 +112,7 @@ fn main() -> ExitCode {
             let _ = tx.send(true);
         });
         let opts = Options { fleet: args.fleet };
-        match mco_agent::run(cfg, registry, opts, rx, reload).await {
+        match mco_responder::run(cfg, registry, opts, rx, reload).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("mco-responder: {e}");

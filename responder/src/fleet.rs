@@ -32,8 +32,8 @@ use tokio::sync::{watch, Notify, Semaphore};
 use tracing::{error, info, warn};
 
 use crate::audit::AuditLog;
+use crate::hosted::HostedAgents;
 use crate::node::{NodeState, Shared};
-use crate::registry::Registry;
 use crate::security::{NodeSecurity, SharedTrust};
 use crate::serve::{self, BusOptions};
 
@@ -112,7 +112,7 @@ pub enum StartError {
     Security(#[from] mco_core::security::LoadError),
     /// Its agents could not be set up.
     #[error(transparent)]
-    Registry(#[from] crate::registry::RegistryError),
+    HostedAgents(#[from] crate::hosted::HostedError),
     /// The broker connection could not be set up.
     #[error("cannot connect: {0}")]
     Connect(#[from] async_nats::ConnectError),
@@ -212,7 +212,7 @@ impl<K: PartialEq, V: Clone> Memo<K, V> {
 
 /// What an agent registry is built from: agents, plugin tables, and the
 /// directory relative plugin paths resolve against.
-type RegistryKey = (
+type HostedKey = (
     AgentsConfig,
     std::collections::BTreeMap<String, toml::Table>,
     PathBuf,
@@ -223,7 +223,7 @@ pub struct Resources {
     trusts: Memo<(PathBuf, Option<PathBuf>), Arc<SharedTrust>>,
     authz: Memo<(Option<PathBuf>, bool), Arc<Authorizer>>,
     audits: Memo<PathBuf, AuditLog>,
-    registries: Memo<RegistryKey, Arc<Registry>>,
+    registries: Memo<HostedKey, Arc<HostedAgents>>,
     connects: Semaphore,
     presigner: Arc<crate::security::Presigner>,
     /// A presigner with a pool, started when the first node whose own
@@ -298,12 +298,12 @@ impl Resources {
             .map(Some)
     }
 
-    fn registry(&self, cfg: &ResponderConfig) -> Result<Arc<Registry>, StartError> {
+    fn registry(&self, cfg: &ResponderConfig) -> Result<Arc<HostedAgents>, StartError> {
         // Relative plugin paths resolve against the config file's directory.
         let base = cfg.file.parent().unwrap_or(Path::new("")).to_path_buf();
         let key = (cfg.agents.clone(), cfg.plugin.clone(), base);
         self.registries.get_or_try(key, |_| {
-            let (reg, warnings) = Registry::from_config(cfg)?;
+            let (reg, warnings) = HostedAgents::from_config(cfg)?;
             for w in warnings {
                 warn!("{w}");
             }

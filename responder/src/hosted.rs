@@ -9,7 +9,7 @@ use mco_core::{Agent, Ddl};
 
 /// Why the agent set could not be built.
 #[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
+pub enum HostedError {
     /// `[agents] enabled` names an agent this build does not have.
     #[error("agents.enabled: unknown agent {0:?} (this build has: {1})")]
     UnknownAgent(String, String),
@@ -39,7 +39,7 @@ pub struct Hosted {
 
 /// The agents of this responder, by name.
 #[derive(Clone, Default)]
-pub struct Registry {
+pub struct HostedAgents {
     agents: BTreeMap<String, Hosted>,
 }
 
@@ -51,10 +51,10 @@ const OPT_IN: &[&str] = &["ca"];
 
 /// Builds one built-in agent from its `[plugin.NAME]` table (empty when the
 /// config has none).
-fn build(name: &str, cfg: &ResponderConfig) -> Result<Arc<dyn Agent>, RegistryError> {
+fn build(name: &str, cfg: &ResponderConfig) -> Result<Arc<dyn Agent>, HostedError> {
     let empty = toml::Table::new();
     let table = cfg.plugin.get(name).unwrap_or(&empty);
-    let fail = |message: String| RegistryError::Plugin {
+    let fail = |message: String| HostedError::Plugin {
         file: cfg.file.display().to_string(),
         agent: name.to_string(),
         message,
@@ -83,18 +83,20 @@ fn build(name: &str, cfg: &ResponderConfig) -> Result<Arc<dyn Agent>, RegistryEr
     }
 }
 
-impl Registry {
+impl HostedAgents {
     /// Builds the registry from the config: the enabled built-in agents
     /// (rpcutil always), with DDLs from `ddl_dirs` replacing built-in ones of
     /// the same name. Returns warnings for DDLs that have no implementation here.
-    pub fn from_config(config: &ResponderConfig) -> Result<(Registry, Vec<String>), RegistryError> {
+    pub fn from_config(
+        config: &ResponderConfig,
+    ) -> Result<(HostedAgents, Vec<String>), HostedError> {
         let cfg = &config.agents;
         let names = BUILTIN;
         let enabled: Vec<String> = match &cfg.enabled {
             Some(list) => {
                 for n in list {
                     if !names.contains(&n.as_str()) {
-                        return Err(RegistryError::UnknownAgent(n.clone(), names.join(", ")));
+                        return Err(HostedError::UnknownAgent(n.clone(), names.join(", ")));
                     }
                 }
                 list.clone()
@@ -105,7 +107,7 @@ impl Registry {
                 .map(|s| s.to_string())
                 .collect(),
         };
-        let mut reg = Registry::default();
+        let mut reg = HostedAgents::default();
         for name in names {
             if *name == "rpcutil" || enabled.iter().any(|e| e == name) {
                 let agent = build(name, config)?;
@@ -130,8 +132,8 @@ impl Registry {
     }
 
     /// The agents of provisioning mode: `rpcutil` and `provision`, nothing else.
-    pub fn provisioning(config: &ResponderConfig, active: bool) -> Registry {
-        Registry::provisioning_with(config, active, None, false)
+    pub fn provisioning(config: &ResponderConfig, active: bool) -> HostedAgents {
+        HostedAgents::provisioning_with(config, active, None, false)
     }
 
     /// As [`provisioning`](Self::provisioning), with the daemon's graceful
@@ -143,8 +145,8 @@ impl Registry {
         active: bool,
         restart: Option<mco_plugin_provision::RestartHook>,
         per_node_config: bool,
-    ) -> Registry {
-        let mut reg = Registry::default();
+    ) -> HostedAgents {
+        let mut reg = HostedAgents::default();
         reg.add(Arc::new(mco_plugin_rpcutil::Rpcutil::new()));
         let settings = mco_plugin_provision::ProvisionSettings {
             provisioning: config.provisioning.clone().unwrap_or_default(),

@@ -35,7 +35,7 @@ use tracing::{debug, info, warn};
 
 use crate::dispatch::dispatch;
 use crate::node::{NodeState, View};
-use crate::stats::Drop;
+use crate::stats::DropReason;
 
 /// Connection settings shared by every node of a process.
 #[derive(Debug, Clone)]
@@ -211,7 +211,7 @@ async fn announce(client: &Client, node: &NodeState, max_payload: usize) {
     }
 }
 
-fn refuse(node: &NodeState, why: Drop, detail: &dyn std::fmt::Display) {
+fn refuse(node: &NodeState, why: DropReason, detail: &dyn std::fmt::Display) {
     node.stats.dropped(why);
     if node.security.is_some() && why.is_security_check() {
         warn!(node = %node.identity, reason = why.name(), "refused a request: {detail}");
@@ -228,11 +228,15 @@ fn handle(client: &Client, node: &Arc<NodeState>, max_payload: usize, msg: Messa
         Err((why, detail)) => return refuse(node, why, &detail),
     };
     let Some(reply_to) = msg.reply.clone() else {
-        return refuse(node, Drop::NoReplyTo, &"request without a reply subject");
+        return refuse(
+            node,
+            DropReason::NoReplyTo,
+            &"request without a reply subject",
+        );
     };
     let filter = match req.filter.compile() {
         Ok(f) => f,
-        Err(e) => return refuse(node, Drop::BadFilter, &e),
+        Err(e) => return refuse(node, DropReason::BadFilter, &e),
     };
     if !filter.matches(&View::of(node)) {
         node.stats.filtered();
@@ -275,14 +279,14 @@ fn decode(
     msg: &Message,
     max_payload: usize,
     node: &NodeState,
-) -> Result<RequestBody, (Drop, String)> {
+) -> Result<RequestBody, (DropReason, String)> {
     let wire = |e: WireError| {
         let why = match e {
-            WireError::Oversized { .. } => Drop::Oversized,
-            WireError::Decode(_) => Drop::Undecodable,
-            WireError::Version(_) => Drop::BadVersion,
-            WireError::WrongKind { .. } => Drop::WrongKind,
-            WireError::Expired { .. } => Drop::Expired,
+            WireError::Oversized { .. } => DropReason::Oversized,
+            WireError::Decode(_) => DropReason::Undecodable,
+            WireError::Version(_) => DropReason::BadVersion,
+            WireError::WrongKind { .. } => DropReason::WrongKind,
+            WireError::Expired { .. } => DropReason::Expired,
         };
         (why, e.to_string())
     };
@@ -290,7 +294,7 @@ fn decode(
     let req = env.request().map_err(wire)?;
     let now = now_ms();
     if let Some(sec) = &node.security {
-        let refuse = |e: SecurityError| (Drop::from(&e), e.to_string());
+        let refuse = |e: SecurityError| (DropReason::from(&e), e.to_string());
         let signer = sec
             .trust
             .get()
@@ -310,14 +314,14 @@ fn decode(
     let on_subject = msg.subject.split('.').next().unwrap_or_default();
     if req.collective != on_subject || !node.collectives.contains(&req.collective) {
         return Err((
-            Drop::WrongCollective,
+            DropReason::WrongCollective,
             format!("collective {:?} on subject {}", req.collective, msg.subject),
         ));
     }
     if let Some(sec) = &node.security {
         if req.ttl_s > sec.max_ttl_s {
             return Err((
-                Drop::TtlTooLong,
+                DropReason::TtlTooLong,
                 format!(
                     "a TTL of {}s is over this node's max_ttl of {}s",
                     req.ttl_s, sec.max_ttl_s
@@ -332,7 +336,7 @@ fn decode(
 /// full cache (or the caller's full share of it) refuses rather than forgets.
 /// Called only once the request is known to select this node, so requests
 /// that act nowhere cost no node a place in its cache.
-fn remember(node: &NodeState, req: &RequestBody) -> Result<(), (Drop, String)> {
+fn remember(node: &NodeState, req: &RequestBody) -> Result<(), (DropReason, String)> {
     let Some(sec) = &node.security else {
         return Ok(());
     };
@@ -343,10 +347,10 @@ fn remember(node: &NodeState, req: &RequestBody) -> Result<(), (Drop, String)> {
         Seen::New => Ok(()),
         Seen::Replay => {
             let e = SecurityError::Replay(req.id.clone());
-            Err((Drop::from(&e), e.to_string()))
+            Err((DropReason::from(&e), e.to_string()))
         }
         Seen::Full => Err((
-            Drop::ReplayCacheFull,
+            DropReason::ReplayCacheFull,
             format!(
                 "the replay cache holds as many live request ids as it may for {} (at most {} each, {} in all); refusing new ones until some expire",
                 req.caller,

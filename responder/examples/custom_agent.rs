@@ -1,7 +1,7 @@
 //! A minimal custom agent compiled into a responder of your own.
 //!
 //! Run it against a local broker with a config like the README's:
-//! `cargo run -p mco-agent --example custom_agent -- /etc/mco/responder.toml`,
+//! `cargo run -p mco-responder --example custom_agent -- /etc/mco/responder.toml`,
 //! then `mco rpc greeter greet name=world --config client.toml` with the DDL
 //! below saved in one of the client's `ddl_dirs`.
 
@@ -59,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .unwrap_or_else(|| "/etc/mco/responder.toml".into());
     let cfg = ResponderConfig::load(std::path::Path::new(&path))?;
-    let (mut registry, _warnings) = mco_agent::preflight(&cfg)?;
+    let (mut registry, _warnings) = mco_responder::preflight(&cfg)?;
     registry.add(Arc::new(Greeter {
         ddl: Ddl::from_json("greeter.json", DDL)?,
     }));
@@ -72,7 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let _ = tx.send(true);
         });
         let reload = Arc::new(tokio::sync::Notify::new());
-        mco_agent::run(cfg, registry, mco_agent::Options::default(), rx, reload).await
+        mco_responder::run(cfg, registry, mco_responder::Options::default(), rx, reload).await
     })?;
     Ok(())
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 /// Why a message was dropped without a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Drop {
+pub enum DropReason {
     /// Over the payload bound.
     Oversized,
     /// Not a valid envelope or body.
@@ -51,48 +51,51 @@ pub enum Drop {
     ReplayCacheFull,
 }
 
-impl From<&mco_core::security::SecurityError> for Drop {
-    fn from(e: &mco_core::security::SecurityError) -> Drop {
+impl From<&mco_core::security::SecurityError> for DropReason {
+    fn from(e: &mco_core::security::SecurityError) -> DropReason {
         use mco_core::security::SecurityError as S;
         match e {
-            S::Unsigned => Drop::Unsigned,
-            S::BadCertificate(_) => Drop::BadCertificate,
-            S::UntrustedCertificate(_) => Drop::UntrustedCertificate,
-            S::NotYetValid(_) => Drop::CertificateNotYetValid,
-            S::Expired(_) => Drop::CertificateExpired,
-            S::Revoked(_) => Drop::CertificateRevoked,
-            S::BadSignature(_) => Drop::BadSignature,
-            S::NameMismatch { .. } => Drop::NameMismatch,
-            S::WrongPrincipal(_) => Drop::WrongPrincipal,
-            S::Replay(_) => Drop::Replay,
+            S::Unsigned => DropReason::Unsigned,
+            S::BadCertificate(_) => DropReason::BadCertificate,
+            S::UntrustedCertificate(_) => DropReason::UntrustedCertificate,
+            S::NotYetValid(_) => DropReason::CertificateNotYetValid,
+            S::Expired(_) => DropReason::CertificateExpired,
+            S::Revoked(_) => DropReason::CertificateRevoked,
+            S::BadSignature(_) => DropReason::BadSignature,
+            S::NameMismatch { .. } => DropReason::NameMismatch,
+            S::WrongPrincipal(_) => DropReason::WrongPrincipal,
+            S::Replay(_) => DropReason::Replay,
         }
     }
 }
 
-const DROPS: [(Drop, &str); 20] = [
-    (Drop::Oversized, "oversized"),
-    (Drop::Undecodable, "undecodable"),
-    (Drop::BadVersion, "bad_version"),
-    (Drop::WrongKind, "wrong_kind"),
-    (Drop::Expired, "expired"),
-    (Drop::WrongCollective, "wrong_collective"),
-    (Drop::BadFilter, "bad_filter"),
-    (Drop::NoReplyTo, "no_reply_to"),
-    (Drop::Unsigned, "unsigned"),
-    (Drop::BadCertificate, "bad_certificate"),
-    (Drop::UntrustedCertificate, "untrusted_certificate"),
-    (Drop::CertificateNotYetValid, "certificate_not_yet_valid"),
-    (Drop::CertificateExpired, "certificate_expired"),
-    (Drop::CertificateRevoked, "certificate_revoked"),
-    (Drop::BadSignature, "bad_signature"),
-    (Drop::NameMismatch, "name_mismatch"),
-    (Drop::WrongPrincipal, "wrong_principal"),
-    (Drop::Replay, "replay"),
-    (Drop::TtlTooLong, "ttl_too_long"),
-    (Drop::ReplayCacheFull, "replay_cache_full"),
+const DROPS: [(DropReason, &str); 20] = [
+    (DropReason::Oversized, "oversized"),
+    (DropReason::Undecodable, "undecodable"),
+    (DropReason::BadVersion, "bad_version"),
+    (DropReason::WrongKind, "wrong_kind"),
+    (DropReason::Expired, "expired"),
+    (DropReason::WrongCollective, "wrong_collective"),
+    (DropReason::BadFilter, "bad_filter"),
+    (DropReason::NoReplyTo, "no_reply_to"),
+    (DropReason::Unsigned, "unsigned"),
+    (DropReason::BadCertificate, "bad_certificate"),
+    (DropReason::UntrustedCertificate, "untrusted_certificate"),
+    (
+        DropReason::CertificateNotYetValid,
+        "certificate_not_yet_valid",
+    ),
+    (DropReason::CertificateExpired, "certificate_expired"),
+    (DropReason::CertificateRevoked, "certificate_revoked"),
+    (DropReason::BadSignature, "bad_signature"),
+    (DropReason::NameMismatch, "name_mismatch"),
+    (DropReason::WrongPrincipal, "wrong_principal"),
+    (DropReason::Replay, "replay"),
+    (DropReason::TtlTooLong, "ttl_too_long"),
+    (DropReason::ReplayCacheFull, "replay_cache_full"),
 ];
 
-impl Drop {
+impl DropReason {
     /// The counter's name.
     pub fn name(self) -> &'static str {
         DROPS[self as usize].1
@@ -103,26 +106,26 @@ impl Drop {
     /// logs these as warnings.
     pub fn is_security_check(self) -> bool {
         match self {
-            Drop::Oversized
-            | Drop::Undecodable
-            | Drop::BadVersion
-            | Drop::WrongKind
-            | Drop::BadFilter
-            | Drop::NoReplyTo => false,
-            Drop::Expired
-            | Drop::WrongCollective
-            | Drop::Unsigned
-            | Drop::BadCertificate
-            | Drop::UntrustedCertificate
-            | Drop::CertificateNotYetValid
-            | Drop::CertificateExpired
-            | Drop::CertificateRevoked
-            | Drop::BadSignature
-            | Drop::NameMismatch
-            | Drop::WrongPrincipal
-            | Drop::Replay
-            | Drop::TtlTooLong
-            | Drop::ReplayCacheFull => true,
+            DropReason::Oversized
+            | DropReason::Undecodable
+            | DropReason::BadVersion
+            | DropReason::WrongKind
+            | DropReason::BadFilter
+            | DropReason::NoReplyTo => false,
+            DropReason::Expired
+            | DropReason::WrongCollective
+            | DropReason::Unsigned
+            | DropReason::BadCertificate
+            | DropReason::UntrustedCertificate
+            | DropReason::CertificateNotYetValid
+            | DropReason::CertificateExpired
+            | DropReason::CertificateRevoked
+            | DropReason::BadSignature
+            | DropReason::NameMismatch
+            | DropReason::WrongPrincipal
+            | DropReason::Replay
+            | DropReason::TtlTooLong
+            | DropReason::ReplayCacheFull => true,
         }
     }
 }
@@ -165,11 +168,11 @@ impl Stats {
         self.replies.fetch_add(1, Relaxed);
     }
     /// A message was dropped.
-    pub fn dropped(&self, why: Drop) {
+    pub fn dropped(&self, why: DropReason) {
         self.dropped[why as usize].fetch_add(1, Relaxed);
     }
     /// The count for one drop reason.
-    pub fn dropped_count(&self, why: Drop) -> u64 {
+    pub fn dropped_count(&self, why: DropReason) -> u64 {
         self.dropped[why as usize].load(Relaxed)
     }
 
@@ -216,12 +219,21 @@ mod tests {
             S::BadSignature("x".into()),
             S::Revoked("x".into()),
         ] {
-            assert_eq!(Drop::from(&e).name(), e.reason(), "names agree with core");
+            assert_eq!(
+                DropReason::from(&e).name(),
+                e.reason(),
+                "names agree with core"
+            );
         }
-        assert!(Drop::Expired.is_security_check() && Drop::WrongCollective.is_security_check());
-        assert!(Drop::Replay.is_security_check() && !Drop::Undecodable.is_security_check());
+        assert!(
+            DropReason::Expired.is_security_check()
+                && DropReason::WrongCollective.is_security_check()
+        );
+        assert!(
+            DropReason::Replay.is_security_check() && !DropReason::Undecodable.is_security_check()
+        );
         let s = Stats::default();
-        s.dropped(Drop::Expired);
+        s.dropped(DropReason::Expired);
         s.seen();
         let snap = s.snapshot();
         assert_eq!(snap["dropped"]["expired"], 1);

@@ -1,4 +1,4 @@
-//! mco-agent: the responder, the daemon every managed node runs.
+//! mco-responder: the responder, the daemon every managed node runs.
 //!
 //! It connects to NATS, keeps the node's facts and classes fresh, listens on
 //! its node subject and its agents' broadcast subjects, and answers requests
@@ -15,8 +15,8 @@ pub mod daemon;
 pub mod dispatch;
 pub mod facts;
 pub mod fleet;
+pub mod hosted;
 pub mod node;
-pub mod registry;
 pub mod security;
 pub mod serve;
 pub mod stats;

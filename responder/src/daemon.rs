@@ -12,8 +12,8 @@ use tracing::{error, info, warn};
 use crate::audit::AuditLog;
 use crate::facts;
 use crate::fleet;
+use crate::hosted::{HostedAgents, HostedError};
 use crate::node::{NodeState, Shared};
-use crate::registry::{Registry, RegistryError};
 use crate::security::{self, NodeSecurity, SharedTrust};
 use crate::serve::{self, BusOptions};
 use mco_core::policy::Authorizer;
@@ -32,7 +32,7 @@ pub struct Options {
 pub enum DaemonError {
     /// The agents could not be set up.
     #[error(transparent)]
-    Registry(#[from] RegistryError),
+    HostedAgents(#[from] HostedError),
     /// The config asks for something this build cannot do.
     #[error("{0}")]
     Unsupported(String),
@@ -58,7 +58,7 @@ pub fn provisioning_mode(cfg: &ResponderConfig) -> Option<&ProvisioningConfig> {
 pub const PROVISION_POLICY: &str = "provision.policy";
 
 /// Checks what the daemon needs before anything connects; returns warnings.
-pub fn preflight(cfg: &ResponderConfig) -> Result<(Registry, Vec<String>), DaemonError> {
+pub fn preflight(cfg: &ResponderConfig) -> Result<(HostedAgents, Vec<String>), DaemonError> {
     if let Some(msg) = cfg
         .provisioning
         .as_ref()
@@ -103,14 +103,14 @@ pub fn preflight(cfg: &ResponderConfig) -> Result<(Registry, Vec<String>), Daemo
                 "{file}: provisioning.token_file cannot be read: {e}"
             )));
         }
-        return Ok((Registry::provisioning(cfg, true), Vec::new()));
+        return Ok((HostedAgents::provisioning(cfg, true), Vec::new()));
     }
     if !cfg.security.insecure {
         if let Some(msg) = security::missing_keys(&cfg.security, &cfg.file) {
             return Err(DaemonError::Unsupported(msg));
         }
     }
-    Ok(Registry::from_config(cfg)?)
+    Ok(HostedAgents::from_config(cfg)?)
 }
 
 /// The broker connection settings of `cfg`: the provisioning broker with
@@ -170,7 +170,7 @@ pub fn bus_options(
 /// node leaves provisioning on its own, in-process (see [`crate::fleet`]).
 pub async fn run(
     cfg: ResponderConfig,
-    registry: Registry,
+    registry: HostedAgents,
     opts: Options,
     shutdown: watch::Receiver<bool>,
     reload: Arc<Notify>,
@@ -213,7 +213,7 @@ pub async fn run(
                 let _ = stop_tx.send(true);
             })
         };
-        registry = Registry::provisioning_with(&cfg, true, Some(hook), fleet_provisioning);
+        registry = HostedAgents::provisioning_with(&cfg, true, Some(hook), fleet_provisioning);
     }
     let shutdown = stop_rx;
     let trust = if let Some(p) = &prov {

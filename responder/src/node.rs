@@ -12,7 +12,7 @@ use mco_core::filter::FilterTarget;
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
-use crate::registry::Registry;
+use crate::hosted::HostedAgents;
 use crate::stats::Stats;
 
 /// Facts and classes as one snapshot, swapped whole on refresh.
@@ -29,7 +29,7 @@ pub struct Shared {
     /// Collectives served.
     pub collectives: Vec<String>,
     /// Hosted agents.
-    pub registry: Arc<Registry>,
+    pub registry: Arc<HostedAgents>,
     /// Action slots per node.
     pub max_concurrent: usize,
     /// Authorization.
@@ -45,7 +45,7 @@ pub struct NodeState {
     /// Collectives; the first is the main one.
     pub collectives: Vec<String>,
     /// Hosted agents.
-    pub registry: Arc<Registry>,
+    pub registry: Arc<HostedAgents>,
     /// Counters.
     pub stats: Stats,
     /// Caps concurrent actions.
