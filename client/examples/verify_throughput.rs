@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mco_client::verify::Opener;
-use mco_core::pki::{Ca, CaOptions, IssueOptions, Kind};
-use mco_core::security::{Credentials, TrustStore};
 use mco_core::wire::{now_ms, ReplyBody, Status};
+use mco_pki::{Ca, CaOptions, IssueOptions, Kind};
+use mco_security::{Credentials, TrustStore};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = std::env::args()

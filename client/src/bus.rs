@@ -7,9 +7,9 @@ use async_nats::{Client, ConnectOptions};
 use std::sync::Arc;
 
 use mco_core::config::{expand_home, ClientConfig};
-use mco_core::security::{Credentials, TrustStore};
 use mco_core::wire::{new_request_id, now_ms, Envelope, Kind, RequestBody};
 use mco_core::{subject, Filter};
+use mco_security::{Credentials, TrustStore};
 use serde_json::{Map, Value};
 
 use crate::error::ClientError;
@@ -97,7 +97,7 @@ fn save_known(trust: &TrustStore, creds: &Credentials, identity: &str) {
         &creds.derive_secret(KNOWN_PURPOSE),
         mco_core::wire::now_ms() as i64 / 1000,
     );
-    if let Err(e) = mco_core::pki::write_private(&path, &bytes) {
+    if let Err(e) = mco_pki::write_private(&path, &bytes) {
         tracing::debug!("{}: not saved: {e}", path.display());
     }
 }

@@ -189,10 +189,10 @@ impl KeyPins {
             return Ok(());
         }
         let text = render_pins(&inner.pins);
-        mco_core::pki::write_private(path, text.as_bytes()).map_err(|e| PinError::Io {
+        mco_pki::write_private(path, text.as_bytes()).map_err(|e| PinError::Io {
             path: path.display().to_string(),
             message: match e {
-                mco_core::pki::PkiError::Io { source, .. } => source.to_string(),
+                mco_pki::PkiError::Io { source, .. } => source.to_string(),
                 other => other.to_string(),
             },
         })?;

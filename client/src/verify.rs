@@ -32,8 +32,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use mco_core::security::TrustStore;
 use mco_core::wire::{now_ms, Envelope, Kind, ReplyBody};
+use mco_security::TrustStore;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -44,7 +44,7 @@ const BATCH_MAX: usize = 256;
 /// Fewest replies worth a batch while more are on their way. From 95
 /// signatures (191 points) up, the batch equation is solved with
 /// Pippenger's method, cheaper per signature than the smaller batches'
-/// (`cargo run --release -p mco-core --example crypto_floor` measures it).
+/// (`cargo run --release -p mco-security --example crypto_floor` measures it).
 const BATCH_MIN: usize = 96;
 
 /// Longest a reply waits for others to make up a batch.
@@ -207,7 +207,7 @@ impl Opener {
                 let (_, reply) = d?;
                 let signer = checked
                     .next()
-                    .unwrap_or(Err(mco_core::security::SecurityError::Unsigned))
+                    .unwrap_or(Err(mco_security::SecurityError::Unsigned))
                     .map_err(untrusted)?;
                 if signer.node_identity() != Some(reply.sender.as_str()) {
                     return Err(not_its_sender(&reply.sender, &signer.name));
@@ -247,7 +247,7 @@ impl Opener {
             // Insecure mode: nothing is checked, pins included.
             return Ok(reply);
         }
-        let key = mco_core::security::verify_key_signed(env).map_err(untrusted)?;
+        let key = mco_security::verify_key_signed(env).map_err(untrusted)?;
         pins.check(&reply.sender, &key).map_err(untrusted)?;
         Ok(reply)
     }

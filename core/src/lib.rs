@@ -3,8 +3,9 @@
 //! It holds what both ends of the bus must agree on — the wire envelope and
 //! subjects, filters and the compound-filter language, the facts model, the
 //! DDL and input validation, configuration files — and the [`agent::Agent`]
-//! trait that plugins implement. It opens no sockets and spawns no tasks, so
-//! an agent plugin can depend on it alone and stay swappable.
+//! trait that plugins implement. It opens no sockets, spawns no tasks and
+//! holds no cryptography (that is `mco-security` and `mco-pki`), so an agent
+//! plugin can depend on it alone, compile quickly and stay swappable.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -17,10 +18,7 @@ pub mod facts;
 pub mod filter;
 pub mod limits;
 pub mod logline;
-pub mod pki;
-pub mod policy;
 pub mod provisioning;
-pub mod security;
 pub mod subject;
 pub mod wire;
 

@@ -14,7 +14,7 @@ use std::path::Path;
 use mco_client::pins::render_pins;
 use mco_client::provision::state::{Journal, Record, Status as ProvStatus};
 use mco_core::filter::{FactTerm, Filter};
-use mco_core::pki::{
+use mco_pki::{
     request_csr, Ca, CaOptions, CrlOptions, CsrOptions, IssueOptions, Kind as PkiKind,
 };
 use mco_core::wire::{new_request_id, now_ms, Envelope, Kind, ReplyBody, RequestBody, Status};
@@ -340,7 +340,7 @@ fn main() {
     }
 
     // known_certs: files as a store exports them, without their HMAC.
-    let trust = mco_core::security::TrustStore::load(&pki.ca_path, None).unwrap();
+    let trust = mco_security::TrustStore::load(&pki.ca_path, None).unwrap();
     let empty = trust.export_known(&KNOWN_SECRET, 0);
     put("known_certs", "empty", &empty[..empty.len() - 32]);
     for env in [

@@ -2,13 +2,13 @@
 //! certificate (DER), which `TrustStore::verify` parses and checks against
 //! the CA before anything else; `TrustStore::verify_many` (the client's
 //! batches) does the same for many at once; `mco pki show` summarises any
-//! file it is given (`mco_core::pki::show`).
+//! file it is given (`mco_pki::show`).
 //!
 //! The input is the certificate's DER.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mco_core::security::TrustStore;
+use mco_security::TrustStore;
 use mco_core::wire::{Envelope, Kind};
 use mco_fuzz::{now_s, on_worker_stack, pki};
 
@@ -47,6 +47,6 @@ fn check(der: &[u8]) {
         "a batch decides as one by one"
     );
     assert!(batch[1].is_ok(), "a bad neighbour condemned a good message");
-    let _ = mco_core::pki::show(der);
+    let _ = mco_pki::show(der);
     let _ = Envelope::decode(&env.encode(), usize::MAX, Kind::Request).unwrap();
 }

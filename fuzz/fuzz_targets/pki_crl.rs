@@ -1,13 +1,13 @@
 //! Certificate revocation lists: `TrustStore::load` with a CRL (what every
 //! responder and client does at start, and a provisioned node with the CRL
 //! it is given), then `TrustStore::verify` against it; and
-//! `mco_core::pki::show`.
+//! `mco_pki::show`.
 //!
 //! The input is the CRL file's bytes (DER or PEM).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mco_core::security::{SecurityError, TrustStore};
+use mco_security::{SecurityError, TrustStore};
 use mco_core::wire::Kind;
 use mco_fuzz::{now_s, on_worker_stack, pki};
 
@@ -19,7 +19,7 @@ fn check(data: &[u8]) {
     let pki = pki();
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), data).unwrap();
-    let _ = mco_core::pki::show(data);
+    let _ = mco_pki::show(data);
     let Ok(trust) = TrustStore::load(&pki.ca_path, Some(file.path())) else {
         return;
     };

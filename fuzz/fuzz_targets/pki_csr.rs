@@ -1,6 +1,6 @@
 //! Certificate signing requests, which reach the CA from nodes being
 //! provisioned: `inspect_csr` (the provisioner's check), `Ca::sign_csr`
-//! (the CA agent and `mco pki sign`) and `mco_core::pki::show`.
+//! (the CA agent and `mco pki sign`) and `mco_pki::show`.
 //!
 //! The first byte picks the shape: even, the rest is the request's DER,
 //! armoured as PEM here (so mutations reach the ASN.1); odd, the rest is
@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mco_core::pki::{inspect_csr, SignPolicy};
+use mco_pki::{inspect_csr, SignPolicy};
 use mco_fuzz::{on_worker_stack, pem, pki};
 
 fuzz_target!(|data: &[u8]| {
@@ -36,7 +36,7 @@ fn check(text: &str) {
             .as_ref()
             .expect("a CSR the CA signs passes the provisioner's inspection");
         assert_eq!(*identity, issued.kind.identity(&issued.name));
-        assert!(mco_core::pki::show(issued.cert_pem.as_bytes()).is_ok());
+        assert!(mco_pki::show(issued.cert_pem.as_bytes()).is_ok());
     }
-    let _ = mco_core::pki::show(text.as_bytes());
+    let _ = mco_pki::show(text.as_bytes());
 }

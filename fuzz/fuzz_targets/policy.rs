@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mco_core::policy::{Groups, Policy};
+use mco_security::policy::{Groups, Policy};
 use mco_fuzz::{on_worker_stack, split_nul, Node};
 
 fuzz_target!(|data: &[u8]| {

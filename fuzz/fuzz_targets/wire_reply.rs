@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
 
 fn client(payload: &[u8]) {
     let pki = pki();
-    let trust = Arc::new(mco_core::security::TrustStore::load(&pki.ca_path, None).unwrap());
+    let trust = Arc::new(mco_security::TrustStore::load(&pki.ca_path, None).unwrap());
     let plain = Opener {
         trust: Some(trust.clone()),
         max_payload: DEFAULT_MAX_PAYLOAD,

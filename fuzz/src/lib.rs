@@ -1,6 +1,6 @@
 //! What the fuzz targets share: a node to evaluate filters and policies
 //! against, a test collective (CA, a user, a node, a provisioning-mode key)
-//! made once per process with the real `mco_core::pki`, the shipped DDLs,
+//! made once per process with the real `mco_pki`, the shipped DDLs,
 //! and a way to run each input on a stack the size of the responder's
 //! worker threads.
 //!
@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use mco_core::filter::FilterTarget;
-use mco_core::pki::{Ca, IssueOptions, Kind as PkiKind};
-use mco_core::security::{Credentials, NodeKey, TrustStore};
+use mco_pki::{Ca, IssueOptions, Kind as PkiKind};
+use mco_security::{Credentials, NodeKey, TrustStore};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -218,7 +218,7 @@ impl TestPki {
         let node = ca
             .issue(NODE_NAME, PkiKind::Node, &IssueOptions::default())
             .expect("a node certificate");
-        let load = |issued: &mco_core::pki::Issued| {
+        let load = |issued: &mco_pki::Issued| {
             let key = issued.key_path.as_ref().expect("the CA made the key");
             Credentials::load(&issued.cert_path, key).expect("credentials load")
         };

@@ -16,9 +16,9 @@ use crate::hosted::{HostedAgents, HostedError};
 use crate::node::{NodeState, Shared};
 use crate::security::{self, NodeSecurity, SharedTrust};
 use crate::serve::{self, BusOptions};
-use mco_core::policy::Authorizer;
 use mco_core::provisioning::{files, ProvisioningConfig, PROVISIONING_COLLECTIVE};
-use mco_core::security::NodeKey;
+use mco_security::policy::Authorizer;
+use mco_security::NodeKey;
 
 /// How the daemon runs, beyond its config file.
 #[derive(Debug, Clone, Default)]
@@ -41,7 +41,7 @@ pub enum DaemonError {
     Subscribe(#[from] async_nats::SubscribeError),
     /// A key, certificate or CRL did not load.
     #[error("{0}")]
-    Security(#[from] mco_core::security::LoadError),
+    Security(#[from] mco_security::LoadError),
 }
 
 /// The `[provisioning]` settings if this responder starts in provisioning

@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use async_nats::Client;
 use mco_core::config::{AgentsConfig, ResponderConfig};
-use mco_core::policy::Authorizer;
 use mco_core::provisioning::files;
+use mco_security::policy::Authorizer;
 use tokio::sync::{watch, Notify, Semaphore};
 use tracing::{error, info, warn};
 
@@ -109,7 +109,7 @@ pub enum StartError {
     Config(String),
     /// Its certificate, key, CA or CRL did not load.
     #[error(transparent)]
-    Security(#[from] mco_core::security::LoadError),
+    Security(#[from] mco_security::LoadError),
     /// Its agents could not be set up.
     #[error(transparent)]
     HostedAgents(#[from] crate::hosted::HostedError),

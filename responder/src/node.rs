@@ -33,7 +33,7 @@ pub struct Shared {
     /// Action slots per node.
     pub max_concurrent: usize,
     /// Authorization.
-    pub authz: Arc<mco_core::policy::Authorizer>,
+    pub authz: Arc<mco_security::policy::Authorizer>,
     /// The audit log, if configured.
     pub audit: Option<crate::audit::AuditLog>,
 }
@@ -58,7 +58,7 @@ pub struct NodeState {
     /// Signing and verification; `None` in insecure mode.
     pub security: Option<crate::security::NodeSecurity>,
     /// Who may call what (shared by every node of the process).
-    pub authz: Arc<mco_core::policy::Authorizer>,
+    pub authz: Arc<mco_security::policy::Authorizer>,
     /// Where handled requests are recorded.
     pub audit: Option<crate::audit::AuditLog>,
 }

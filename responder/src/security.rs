@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use mco_core::config::SecurityConfig;
-pub use mco_core::security::Presigner;
-use mco_core::security::{Credentials, LoadError, NodeKey, ReplayCache, TrustStore};
 use mco_core::wire::{Envelope, Kind};
+pub use mco_security::Presigner;
+use mco_security::{Credentials, LoadError, NodeKey, ReplayCache, TrustStore};
 use tracing::{error, info, warn};
 
 /// Replay cache bound per node until [`NodeSecurity::bounded_by`] sets the configured one.
@@ -21,7 +21,7 @@ const REPLAY_LIMIT: usize = mco_core::config::DEFAULT_REPLAY_CACHE;
 /// Revocation fails closed: a configured CRL must load at start (see
 /// [`TrustStore::load`]), and a replacement that cannot be read, is not
 /// signed by the CA, or is older than the CRL in force (see
-/// [`mco_core::security::CrlInfo::check_successor`]) is refused: the CRL in
+/// [`mco_security::CrlInfo::check_successor`]) is refused: the CRL in
 /// force stays, the refusal is logged as an error and counted
 /// (`rpcutil daemon_stats`: `crl.refused`). A CRL past its `nextUpdate`
 /// stays in force and is reported as a warning (at most once an hour).
@@ -51,7 +51,7 @@ fn stamp(p: &Path) -> FileStamp {
 }
 
 fn now_s() -> i64 {
-    mco_core::pki::index::unix_now()
+    mco_pki::index::unix_now()
 }
 
 impl SharedTrust {
@@ -349,7 +349,7 @@ impl NodeSecurity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mco_core::pki::{Ca, CaOptions, CrlOptions, IssueOptions, Kind};
+    use mco_pki::{Ca, CaOptions, CrlOptions, IssueOptions, Kind};
 
     fn crl_number(t: &SharedTrust) -> Option<String> {
         t.get().crl().and_then(|c| c.number())

@@ -27,9 +27,9 @@ use std::sync::Arc;
 use async_nats::{Client, ConnectOptions, Message};
 use futures::stream::{SelectAll, StreamExt};
 use mco_core::backoff::Backoff;
-use mco_core::security::{SecurityError, Seen};
 use mco_core::subject;
 use mco_core::wire::{now_ms, Envelope, Kind, ReplyBody, RequestBody, Status, WireError};
+use mco_security::{SecurityError, Seen};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 

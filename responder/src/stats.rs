@@ -51,9 +51,9 @@ pub enum DropReason {
     ReplayCacheFull,
 }
 
-impl From<&mco_core::security::SecurityError> for DropReason {
-    fn from(e: &mco_core::security::SecurityError) -> DropReason {
-        use mco_core::security::SecurityError as S;
+impl From<&mco_security::SecurityError> for DropReason {
+    fn from(e: &mco_security::SecurityError) -> DropReason {
+        use mco_security::SecurityError as S;
         match e {
             S::Unsigned => DropReason::Unsigned,
             S::BadCertificate(_) => DropReason::BadCertificate,
@@ -212,7 +212,7 @@ mod tests {
             assert_eq!(*d as usize, i);
             assert_eq!(d.name(), *name);
         }
-        use mco_core::security::SecurityError as S;
+        use mco_security::SecurityError as S;
         for e in [
             S::Unsigned,
             S::Replay("x".into()),

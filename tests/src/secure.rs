@@ -15,8 +15,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mco_core::pki::Ca;
-use mco_core::security::Credentials;
+use mco_pki::Ca;
+use mco_security::Credentials;
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::mpsc;

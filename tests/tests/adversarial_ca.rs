@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use mco_core::security::Credentials;
 use mco_core::subject;
 use mco_core::wire::{new_request_id, now_ms, DEFAULT_MAX_PAYLOAD};
 use mco_core::{Envelope, Filter, Kind, ReplyBody, RequestBody, Status};
+use mco_security::Credentials;
 use mco_tests::provisioning::ca_node;
 use mco_tests::replies::replies;
 use mco_tests::secure::COLLECTIVE as C;

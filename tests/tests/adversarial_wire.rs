@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use mco_core::security::Credentials;
 use mco_core::subject;
 use mco_core::wire::{new_request_id, now_ms};
 use mco_core::{Envelope, Filter, Kind, RequestBody};
+use mco_security::Credentials;
 use mco_tests::replies::{counter, daemon_stats};
 use mco_tests::secure::COLLECTIVE as C;
 use mco_tests::{eventually, mco, NatsServer, Responder, ResponderSpec, SecureCollective};

@@ -371,7 +371,7 @@ fn a_bare_node_is_provisioned_over_the_bus_and_restarts_into_the_fleet() {
         .as_str()
         .unwrap()
         .to_string();
-    let shown = mco_core::pki::show(crl.as_bytes()).unwrap();
+    let shown = mco_pki::show(crl.as_bytes()).unwrap();
     assert!(
         shown.to_lowercase().contains(&serial.to_lowercase()),
         "{serial} not in\n{shown}"
@@ -444,7 +444,7 @@ async fn a_node_announces_itself_and_the_library_pins_its_key() {
     use futures::StreamExt;
     use mco_client::pins::KeyPins;
     use mco_client::verify::{Opener, Rejected};
-    use mco_core::security::TrustStore;
+    use mco_security::TrustStore;
     use std::sync::Arc;
 
     let c = SecureCollective::builder().start();

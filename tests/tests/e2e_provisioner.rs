@@ -8,8 +8,8 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use mco_core::security::{Credentials, TrustStore};
 use mco_core::wire::Kind;
+use mco_security::{Credentials, TrustStore};
 use mco_tests::provisioning::{ca_node, provisioning_broker, Image, Provisioner, Webhook};
 use mco_tests::replies::replies;
 use mco_tests::{eventually, Responder, ResponderSpec, SecureCollective};

@@ -1,4 +1,4 @@
-//! The broker configuration from `mco_core::pki::broker_config` against a real nats-server: TLS
+//! The broker configuration from `mco_pki::broker_config` against a real nats-server: TLS
 //! with client certificates from the collective CA, each mapped to its identity
 //! (`CN=user:alice`, `CN=node:web1`) and held to its own subjects.
 
@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use mco_core::pki::{broker_config, BrokerOptions, Ca, CaOptions, IssueOptions, Kind};
 use mco_core::subject;
+use mco_pki::{broker_config, BrokerOptions, Ca, CaOptions, IssueOptions, Kind};
 use mco_tests::NatsServer;
 use tokio::sync::mpsc;
 use tokio::time::timeout;

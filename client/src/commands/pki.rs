@@ -8,9 +8,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Subcommand, ValueEnum};
-use mco_core::pki::{
-    self, broker_config, request_csr, BrokerOptions, Ca, CaOptions, CrlOptions, CsrOptions, Index,
-    IssueOptions, Issued, Kind, PkiError, SignPolicy,
+use mco_pki::{
+    self as pki, broker_config, request_csr, BrokerOptions, Ca, CaOptions, CrlOptions, CsrOptions,
+    Index, IssueOptions, Issued, Kind, PkiError, SignPolicy,
 };
 
 use super::{io, Exit};

@@ -748,7 +748,7 @@ impl Provisioner {
             .and_then(Value::as_str)
             .unwrap_or_default();
         let want = format!("node:{node}");
-        let (cn, csr_key) = mco_core::pki::inspect_csr(csr)
+        let (cn, csr_key) = mco_pki::inspect_csr(csr)
             .map_err(|e| Stop::Refused(format!("its CSR does not parse: {e}")))?;
         if cn != want {
             return Err(Stop::Refused(format!(

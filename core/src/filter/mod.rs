@@ -240,8 +240,11 @@ fn agent_matches(p: &Pattern, node: &dyn FilterTarget) -> bool {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod testnode {
+/// A plain node to evaluate filters against in tests (ours and other
+/// crates', with the `testnode` feature).
+#[cfg(any(test, feature = "testnode"))]
+#[allow(missing_docs)]
+pub mod testnode {
     use super::FilterTarget;
 
     pub struct Node {

@@ -34,8 +34,8 @@ use std::time::Duration;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use mco_core::agent::{outputs, ActionError, ActionResult, Agent, RequestContext};
-use mco_core::pki::{self, index::format_unix, Ca, CrlOptions, Index, PkiError, SignPolicy};
 use mco_core::{Ddl, Status};
+use mco_pki::{self as pki, index::format_unix, Ca, CrlOptions, Index, PkiError, SignPolicy};
 use serde_json::{json, Map, Value};
 
 /// The DDL shipped in `ddl/ca.json`.

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use mco_core::agent::{outputs, ActionError, ActionResult};
 use mco_core::config::{ResponderConfig, SecurityConfig};
-use mco_core::pki::{KEY_MODE, PUBLIC_MODE};
 use mco_core::provisioning::files;
-use mco_core::security::{Credentials, TrustStore};
 use mco_core::wire::Kind;
+use mco_pki::{KEY_MODE, PUBLIC_MODE};
+use mco_security::{Credentials, TrustStore};
 use serde_json::{json, Map};
 use toml::{Table, Value};
 

@@ -33,10 +33,10 @@ use std::time::Duration;
 
 use mco_core::agent::{outputs, ActionError, ActionResult, Agent, RequestContext};
 use mco_core::config::SecurityConfig;
-use mco_core::pki::{self, CsrOptions, PUBLIC_MODE};
 use mco_core::provisioning::{files, ProvisioningConfig};
-use mco_core::security::NodeKey;
 use mco_core::{Ddl, Status};
+use mco_pki::{self as pki, CsrOptions, PUBLIC_MODE};
+use mco_security::NodeKey;
 use serde_json::{json, Map, Value};
 
 use state::{Lock, Master};

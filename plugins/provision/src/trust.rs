@@ -179,8 +179,8 @@ mod tests {
     #[test]
     fn the_ca_must_be_the_shipped_one() {
         let dir = tempfile::tempdir().unwrap();
-        let a = mco_core::pki::Ca::init(&dir.path().join("a"), &Default::default()).unwrap();
-        let b = mco_core::pki::Ca::init(&dir.path().join("b"), &Default::default()).unwrap();
+        let a = mco_pki::Ca::init(&dir.path().join("a"), &Default::default()).unwrap();
+        let b = mco_pki::Ca::init(&dir.path().join("b"), &Default::default()).unwrap();
         assert!(same_ca(a.cert_pem().as_bytes(), a.cert_pem()).is_ok());
         // Formatting does not matter, the bytes do.
         let reflowed = a.cert_pem().replace('\n', "\r\n");
@@ -199,7 +199,7 @@ mod tests {
     #[test]
     fn crl_ages_are_read_and_a_bad_present_crl_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let ca = mco_core::pki::Ca::init(&dir.path().join("a"), &Default::default()).unwrap();
+        let ca = mco_pki::Ca::init(&dir.path().join("a"), &Default::default()).unwrap();
         let first = ca.crl(&Default::default()).unwrap();
         let second = ca.crl(&Default::default()).unwrap();
         let (a, b) = (

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use super::{allow_word, Decision, Groups, Policy, PolicyError};
-use crate::filter::FilterTarget;
+use mco_core::filter::FilterTarget;
 
 /// rpcutil actions that only read, open to every authenticated caller while no
 /// `rpcutil.policy` exists, so that discovery works on a fresh install.
@@ -207,7 +207,7 @@ fn read_error(path: &Path, e: &io::Error) -> PolicyError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::filter::testnode::Node;
+    use mco_core::filter::testnode::Node;
     use std::time::Duration;
 
     fn write(dir: &Path, name: &str, text: &str) {

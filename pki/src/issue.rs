@@ -314,7 +314,7 @@ pub(super) fn asn1_time(t: SystemTime) -> Result<ASN1Time, PkiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::{CaOptions, Index};
+    use crate::{CaOptions, Index};
     use std::os::unix::fs::PermissionsExt;
     use x509_parser::extensions::GeneralName;
     use x509_parser::prelude::{FromDer, X509Certificate};
@@ -326,7 +326,7 @@ mod tests {
     }
 
     fn der_of(pem: &str) -> Vec<u8> {
-        crate::pki::ca::pem_contents(pem, &["CERTIFICATE"]).unwrap()
+        crate::ca::pem_contents(pem, &["CERTIFICATE"]).unwrap()
     }
 
     fn sans(cert: &X509Certificate<'_>) -> Vec<String> {
@@ -527,7 +527,7 @@ mod tests {
     #[test]
     fn keys_are_pkcs8_v1_without_the_public_key() {
         let (key, pem) = new_key().unwrap();
-        let der = crate::pki::ca::pem_contents(&pem, &["PRIVATE KEY"]).unwrap();
+        let der = crate::ca::pem_contents(&pem, &["PRIVATE KEY"]).unwrap();
         // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING[32] } }
         let prefix = [
             0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::{Groups, Names, Policy, PolicyError, Rule};
-use crate::filter::{parse_compound, FactTerm, Filter, FilterError};
+use mco_core::filter::{parse_compound, FactTerm, Filter, FilterError};
 
 /// A problem at a byte offset of the current line, before it becomes a
 /// [`PolicyError`] with line and column.

@@ -101,9 +101,9 @@ fn even_hex(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::ca::pem_contents;
-    use crate::pki::index::unix_seconds;
-    use crate::pki::{CaOptions, IssueOptions, Kind};
+    use crate::ca::pem_contents;
+    use crate::index::unix_seconds;
+    use crate::{CaOptions, IssueOptions, Kind};
     use std::os::unix::fs::PermissionsExt;
     use x509_parser::prelude::{FromDer, X509Certificate};
     use x509_parser::revocation_list::CertificateRevocationList;
@@ -113,7 +113,7 @@ mod tests {
         let (_, crl) = CertificateRevocationList::from_der(&der).unwrap();
         let serials = crl
             .iter_revoked_certificates()
-            .map(|r| crate::pki::index::serial_hex(&r.serial().to_bytes_be()))
+            .map(|r| crate::index::serial_hex(&r.serial().to_bytes_be()))
             .collect();
         let number = crl.crl_number().unwrap().to_string().parse().unwrap();
         (serials, number)

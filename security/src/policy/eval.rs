@@ -1,7 +1,7 @@
 //! Deciding a request against a parsed policy.
 
 use super::{allow_word, Decision, Groups, Names, Policy, Rule};
-use crate::filter::FilterTarget;
+use mco_core::filter::FilterTarget;
 
 impl Policy {
     /// Decides whether `caller` may run `action` on `node`: the first rule whose
@@ -68,7 +68,7 @@ impl Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::filter::testnode::Node;
+    use mco_core::filter::testnode::Node;
 
     fn decide(policy: &str, caller: &str, action: &str) -> Decision {
         decide_with(policy, "", caller, action)

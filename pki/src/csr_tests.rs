@@ -1,7 +1,7 @@
 //! Tests of CSRs: requests, the CA's checks, and what it signs.
 
 use super::*;
-use crate::pki::{CaOptions, Index};
+use crate::{CaOptions, Index};
 use rcgen::KeyPair;
 use std::os::unix::fs::PermissionsExt;
 use x509_parser::prelude::X509Certificate;

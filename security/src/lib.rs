@@ -8,10 +8,17 @@
 //! certificates are cached by the SHA-256 of their DER bytes, so the cost per
 //! message is one signature check; a short-lived client can keep them in a
 //! known-certificates file between runs (see [`TrustStore::export_known`]).
+//!
+//! Authorization lives here too: [`policy`] is the actionpolicy language and
+//! the [`policy::Authorizer`] the responder asks before an action runs.
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod crl;
 mod known;
 mod nodekey;
+pub mod policy;
 mod presign;
 mod replay;
 
@@ -26,8 +33,8 @@ use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use x509_parser::prelude::*;
 
-use crate::limits::MAX_CERT_LEN;
-use crate::wire::{Envelope, Kind, PROTOCOL_VERSION};
+use mco_core::limits::MAX_CERT_LEN;
+use mco_core::wire::{Envelope, Kind, PROTOCOL_VERSION};
 
 pub use crl::CrlInfo;
 pub use nodekey::{verify_key_signed, NodeKey};

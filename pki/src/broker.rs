@@ -38,7 +38,7 @@ use super::ca::pem_contents;
 use super::index::{serial_hex, Index, IndexEntry};
 use super::keys::{check_ed25519_key, is_key_pin, key_pin};
 use super::{check_name, Kind, PkiError, CA_CERT};
-use crate::subject;
+use mco_core::subject;
 
 /// The address a generated configuration listens on unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4222";
@@ -411,7 +411,7 @@ mod tests {
 
     #[test]
     fn live_pins_leave_out_revoked_expired_and_brokers() {
-        use crate::pki::{Ca, CaOptions, IssueOptions};
+        use crate::{Ca, CaOptions, IssueOptions};
         let tmp = tempfile::tempdir().unwrap();
         let ca = Ca::init(tmp.path(), &CaOptions::default()).unwrap();
         let pin_of = |pem: &str| {
@@ -434,7 +434,7 @@ mod tests {
             ..IssueOptions::default()
         };
         let new = ca.issue("web1", Kind::Node, &forced).unwrap();
-        let now = crate::pki::index::unix_now();
+        let now = crate::index::unix_now();
         let mut want = vec![pin_of(&alice.cert_pem), pin_of(&new.cert_pem)];
         want.sort();
         assert_eq!(live_pins(tmp.path(), now).unwrap(), want);
@@ -458,7 +458,7 @@ mod tests {
 
     #[test]
     fn only_broker_certificates_may_serve() {
-        use crate::pki::{Ca, CaOptions, IssueOptions};
+        use crate::{Ca, CaOptions, IssueOptions};
         let tmp = tempfile::tempdir().unwrap();
         let ca = Ca::init(tmp.path(), &CaOptions::default()).unwrap();
         let broker = ca

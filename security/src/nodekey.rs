@@ -14,7 +14,7 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use super::{load_err, LoadError, SecurityError};
-use crate::wire::{Envelope, Kind, PROTOCOL_VERSION};
+use mco_core::wire::{Envelope, Kind, PROTOCOL_VERSION};
 
 /// A node's provisioning-mode signing key.
 pub struct NodeKey {
@@ -59,9 +59,9 @@ impl NodeKey {
             .key
             .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
             .map_err(|e| load_err(path, e))?;
-        match crate::pki::write_atomic(path, pem.as_bytes(), crate::pki::KEY_MODE, false) {
+        match mco_pki::write_atomic(path, pem.as_bytes(), mco_pki::KEY_MODE, false) {
             Ok(()) => Ok(key),
-            Err(crate::pki::PkiError::Exists { .. }) => {
+            Err(mco_pki::PkiError::Exists { .. }) => {
                 let text = std::fs::read_to_string(path).map_err(|e| load_err(path, e))?;
                 NodeKey::from_pem(&text).map_err(|m| load_err(path, m))
             }

@@ -37,7 +37,7 @@ mod parse;
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::filter::CompiledFilter;
+use mco_core::filter::CompiledFilter;
 
 pub use authorizer::{Authorizer, RPCUTIL_READ_ONLY};
 

@@ -212,8 +212,8 @@ fn when(t: ASN1Time) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::ca::pem_contents;
-    use crate::pki::{request_csr, Ca, CaOptions, CrlOptions, CsrOptions, IssueOptions, Kind};
+    use crate::ca::pem_contents;
+    use crate::{request_csr, Ca, CaOptions, CrlOptions, CsrOptions, IssueOptions, Kind};
     use std::time::{Duration, SystemTime};
 
     #[test]

@@ -9,7 +9,7 @@ use rcgen::{
 };
 
 use super::*;
-use crate::wire::Kind;
+use mco_core::wire::Kind;
 
 struct Ca {
     issuer: Issuer<'static, KeyPair>,

@@ -4,14 +4,14 @@
 //! of time (`Presigner`); then the cost per signature of batches of each size. Best of 7.
 //!
 //! ```text
-//! cargo run --release -p mco-core --example crypto_floor
+//! cargo run --release -p mco-security --example crypto_floor
 //! ```
 
 use std::time::Instant;
 
 use ed25519_dalek::hazmat::ExpandedSecretKey;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use mco_core::security::Presigner;
+use mco_security::Presigner;
 
 fn main() {
     let n = 1000;
