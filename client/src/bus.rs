@@ -7,8 +7,9 @@ use async_nats::{Client, ConnectOptions};
 use std::sync::Arc;
 
 use mco_core::config::{expand_home, ClientConfig};
+use mco_core::limits::TARGETS_PER_BODY;
 use mco_core::wire::{new_request_id, now_ms, Envelope, Kind, RequestBody};
-use mco_core::{subject, Filter};
+use mco_core::{subject, Filter, Target};
 use mco_security::{Credentials, TrustStore};
 use serde_json::{Map, Value};
 
@@ -35,6 +36,15 @@ pub struct Bus {
     warming: bool,
     /// How often the connection to the broker was lost since connecting.
     lost: Arc<AtomicU32>,
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, Copy)]
+pub enum To<'a> {
+    /// To every node hosting its agent that its filter selects.
+    Broadcast,
+    /// To these nodes, each on its own subject.
+    Nodes(&'a [String]),
 }
 
 /// The PKI directory `mco pki` writes by default.
@@ -102,19 +112,6 @@ fn save_known(trust: &TrustStore, creds: &Credentials, identity: &str) {
     }
 }
 
-impl Drop for Bus {
-    fn drop(&mut self) {
-        if let (Some(trust), Some(creds)) = (&self.opener.trust, &self.creds) {
-            save_known(trust, creds, &self.sender);
-        }
-        if let Some(pins) = &self.opener.pins {
-            if let Err(e) = pins.save() {
-                tracing::warn!("key pins not saved: {e}");
-            }
-        }
-    }
-}
-
 impl Bus {
     /// Connects, failing fast with a clear error if no broker answers.
     pub async fn connect(cfg: &ClientConfig) -> Result<Bus, ClientError> {
@@ -142,13 +139,13 @@ impl Bus {
                 p.exists().then_some(p)
             });
             let creds = Credentials::load(&cert, &key).map_err(|e| {
-                ClientError::Security(format!(
+                ClientError::Verification(format!(
                     "{e}\n(issue a certificate with `mco pki issue {} --kind user`, set [security] cert/key, or `insecure = true` for a demo)",
                     cfg.identity
                 ))
             })?;
             if creds.name() != format!("user:{}", cfg.identity) {
-                return Err(ClientError::Security(format!(
+                return Err(ClientError::Verification(format!(
                     "{}: the certificate is for {:?}, but this client is user:{}",
                     cert.display(),
                     creds.name(),
@@ -156,7 +153,7 @@ impl Bus {
                 )));
             }
             let trust = TrustStore::load(&ca, crl.as_deref())
-                .map_err(|e| ClientError::Security(e.to_string()))?;
+                .map_err(|e| ClientError::Verification(e.to_string()))?;
             load_known(&trust, &creds, &cfg.identity);
             let trust = Arc::new(trust);
             warming = sec.sign && warm_keys(&trust, nodes);
@@ -173,7 +170,7 @@ impl Bus {
         };
         if let Some(path) = &cfg.nats.token_file {
             let token = std::fs::read_to_string(path).map_err(|e| {
-                ClientError::Security(format!("nats.token_file {}: {e}", path.display()))
+                ClientError::Verification(format!("nats.token_file {}: {e}", path.display()))
             })?;
             options = options.token(token.trim().to_string());
         }
@@ -193,7 +190,7 @@ impl Bus {
             .await
             .map_err(|e| ClientError::Connect {
                 servers,
-                message: e.to_string(),
+                source: Box::new(e),
             })?;
         Ok(Bus {
             client,
@@ -210,6 +207,22 @@ impl Bus {
                 pins: None,
             },
         })
+    }
+
+    /// Writes what this connection learnt for the next run: the node
+    /// certificates it checked (the known-certificates file) and the key
+    /// pins it made. Called explicitly when a session ends
+    /// ([`crate::session::Session::close`]), never from `Drop`, so that a
+    /// failure to save is said once, where it can be acted on.
+    pub fn save_caches(&self) {
+        if let (Some(trust), Some(creds)) = (&self.opener.trust, &self.creds) {
+            save_known(trust, creds, &self.sender);
+        }
+        if let Some(pins) = &self.opener.pins {
+            if let Err(e) = pins.save() {
+                tracing::warn!("key pins not saved: {e}");
+            }
+        }
     }
 
     /// Accepts replies signed by bare node keys, checked against `pins`:
@@ -236,24 +249,52 @@ impl Bus {
         }
     }
 
-    /// Publishes `payload` to each of `subjects` with `reply_to`, then
-    /// flushes, by `deadline`: a broker that went away would otherwise keep
-    /// the flush waiting for a reconnection well past the call's timeout.
-    /// Past the deadline, the error says the broker did not take the request.
-    pub async fn publish_by(
+    /// Signs `req` for where it goes and publishes it, then flushes, all by
+    /// `deadline` (a broker that went away would otherwise keep the flush
+    /// waiting for a reconnection well past the call's timeout).
+    ///
+    /// This is the one way a request leaves the client. The body is bound
+    /// to its target ([`mco_core::binding`]): a broadcast is signed for the
+    /// agent's broadcast subject; a request to named nodes is signed for
+    /// them, [`TARGETS_PER_BODY`] identities per signature, and published on
+    /// each one's own subject. Either way replies are signed to go to
+    /// [`reply_subject`](Self::reply_subject).
+    pub async fn send(
         &self,
-        subjects: &[String],
-        reply_to: &str,
-        payload: bytes::Bytes,
+        req: &RequestBody,
+        to: To<'_>,
         deadline: tokio::time::Instant,
     ) -> Result<(), ClientError> {
+        let reply_to = self.reply_subject(req);
+        let mut batches: Vec<(Vec<String>, bytes::Bytes)> = Vec::new();
+        match to {
+            To::Broadcast => {
+                let mut body = req.clone();
+                body.bind(Target::Broadcast);
+                let subject = subject::broadcast(&req.collective, &req.agent);
+                batches.push((vec![subject], self.encode(&body)?));
+            }
+            To::Nodes(nodes) => {
+                for group in nodes.chunks(TARGETS_PER_BODY) {
+                    let mut body = req.clone();
+                    body.bind(Target::Nodes(group.to_vec()));
+                    let subjects = group
+                        .iter()
+                        .map(|n| subject::node(&req.collective, n))
+                        .collect();
+                    batches.push((subjects, self.encode(&body)?));
+                }
+            }
+        }
         let started = tokio::time::Instant::now();
         let publish = async {
-            for subject in subjects {
-                self.client
-                    .publish_with_reply(subject.clone(), reply_to.to_string(), payload.clone())
-                    .await
-                    .map_err(|e| ClientError::Bus(e.to_string()))?;
+            for (subjects, payload) in &batches {
+                for subject in subjects {
+                    self.client
+                        .publish_with_reply(subject.clone(), reply_to.clone(), payload.clone())
+                        .await
+                        .map_err(|e| ClientError::Bus(e.to_string()))?;
+                }
             }
             self.client
                 .flush()
@@ -263,14 +304,15 @@ impl Bus {
         tokio::time::timeout_at(deadline, publish)
             .await
             .unwrap_or_else(|_| {
-                Err(ClientError::Bus(format!(
+                Err(ClientError::Timeout(format!(
                     "the broker did not take the request within {:.1}s: the connection to it is lost or it stopped answering",
                     deadline.saturating_duration_since(started).as_secs_f64()
                 )))
             })
     }
 
-    /// A new request body.
+    /// A new request body, not yet bound to a target ([`send`](Self::send)
+    /// binds it).
     pub fn request(
         &self,
         collective: &str,
@@ -290,6 +332,8 @@ impl Bus {
             filter,
             ttl_s: self.ttl.as_secs().clamp(1, u64::from(u32::MAX)) as u32,
             time_ms: now_ms(),
+            target: None,
+            reply_to: None,
         }
     }
 

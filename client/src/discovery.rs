@@ -14,10 +14,10 @@ use std::io::BufRead;
 use std::path::Path;
 use std::time::Duration;
 
-use mco_core::{subject, Filter};
+use mco_core::Filter;
 use tokio::time::Instant;
 
-use crate::bus::Bus;
+use crate::bus::{Bus, To};
 use crate::error::ClientError;
 use crate::senders::{outside_words, Senders};
 use crate::target::{Plan, Source};
@@ -36,6 +36,17 @@ pub struct Discovered {
     pub nodes: Vec<String>,
     /// True when found by broadcast (affects the exit code when none reply).
     pub by_broadcast: bool,
+    /// What the operator must be told about the discovery, one line each.
+    pub warnings: Vec<String>,
+}
+
+/// What a broadcast discovery found.
+#[derive(Debug, Default)]
+pub struct Pinged {
+    /// Identities of the matching nodes with their round-trip times, sorted.
+    pub nodes: Vec<(String, Duration)>,
+    /// What the operator must be told about it, one line each.
+    pub warnings: Vec<String>,
 }
 
 /// Finds the nodes for `plan`. `agent`, when given, is added to the filter
@@ -49,14 +60,17 @@ pub async fn discover(
         Source::File(path) => Ok(Discovered {
             nodes: read_nodes_file(path)?,
             by_broadcast: false,
+            warnings: Vec::new(),
         }),
         Source::Stdin => Ok(Discovered {
             nodes: read_stdin()?,
             by_broadcast: false,
+            warnings: Vec::new(),
         }),
         Source::Listed(nodes) => Ok(Discovered {
             nodes: nodes.clone(),
             by_broadcast: false,
+            warnings: Vec::new(),
         }),
         Source::Broadcast => {
             if let Some(ids) = plan.filter.literal_identities() {
@@ -66,6 +80,7 @@ pub async fn discover(
                 return Ok(Discovered {
                     nodes: ids,
                     by_broadcast: false,
+                    warnings: Vec::new(),
                 });
             }
             let mut filter = plan.filter.clone();
@@ -82,10 +97,11 @@ pub async fn discover(
                 plan.discovery_window,
             )
             .await?;
-            let nodes = found.into_iter().map(|(id, _)| id).collect();
+            let nodes = found.nodes.into_iter().map(|(id, _)| id).collect();
             Ok(Discovered {
                 nodes,
                 by_broadcast: true,
+                warnings: found.warnings,
             })
         }
     }
@@ -119,29 +135,26 @@ fn parse_nodes(r: impl BufRead) -> std::io::Result<Vec<String>> {
 /// Broadcast discovery: identities of matching nodes with their round-trip
 /// times, sorted by identity. Replies whose verified sender the filter's
 /// identity patterns do not select are dropped and counted, and so are
-/// refused ones; each kind is said in one line on stderr.
+/// refused ones; each kind is one line of [`Pinged::warnings`].
 pub async fn broadcast(
     bus: &Bus,
     collective: &str,
     filter: Filter,
     timeout: Duration,
     window: Duration,
-) -> Result<Vec<(String, Duration)>, ClientError> {
+) -> Result<Pinged, ClientError> {
     let senders = Senders::from_filter(&filter)?;
     let lost_before = bus.times_lost();
     let req = bus.request(collective, "rpcutil", "ping", Default::default(), filter);
-    let reply_to = bus.reply_subject(&req);
     let sub = bus
         .client
-        .subscribe(reply_to.clone())
+        .subscribe(bus.reply_subject(&req))
         .await
         .map_err(|e| ClientError::Bus(e.to_string()))?;
     let sent = Instant::now();
     let mut intake = Intake::start(sub, bus.opener.clone(), sent, None);
     let hard = sent + timeout;
-    let to = [subject::broadcast(collective, "rpcutil")];
-    bus.publish_by(&to, &reply_to, bus.encode(&req)?, hard)
-        .await?;
+    bus.send(&req, To::Broadcast, hard).await?;
     let mut found = Found::default();
     loop {
         let deadline = if found.nodes.is_empty() || window.is_zero() {
@@ -161,12 +174,15 @@ pub async fn broadcast(
             None => break,
         }
     }
-    found.warn(intake.dropped());
+    let mut warnings = found.warnings(intake.dropped());
     let lost = bus.times_lost() - lost_before;
     if lost > 0 {
-        eprintln!("warning: {}", crate::rpc::lost_words(lost, "discovery"));
+        warnings.push(crate::rpc::lost_words(lost, "discovery"));
     }
-    Ok(found.nodes.into_iter().collect())
+    Ok(Pinged {
+        nodes: found.nodes.into_iter().collect(),
+        warnings,
+    })
 }
 
 /// What one discovery found and ignored.
@@ -197,27 +213,29 @@ impl Found {
         }
     }
 
-    fn warn(&self, dropped: usize) {
+    fn warnings(&self, dropped: usize) -> Vec<String> {
+        let mut out = Vec::new();
         if self.untrusted.count > 0 {
-            eprintln!(
-                "warning: ignored {} discovery replies that failed verification: {}",
+            out.push(format!(
+                "ignored {} discovery replies that failed verification: {}",
                 self.untrusted.count,
                 self.untrusted.reasons()
-            );
+            ));
         }
         if self.outside > 0 {
-            eprintln!("warning: {}", outside_words(self.outside, "discovery"));
+            out.push(outside_words(self.outside, "discovery"));
         }
         if self.over > 0 {
-            eprintln!(
-                "warning: ignored {} discovery replies past the bound of {FOUND_MAX} nodes or {} MiB of names",
+            out.push(format!(
+                "ignored {} discovery replies past the bound of {FOUND_MAX} nodes or {} MiB of names",
                 self.over,
                 FOUND_BYTES_MAX >> 20
-            );
+            ));
         }
         if dropped > 0 {
-            eprintln!("warning: {}", dropped_words(dropped));
+            out.push(dropped_words(dropped));
         }
+        out
     }
 }
 

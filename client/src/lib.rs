@@ -22,6 +22,7 @@ pub mod pins;
 pub mod provision;
 pub mod rpc;
 pub mod senders;
+pub mod session;
 pub mod target;
 pub mod terminal;
 pub mod verify;

@@ -13,14 +13,15 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use mco_core::wire::RequestBody;
-use mco_core::{subject, Filter};
+use mco_core::Filter;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use crate::bus::Bus;
+use crate::bus::{Bus, To};
 use crate::error::ClientError;
 use crate::output::NodeReply;
 use crate::senders::{outside_words, Senders};
+use crate::target::Plan;
 use crate::verify::{cut, dropped_words, reasons, Intake, Refusals, Rejected, REASON_MAX};
 
 /// Most names of nodes that answered unasked kept by one call; more are
@@ -84,34 +85,36 @@ pub struct Collected {
 }
 
 impl Collected {
-    /// Says on stderr which replies were ignored: those that failed
-    /// verification (counted as no reply) and those that did not decode;
-    /// and whether the connection to the broker was lost during the call.
-    pub fn warn_ignored(&self) {
+    /// What the operator must be told about this call, one line each:
+    /// replies that failed verification (counted as no reply) or did not
+    /// decode, replies from nodes outside the filter or not asked, replies
+    /// dropped unread, and a connection to the broker lost during the call.
+    /// A [`Session`](crate::session::Session) says them after every call.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
         if self.broker_lost > 0 {
-            eprintln!("warning: {}", lost_words(self.broker_lost, "the call"));
+            out.push(lost_words(self.broker_lost, "the call"));
         }
-        if let Some(line) = self.untrusted_line() {
-            eprintln!("warning: {line}");
-        }
+        out.extend(self.untrusted_line());
         if self.undecodable > 0 {
-            eprintln!(
-                "warning: ignored {} replies that did not decode",
+            out.push(format!(
+                "ignored {} replies that did not decode",
                 self.undecodable
-            );
+            ));
         }
         if self.outside > 0 {
-            eprintln!("warning: {}", outside_words(self.outside, "call"));
+            out.push(outside_words(self.outside, "call"));
         }
         if self.unexpected_more > 0 {
-            eprintln!(
-                "warning: ignored {} more replies from nodes that were not asked (their names are not listed)",
+            out.push(format!(
+                "ignored {} more replies from nodes that were not asked (their names are not listed)",
                 self.unexpected_more
-            );
+            ));
         }
         if self.dropped > 0 {
-            eprintln!("warning: {}", dropped_words(self.dropped));
+            out.push(dropped_words(self.dropped));
         }
+        out
     }
 
     /// The one line about replies that failed verification, if any did.
@@ -219,6 +222,17 @@ pub async fn fire(
 }
 
 impl Call {
+    /// `agent#action` with `data`, for the plan's collective and filter.
+    pub fn for_plan(plan: &Plan, agent: &str, action: &str, data: Map<String, Value>) -> Call {
+        Call {
+            collective: plan.collective.clone(),
+            agent: agent.to_string(),
+            action: action.to_string(),
+            data,
+            filter: plan.filter.clone(),
+        }
+    }
+
     fn request(&self, bus: &Bus) -> RequestBody {
         bus.request(
             &self.collective,
@@ -230,24 +244,14 @@ impl Call {
     }
 }
 
-/// Sends one encoded request to each node's own subject by `deadline`.
+/// Sends `req` to each node's own subject, signed for those nodes, by `deadline`.
 async fn send(
     bus: &Bus,
     req: &RequestBody,
     nodes: &[String],
     deadline: Instant,
 ) -> Result<(), ClientError> {
-    let subjects: Vec<String> = nodes
-        .iter()
-        .map(|n| subject::node(&req.collective, n))
-        .collect();
-    bus.publish_by(
-        &subjects,
-        &bus.reply_subject(req),
-        bus.encode(req)?,
-        deadline,
-    )
-    .await
+    bus.send(req, To::Nodes(nodes), deadline).await
 }
 
 /// One batch of a call: its nodes (whose replies are taken), the senders

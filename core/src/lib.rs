@@ -12,6 +12,7 @@
 
 pub mod agent;
 pub mod backoff;
+pub mod binding;
 pub mod config;
 pub mod ddl;
 pub mod facts;
@@ -23,6 +24,7 @@ pub mod subject;
 pub mod wire;
 
 pub use agent::{ActionError, ActionResult, Agent, NodeInfo, Outputs, RequestContext};
+pub use binding::Target;
 pub use ddl::Ddl;
 pub use filter::{Filter, FilterError};
 pub use wire::{Envelope, Kind, ReplyBody, RequestBody, Status};

@@ -67,6 +67,19 @@ pub fn responder_queue_len(max_payload: usize) -> usize {
 /// audit log and to metrics labels for each request, so none may be large.
 pub const MAX_NAME_LEN: usize = 255;
 
+/// Most node identities one request body may name as its target. A client
+/// addressing more nodes signs one body per group of
+/// [`TARGETS_PER_BODY`]; a responder reads at most this many.
+pub const MAX_TARGETS: usize = 1024;
+
+/// How many identities a client names in one signed body when it sends a
+/// request to nodes directly: each group costs one signature, and each body
+/// stays small however many nodes are called.
+pub const TARGETS_PER_BODY: usize = 64;
+
+/// Longest reply subject a request may name, in bytes.
+pub const MAX_SUBJECT_LEN: usize = 1024;
+
 /// How deeply `v` nests maps and arrays (a scalar is 0), found without
 /// recursing, so it is safe on any value however it was built.
 pub fn value_depth(v: &serde_json::Value) -> usize {

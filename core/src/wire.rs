@@ -10,8 +10,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::binding::Target;
 use crate::filter::Filter;
-use crate::limits::{MAX_FUTURE_SKEW_MS, MAX_NAME_LEN, MAX_REQUEST_ID_LEN, MAX_VALUE_DEPTH};
+use crate::limits::{
+    MAX_FUTURE_SKEW_MS, MAX_NAME_LEN, MAX_REQUEST_ID_LEN, MAX_SUBJECT_LEN, MAX_TARGETS,
+    MAX_VALUE_DEPTH,
+};
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u8 = 1;
@@ -81,6 +85,13 @@ pub struct RequestBody {
     pub ttl_s: u32,
     /// Creation time, milliseconds since the Unix epoch.
     pub time_ms: u64,
+    /// Which nodes the request is for (see [`crate::binding`]); absent in a
+    /// protocol v1 request, and then not encoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+    /// Where replies go; absent in a protocol v1 request, and then not encoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
 }
 
 /// The inner layer of a reply.
@@ -272,9 +283,10 @@ impl Envelope {
     }
 
     /// Decodes the body as a request, refusing values nested deeper than
-    /// [`MAX_VALUE_DEPTH`], ids longer than [`MAX_REQUEST_ID_LEN`] and names
-    /// (sender, caller, collective, agent, action) longer than
-    /// [`MAX_NAME_LEN`].
+    /// [`MAX_VALUE_DEPTH`], ids longer than [`MAX_REQUEST_ID_LEN`], names
+    /// (sender, caller, collective, agent, action, target identities) longer
+    /// than [`MAX_NAME_LEN`], more than [`MAX_TARGETS`] target identities and
+    /// a reply subject longer than [`MAX_SUBJECT_LEN`].
     pub fn request(&self) -> Result<RequestBody, WireError> {
         let req: RequestBody = decode_bounded(&self.body)?;
         bounded("request id", &req.id, MAX_REQUEST_ID_LEN)?;
@@ -283,6 +295,20 @@ impl Envelope {
         bounded("collective", &req.collective, MAX_NAME_LEN)?;
         bounded("agent", &req.agent, MAX_NAME_LEN)?;
         bounded("action", &req.action, MAX_NAME_LEN)?;
+        if let Some(reply_to) = &req.reply_to {
+            bounded("reply subject", reply_to, MAX_SUBJECT_LEN)?;
+        }
+        if let Some(Target::Nodes(nodes)) = &req.target {
+            if nodes.len() > MAX_TARGETS {
+                return Err(WireError::Decode(format!(
+                    "target of {} nodes is over the bound of {MAX_TARGETS}",
+                    nodes.len()
+                )));
+            }
+            for n in nodes {
+                bounded("target identity", n, MAX_NAME_LEN)?;
+            }
+        }
         Ok(req)
     }
 
@@ -381,6 +407,8 @@ mod tests {
             filter: Filter::default(),
             ttl_s: 60,
             time_ms: now_ms(),
+            target: None,
+            reply_to: None,
         }
     }
 
@@ -511,6 +539,29 @@ mod tests {
         let env = Envelope::unsigned(Kind::Request, r.encode());
         assert!(matches!(env.request(), Err(WireError::Decode(m)) if m.contains("request id")));
         r.id = "x".repeat(MAX_REQUEST_ID_LEN);
+        assert!(Envelope::unsigned(Kind::Request, r.encode())
+            .request()
+            .is_ok());
+    }
+
+    #[test]
+    fn long_or_many_targets_and_long_reply_subjects_are_refused() {
+        let mut r = request();
+        r.target = Some(Target::Nodes(vec!["n".into(); MAX_TARGETS + 1]));
+        let env = Envelope::unsigned(Kind::Request, r.encode());
+        assert!(matches!(env.request(), Err(WireError::Decode(m)) if m.starts_with("target of")));
+        r.target = Some(Target::Nodes(vec!["n".repeat(MAX_NAME_LEN + 1)]));
+        let env = Envelope::unsigned(Kind::Request, r.encode());
+        assert!(
+            matches!(env.request(), Err(WireError::Decode(m)) if m.starts_with("target identity"))
+        );
+        r.target = Some(Target::Nodes(vec!["n".into(); MAX_TARGETS]));
+        r.reply_to = Some("r".repeat(MAX_SUBJECT_LEN + 1));
+        let env = Envelope::unsigned(Kind::Request, r.encode());
+        assert!(
+            matches!(env.request(), Err(WireError::Decode(m)) if m.starts_with("reply subject"))
+        );
+        r.reply_to = Some("r".repeat(MAX_SUBJECT_LEN));
         assert!(Envelope::unsigned(Kind::Request, r.encode())
             .request()
             .is_ok());

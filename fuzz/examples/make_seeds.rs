@@ -395,6 +395,8 @@ fn request(agent: &str, action: &str, data: serde_json::Value, filter: Filter) -
         filter,
         ttl_s: 60,
         time_ms: now_ms(),
+        target: None,
+        reply_to: None,
     }
 }
 

@@ -14,7 +14,7 @@
 //! | body, depth, lengths | `decode` (`Envelope::request`) | `undecodable` |
 //! | certificate, signature, caller | `decode` (`TrustStore::verify`) | `bad_certificate`, `untrusted_certificate`, `bad_signature`, `name_mismatch`, … |
 //! | TTL, collective, `max_ttl` | `decode` | `expired`, `wrong_collective`, `ttl_too_long` |
-//! | reply subject | `handle` | `no_reply_to` |
+//! | binding: target, subject, reply subject | `bound_reply` | `unbound`, `wrong_target`, `reply_mismatch`, `no_reply_to` |
 //! | filter (compile, then match) | `handle` | `bad_filter`; no match is silence |
 //! | replay | `remember` (after the filter) | `replay`, `replay_cache_full` |
 //! | concurrency slot | `handle` | a `busy` reply |
@@ -27,6 +27,7 @@ use std::sync::Arc;
 use async_nats::{Client, ConnectOptions, Message};
 use futures::stream::{SelectAll, StreamExt};
 use mco_core::backoff::Backoff;
+use mco_core::binding::Delivery;
 use mco_core::subject;
 use mco_core::wire::{now_ms, Envelope, Kind, ReplyBody, RequestBody, Status, WireError};
 use mco_security::{SecurityError, Seen};
@@ -227,12 +228,9 @@ fn handle(client: &Client, node: &Arc<NodeState>, max_payload: usize, msg: Messa
         Ok(r) => r,
         Err((why, detail)) => return refuse(node, why, &detail),
     };
-    let Some(reply_to) = msg.reply.clone() else {
-        return refuse(
-            node,
-            DropReason::NoReplyTo,
-            &"request without a reply subject",
-        );
+    let reply_to = match bound_reply(&msg, node, &req) {
+        Ok(r) => r,
+        Err((why, detail)) => return refuse(node, why, &detail),
     };
     let filter = match req.filter.compile() {
         Ok(f) => f,
@@ -272,6 +270,32 @@ fn handle(client: &Client, node: &Arc<NodeState>, max_payload: usize, msg: Messa
                 async move { publish(&client, &node, max_payload, reply_to, reply).await },
             );
         }
+    }
+}
+
+/// Where to answer `req`: the reply subject it was signed with, once the
+/// binding holds for this delivery (this node, this subject, this reply
+/// subject). A secure node refuses an unbound request; an insecure one
+/// answers it on the message's reply subject, as protocol v1 did.
+fn bound_reply(
+    msg: &Message,
+    node: &NodeState,
+    req: &RequestBody,
+) -> Result<async_nats::Subject, (DropReason, String)> {
+    if req.is_unbound() && node.security.is_none() {
+        return msg.reply.clone().ok_or((
+            DropReason::NoReplyTo,
+            "request without a reply subject".to_string(),
+        ));
+    }
+    let delivery = Delivery {
+        subject: msg.subject.as_str(),
+        reply: msg.reply.as_ref().map(|r| r.as_str()),
+        identity: &node.identity,
+    };
+    match req.check_binding(&delivery) {
+        Ok(reply) => Ok(async_nats::Subject::from(reply)),
+        Err(e) => Err((DropReason::from(&e), e.to_string())),
     }
 }
 

@@ -49,6 +49,24 @@ pub enum DropReason {
     TtlTooLong,
     /// The replay cache is full of live ids: refused rather than forget one.
     ReplayCacheFull,
+    /// A request that does not say which nodes it is for and where replies
+    /// go, on a secure node.
+    Unbound,
+    /// A request signed for other nodes, or for another subject.
+    WrongTarget,
+    /// A request whose message asks for replies elsewhere than it was signed for.
+    ReplyMismatch,
+}
+
+impl From<&mco_core::binding::BindingError> for DropReason {
+    fn from(e: &mco_core::binding::BindingError) -> DropReason {
+        use mco_core::binding::BindingError as B;
+        match e {
+            B::Unbound => DropReason::Unbound,
+            B::WrongSubject { .. } | B::NotForThisNode { .. } => DropReason::WrongTarget,
+            B::ReplyMismatch { .. } => DropReason::ReplyMismatch,
+        }
+    }
 }
 
 impl From<&mco_security::SecurityError> for DropReason {
@@ -69,7 +87,7 @@ impl From<&mco_security::SecurityError> for DropReason {
     }
 }
 
-const DROPS: [(DropReason, &str); 20] = [
+const DROPS: [(DropReason, &str); 23] = [
     (DropReason::Oversized, "oversized"),
     (DropReason::Undecodable, "undecodable"),
     (DropReason::BadVersion, "bad_version"),
@@ -93,6 +111,9 @@ const DROPS: [(DropReason, &str); 20] = [
     (DropReason::Replay, "replay"),
     (DropReason::TtlTooLong, "ttl_too_long"),
     (DropReason::ReplayCacheFull, "replay_cache_full"),
+    (DropReason::Unbound, "unbound"),
+    (DropReason::WrongTarget, "wrong_target"),
+    (DropReason::ReplyMismatch, "reply_mismatch"),
 ];
 
 impl DropReason {
@@ -125,7 +146,10 @@ impl DropReason {
             | DropReason::WrongPrincipal
             | DropReason::Replay
             | DropReason::TtlTooLong
-            | DropReason::ReplayCacheFull => true,
+            | DropReason::ReplayCacheFull
+            | DropReason::Unbound
+            | DropReason::WrongTarget
+            | DropReason::ReplyMismatch => true,
         }
     }
 }

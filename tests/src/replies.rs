@@ -124,3 +124,13 @@ pub fn write_nodes_file(path: &Path, ids: &[&str]) {
     text.push('\n');
     std::fs::write(path, text).expect("write the nodes file");
 }
+
+/// The reply subject a request envelope was signed with, if `payload` is a
+/// request that names one: a test publishing raw requests sends them with
+/// the reply subject they were signed for, so that only the check under test
+/// can refuse them.
+pub fn signed_reply_to(payload: &[u8]) -> Option<String> {
+    use mco_core::wire::{Envelope, Kind};
+    let env = Envelope::decode(payload, usize::MAX, Kind::Request).ok()?;
+    env.request().ok()?.reply_to
+}

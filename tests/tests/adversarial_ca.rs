@@ -78,7 +78,7 @@ async fn raw(c: &SecureCollective, action: &str, name: &str) -> ReplyBody {
     let client = c.connect(Some("alice")).await.unwrap().client;
     let mut data = Map::new();
     data.insert("name".into(), Value::String(name.into()));
-    let body = RequestBody {
+    let mut body = RequestBody {
         id: new_request_id(),
         sender: "alice".into(),
         caller: "user:alice".into(),
@@ -89,7 +89,10 @@ async fn raw(c: &SecureCollective, action: &str, name: &str) -> ReplyBody {
         filter: Filter::default(),
         ttl_s: 60,
         time_ms: now_ms(),
+        target: None,
+        reply_to: None,
     };
+    body.bind(mco_core::Target::Nodes(vec![CA_NODE.into()]));
     let reply_to = subject::reply(C, "user:alice", &body.id);
     let mut sub = client.subscribe(reply_to.clone()).await.unwrap();
     let payload = creds.seal(Kind::Request, body.encode()).encode();

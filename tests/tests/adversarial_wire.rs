@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use mco_core::subject;
 use mco_core::wire::{new_request_id, now_ms};
-use mco_core::{Envelope, Filter, Kind, RequestBody};
+use mco_core::{Envelope, Filter, Kind, RequestBody, Target};
 use mco_security::Credentials;
 use mco_tests::replies::{counter, daemon_stats};
 use mco_tests::secure::COLLECTIVE as C;
@@ -37,6 +37,25 @@ fn ping(caller: &str, collective: &str) -> RequestBody {
         filter: Filter::default(),
         ttl_s: 60,
         time_ms: now_ms(),
+        target: None,
+        reply_to: None,
+    }
+}
+
+/// The target of a request for `node` alone.
+fn to(node: &str) -> Target {
+    Target::Nodes(vec![node.into()])
+}
+
+/// Signs `body` for `target`, as the client does.
+trait Bound {
+    fn bound(self, target: Target) -> Self;
+}
+
+impl Bound for RequestBody {
+    fn bound(mut self, target: Target) -> RequestBody {
+        self.bind(target);
+        self
     }
 }
 
@@ -59,7 +78,8 @@ async fn send_as(
     payload: Vec<u8>,
     wait: Duration,
 ) -> usize {
-    let reply_to = subject::reply(C, caller, &new_request_id());
+    let reply_to = mco_tests::replies::signed_reply_to(&payload)
+        .unwrap_or_else(|| subject::reply(C, caller, &new_request_id()));
     let mut sub = client.subscribe(reply_to.clone()).await.unwrap();
     client
         .publish_with_reply(subject, reply_to, Bytes::from(payload))
@@ -116,7 +136,7 @@ async fn deep_filters_cannot_abort_a_fleet() {
     let client = nats.client().await;
     let filters = hostile_filters();
     for f in &filters {
-        let mut body = ping("user:anyone", "mcollective");
+        let mut body = ping("user:anyone", "mcollective").bound(Target::Broadcast);
         body.filter.compound = vec![f.clone()];
         let env = Envelope::unsigned(Kind::Request, body.encode()).encode();
         let replies = send(
@@ -196,13 +216,13 @@ async fn hostile_bodies_and_certificates_are_refused_before_memory_grows() {
     let before = stats();
 
     // A deep filter, signed by a real user.
-    let mut body = ping("user:alice", C);
+    let mut body = ping("user:alice", C).bound(to(NODE));
     body.filter.compound = vec![format!("{}x", "!".repeat(4000))];
     let env = alice.seal(Kind::Request, body.encode()).encode();
     assert_eq!(send(&conn, to_node(), env, QUIET).await, 0);
 
     // `data` nested a million arrays deep, encoded by hand.
-    let mut body = ping("user:alice", C).encode();
+    let mut body = ping("user:alice", C).bound(to(NODE)).encode();
     let key = b"\xa4data\x80";
     let at = body.windows(key.len()).position(|w| w == key).unwrap() + 5;
     let mut nest = vec![0x81, 0xa1, b'x'];
@@ -213,20 +233,23 @@ async fn hostile_bodies_and_certificates_are_refused_before_memory_grows() {
     assert_eq!(send(&conn, to_node(), env, QUIET).await, 0);
 
     // A request id of 100 KiB.
-    let mut body = ping("user:alice", C);
+    let mut body = ping("user:alice", C).bound(to(NODE));
     body.id = "i".repeat(100 * 1024);
     let env = alice.seal(Kind::Request, body.encode()).encode();
     assert_eq!(send(&conn, to_node(), env, QUIET).await, 0);
 
     // An agent name of 64 KiB, which every audit line and metric label would carry.
-    let mut body = ping("user:alice", C);
+    let mut body = ping("user:alice", C).bound(to(NODE));
     body.agent = "a".repeat(64 * 1024);
     let env = alice.seal(Kind::Request, body.encode()).encode();
     assert_eq!(send(&conn, to_node(), env, QUIET).await, 0);
 
     // An oversized certificate, and then thousands of distinct garbage ones just under the
     // bound: each used to be kept by its full DER bytes.
-    let good = alice.seal(Kind::Request, ping("user:alice", C).encode());
+    let good = alice.seal(
+        Kind::Request,
+        ping("user:alice", C).bound(to(NODE)).encode(),
+    );
     let mut env = good.clone();
     env.cert = vec![0x30; 200 * 1024];
     assert_eq!(send(&conn, to_node(), env.encode(), QUIET).await, 0);
@@ -305,7 +328,7 @@ fn refusals_logged(col: &SecureCollective, node: &str, reason: &str) -> usize {
 async fn the_bus_cannot_write_lines_into_a_nodes_log() {
     const NODE: &str = "log-01";
     let (col, alice, conn) = alice_and(NODE).await;
-    let mut body = ping("user:alice", C);
+    let mut body = ping("user:alice", C).bound(to(NODE));
     body.id = "r\r\n2026-01-01T00:00:00Z INFO mco_responder: FORGED provisioned node=ca".into();
     let env = alice.seal(Kind::Request, body.encode()).encode();
     // Sent twice: the node serves the first and refuses the second as a replay, quoting its id.
@@ -357,7 +380,7 @@ async fn replay_protection_cannot_be_switched_off_nor_turned_on_others() {
         })
     };
 
-    let mut long = ping("user:mallory", C);
+    let mut long = ping("user:mallory", C).bound(to(NODE));
     long.ttl_s = 3600;
     let env = mallory.seal(Kind::Request, long.encode()).encode();
     assert_eq!(
@@ -373,7 +396,7 @@ async fn replay_protection_cannot_be_switched_off_nor_turned_on_others() {
 
     let ahead = now_ms() + 120_000;
     for time_ms in [u64::MAX, 1 << 63, (1 << 63) + now_ms(), ahead] {
-        let mut future = ping("user:mallory", C);
+        let mut future = ping("user:mallory", C).bound(to(NODE));
         future.time_ms = time_ms;
         let env = mallory.seal(Kind::Request, future.encode()).encode();
         assert_eq!(
@@ -394,7 +417,7 @@ async fn replay_protection_cannot_be_switched_off_nor_turned_on_others() {
     // the longest TTL allowed, and alice is still answered.
     let client = conn.clone();
     for _ in 0..100 {
-        let mut b = ping("user:mallory", C);
+        let mut b = ping("user:mallory", C).bound(Target::Broadcast);
         b.ttl_s = 300;
         b.time_ms = now_ms() + 20_000;
         b.filter.identity = vec!["nobody".into()];
@@ -402,7 +425,7 @@ async fn replay_protection_cannot_be_switched_off_nor_turned_on_others() {
         client
             .publish_with_reply(
                 subject::broadcast(C, "rpcutil"),
-                subject::reply(C, "user:mallory", &new_request_id()),
+                b.reply_to.clone().unwrap(),
                 Bytes::from(env),
             )
             .await
@@ -417,7 +440,7 @@ async fn replay_protection_cannot_be_switched_off_nor_turned_on_others() {
     // Mallory's own requests fill only mallory's share (a quarter: 10).
     let mut answered = Vec::new();
     loop {
-        let body = ping("user:mallory", C);
+        let body = ping("user:mallory", C).bound(to(NODE));
         let env = mallory.seal(Kind::Request, body.encode()).encode();
         if send_as(
             "user:mallory",

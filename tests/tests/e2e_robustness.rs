@@ -24,6 +24,9 @@ fn request(collective: &str, ttl_s: u32, time_ms: u64) -> RequestBody {
         filter: Filter::default(),
         ttl_s,
         time_ms,
+        // Unbound, as protocol v1 sent it: an insecure node still answers.
+        target: None,
+        reply_to: None,
     }
 }
 

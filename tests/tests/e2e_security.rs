@@ -15,7 +15,7 @@ use futures::StreamExt;
 use mco_client::verify::{Opener, Rejected};
 use mco_core::subject;
 use mco_core::wire::{new_request_id, now_ms, DEFAULT_MAX_PAYLOAD};
-use mco_core::{Envelope, Filter, Kind, ReplyBody, RequestBody, Status};
+use mco_core::{Envelope, Filter, Kind, ReplyBody, RequestBody, Status, Target};
 use mco_pki::{Ca, CaOptions, IssueOptions, Kind as CertKind};
 use mco_security::{Credentials, TrustStore};
 use mco_tests::replies::replies;
@@ -79,7 +79,7 @@ impl Counters {
 
 /// A ping to rpcutil from `caller`, valid now, with a fresh id.
 fn ping(caller: &str) -> RequestBody {
-    RequestBody {
+    let mut body = RequestBody {
         id: new_request_id(),
         sender: "tamper-me".into(),
         caller: caller.into(),
@@ -90,7 +90,11 @@ fn ping(caller: &str) -> RequestBody {
         filter: Filter::default(),
         ttl_s: TTL_S,
         time_ms: now_ms(),
-    }
+        target: None,
+        reply_to: None,
+    };
+    body.bind(Target::Nodes(vec![TARGET.into()]));
+    body
 }
 
 fn sealed(creds: &Credentials, body: &RequestBody) -> Vec<u8> {
@@ -129,7 +133,8 @@ impl<'a> Probe<'a> {
     /// Publishes `payload` to the node's own subject with a reply subject of alice's, and returns
     /// the first reply that comes within `wait`.
     async fn send(&self, payload: Vec<u8>, wait: Duration) -> Option<async_nats::Message> {
-        let reply_to = subject::reply(C, "user:alice", &new_request_id());
+        let reply_to = mco_tests::replies::signed_reply_to(&payload)
+            .unwrap_or_else(|| subject::reply(C, "user:alice", &new_request_id()));
         let mut sub = self.alice.subscribe(reply_to.clone()).await.unwrap();
         self.alice
             .publish_with_reply(subject::node(C, TARGET), reply_to, Bytes::from(payload))

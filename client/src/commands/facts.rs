@@ -3,12 +3,15 @@
 use std::io::Write;
 
 use mco_core::config::ClientConfig;
+use serde_json::{Map, Value};
 
-use super::{connect, discover, exit_code, io, Exit};
+use super::{discover, exit_code, io, Exit};
 use crate::cli::TargetArgs;
 use crate::error::ClientError;
 use crate::output::{self, RunSummary};
-use crate::rpc::{self, Call, Wait};
+use crate::rpc::{Call, Wait};
+use crate::session::Session;
+use crate::target::Plan;
 
 pub(super) async fn run(
     cfg: &ClientConfig,
@@ -20,26 +23,32 @@ pub(super) async fn run(
     let store = crate::ddls::DdlStore::load(&cfg.ddl_dirs)?;
     let (ddl, act) = super::rpc::action(&store, "rpcutil", "get_fact")?;
     let data = super::rpc::inputs(act, &[format!("fact={fact}")])?;
-    let (plan, bus) = connect(cfg, args).await?;
+    let (plan, session) = Session::open(cfg, args).await?;
+    let timeout = super::rpc::call_timeout(&plan, ddl);
+    let result = report(&session, &plan, fact, data, timeout, verbose, out).await;
+    session.finish(result)
+}
+
+async fn report(
+    session: &Session,
+    plan: &Plan,
+    fact: &str,
+    data: Map<String, Value>,
+    timeout: std::time::Duration,
+    verbose: bool,
+    out: &mut dyn Write,
+) -> Result<Exit, ClientError> {
     let started = std::time::Instant::now();
-    let Some(found) = discover(&bus, &plan, None, out).await? else {
+    let Some(found) = discover(session, plan, None, out).await? else {
         return Ok(1);
     };
-    let call = Call {
-        collective: plan.collective.clone(),
-        agent: "rpcutil".into(),
-        action: "get_fact".into(),
-        data,
-        filter: plan.filter.clone(),
-    };
+    let call = Call::for_plan(plan, "rpcutil", "get_fact", data);
     let wait = Wait {
-        timeout: plan.timeout.unwrap_or(
-            plan.discovery_timeout + std::time::Duration::from_secs(ddl.metadata.timeout),
-        ),
+        timeout,
         batch: plan.batch,
         progress: plan.progress,
     };
-    let c = rpc::call(&bus, &call, &found.nodes, &wait).await?;
+    let c = session.call(&call, &found.nodes, &wait).await?;
     output::write_fact_report(out, fact, &c.replies, verbose).map_err(io)?;
     output::write_summary(
         out,

@@ -4,35 +4,38 @@ use std::io::Write;
 
 use mco_core::config::ClientConfig;
 
-use super::{connect, io, Exit};
+use super::{io, Exit};
 use crate::cli::TargetArgs;
-use crate::discovery;
 use crate::error::ClientError;
-use crate::target::{self, Source};
+use crate::session::Session;
+use crate::target::{self, Plan, Source};
 
 pub(super) async fn run(
     cfg: &ClientConfig,
     args: &TargetArgs,
     out: &mut dyn Write,
 ) -> Result<Exit, ClientError> {
-    let (plan, bus) = connect(cfg, args).await?;
+    let (plan, session) = Session::open(cfg, args).await?;
+    let result = find(&session, &plan, out).await;
+    session.finish(result)
+}
+
+async fn find(session: &Session, plan: &Plan, out: &mut dyn Write) -> Result<Exit, ClientError> {
     // Finding is asking the bus: literal identities are checked too, not echoed.
     let nodes = if plan.source == Source::Broadcast {
-        discovery::broadcast(
-            &bus,
-            &plan.collective,
-            plan.filter.clone(),
-            plan.discovery_timeout,
-            plan.discovery_window,
-        )
-        .await?
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect()
+        let found = session
+            .ping(
+                &plan.collective,
+                plan.filter.clone(),
+                plan.discovery_timeout,
+                plan.discovery_window,
+            )
+            .await?;
+        let nodes = found.into_iter().map(|(id, _)| id).collect();
+        target::apply_limit(nodes, plan.limit, plan.limit_seed)
     } else {
-        discovery::discover(&bus, &plan, None).await?.nodes
+        session.discover(plan, None).await?.nodes
     };
-    let nodes = target::apply_limit(nodes, plan.limit, plan.limit_seed);
     for n in &nodes {
         writeln!(out, "{n}").map_err(io)?;
     }

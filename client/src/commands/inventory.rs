@@ -6,10 +6,11 @@ use mco_core::config::ClientConfig;
 use mco_core::facts::flatten;
 use serde_json::Value;
 
-use super::{connect, io, Exit};
+use super::{io, Exit};
 use crate::cli::TargetArgs;
-use crate::error::ClientError;
-use crate::rpc::{self, Call, Wait};
+use crate::error::{ClientError, ErrorKind};
+use crate::rpc::Call;
+use crate::session::Session;
 
 fn text(v: &Value) -> String {
     match v {
@@ -25,25 +26,25 @@ pub(super) async fn run(
     args: &TargetArgs,
     out: &mut dyn Write,
 ) -> Result<Exit, ClientError> {
-    let (plan, bus) = connect(cfg, args).await?;
+    let (plan, session) = Session::open(cfg, args).await?;
+    // A node is asked by name: the target flags' filter is not its business.
     let call = Call {
-        collective: plan.collective.clone(),
-        agent: "rpcutil".into(),
-        action: "inventory".into(),
-        data: Default::default(),
         filter: Default::default(),
+        ..Call::for_plan(&plan, "rpcutil", "inventory", Default::default())
     };
-    let wait = Wait {
-        timeout: plan
-            .timeout
-            .unwrap_or(plan.discovery_timeout + std::time::Duration::from_secs(5)),
-        batch: None,
-        progress: false,
-    };
-    let c = rpc::call(&bus, &call, &[node.to_string()], &wait).await?;
-    let Some(reply) = c.replies.first() else {
-        writeln!(out, "Did not receive any results from node {node}").map_err(io)?;
-        return Ok(4);
+    let timeout = plan
+        .timeout
+        .unwrap_or(plan.discovery_timeout + std::time::Duration::from_secs(5));
+    let asked = session.ask(&call, node, timeout).await;
+    session.close();
+    let reply = match asked {
+        Ok(reply) => reply,
+        // A reply that failed verification is no reply; the session said why.
+        Err(e) if matches!(e.kind(), ErrorKind::NoResponders | ErrorKind::Verification) => {
+            writeln!(out, "Did not receive any results from node {node}").map_err(io)?;
+            return Ok(4);
+        }
+        Err(e) => return Err(e),
     };
     if reply.status != mco_core::Status::Ok {
         writeln!(out, "{node}: {}: {}", reply.status.label(), reply.message).map_err(io)?;

@@ -13,13 +13,12 @@ mod rpc;
 
 use std::io::Write;
 
-use crate::bus::Bus;
-use crate::cli::{Cli, Command, PluginCommand, TargetArgs};
-use crate::discovery::{self, Discovered};
+use crate::cli::{Cli, Command, PluginCommand};
+use crate::discovery::Discovered;
 use crate::error::ClientError;
 use crate::rpc::Collected;
-use crate::target::{self, Plan};
-use mco_core::config::ClientConfig;
+use crate::session::Session;
+use crate::target::Plan;
 
 /// What a verb produced: the process exit code.
 pub type Exit = u8;
@@ -59,28 +58,15 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, ClientError> {
     }
 }
 
-/// Resolves the target flags and connects.
-async fn connect(cfg: &ClientConfig, args: &TargetArgs) -> Result<(Plan, Bus), ClientError> {
-    let plan = target::resolve(args, cfg)?.read_listed().await?;
-    let mut bus = Bus::connect_for(cfg, &plan.named_nodes()).await?;
-    if plan.collective == mco_core::provisioning::PROVISIONING_COLLECTIVE {
-        let path = crate::pins::default_pins_path();
-        let pins =
-            crate::pins::KeyPins::load(&path).map_err(|e| ClientError::Security(e.to_string()))?;
-        bus = bus.with_pins(std::sync::Arc::new(pins));
-    }
-    Ok((plan, bus))
-}
-
-/// Discovers and limits; `None` (after saying so) when nothing was found.
+/// Discovers for `plan` through `session`; `None` (after saying so on
+/// `out`) when nothing was found.
 async fn discover(
-    bus: &Bus,
+    session: &Session,
     plan: &Plan,
     agent: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<Option<Discovered>, ClientError> {
-    let mut found = discovery::discover(bus, plan, agent).await?;
-    found.nodes = target::apply_limit(found.nodes, plan.limit, plan.limit_seed);
+    let found = session.discover(plan, agent).await?;
     if found.nodes.is_empty() {
         writeln!(out, "No request sent, we did not discover any nodes.").map_err(io)?;
         return Ok(None);

@@ -4,31 +4,36 @@ use std::io::Write;
 
 use mco_core::config::ClientConfig;
 
-use super::{connect, io, Exit};
+use super::{io, Exit};
 use crate::cli::TargetArgs;
-use crate::discovery;
 use crate::error::ClientError;
 use crate::output::{self, NodeReply, RunSummary};
-use crate::rpc::{self, Call, Wait};
-use crate::target::{self, Source};
+use crate::rpc::{Call, Wait};
+use crate::session::Session;
+use crate::target::{Plan, Source};
 
 pub(super) async fn run(
     cfg: &ClientConfig,
     args: &TargetArgs,
     out: &mut dyn Write,
 ) -> Result<Exit, ClientError> {
-    let (plan, bus) = connect(cfg, args).await?;
+    let (plan, session) = Session::open(cfg, args).await?;
+    let result = ping(&session, &plan, out).await;
+    session.finish(result)
+}
+
+async fn ping(session: &Session, plan: &Plan, out: &mut dyn Write) -> Result<Exit, ClientError> {
     let started = std::time::Instant::now();
     let direct = plan.source != Source::Broadcast || plan.filter.literal_identities().is_some();
     if !direct {
-        let found = discovery::broadcast(
-            &bus,
-            &plan.collective,
-            plan.filter.clone(),
-            plan.timeout.unwrap_or(plan.discovery_timeout),
-            plan.discovery_window,
-        )
-        .await?;
+        let found = session
+            .ping(
+                &plan.collective,
+                plan.filter.clone(),
+                plan.timeout.unwrap_or(plan.discovery_timeout),
+                plan.discovery_window,
+            )
+            .await?;
         let replies: Vec<NodeReply> = found
             .into_iter()
             .map(|(sender, rtt)| NodeReply {
@@ -42,27 +47,20 @@ pub(super) async fn run(
         output::write_ping(out, &replies).map_err(io)?;
         return Ok(if replies.is_empty() { 1 } else { 0 });
     }
-    let found = discovery::discover(&bus, &plan, None).await?;
-    let nodes = target::apply_limit(found.nodes.clone(), plan.limit, plan.limit_seed);
-    let call = Call {
-        collective: plan.collective.clone(),
-        agent: "rpcutil".into(),
-        action: "ping".into(),
-        data: Default::default(),
-        filter: plan.filter.clone(),
-    };
+    let found = session.discover(plan, None).await?;
+    let call = Call::for_plan(plan, "rpcutil", "ping", Default::default());
     let wait = Wait {
         timeout: plan.timeout.unwrap_or(plan.discovery_timeout),
         batch: plan.batch,
         progress: false,
     };
-    let c = rpc::call(&bus, &call, &nodes, &wait).await?;
+    let c = session.call(&call, &found.nodes, &wait).await?;
     output::write_ping(out, &c.replies).map_err(io)?;
     if !c.no_response.is_empty() {
         output::write_summary(
             out,
             &RunSummary {
-                discovered: nodes.len(),
+                discovered: found.nodes.len(),
                 responded: c.replies.len(),
                 elapsed: started.elapsed(),
                 no_response: c.no_response.clone(),

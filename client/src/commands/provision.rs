@@ -106,7 +106,7 @@ fn forget(
 ) -> Result<Exit, ClientError> {
     let mut journal = open_journal(cfg)?;
     let pins = crate::pins::KeyPins::load(&cfg.pins_file)
-        .map_err(|e| ClientError::Security(e.to_string()))?;
+        .map_err(|e| ClientError::Verification(e.to_string()))?;
     let mut code = 0;
     for node in nodes {
         let pinned = pins.forget(node);

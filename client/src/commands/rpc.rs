@@ -7,13 +7,15 @@ use mco_core::ddl::{coerce_argument, Action};
 use mco_core::Ddl;
 use serde_json::{Map, Value};
 
-use super::{connect, discover, exit_code, io, Exit};
+use super::{discover, exit_code, io, Exit};
 use crate::cli::{DisplayArg, RpcArgs};
 use crate::ddls::DdlStore;
 use crate::discovery::Discovered;
 use crate::error::ClientError;
 use crate::output::{self, DisplayMode, RunSummary};
-use crate::rpc::{self, Call, Collected, Wait};
+use crate::rpc::{Call, Collected, Wait};
+use crate::session::Session;
+use crate::target::Plan;
 
 /// Finds the agent's DDL and action, or says which exist.
 pub(crate) fn action<'a>(
@@ -89,46 +91,77 @@ pub(crate) async fn discover_and_call(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<Option<Answered>, ClientError> {
-    let agent = ddl.metadata.name.clone();
-    let (plan, bus) = connect(cfg, target).await?;
+    let (plan, session) = Session::open(cfg, target).await?;
+    let result = call_planned(&session, &plan, ddl, action, data, json, out).await;
+    session.finish(result)
+}
+
+async fn call_planned(
+    session: &Session,
+    plan: &Plan,
+    ddl: &Ddl,
+    action: &str,
+    data: Map<String, Value>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<Option<Answered>, ClientError> {
+    let agent = ddl.metadata.name.as_str();
     let started = std::time::Instant::now();
     let found = if json {
         // Keep stdout valid JSON for scripts: an empty array, the words on stderr.
         let mut note = Vec::new();
-        let found = discover(&bus, &plan, Some(&agent), &mut note).await?;
+        let found = discover(session, plan, Some(agent), &mut note).await?;
         if found.is_none() {
             eprint!("{}", String::from_utf8_lossy(&note));
             writeln!(out, "[]").map_err(io)?;
         }
         found
     } else {
-        discover(&bus, &plan, Some(&agent), out).await?
+        discover(session, plan, Some(agent), out).await?
     };
     let Some(found) = found else {
         return Ok(None);
     };
-    let call = Call {
-        collective: plan.collective.clone(),
-        agent,
-        action: action.to_string(),
-        data,
-        filter: plan.filter.clone(),
-    };
-    let timeout = plan
-        .timeout
-        .unwrap_or(plan.discovery_timeout + std::time::Duration::from_secs(ddl.metadata.timeout));
+    let call = Call::for_plan(plan, agent, action, data);
     let wait = Wait {
-        timeout,
+        timeout: call_timeout(plan, ddl),
         batch: plan.batch,
         progress: plan.progress && !json,
     };
-    let collected = rpc::call(&bus, &call, &found.nodes, &wait).await?;
-    collected.warn_ignored();
+    let collected = session.call(&call, &found.nodes, &wait).await?;
     Ok(Some(Answered {
         found,
         collected,
         started,
     }))
+}
+
+/// How long a call waits for replies: the plan's timeout, or discovery's
+/// plus the DDL's.
+pub(crate) fn call_timeout(plan: &Plan, ddl: &Ddl) -> std::time::Duration {
+    plan.timeout
+        .unwrap_or(plan.discovery_timeout + std::time::Duration::from_secs(ddl.metadata.timeout))
+}
+
+/// Sends without waiting for replies (`--no-results`).
+async fn fire(
+    session: &Session,
+    plan: &Plan,
+    ddl: &Ddl,
+    action: &str,
+    data: Map<String, Value>,
+    out: &mut dyn Write,
+) -> Result<Exit, ClientError> {
+    let agent = ddl.metadata.name.as_str();
+    let Some(found) = discover(session, plan, Some(agent), out).await? else {
+        return Ok(1);
+    };
+    let call = Call::for_plan(plan, agent, action, data);
+    let id = session
+        .fire(&call, &found.nodes, call_timeout(plan, ddl))
+        .await?;
+    writeln!(out, "Request sent with id: {id}").map_err(io)?;
+    Ok(0)
 }
 
 /// The closing lines every verb prints after its results.
@@ -156,23 +189,9 @@ pub(super) async fn run(
     let words: Vec<String> = args.inputs.iter().chain(&args.arg).cloned().collect();
     let data = inputs(act, &words)?;
     if args.no_results {
-        let (plan, bus) = connect(cfg, &args.target).await?;
-        let Some(found) = discover(&bus, &plan, Some(&args.agent), out).await? else {
-            return Ok(1);
-        };
-        let call = Call {
-            collective: plan.collective.clone(),
-            agent: args.agent.clone(),
-            action: args.action.clone(),
-            data,
-            filter: plan.filter.clone(),
-        };
-        let within = plan.timeout.unwrap_or(
-            plan.discovery_timeout + std::time::Duration::from_secs(ddl.metadata.timeout),
-        );
-        let id = rpc::fire(&bus, &call, &found.nodes, within).await?;
-        writeln!(out, "Request sent with id: {id}").map_err(io)?;
-        return Ok(0);
+        let (plan, session) = Session::open(cfg, &args.target).await?;
+        let result = fire(&session, &plan, ddl, &args.action, data, out).await;
+        return session.finish(result);
     }
     let Some(answered) =
         discover_and_call(cfg, &args.target, ddl, &args.action, data, args.json, out).await?

@@ -18,13 +18,12 @@ use mco_core::config::ClientConfig;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use crate::bus::Bus;
 use crate::cli::NrpeArgs;
 use crate::ddls::DdlStore;
-use crate::discovery;
 use crate::error::ClientError;
 use crate::rpc::{self, Call, Wait};
-use crate::target;
+use crate::session::Session;
+use crate::target::{self, Plan};
 
 pub use report::{NodeCheck, Report, State};
 
@@ -126,17 +125,58 @@ pub async fn run(
     if let Some(b) = budget {
         plan.discovery_timeout = plan.discovery_timeout.min(b * 2 / 5);
     }
-    let bus = match budget {
-        Some(b) => tokio::time::timeout(left(b), Bus::connect_for(cfg, &plan.named_nodes()))
+    let session = match budget {
+        Some(b) => tokio::time::timeout(left(b), Session::for_plan(cfg, &plan))
             .await
-            .map_err(|_| ClientError::Connect {
-                servers: cfg.nats.servers.join(", "),
-                message: "timed out".into(),
+            .map_err(|_| {
+                ClientError::Timeout(format!(
+                    "cannot connect to the broker at {}: timed out",
+                    cfg.nats.servers.join(", ")
+                ))
             })??,
-        None => Bus::connect_for(cfg, &plan.named_nodes()).await?,
+        None => Session::for_plan(cfg, &plan).await?,
     };
-    let mut found = discovery::discover(&bus, &plan, Some(AGENT)).await?;
-    found.nodes = target::apply_limit(found.nodes, plan.limit, plan.limit_seed);
+    let asked = Asked {
+        data,
+        check,
+        ddl_timeout,
+        budget,
+        started,
+    };
+    let result = run_check(&session, &plan, args, asked).await;
+    session.finish(result)
+}
+
+/// What [`run_check`] asks, and within what.
+struct Asked {
+    data: Map<String, Value>,
+    check: String,
+    ddl_timeout: Duration,
+    budget: Option<Duration>,
+    started: Instant,
+}
+
+/// The check itself, on a connected session.
+async fn run_check(
+    session: &Session,
+    plan: &Plan,
+    args: &NrpeArgs,
+    asked: Asked,
+) -> Result<Outcome, ClientError> {
+    let Asked {
+        data,
+        check,
+        ddl_timeout,
+        budget,
+        started,
+    } = asked;
+    let left = |budget: Duration| {
+        let margin = (budget / 10).min(Duration::from_millis(500));
+        (started + budget)
+            .checked_duration_since(Instant::now())
+            .map_or(Duration::ZERO, |d| d.saturating_sub(margin))
+    };
+    let found = session.discover(plan, Some(AGENT)).await?;
     let unknown = args.unknown_as.state();
     let expected_extra = args.expect.unwrap_or(0).saturating_sub(found.nodes.len());
     if found.nodes.is_empty() && expected_extra == 0 {
@@ -164,9 +204,7 @@ pub async fn run(
             batch: plan.batch,
             progress: plan.progress && budget.is_none(),
         };
-        let c = rpc::call(&bus, &call, &found.nodes, &wait).await?;
-        c.warn_ignored();
-        c
+        session.call(&call, &found.nodes, &wait).await?
     };
     let mut nodes: Vec<NodeCheck> = collected
         .replies

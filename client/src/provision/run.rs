@@ -48,10 +48,10 @@ use super::masters::{Master, Picker, Reason};
 use super::metrics::Metrics;
 use super::notify::Event;
 use super::state::{Journal, Record, Status};
-use crate::bus::Bus;
 use crate::error::ClientError;
 use crate::pins::KeyPins;
-use crate::rpc::{self, Call, Wait};
+use crate::rpc::{Call, Wait};
+use crate::session::{Session, Warnings};
 
 /// How a step ended badly.
 #[derive(Debug)]
@@ -99,8 +99,8 @@ struct MastersCache {
 /// The running provisioner.
 pub struct Provisioner {
     cfg: ProvisionerConfig,
-    prov: Bus,
-    main: Bus,
+    prov: Session,
+    main: Session,
     main_cfg: ClientConfig,
     prov_cfg: ClientConfig,
     token: String,
@@ -163,16 +163,18 @@ impl Provisioner {
             .map_err(|e| ClientError::Io(e.to_string()))?
             .map_err(|e| ClientError::Io(e.to_string()))?;
         let pins = Arc::new(
-            KeyPins::load(&cfg.pins_file).map_err(|e| ClientError::Security(e.to_string()))?,
+            KeyPins::load(&cfg.pins_file).map_err(|e| ClientError::Verification(e.to_string()))?,
         );
         let mut prov_client = prov_cfg.clone();
         prov_client.collective = PROVISIONING_COLLECTIVE.to_string();
-        let prov = Bus::connect(&prov_client).await?.with_pins(pins.clone());
-        let main = Bus::connect(&main_cfg).await?;
+        let prov = Session::connect(&prov_client, Warnings::Log)
+            .await?
+            .with_pins(pins.clone());
+        let main = Session::connect(&main_cfg, Warnings::Log).await?;
         let expected_kv = match &cfg.expected.kv_bucket {
             Some(bucket) => Some(
                 super::registry::ExpectedNodes::open(
-                    prov.client.clone(),
+                    prov.bus().client.clone(),
                     bucket,
                     cfg.request_timeout,
                 )
@@ -224,6 +226,7 @@ impl Provisioner {
         let mut announcements = if self.cfg.registration {
             match self
                 .prov
+                .bus()
                 .client
                 .subscribe(format!("{PROVISIONING_COLLECTIVE}.registration.>"))
                 .await
@@ -268,7 +271,7 @@ impl Provisioner {
     }
 
     fn announced(self: &Arc<Self>, payload: &[u8]) {
-        match self.prov.opener.open(payload) {
+        match self.prov.bus().opener.open(payload) {
             Ok(reply) => {
                 let facts = reply.data.get("facts").and_then(Value::as_object).cloned();
                 debug!(node = %reply.sender, "announced");
@@ -281,14 +284,15 @@ impl Provisioner {
     /// One discovery of the provisioning collective.
     pub async fn pass(self: &Arc<Self>) {
         let asked = now();
-        let found = crate::discovery::broadcast(
-            &self.prov,
-            PROVISIONING_COLLECTIVE,
-            Filter::default(),
-            self.prov_cfg.discovery_timeout,
-            self.prov_cfg.discovery_window,
-        )
-        .await;
+        let found = self
+            .prov
+            .ping(
+                PROVISIONING_COLLECTIVE,
+                Filter::default(),
+                self.prov_cfg.discovery_timeout,
+                self.prov_cfg.discovery_window,
+            )
+            .await;
         match found {
             Ok(nodes) => {
                 debug!(count = nodes.len(), "discovered unprovisioned nodes");
@@ -1024,30 +1028,32 @@ impl Provisioner {
     }
 
     async fn discover_masters(&self) -> Result<(Vec<Master>, Option<String>), ClientError> {
-        let found = crate::discovery::broadcast(
-            &self.main,
-            &self.main_cfg.collective,
-            self.cfg.masters.filter.clone(),
-            self.main_cfg.discovery_timeout,
-            self.main_cfg.discovery_window,
-        )
-        .await?;
+        let found = self
+            .main
+            .ping(
+                &self.main_cfg.collective,
+                self.cfg.masters.filter.clone(),
+                self.main_cfg.discovery_timeout,
+                self.main_cfg.discovery_window,
+            )
+            .await?;
         let names: Vec<String> = found.into_iter().map(|(n, _)| n).collect();
         let mut list = Vec::new();
         if !names.is_empty() {
-            let got = rpc::call(
-                &self.main,
-                &self.call(
-                    &self.main_cfg.collective,
-                    "rpcutil",
-                    "inventory",
-                    Map::new(),
-                    None,
-                ),
-                &names,
-                &self.wait(self.cfg.request_timeout),
-            )
-            .await?;
+            let got = self
+                .main
+                .call(
+                    &self.call(
+                        &self.main_cfg.collective,
+                        "rpcutil",
+                        "inventory",
+                        Map::new(),
+                        None,
+                    ),
+                    &names,
+                    &self.wait(self.cfg.request_timeout),
+                )
+                .await?;
             for r in got.replies {
                 if r.status != WireStatus::Ok {
                     continue;
@@ -1083,14 +1089,15 @@ impl Provisioner {
                     agent: vec!["ca".into()],
                     ..Filter::default()
                 };
-                let cas = crate::discovery::broadcast(
-                    &self.main,
-                    &self.main_cfg.collective,
-                    filter,
-                    self.main_cfg.discovery_timeout,
-                    self.main_cfg.discovery_window,
-                )
-                .await?;
+                let cas = self
+                    .main
+                    .ping(
+                        &self.main_cfg.collective,
+                        filter,
+                        self.main_cfg.discovery_timeout,
+                        self.main_cfg.discovery_window,
+                    )
+                    .await?;
                 if cas.len() > 1 {
                     warn!(
                         "{} nodes host the ca agent; using {} (set [ca] identity to choose)",
@@ -1204,7 +1211,7 @@ impl Provisioner {
     #[allow(clippy::too_many_arguments)]
     async fn reply(
         &self,
-        bus: &Bus,
+        bus: &Session,
         collective: &str,
         node: &str,
         agent: &str,
@@ -1213,19 +1220,9 @@ impl Provisioner {
         timeout: Duration,
     ) -> Result<crate::output::NodeReply, Fail> {
         let call = self.call(collective, agent, action, data, Some(node));
-        let mut got = rpc::call(bus, &call, &[node.to_string()], &self.wait(timeout))
+        bus.ask(&call, node, timeout)
             .await
-            .map_err(|e| Fail::NoReply(e.to_string()))?;
-        match got.replies.pop() {
-            Some(r) => Ok(r),
-            None if !got.untrusted.is_empty() => Err(Fail::NoReply(format!(
-                "{agent} {action}: its reply failed verification: {}",
-                got.untrusted.join("; ")
-            ))),
-            None => Err(Fail::NoReply(format!(
-                "{agent} {action}: no reply within {timeout:?}"
-            ))),
-        }
+            .map_err(|e| Fail::NoReply(e.to_string()))
     }
 }
 

@@ -104,6 +104,8 @@ fn a_record_stays_small_whatever_the_request_carries() {
         filter: Default::default(),
         ttl_s: 60,
         time_ms: 0,
+        target: None,
+        reply_to: None,
     };
     let reply = ReplyBody {
         request_id: "r".into(),
@@ -184,6 +186,8 @@ async fn lines_are_json_with_every_field_and_secrets_redacted() {
         filter: Default::default(),
         ttl_s: 60,
         time_ms: 1_709_251_199_000,
+        target: None,
+        reply_to: None,
     };
     let reply = ReplyBody {
         request_id: "01HZZ".into(),
