@@ -1,4 +1,4 @@
-//! Discovery (DESIGN §6): who should act.
+//! Discovery (ARCHITECTURE.md §5): who should act.
 //!
 //! Broadcast discovery publishes `rpcutil ping` with the filter and collects
 //! identities until the timeout — or, with the sliding window, as soon as no

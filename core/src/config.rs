@@ -1,4 +1,4 @@
-//! Configuration files (DESIGN §9): TOML, every bad or unknown key reported
+//! Configuration files (ARCHITECTURE.md §8): TOML, every bad or unknown key reported
 //! at once with the file and key name.
 //!
 //! The two configs live here rather than in their binaries because other

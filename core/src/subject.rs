@@ -1,4 +1,4 @@
-//! NATS subject names (DESIGN §4).
+//! NATS subject names (ARCHITECTURE.md §3).
 
 use sha2::{Digest, Sha256};
 

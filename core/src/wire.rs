@@ -1,4 +1,4 @@
-//! The wire protocol, version 1 (DESIGN §4).
+//! The wire protocol, version 1 (ARCHITECTURE.md §3).
 //!
 //! Two layers: an [`Envelope`] whose `body` holds the exact msgpack bytes of a
 //! [`RequestBody`] or [`ReplyBody`]. Signatures (added by the security layer)

@@ -1,4 +1,4 @@
-//! The collective's PKI: CA, certificates, CSRs and the CRL (DESIGN §8).
+//! The collective's PKI: CA, certificates, CSRs and the CRL (ARCHITECTURE.md §7).
 //!
 //! One directory holds a collective's CA: `ca.pem`, `ca.key`, `ca.crl`, `index.json` (every
 //! certificate the CA issued, and which are revoked) and, for each issued name, `NAME.pem` and

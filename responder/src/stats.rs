@@ -122,7 +122,7 @@ impl DropReason {
         DROPS[self as usize].1
     }
 
-    /// Whether this is a failed check of DESIGN §8 (certificate, signature, caller, TTL,
+    /// Whether this is a failed check of ARCHITECTURE.md §7 (certificate, signature, caller, TTL,
     /// collective, replay) rather than a message that is malformed or not for us; a secure node
     /// logs these as warnings.
     pub fn is_security_check(self) -> bool {

@@ -1,4 +1,4 @@
-//! Message security (DESIGN §8): signing envelopes and verifying them.
+//! Message security (ARCHITECTURE.md §7): signing envelopes and verifying them.
 //!
 //! Every request carries the caller's certificate and an Ed25519 signature
 //! over the exact body bytes; every reply likewise for the node. A receiver

@@ -1,4 +1,4 @@
-//! Batches, node limits and the discovery sources of DESIGN §6 against ten virtual nodes served
+//! Batches, node limits and the discovery sources of ARCHITECTURE.md §5 against ten virtual nodes served
 //! by one responder.
 
 use mco_tests::replies::{counter, senders, write_nodes_file};

@@ -1,4 +1,4 @@
-//! Every filter kind and operator of DESIGN §5, checked with `mco find` against real responders
+//! Every filter kind and operator of ARCHITECTURE.md §4, checked with `mco find` against real responders
 //! with different facts, classes and collectives; malformed filters are refused before anything
 //! is sent.
 

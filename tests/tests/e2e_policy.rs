@@ -1,4 +1,4 @@
-//! Authorization and audit against a real secure collective (DESIGN §8): actionpolicy files in the
+//! Authorization and audit against a real secure collective (ARCHITECTURE.md §7): actionpolicy files in the
 //! responders' `policy_dir`, edited while they run, decide who may run which rpcutil action where;
 //! `default_policy` covers agents and actions no file speaks for; every handled request leaves a
 //! JSON audit line, with DDL-marked sensitive inputs redacted, and the log follows a rotation on

@@ -1,4 +1,4 @@
-//! Message security against a real secure collective (DESIGN §8): a CA made with `mco pki`, a TLS
+//! Message security against a real secure collective (ARCHITECTURE.md §7): a CA made with `mco pki`, a TLS
 //! nats-server running `mco pki broker-config`, a signing responder, and hostile messages sent by
 //! a legitimate user's connection. Every refused message must take no action (no reply, no
 //! success counted, no audit line) and count exactly one drop under its own reason.

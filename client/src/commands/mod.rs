@@ -74,7 +74,7 @@ async fn discover(
     Ok(Some(found))
 }
 
-/// The exit code of a finished call (DESIGN §6).
+/// The exit code of a finished call (ARCHITECTURE.md §5).
 pub fn exit_code(found: &Discovered, c: &Collected) -> Exit {
     if c.replies.is_empty() {
         return if found.by_broadcast { 3 } else { 4 };

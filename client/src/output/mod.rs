@@ -1,5 +1,5 @@
 //! What the client prints: per-node results, aggregate summaries, the closing
-//! lines of a run, JSON, ping and fact reports (DESIGN §6).
+//! lines of a run, JSON, ping and fact reports (ARCHITECTURE.md §5).
 //!
 //! Every writer takes any [`std::io::Write`] and never prints on its own, so
 //! the binary decides where output goes and tests compare exact strings.

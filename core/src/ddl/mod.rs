@@ -1,4 +1,4 @@
-//! The DDL: the JSON description of an agent (DESIGN §7).
+//! The DDL: the JSON description of an agent (ARCHITECTURE.md §6).
 //!
 //! Shaped after Choria's agent DDL schema so that an operator's existing DDLs
 //! load as they are. The loader is lenient where that is harmless (unknown keys

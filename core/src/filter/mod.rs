@@ -1,4 +1,4 @@
-//! Filters: which nodes act on a request (DESIGN §5).
+//! Filters: which nodes act on a request (ARCHITECTURE.md §4).
 //!
 //! A [`Filter`] travels inside the signed request body as plain data (lists of
 //! strings and the compound expression's source text). Both sides turn it into

@@ -1,4 +1,4 @@
-//! The `provision` agent: the node side of provisioning (DESIGN §11).
+//! The `provision` agent: the node side of provisioning (ARCHITECTURE.md §9).
 //!
 //! A node in provisioning mode hosts only `rpcutil` and this agent, on the
 //! `provisioning` collective. Every action requires the bootstrap token

@@ -1,4 +1,4 @@
-//! Authorization: MCollective actionpolicy files (DESIGN §8).
+//! Authorization: MCollective actionpolicy files (ARCHITECTURE.md §7).
 //!
 //! A responder decides whether a caller may run an action with one policy file
 //! per agent, `<policy_dir>/<agent>.policy`, written in MCollective's
