@@ -234,6 +234,13 @@ impl Reader {
     }
 }
 
+/// A path with `{identity}` replaced by a (virtual) node's identity: how
+/// one config serves every node of a `--fleet` process, each with its own
+/// certificate, key and state.
+pub fn for_identity(p: &Path, identity: &str) -> PathBuf {
+    PathBuf::from(p.to_string_lossy().replace("{identity}", identity))
+}
+
 /// Expands a leading `~/` with `$HOME`.
 pub fn expand_home(s: &str) -> PathBuf {
     match (s.strip_prefix("~/"), std::env::var_os("HOME")) {

@@ -430,7 +430,7 @@ pub async fn run(
     }
     if restart.load(std::sync::atomic::Ordering::SeqCst) {
         info!("responder stopped; restarting");
-        mco_plugin_provision::reexec();
+        crate::lifecycle::reexec();
         return Err(DaemonError::Unsupported(
             "provision restart: could not re-execute the responder".to_string(),
         ));

@@ -127,7 +127,7 @@ pub fn node_config_file(state_dir: &Path, identity: &str) -> PathBuf {
 /// Whether node `identity` was provisioned already: its own config and the
 /// `configured` marker are in its state directory.
 pub fn provisioned_on_disk(state_dir: &Path, identity: &str) -> bool {
-    let dir = mco_plugin_provision::for_identity(state_dir, identity);
+    let dir = mco_core::config::for_identity(state_dir, identity);
     dir.join(files::NODE_CONFIG).is_file() && dir.join(files::CONFIGURED).exists()
 }
 
@@ -150,7 +150,7 @@ pub fn lost_certificate(state_dir: &Path, identity: &str) -> Option<String> {
     if missing.is_empty() {
         return None;
     }
-    let marker = mco_plugin_provision::for_identity(state_dir, identity).join(files::CONFIGURED);
+    let marker = mco_core::config::for_identity(state_dir, identity).join(files::CONFIGURED);
     Some(format!(
         "it was provisioned ({} exists) but its certificate or key is missing: {}; it does not fall back into provisioning mode by itself: restore the files, or remove {} to provision it again",
         marker.display(),

@@ -16,6 +16,7 @@ pub mod dispatch;
 pub mod facts;
 pub mod fleet;
 pub mod hosted;
+pub mod lifecycle;
 pub mod node;
 pub mod security;
 pub mod serve;

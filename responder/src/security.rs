@@ -272,10 +272,7 @@ pub struct NodeSecurity {
     pub max_ttl_s: u32,
 }
 
-/// Paths in `[security]` may hold `{identity}`, replaced per (virtual) node.
-pub fn for_identity(p: &Path, identity: &str) -> PathBuf {
-    PathBuf::from(p.to_string_lossy().replace("{identity}", identity))
-}
+pub use mco_core::config::for_identity;
 
 /// The missing `[security]` keys secure mode needs, as one message.
 pub fn missing_keys(cfg: &SecurityConfig, file: &Path) -> Option<String> {

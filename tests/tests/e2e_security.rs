@@ -94,6 +94,8 @@ fn ping(caller: &str) -> RequestBody {
         reply_to: None,
     };
     body.bind(Target::Nodes(vec![TARGET.into()]));
+    // The probe sends everything on alice's connection: replies come back where she can read.
+    body.reply_to = Some(subject::reply(C, "user:alice", &body.id));
     body
 }
 

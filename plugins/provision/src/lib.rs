@@ -51,7 +51,8 @@ pub const DDL_JSON: &str = include_str!("../../../ddl/provision.json");
 /// identity of the node to restart. A single-node daemon stops taking
 /// requests, finishes in-flight ones, flushes the audit log and re-executes
 /// itself; a `--fleet` daemon restarts only that virtual node, in-process.
-/// Without one the agent re-executes at once.
+/// The process's life is the responder's business, not the agent's: without
+/// a hook the agent only says it cannot restart.
 pub type RestartHook = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 /// What the agent needs from the responder's config.
@@ -129,10 +130,7 @@ pub fn node_config_file(state_dir: &Path, identity: &str) -> PathBuf {
     for_identity(state_dir, identity).join(files::NODE_CONFIG)
 }
 
-/// `{identity}` in a path replaced by the node's identity.
-pub fn for_identity(p: &Path, identity: &str) -> PathBuf {
-    PathBuf::from(p.to_string_lossy().replace("{identity}", identity))
-}
+pub use mco_core::config::for_identity;
 
 /// Compares two byte strings in time independent of where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -402,29 +400,13 @@ impl Provision {
             std::thread::sleep(delay);
             match hook {
                 Some(h) => h(&identity),
-                None => reexec(),
+                None => tracing::error!(
+                    "provision restart: this responder gave the agent no way to restart; restart it by hand"
+                ),
             }
         });
         Ok(outputs(json!({"delay_ms": delay.as_millis() as u64})))
     }
-}
-
-/// Replaces this process with a fresh run of the same binary and arguments;
-/// returns only if that failed (and says so in the log).
-pub fn reexec() {
-    use std::os::unix::process::CommandExt;
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::error!("restart: cannot find our own binary: {e}");
-            return;
-        }
-    };
-    tracing::warn!("restarting: re-executing {}", exe.display());
-    let err = std::process::Command::new(&exe)
-        .args(std::env::args_os().skip(1))
-        .exec();
-    tracing::error!("restart: exec {} failed: {err}", exe.display());
 }
 
 /// The hex public key of a CSR.
