@@ -6,7 +6,6 @@
 //! directly to each expected node, and waits exactly until every one of them
 //! has answered or the timeout passes.
 
-#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod bus;

@@ -7,7 +7,6 @@
 //! holds no cryptography (that is `mco-security` and `mco-pki`), so an agent
 //! plugin can depend on it alone, compile quickly and stay swappable.
 
-#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod agent;

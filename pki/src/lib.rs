@@ -23,7 +23,6 @@
 //! Everything here is library code: no printing, typed errors ([`PkiError`]), files written
 //! atomically with fixed modes (0600 for keys, 0644 for the rest).
 
-#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod broker;

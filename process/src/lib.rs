@@ -15,9 +15,6 @@
 //! none. So does the one other scheduling call mco makes,
 //! [`idle_priority`].
 
-#![deny(unsafe_code)]
-#![warn(missing_docs)]
-
 use std::io::Read;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -62,7 +59,6 @@ pub fn read_head_blocking<R: Read>(mut reader: R, keep: usize) -> Vec<u8> {
 /// started with `process_group(0)` and everything it started. Call it only
 /// while the leader has not been reaped, so that its pid, and the group's,
 /// are still ours. Pids 0 and 1 and ones beyond `i32` are ignored.
-#[allow(unsafe_code)]
 pub fn kill_group(pgid: u32) {
     let Ok(pgid) = i32::try_from(pgid) else {
         return;
@@ -70,6 +66,7 @@ pub fn kill_group(pgid: u32) {
     if pgid > 1 {
         // SAFETY: kill(2) takes plain integers and touches no memory of ours;
         // the negative pid addresses the process group `pgid` leads.
+        #[allow(unsafe_code)]
         unsafe {
             libc::kill(-pgid, libc::SIGKILL);
         }
@@ -81,13 +78,13 @@ pub fn kill_group(pgid: u32) {
 /// background work whose result is only ever an optimisation (the
 /// responder's prepared signature nonces). Elsewhere, and if the call
 /// fails, the thread keeps its priority.
-#[allow(unsafe_code)]
 pub fn idle_priority() {
     #[cfg(target_os = "linux")]
     {
         let param = libc::sched_param { sched_priority: 0 };
         // SAFETY: pid 0 names the calling thread; `param` is a valid
         // sched_param that outlives the call, which only reads it.
+        #[allow(unsafe_code)]
         let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
     }
 }

@@ -12,7 +12,6 @@
 //! Authorization lives here too: [`policy`] is the actionpolicy language and
 //! the [`policy::Authorizer`] the responder asks before an action runs.
 
-#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod crl;

@@ -31,9 +31,6 @@
 //! mco(["ping", "--nats", &nats.url()]).assert_success();
 //! ```
 
-#![warn(missing_docs)]
-#![deny(unsafe_code)]
-
 pub mod cmd;
 pub mod fleet;
 pub mod nats;

@@ -236,9 +236,9 @@ impl fmt::Debug for ChildGuard {
     }
 }
 
-#[allow(unsafe_code)]
 fn send_signal(pid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
     // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    #[allow(unsafe_code)]
     let rc = unsafe { libc::kill(pid, signal) };
     if rc == 0 {
         Ok(())

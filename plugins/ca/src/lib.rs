@@ -25,7 +25,6 @@
 //! its own (a broker's host names and addresses), and never a serial number: `revoke` and `clean` revoke the
 //! node certificates of that name and nothing else.
 
-#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};

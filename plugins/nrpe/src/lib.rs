@@ -19,9 +19,6 @@
 //! anything else that goes wrong is UNKNOWN (exit code 3) with a message
 //! saying what.
 
-#![warn(missing_docs)]
-#![deny(unsafe_code)]
-
 pub mod cmdline;
 pub mod config;
 pub mod defs;

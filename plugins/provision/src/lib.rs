@@ -19,9 +19,6 @@
 //! signing key), `lock.json`, `master.json`, `csr/IDENTITY.{key,csr}`,
 //! `disabled`. The private certificate key never leaves the node.
 
-#![warn(missing_docs)]
-#![deny(unsafe_code)]
-
 pub mod bootstrap;
 pub mod configure;
 pub mod state;
@@ -413,7 +410,7 @@ impl Provision {
 fn csr_public_key(pem: &str) -> Option<String> {
     let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
     let (_, csr) =
-        <x509_parser::certification_request::X509CertificationRequest as x509_parser::prelude::FromDer<_>>::from_der(&p.contents).ok()?;
+        <x509_parser::certification_request::X509CertificationRequest<'_> as x509_parser::prelude::FromDer<_>>::from_der(&p.contents).ok()?;
     Some(hex::encode(
         csr.certification_request_info
             .subject_pki

@@ -7,8 +7,6 @@
 //! in for the node. Nothing is managed until the operator lists the type in
 //! `allow_types` (see [`settings`]).
 
-#![warn(missing_docs)]
-
 pub mod beneath;
 pub mod model;
 pub mod settings;

@@ -215,6 +215,7 @@ impl System {
             let raw = fd.as_raw_fd();
             // SAFETY: fchdir is async-signal-safe and touches no memory;
             // the descriptor stays open in the parent until spawn returns.
+            #[allow(unsafe_code)]
             unsafe {
                 c.pre_exec(move || {
                     if libc::fchdir(raw) == 0 {

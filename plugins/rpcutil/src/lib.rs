@@ -4,7 +4,6 @@
 //! run on it, so it must be cheap: every action reads a snapshot the daemon
 //! already holds (through [`NodeInfo`]) and never touches the disk.
 
-#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 use std::sync::OnceLock;

@@ -416,6 +416,7 @@ esac
                 if let Ok(pid) = t.trim().parse::<i32>() {
                     if pid > 0 {
                         // SAFETY: kill(2) on the pid our own test script started.
+                        #[allow(unsafe_code)]
                         unsafe {
                             libc::kill(pid, libc::SIGKILL);
                         }

@@ -137,7 +137,7 @@ type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, mco_core::Status);
 #[test]
 fn bad_input_names_the_property_and_touches_nothing() {
     let f = fixture();
-    let bad: &[Case] = &[
+    let bad: &[Case<'_>] = &[
         (
             &[("command", "x"), ("minute", "61")],
             "minute",

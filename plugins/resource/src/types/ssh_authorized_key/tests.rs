@@ -135,7 +135,7 @@ type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, mco_core::Status);
 #[test]
 fn bad_input_names_the_property_and_touches_nothing() {
     let f = fixture();
-    let bad: &[Case] = &[
+    let bad: &[Case<'_>] = &[
         (
             &[("user", "alice"), ("key_type", "ssh-foo"), ("key", K1)],
             "key_type",

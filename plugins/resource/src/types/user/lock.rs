@@ -51,6 +51,7 @@ impl Drop for FileLock {
 
 fn alive(pid: i32) -> bool {
     // SAFETY: kill(2) with signal 0 only checks that the process exists.
+    #[allow(unsafe_code)]
     let r = unsafe { libc::kill(pid, 0) };
     r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
