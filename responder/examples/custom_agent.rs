@@ -59,7 +59,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .unwrap_or_else(|| "/etc/mco/responder.toml".into());
     let cfg = ResponderConfig::load(std::path::Path::new(&path))?;
-    let (mut registry, _warnings) = mco_responder::preflight(&cfg)?;
+    let (mut registry, _warnings) =
+        mco_responder::preflight(&cfg, &mco_responder::Options::default())?;
     registry.add(Arc::new(Greeter {
         ddl: Ddl::from_json("greeter.json", DDL)?,
     }));

@@ -14,11 +14,11 @@ use crate::facts;
 use crate::fleet;
 use crate::hosted::{HostedAgents, HostedError};
 use crate::node::{NodeState, Shared};
+use crate::provisioning;
 use crate::security::{self, NodeSecurity, SharedTrust};
 use crate::serve::{self, BusOptions};
-use mco_core::provisioning::{files, ProvisioningConfig, PROVISIONING_COLLECTIVE};
+use mco_core::provisioning::{ProvisioningConfig, PROVISIONING_COLLECTIVE};
 use mco_security::policy::Authorizer;
-use mco_security::NodeKey;
 
 /// How the daemon runs, beyond its config file.
 #[derive(Debug, Clone, Default)]
@@ -45,65 +45,27 @@ pub enum DaemonError {
 }
 
 /// The `[provisioning]` settings if this responder starts in provisioning
-/// mode: configured, not disabled, and enabled or without its certificate —
-/// but never a node that was provisioned before and lost its certificate
-/// (see [`ProvisioningConfig::lost_certificate`]; [`preflight`] refuses it).
+/// mode (see [`crate::provisioning::mode`]).
 pub fn provisioning_mode(cfg: &ResponderConfig) -> Option<&ProvisioningConfig> {
-    cfg.provisioning
-        .as_ref()
-        .filter(|p| p.active(&cfg.security) && p.lost_certificate(&cfg.security).is_none())
+    provisioning::mode(cfg)
 }
 
-/// The policy file that names who may drive the `provision` agent.
-pub const PROVISION_POLICY: &str = "provision.policy";
+pub use crate::provisioning::PROVISION_POLICY;
 
-/// Checks what the daemon needs before anything connects; returns warnings.
-pub fn preflight(cfg: &ResponderConfig) -> Result<(HostedAgents, Vec<String>), DaemonError> {
-    if let Some(msg) = cfg
-        .provisioning
-        .as_ref()
-        .and_then(|p| p.lost_certificate(&cfg.security))
-    {
-        return Err(DaemonError::Unsupported(format!(
-            "{}: {msg}",
-            cfg.file.display()
-        )));
-    }
-    if let Some(p) = provisioning_mode(cfg) {
-        let file = cfg.file.display();
-        // The bootstrap token ships in every image, so it cannot be what
-        // decides who provisions a node: the policy does, and it denies by
-        // default here as everywhere.
-        let policy = cfg
-            .security
-            .policy_dir
-            .as_ref()
-            .map(|d| d.join(PROVISION_POLICY));
-        if cfg.security.default_policy != "allow" && !policy.as_ref().is_some_and(|p| p.is_file()) {
-            return Err(DaemonError::Unsupported(format!(
-                "{file}: provisioning mode needs {} naming who may provision this node \
-                 (for example `allow<TAB>user:provisioner<TAB>*<TAB>*<TAB>*`); without it every \
-                 provision action would be denied",
-                match &policy {
-                    Some(p) => p.display().to_string(),
-                    None => format!("security.policy_dir with a {PROVISION_POLICY}"),
-                }
-            )));
-        }
-        match &p.ca {
-            Some(ca) if ca.exists() => {}
-            _ => {
-                return Err(DaemonError::Unsupported(format!(
-                    "{file}: provisioning.ca must name the CA certificate shipped with the node"
-                )))
-            }
-        }
-        if let Err(e) = p.read_token() {
-            return Err(DaemonError::Unsupported(format!(
-                "{file}: provisioning.token_file cannot be read: {e}"
-            )));
-        }
-        return Ok((HostedAgents::provisioning(cfg, true), Vec::new()));
+/// Checks what the daemon needs before anything connects, and builds the
+/// agents it will host (for provisioning mode, `rpcutil` and `provision`
+/// alone); returns them with warnings.
+pub fn preflight(
+    cfg: &ResponderConfig,
+    opts: &Options,
+) -> Result<(HostedAgents, Vec<String>), DaemonError> {
+    provisioning::refuse_lost_certificate(cfg)?;
+    if let Some(p) = provisioning::mode(cfg) {
+        provisioning::preflight(cfg, p, opts.fleet.is_some())?;
+        return Ok((
+            HostedAgents::provisioning(cfg, opts.fleet.is_some()),
+            Vec::new(),
+        ));
     }
     if !cfg.security.insecure {
         if let Some(msg) = security::missing_keys(&cfg.security, &cfg.file) {
@@ -163,77 +125,190 @@ pub fn bus_options(
 }
 
 /// Runs the responder until `shutdown` turns true. `reload` re-reads facts
-/// (the binary fires it on SIGHUP).
+/// (the binary fires it on SIGHUP). `agents` are what [`preflight`] built.
 ///
 /// In provisioning mode, `provision restart` of a single node stops the
 /// daemon as SIGTERM would and re-executes it; with `--fleet`, each virtual
 /// node leaves provisioning on its own, in-process (see [`crate::fleet`]).
 pub async fn run(
     cfg: ResponderConfig,
-    registry: HostedAgents,
+    agents: HostedAgents,
     opts: Options,
     shutdown: watch::Receiver<bool>,
     reload: Arc<Notify>,
 ) -> Result<(), DaemonError> {
-    let prov = provisioning_mode(&cfg).cloned();
+    let prov = provisioning::mode(&cfg).cloned();
     let fleet_provisioning = prov.is_some() && opts.fleet.is_some();
     let identity = cfg.identity.clone().unwrap_or_else(facts::default_identity);
-    let names: Vec<(String, Option<usize>)> = match opts.fleet {
-        None => vec![(identity.clone(), None)],
+    let names = node_names(&identity, opts.fleet);
+    let stop = Stop::following(shutdown);
+    let restarts = fleet::Restarts::new(names.iter().map(|(n, _)| n.as_str()));
+    if prov.is_some() {
+        let switch = agents.restart_switch().ok_or_else(|| {
+            DaemonError::Unsupported(
+                "provisioning mode hosts the agents preflight builds for it".to_string(),
+            )
+        })?;
+        switch.set(if fleet_provisioning {
+            restarts.hook()
+        } else {
+            stop.restart_hook()
+        });
+    }
+    let trust = load_trust(&cfg, prov.as_ref())?;
+    let agents = Arc::new(agents);
+    let collectives = match &prov {
+        Some(_) => vec![PROVISIONING_COLLECTIVE.to_string()],
+        None => cfg.collectives.clone(),
+    };
+    let audit = match &cfg.security.audit_log {
+        Some(p) => Some(AuditLog::open(p).map_err(|e| {
+            DaemonError::Unsupported(format!("security.audit_log {}: {e}", p.display()))
+        })?),
+        None => None,
+    };
+    let shared = Shared {
+        collectives: collectives.clone(),
+        registry: agents.clone(),
+        max_concurrent: cfg.agents.max_concurrent,
+        // In provisioning mode the token is required on top of the policy,
+        // not instead of it: the policy decides who may provision.
+        authz: Arc::new(Authorizer::new(
+            cfg.security.policy_dir.clone(),
+            cfg.security.default_policy == "allow",
+        )),
+        audit: audit.clone(),
+    };
+    // Replies are signed in secure mode, and by provisioned nodes.
+    let presigner =
+        if cfg.security.presign && trust.is_some() && (cfg.security.sign || prov.is_some()) {
+            security::presigner(names.len())
+        } else {
+            Arc::new(security::Presigner::inline())
+        };
+    let mut nodes = Vec::with_capacity(names.len());
+    for (name, index) in names {
+        let security = match (&trust, &prov) {
+            (Some(t), Some(p)) => Some(provisioning::node_security(&cfg, p, &name, t.clone())?),
+            (Some(t), None) if cfg.security.sign => Some(
+                NodeSecurity::load(&cfg.security, &name, t.clone(), &presigner)?
+                    .bounded_by(&cfg.security),
+            ),
+            _ => None,
+        };
+        nodes.push(Arc::new(NodeState::new(name, index, security, &shared)));
+    }
+    refresh_facts(&cfg, &nodes).await;
+    let bus = bus_options(&cfg, prov.as_ref(), trust.is_some())?;
+    let life = Arc::new(fleet::LifeContext {
+        // In a provisioning fleet, nodes provisioned by an earlier run start
+        // in normal mode and never connect to the provisioning broker.
+        state_dir: prov
+            .as_ref()
+            .map(|p| p.state_dir.clone())
+            .unwrap_or_default(),
+        provisioning_bus: bus.clone(),
+        grace: cfg.shutdown_grace,
+        slots: Arc::new(
+            nodes
+                .iter()
+                .map(|n| std::sync::RwLock::new(n.clone()))
+                .collect(),
+        ),
+        restarts,
+        resources: fleet::Resources::new(audit, presigner),
+    });
+    let tasks = start_nodes(&life, &nodes, &bus, fleet_provisioning, &stop.rx).await;
+    info!(
+        nodes = nodes.len(),
+        agents = %agents.names().collect::<Vec<_>>().join(","),
+        collectives = %collectives.join(","),
+        "responder serving {}",
+        if nodes.len() == 1 { identity } else { format!("{} virtual nodes", nodes.len()) }
+    );
+    let refresher = spawn_refresher(cfg, life.clone(), trust, stop.rx.clone(), reload);
+    for t in tasks {
+        match t.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => error!("a node stopped serving: {e}"),
+            Err(e) => error!("a node task failed: {e}"),
+        }
+    }
+    refresher.abort();
+    flush_audits(&life).await;
+    if stop.restarting() {
+        info!("responder stopped; restarting");
+        crate::lifecycle::reexec();
+        return Err(DaemonError::Unsupported(
+            "provision restart: could not re-execute the responder".to_string(),
+        ));
+    }
+    info!("responder stopped");
+    Ok(())
+}
+
+/// The identity of each node this process serves, with its index in a fleet.
+fn node_names(identity: &str, fleet: Option<usize>) -> Vec<(String, Option<usize>)> {
+    match fleet {
+        None => vec![(identity.to_string(), None)],
         Some(n) => (0..n)
             .map(|i| (format!("{identity}-{i:04}"), Some(i)))
             .collect(),
-    };
-    // `provision restart` stops the daemon as SIGTERM would, then re-executes it.
-    let (stop_tx, stop_rx) = watch::channel(false);
-    // Held to the end, so that `stop_rx` only ever changes by a stop.
-    let _stop_held = stop_tx.clone();
-    let restart = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        let mut outer = shutdown.clone();
-        let stop_tx = stop_tx.clone();
+    }
+}
+
+/// How the daemon stops: when told to, or when `provision restart` asks it
+/// to stop and re-execute.
+struct Stop {
+    tx: watch::Sender<bool>,
+    rx: watch::Receiver<bool>,
+    restart: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Stop {
+    /// A stop that follows `shutdown`.
+    fn following(mut shutdown: watch::Receiver<bool>) -> Stop {
+        let (tx, rx) = watch::channel(false);
+        let follow = tx.clone();
         tokio::spawn(async move {
-            while !*outer.borrow_and_update() {
-                if outer.changed().await.is_err() {
+            while !*shutdown.borrow_and_update() {
+                if shutdown.changed().await.is_err() {
                     return;
                 }
             }
-            let _ = stop_tx.send(true);
+            let _ = follow.send(true);
         });
-    }
-    let restarts = fleet::Restarts::new(names.iter().map(|(n, _)| n.as_str()));
-    let mut registry = registry;
-    if prov.is_some() {
-        let hook: mco_plugin_provision::RestartHook = if fleet_provisioning {
-            restarts.hook()
-        } else {
-            let flag = restart.clone();
-            Arc::new(move |_: &str| {
-                flag.store(true, std::sync::atomic::Ordering::SeqCst);
-                let _ = stop_tx.send(true);
-            })
-        };
-        registry = HostedAgents::provisioning_with(&cfg, true, Some(hook), fleet_provisioning);
-    }
-    let shutdown = stop_rx;
-    let trust = if let Some(p) = &prov {
-        warn!(
-            servers = %p.servers.join(","),
-            "PROVISIONING MODE: this node has no certificate yet; it joins only the {PROVISIONING_COLLECTIVE:?} collective and hosts only rpcutil and provision until it is provisioned"
-        );
-        if opts.fleet.is_some() && !p.state_dir.to_string_lossy().contains("{identity}") {
-            return Err(DaemonError::Unsupported(format!(
-                "{}: --fleet in provisioning mode needs {{identity}} in provisioning.state_dir, so that each virtual node has its own key and state",
-                cfg.file.display()
-            )));
+        Stop {
+            tx,
+            rx,
+            restart: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
-        let ca = p.ca.as_deref().unwrap_or(std::path::Path::new(""));
-        // A CRL already in place (shipped, or left by an earlier configure) still applies;
-        // one written later applies from then on.
-        Some(Arc::new(SharedTrust::load_provisioning(
-            ca,
-            cfg.security.crl.as_deref(),
-        )?))
+    }
+
+    /// What `provision restart` does on a single node: stop as SIGTERM
+    /// would, then re-execute.
+    fn restart_hook(&self) -> mco_plugin_provision::RestartHook {
+        let flag = self.restart.clone();
+        let tx = self.tx.clone();
+        Arc::new(move |_: &str| {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = tx.send(true);
+        })
+    }
+
+    fn restarting(&self) -> bool {
+        self.restart.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The trust a node starts with: the provisioning CA, the collective's CA
+/// (secure mode), or none (insecure mode, said on every start).
+fn load_trust(
+    cfg: &ResponderConfig,
+    prov: Option<&ProvisioningConfig>,
+) -> Result<Option<Arc<SharedTrust>>, DaemonError> {
+    let trust = if let Some(p) = prov {
+        Some(Arc::new(provisioning::trust(cfg, p)?))
     } else if cfg.security.insecure {
         warn!("INSECURE MODE: requests and replies are neither signed nor verified, and the broker connection is not authenticated; use this only for throw-away demos");
         None
@@ -251,75 +326,20 @@ pub async fn run(
     if trust.is_some() && !cfg.security.sign && prov.is_none() {
         warn!("UNSIGNED MODE (security.sign = false): TLS to the broker is on, but requests and replies are neither signed nor verified; use this only to measure what signing costs");
     }
-    if prov.is_some() && cfg.security.default_policy == "allow" {
-        warn!("PROVISIONING MODE WITH security.default_policy = \"allow\": every holder of a user certificate and the bootstrap token may provision this node; ship a provision.policy instead");
-    }
-    let registry = Arc::new(registry);
-    // In provisioning mode the token is required on top of the policy, not
-    // instead of it: the policy decides who may provision (fail closed).
-    let authz = Arc::new(Authorizer::new(
-        cfg.security.policy_dir.clone(),
-        cfg.security.default_policy == "allow",
-    ));
-    let audit = match &cfg.security.audit_log {
-        Some(p) => Some(AuditLog::open(p).map_err(|e| {
-            DaemonError::Unsupported(format!("security.audit_log {}: {e}", p.display()))
-        })?),
-        None => None,
-    };
-    let collectives = match &prov {
-        Some(_) => vec![PROVISIONING_COLLECTIVE.to_string()],
-        None => cfg.collectives.clone(),
-    };
-    let shared = Shared {
-        collectives: collectives.clone(),
-        registry: registry.clone(),
-        max_concurrent: cfg.agents.max_concurrent,
-        authz,
-        audit: audit.clone(),
-    };
-    // Replies are signed in secure mode, and by provisioned nodes.
-    let presigner =
-        if cfg.security.presign && trust.is_some() && (cfg.security.sign || prov.is_some()) {
-            security::presigner(names.len())
-        } else {
-            Arc::new(security::Presigner::inline())
-        };
-    let mut nodes = Vec::with_capacity(names.len());
-    for (name, index) in names {
-        let security = match (&trust, &prov) {
-            (Some(t), Some(p)) => {
-                let dir = security::for_identity(&p.state_dir, &name);
-                let key = NodeKey::load_or_create(&dir.join(files::NODE_KEY))?;
-                info!(node = %name, key = %key.public_hex(), "provisioning key");
-                Some(NodeSecurity::provisioning(key, t.clone()).bounded_by(&cfg.security))
-            }
-            (Some(t), None) if cfg.security.sign => Some(
-                NodeSecurity::load(&cfg.security, &name, t.clone(), &presigner)?
-                    .bounded_by(&cfg.security),
-            ),
-            _ => None,
-        };
-        nodes.push(Arc::new(NodeState::new(name, index, security, &shared)));
-    }
-    refresh_facts(&cfg, &nodes).await;
+    Ok(trust)
+}
 
-    let slots: fleet::NodeSlots = Arc::new(
-        nodes
-            .iter()
-            .map(|n| std::sync::RwLock::new(n.clone()))
-            .collect(),
-    );
-    let bus = bus_options(&cfg, prov.as_ref(), trust.is_some())?;
-    let resources = fleet::Resources::new(audit.clone(), presigner);
-    // In a provisioning fleet, nodes provisioned by an earlier run start in
-    // normal mode and never connect to the provisioning broker.
-    let state_dir = prov
-        .as_ref()
-        .map(|p| p.state_dir.clone())
-        .unwrap_or_default();
+/// Connects every node (64 at a time) and starts serving it; in a
+/// provisioning fleet each node is a supervising task of its own.
+async fn start_nodes(
+    life: &Arc<fleet::LifeContext>,
+    nodes: &[Arc<NodeState>],
+    bus: &BusOptions,
+    fleet_provisioning: bool,
+    shutdown: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<Result<(), async_nats::SubscribeError>>> {
     let on_disk = |node: &NodeState| {
-        fleet_provisioning && fleet::provisioned_on_disk(&state_dir, &node.identity)
+        fleet_provisioning && fleet::provisioned_on_disk(&life.state_dir, &node.identity)
     };
     let clients: Vec<_> = stream::iter(nodes.iter().cloned().enumerate())
         .map(|(slot, node)| {
@@ -337,14 +357,6 @@ pub async fn run(
         .buffer_unordered(64)
         .collect()
         .await;
-    let life = Arc::new(fleet::LifeContext {
-        state_dir: state_dir.clone(),
-        provisioning_bus: bus.clone(),
-        grace: cfg.shutdown_grace,
-        slots: slots.clone(),
-        restarts,
-        resources,
-    });
     let mut tasks = Vec::with_capacity(clients.len());
     for (slot, client, node) in clients {
         let client = match client.transpose() {
@@ -355,7 +367,7 @@ pub async fn run(
             }
         };
         let rx = shutdown.clone();
-        let grace = cfg.shutdown_grace;
+        let grace = life.grace;
         let max = bus.max_payload;
         if fleet_provisioning {
             let life = life.clone();
@@ -366,57 +378,50 @@ pub async fn run(
             }));
         }
     }
-    info!(
-        nodes = nodes.len(),
-        agents = %registry.names().collect::<Vec<_>>().join(","),
-        collectives = %collectives.join(","),
-        "responder serving {}",
-        if nodes.len() == 1 { identity } else { format!("{} virtual nodes", nodes.len()) }
-    );
+    tasks
+}
 
-    let refresher = {
-        let cfg = cfg.clone();
-        let slots = slots.clone();
-        let life = life.clone();
-        let mut rx = shutdown.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(cfg.facts.refresh);
-            tick.tick().await;
-            let mut crl_tick = tokio::time::interval(std::time::Duration::from_secs(5));
-            loop {
-                tokio::select! {
-                    _ = rx.changed() => break,
-                    _ = tick.tick() => refresh_facts(&cfg, &fleet::current(&slots)).await,
-                    _ = crl_tick.tick() => {
-                        if let Some(t) = &trust {
-                            t.refresh();
-                        }
-                        life.resources.refresh_trust();
+/// Refreshes facts on their interval and the CRL every 5 s; on `reload`
+/// (SIGHUP) re-reads facts and the CRL at once and reopens the audit log.
+fn spawn_refresher(
+    cfg: ResponderConfig,
+    life: Arc<fleet::LifeContext>,
+    trust: Option<Arc<SharedTrust>>,
+    mut rx: watch::Receiver<bool>,
+    reload: Arc<Notify>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(cfg.facts.refresh);
+        tick.tick().await;
+        let mut crl_tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = rx.changed() => break,
+                _ = tick.tick() => refresh_facts(&cfg, &fleet::current(&life.slots)).await,
+                _ = crl_tick.tick() => {
+                    if let Some(t) = &trust {
+                        t.refresh();
                     }
-                    _ = reload.notified() => {
-                        info!("reloading facts and the CRL, and reopening the audit log");
-                        if let Some(t) = &trust {
-                            t.reload_now();
-                        }
-                        life.resources.reload_trust_now();
-                        for a in life.resources.audits() {
-                            a.reopen();
-                        }
-                        refresh_facts(&cfg, &fleet::current(&slots)).await;
+                    life.resources.refresh_trust();
+                }
+                _ = reload.notified() => {
+                    info!("reloading facts and the CRL, and reopening the audit log");
+                    if let Some(t) = &trust {
+                        t.reload_now();
                     }
+                    life.resources.reload_trust_now();
+                    for a in life.resources.audits() {
+                        a.reopen();
+                    }
+                    refresh_facts(&cfg, &fleet::current(&life.slots)).await;
                 }
             }
-        })
-    };
-
-    for t in tasks {
-        match t.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => error!("a node stopped serving: {e}"),
-            Err(e) => error!("a node task failed: {e}"),
         }
-    }
-    refresher.abort();
+    })
+}
+
+/// Flushes every audit log, each within 5 s.
+async fn flush_audits(life: &fleet::LifeContext) {
     for a in life.resources.audits() {
         let bound = std::time::Duration::from_secs(5);
         match tokio::time::timeout(bound, a.flush()).await {
@@ -428,15 +433,6 @@ pub async fn run(
             ),
         }
     }
-    if restart.load(std::sync::atomic::Ordering::SeqCst) {
-        info!("responder stopped; restarting");
-        crate::lifecycle::reexec();
-        return Err(DaemonError::Unsupported(
-            "provision restart: could not re-execute the responder".to_string(),
-        ));
-    }
-    info!("responder stopped");
-    Ok(())
 }
 
 async fn refresh_facts(cfg: &ResponderConfig, nodes: &[Arc<NodeState>]) {

@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::provisioning::RestartSwitch;
+
 use mco_core::agent::AgentSummary;
 use mco_core::config::ResponderConfig;
 use mco_core::{Agent, Ddl};
@@ -41,6 +43,8 @@ pub struct Hosted {
 #[derive(Clone, Default)]
 pub struct HostedAgents {
     agents: BTreeMap<String, Hosted>,
+    /// In provisioning mode, where the `provision` agent's restart goes.
+    restart: Option<RestartSwitch>,
 }
 
 /// The names of every agent this build can host.
@@ -131,33 +135,32 @@ impl HostedAgents {
         Ok((reg, warnings))
     }
 
-    /// The agents of provisioning mode: `rpcutil` and `provision`, nothing else.
-    pub fn provisioning(config: &ResponderConfig, active: bool) -> HostedAgents {
-        HostedAgents::provisioning_with(config, active, None, false)
-    }
-
-    /// As [`provisioning`](Self::provisioning), with the daemon's graceful
-    /// restart; `per_node_config` when the daemon serves a `--fleet` of
+    /// The agents of provisioning mode: `rpcutil` and `provision`, nothing
+    /// else. `per_node_config` when the daemon serves a `--fleet` of
     /// virtual nodes, each of which gets its own config file from
-    /// `configure` (see [`mco_plugin_provision::ProvisionSettings`]).
-    pub fn provisioning_with(
-        config: &ResponderConfig,
-        active: bool,
-        restart: Option<mco_plugin_provision::RestartHook>,
-        per_node_config: bool,
-    ) -> HostedAgents {
+    /// `configure` (see [`mco_plugin_provision::ProvisionSettings`]). What
+    /// `provision restart` does is set later, on
+    /// [`restart_switch`](Self::restart_switch).
+    pub fn provisioning(config: &ResponderConfig, per_node_config: bool) -> HostedAgents {
+        let switch = RestartSwitch::default();
         let mut reg = HostedAgents::default();
         reg.add(Arc::new(mco_plugin_rpcutil::Rpcutil::new()));
         let settings = mco_plugin_provision::ProvisionSettings {
             provisioning: config.provisioning.clone().unwrap_or_default(),
             security: config.security.clone(),
             config_file: config.file.clone(),
-            active,
-            restart,
+            active: true,
+            restart: Some(switch.hook()),
             per_node_config,
         };
         reg.add(Arc::new(mco_plugin_provision::Provision::new(settings)));
+        reg.restart = Some(switch);
         reg
+    }
+
+    /// Where `provision restart` goes, for the agents of provisioning mode.
+    pub fn restart_switch(&self) -> Option<&RestartSwitch> {
+        self.restart.as_ref()
     }
 
     /// Hosts one more agent (or replaces one of the same name): how a

@@ -15,6 +15,7 @@ pub mod fleet;
 pub mod hosted;
 pub mod lifecycle;
 pub mod node;
+pub mod provisioning;
 pub mod security;
 pub mod serve;
 pub mod stats;

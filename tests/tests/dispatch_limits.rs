@@ -77,7 +77,8 @@ fn start(nats: &NatsServer, dir: &Path) -> InProcess {
         nats.url()
     );
     let cfg = ResponderConfig::from_toml(&dir.join("responder.toml"), &text).unwrap();
-    let (mut registry, _) = mco_responder::preflight(&cfg).unwrap();
+    let (mut registry, _) =
+        mco_responder::preflight(&cfg, &mco_responder::Options::default()).unwrap();
     registry.add(Arc::new(Chores(
         Ddl::from_json("chores.json", DDL).unwrap(),
     )));

@@ -69,7 +69,8 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(|| mco_core::logline::Escaping(std::io::stderr()))
         .init();
-    let registry = match daemon::preflight(&cfg) {
+    let opts = Options { fleet: args.fleet };
+    let registry = match daemon::preflight(&cfg, &opts) {
         Ok((r, warnings)) => {
             for w in warnings {
                 tracing::warn!("{w}");
@@ -111,7 +112,6 @@ fn main() -> ExitCode {
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = tx.send(true);
         });
-        let opts = Options { fleet: args.fleet };
         match mco_responder::run(cfg, registry, opts, rx, reload).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
