@@ -71,8 +71,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Reads typed values out of a TOML document, collecting every error.
+///
+/// A reader made by [`parse`](Self::parse) reads a whole file; one made by
+/// [`for_table`](Self::for_table) reads a table already parsed out of one
+/// (a plugin's `[plugin.NAME]`), naming every key it reports under that
+/// table's dotted name, so `timeout` is reported as `plugin.nrpe.timeout`.
 pub struct Reader {
     file: String,
+    root: String,
     errors: Vec<ConfigError>,
 }
 
@@ -89,6 +95,7 @@ impl Reader {
     pub fn parse(file: &Path, text: &str) -> (Reader, Table) {
         let mut r = Reader {
             file: file.display().to_string(),
+            root: String::new(),
             errors: Vec::new(),
         };
         let table = match text.parse::<Table>() {
@@ -105,11 +112,23 @@ impl Reader {
         (r, table)
     }
 
-    /// Records an error for `key`.
+    /// Starts reading a table already parsed out of `file`, whose dotted
+    /// name is `root` (e.g. `plugin.resource`): every key this reader
+    /// reports, including those given to [`error`](Self::error), is named
+    /// `root.key`. The keys passed to its methods are relative to the table.
+    pub fn for_table(file: &Path, root: &str) -> Reader {
+        Reader {
+            file: file.display().to_string(),
+            root: root.to_string(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Records an error for `key` (under this reader's table, if it reads one).
     pub fn error(&mut self, key: &str, message: impl Into<String>) {
         self.errors.push(ConfigError {
             file: self.file.clone(),
-            key: key.to_string(),
+            key: join(&self.root, key),
             message: message.into(),
         });
     }
@@ -870,5 +889,36 @@ window = "300ms"
         let e =
             ClientConfig::from_toml(Path::new("c.toml"), "[discovery]\nwindw = 1\n").unwrap_err();
         assert_eq!(e.0[0].key, "discovery.windw");
+    }
+
+    #[test]
+    fn a_table_reader_names_keys_under_its_table() {
+        let t: Table = "timeout = true\ncolour = 1\n[sub]\nx = 2\n"
+            .parse()
+            .unwrap();
+        let mut r = Reader::for_table(Path::new("/etc/mco/r.toml"), "plugin.p");
+        r.unknown(&t, "", &["timeout", "sub"]);
+        assert_eq!(r.duration(&t, "", "timeout"), None);
+        let sub = r.table(&t, "", "sub").unwrap();
+        r.unknown(sub, "sub", &["y"]);
+        r.error("sub.y", "is required");
+        let e = r.finish().unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "plugin.p.colour",
+                "plugin.p.timeout",
+                "plugin.p.sub.x",
+                "plugin.p.sub.y"
+            ]
+        );
+        assert!(e.0.iter().all(|e| e.file == "/etc/mco/r.toml"));
+        assert!(e
+            .to_string()
+            .starts_with("/etc/mco/r.toml: plugin.p.colour: unknown key"));
+        assert!(Reader::for_table(Path::new("x"), "plugin.p")
+            .finish()
+            .is_ok());
     }
 }

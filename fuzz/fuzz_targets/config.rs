@@ -30,7 +30,7 @@ fn check(which: u8, text: &str) {
         0 => {
             if let Ok(cfg) = ResponderConfig::from_toml(path, text) {
                 if let Some(t) = cfg.plugin.get("nrpe") {
-                    let _ = NrpeConfig::from_table(t, Path::new("/etc/mco"));
+                    let _ = NrpeConfig::from_table(t, path);
                 }
             }
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::provisioning::RestartSwitch;
 
 use mco_core::agent::AgentSummary;
-use mco_core::config::ResponderConfig;
+use mco_core::config::{ConfigErrors, ResponderConfig};
 use mco_core::{Agent, Ddl};
 
 /// Why the agent set could not be built.
@@ -15,16 +15,11 @@ pub enum HostedError {
     /// `[agents] enabled` names an agent this build does not have.
     #[error("agents.enabled: unknown agent {0:?} (this build has: {1})")]
     UnknownAgent(String, String),
-    /// An agent's `[plugin.NAME]` settings are wrong.
-    #[error("{file}: plugin.{agent}: {message}")]
-    Plugin {
-        /// The config file.
-        file: String,
-        /// The agent.
-        agent: String,
-        /// What is wrong, naming the key.
-        message: String,
-    },
+    /// Agents' `[plugin.NAME]` settings are wrong: every problem of every
+    /// enabled agent's table, each naming its file and full key, as a bad
+    /// config file is reported.
+    #[error("bad configuration:\n{0}")]
+    Plugin(mco_core::config::ConfigErrors),
     /// A DDL in a configured directory did not load.
     #[error(transparent)]
     Ddl(#[from] mco_core::ddl::DdlError),
@@ -54,37 +49,24 @@ pub const BUILTIN: &[&str] = &["rpcutil", "resource", "nrpe", "ca"];
 const OPT_IN: &[&str] = &["ca"];
 
 /// Builds one built-in agent from its `[plugin.NAME]` table (empty when the
-/// config has none).
-fn build(name: &str, cfg: &ResponderConfig) -> Result<Arc<dyn Agent>, HostedError> {
+/// config has none); relative paths in it are relative to the config file.
+fn build(name: &str, cfg: &ResponderConfig) -> Result<Arc<dyn Agent>, ConfigErrors> {
     let empty = toml::Table::new();
     let table = cfg.plugin.get(name).unwrap_or(&empty);
-    let fail = |message: String| HostedError::Plugin {
-        file: cfg.file.display().to_string(),
-        agent: name.to_string(),
-        message,
-    };
-    match name {
-        "rpcutil" => Ok(Arc::new(mco_plugin_rpcutil::Rpcutil::new())),
-        "resource" => Ok(Arc::new(
-            mco_plugin_resource::ResourceAgent::from_config(table).map_err(fail)?,
+    let file = cfg.file.as_path();
+    Ok(match name {
+        "rpcutil" => Arc::new(mco_plugin_rpcutil::Rpcutil::new()),
+        "resource" => Arc::new(mco_plugin_resource::ResourceAgent::from_config(
+            table, file,
+        )?),
+        "nrpe" => Arc::new(mco_plugin_nrpe::Nrpe::new(
+            mco_plugin_nrpe::NrpeConfig::from_table(table, file)?,
         )),
-        "nrpe" => {
-            // Relative paths are relative to the config file's directory.
-            let base = cfg.file.parent().unwrap_or(std::path::Path::new("."));
-            let nrpe = mco_plugin_nrpe::NrpeConfig::from_table(table, base).map_err(|errs| {
-                let all: Vec<String> = errs.iter().map(ToString::to_string).collect();
-                fail(all.join("; "))
-            })?;
-            Ok(Arc::new(mco_plugin_nrpe::Nrpe::new(nrpe)))
-        }
-        "ca" => {
-            let base = cfg.file.parent().unwrap_or(std::path::Path::new("."));
-            let ca = mco_plugin_ca::CaSettings::from_table(table, base)
-                .map_err(|errs| fail(errs.join("; ")))?;
-            Ok(Arc::new(mco_plugin_ca::CaAgent::new(ca)))
-        }
+        "ca" => Arc::new(mco_plugin_ca::CaAgent::new(
+            mco_plugin_ca::CaSettings::from_table(table, file)?,
+        )),
         other => unreachable!("{other} is not in BUILTIN"),
-    }
+    })
 }
 
 impl HostedAgents {
@@ -112,12 +94,22 @@ impl HostedAgents {
                 .collect(),
         };
         let mut reg = HostedAgents::default();
+        let mut problems = Vec::new();
         for name in names {
             if *name == "rpcutil" || enabled.iter().any(|e| e == name) {
-                let agent = build(name, config)?;
-                let ddl = Arc::new(agent.ddl().clone());
-                reg.agents.insert(name.to_string(), Hosted { agent, ddl });
+                match build(name, config) {
+                    Ok(agent) => {
+                        let ddl = Arc::new(agent.ddl().clone());
+                        reg.agents.insert(name.to_string(), Hosted { agent, ddl });
+                    }
+                    // Every agent's table is read before giving up, so that
+                    // one start-up lists every problem.
+                    Err(ConfigErrors(errs)) => problems.extend(errs),
+                }
             }
+        }
+        if !problems.is_empty() {
+            return Err(HostedError::Plugin(ConfigErrors(problems)));
         }
         let mut warnings = Vec::new();
         for dir in &cfg.ddl_dirs {
@@ -191,5 +183,39 @@ impl HostedAgents {
                 description: h.ddl.metadata.description.clone(),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bad_key_of_every_plugin_is_reported_at_once() {
+        let cfg = ResponderConfig::from_toml(
+            std::path::Path::new("/etc/mco/responder.toml"),
+            "identity = \"n1\"\n[agents]\nenabled = [\"resource\", \"nrpe\"]\n\
+             [plugin.resource]\nnoop = 1\ncolour = 2\n[plugin.nrpe]\ntimeout = \"soon\"\n",
+        )
+        .expect("the file itself is fine");
+        let Err(HostedError::Plugin(errs)) = HostedAgents::from_config(&cfg) else {
+            panic!("bad plugin tables must stop the responder");
+        };
+        let keys: Vec<&str> = errs.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "plugin.resource.colour",
+                "plugin.resource.noop",
+                "plugin.nrpe.timeout"
+            ]
+        );
+        let text = HostedError::Plugin(errs).to_string();
+        assert!(
+            text.starts_with(
+                "bad configuration:\n/etc/mco/responder.toml: plugin.resource.colour: unknown key"
+            ),
+            "{text}"
+        );
     }
 }

@@ -638,10 +638,10 @@ fn bad_plugin_settings_stop_the_responder_naming_each_key() {
         .run();
     out.assert_exit(64);
     for part in [
-        "plugin.nrpe: ",
-        "colour: unknown key",
-        "conf_dir: expected a path string, found integer",
-        "timeout: ",
+        "mco-responder: bad configuration:\n",
+        "plugin.nrpe.colour: unknown key",
+        "plugin.nrpe.conf_dir: expected a string, found integer",
+        "plugin.nrpe.timeout: ",
     ] {
         assert!(out.stderr.contains(part), "missing {part:?}: {out:?}");
     }

@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use mco_core::agent::{outputs, ActionError, ActionResult, Agent, RequestContext};
+use mco_core::config::{ConfigErrors, Reader};
 use mco_core::{Ddl, Status};
 use mco_pki::{self as pki, index::format_unix, Ca, CrlOptions, Index, PkiError, SignPolicy};
 use serde_json::{json, Map, Value};
@@ -58,75 +59,44 @@ pub struct CaSettings {
 }
 
 impl CaSettings {
-    /// Reads `[plugin.ca]`; relative paths are relative to `base`. Returns
-    /// every problem, each naming its key.
-    pub fn from_table(t: &toml::Table, base: &Path) -> Result<CaSettings, Vec<String>> {
-        let mut errs = Vec::new();
-        for k in t.keys() {
-            if !KEYS.contains(&k.as_str()) {
-                errs.push(format!(
-                    "{k}: unknown key (known here: {})",
-                    KEYS.join(", ")
-                ));
-            }
-        }
-        let strings = |k: &str, errs: &mut Vec<String>| -> Vec<String> {
-            match t.get(k) {
-                None => Vec::new(),
-                Some(v) => match v.as_array().and_then(|a| {
-                    a.iter()
-                        .map(|x| x.as_str().map(str::to_string))
-                        .collect::<Option<Vec<_>>>()
-                }) {
-                    Some(v) => v,
-                    None => {
-                        errs.push(format!("{k}: expected an array of strings"));
-                        Vec::new()
-                    }
-                },
-            }
-        };
-        let dir = match t.get("dir").and_then(|v| v.as_str()) {
-            Some(d) => base.join(mco_core::config::expand_home(d)),
+    /// Reads `[plugin.ca]` of the responder config `file`; relative paths
+    /// are relative to the file's directory. Every bad or unknown key is
+    /// reported at once, each by its full name (`plugin.ca.dir`).
+    pub fn from_table(t: &toml::Table, file: &Path) -> Result<CaSettings, ConfigErrors> {
+        let base = file.parent().unwrap_or(Path::new("."));
+        let mut r = Reader::for_table(file, "plugin.ca");
+        r.unknown(t, "", KEYS);
+        let dir = match r.path(t, "", "dir") {
+            Some(d) => base.join(d),
             None => {
-                errs.push("dir: is required (the PKI directory of `mco pki`)".to_string());
+                if !t.contains_key("dir") {
+                    r.error("dir", "is required (the PKI directory of `mco pki`)");
+                }
                 PathBuf::new()
             }
         };
-        let allow_names = strings("allow_names", &mut errs);
+        let allow_names = r.strings(t, "", "allow_names").unwrap_or_default();
         for g in &allow_names {
             if let Err(e) = Glob::new(g) {
-                errs.push(format!("allow_names: {g:?}: {e}"));
+                r.error("allow_names", format!("{g:?}: {e}"));
             }
         }
-        let reserved_names = strings("reserved_names", &mut errs);
-        let signer = strings("signer", &mut errs);
-        let signer_timeout = match t.get("signer_timeout") {
-            None => Duration::from_secs(30),
-            Some(toml::Value::Integer(i)) if *i > 0 => Duration::from_secs(*i as u64),
-            Some(toml::Value::String(s)) => match mco_core::config::parse_duration(s) {
-                Ok(d) => d,
-                Err(e) => {
-                    errs.push(format!("signer_timeout: {e}"));
-                    Duration::from_secs(30)
-                }
-            },
-            Some(_) => {
-                errs.push("signer_timeout: expected a duration like \"30s\"".to_string());
-                Duration::from_secs(30)
-            }
-        };
-        if errs.is_empty() {
-            Ok(CaSettings {
-                dir,
-                allow_names,
-                reserved_names,
-                signer,
-                signer_timeout,
-            })
-        } else {
-            Err(errs)
+        let reserved_names = r.strings(t, "", "reserved_names").unwrap_or_default();
+        let signer = r.strings(t, "", "signer").unwrap_or_default();
+        let signer_timeout = r
+            .duration(t, "", "signer_timeout")
+            .unwrap_or(Duration::from_secs(30));
+        if signer_timeout.is_zero() {
+            r.error("signer_timeout", "must be more than zero");
         }
+        r.finish()?;
+        Ok(CaSettings {
+            dir,
+            allow_names,
+            reserved_names,
+            signer,
+            signer_timeout,
+        })
     }
 }
 

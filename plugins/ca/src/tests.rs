@@ -8,19 +8,46 @@ fn settings_are_strict() {
     let t: toml::Table = "dir = \"pki\"\nallow_names = [\"web-*\"]\nbogus = 1\n"
         .parse()
         .unwrap();
-    let errs = CaSettings::from_table(&t, Path::new("/etc/mco")).unwrap_err();
+    let errs = CaSettings::from_table(&t, Path::new("/etc/mco/responder.toml")).unwrap_err();
     assert!(
-        errs.iter().any(|e| e.starts_with("bogus: unknown key")),
+        errs.0
+            .iter()
+            .any(|e| e.key == "plugin.ca.bogus" && e.message.starts_with("unknown key")),
         "{errs:?}"
     );
     let t: toml::Table = "dir = \"pki\"\nallow_names = [\"web-*\"]\n"
         .parse()
         .unwrap();
-    let s = CaSettings::from_table(&t, Path::new("/etc/mco")).unwrap();
+    let s = CaSettings::from_table(&t, Path::new("/etc/mco/responder.toml")).unwrap();
     assert_eq!(s.dir, PathBuf::from("/etc/mco/pki"));
     let a = CaAgent::new(s);
     assert!(a.allow.is_match("web-1"));
     assert!(!a.allow.is_match("db-1"));
+}
+
+#[test]
+fn two_bad_keys_and_an_unknown_one_are_reported_together() {
+    let t: toml::Table = "dir = 7\nsigner_timeout = \"soon\"\nsigner_timout = \"5s\"\n"
+        .parse()
+        .unwrap();
+    let errs = CaSettings::from_table(&t, Path::new("/etc/mco/responder.toml")).unwrap_err();
+    let keys: Vec<&str> = errs.0.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "plugin.ca.signer_timout",
+            "plugin.ca.dir",
+            "plugin.ca.signer_timeout"
+        ]
+    );
+    assert!(errs.0[0].message.starts_with("unknown key"), "{errs}");
+    assert!(errs.0[1].message.contains("integer"), "{errs}");
+    assert!(errs.0.iter().all(|e| e.file == "/etc/mco/responder.toml"));
+    // A missing dir is reported along with the rest.
+    let t: toml::Table = "allow_names = [\"[\"]\n".parse().unwrap();
+    let errs = CaSettings::from_table(&t, Path::new("/etc/mco/responder.toml")).unwrap_err();
+    let keys: Vec<&str> = errs.0.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["plugin.ca.dir", "plugin.ca.allow_names"]);
 }
 
 fn argv(v: &[&str]) -> Vec<String> {

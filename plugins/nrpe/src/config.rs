@@ -18,7 +18,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mco_core::config::parse_duration;
+use mco_core::config::{ConfigErrors, Reader};
+use toml::Value;
 
 use crate::cmdline::ArgPolicy;
 
@@ -28,24 +29,14 @@ pub const DEFAULT_CONF_DIR: &str = "/etc/nagios/nrpe.d";
 /// How long one command may run when `timeout` is not set.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A `[plugin.nrpe]` table that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {message}")]
-pub struct ConfigError {
-    /// The key at fault.
-    pub key: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl ConfigError {
-    fn new(key: &str, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            key: key.to_string(),
-            message: message.into(),
-        }
-    }
-}
+/// The keys `[plugin.nrpe]` knows.
+const KEYS: &[&str] = &[
+    "conf_dir",
+    "conf_files",
+    "timeout",
+    "allow_arguments",
+    "allow_dash_arguments",
+];
 
 /// The nrpe agent's settings, paths already resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,105 +62,82 @@ impl Default for NrpeConfig {
     }
 }
 
-impl NrpeConfig {
-    /// Reads the `[plugin.nrpe]` table; relative paths are joined to `base`
-    /// (the config file's directory). Every bad key is reported, by name.
-    pub fn from_table(table: &toml::Table, base: &Path) -> Result<NrpeConfig, Vec<ConfigError>> {
-        let mut errors = Vec::new();
-        let mut cfg = NrpeConfig {
-            conf_dir: None,
-            conf_files: Vec::new(),
-            timeout: DEFAULT_TIMEOUT,
-            args: ArgPolicy::default(),
-        };
-        let flag = |key: &str, v: &toml::Value, errors: &mut Vec<ConfigError>| {
-            v.as_bool().unwrap_or_else(|| {
-                errors.push(ConfigError::new(
-                    key,
-                    format!("expected true or false, found {}", v.type_str()),
-                ));
-                false
-            })
-        };
-        let path = |key: &str, v: &toml::Value, errors: &mut Vec<ConfigError>| match v.as_str() {
-            Some("") => {
-                errors.push(ConfigError::new(key, "must not be empty"));
-                None
-            }
-            Some(s) => Some(base.join(s)),
-            None => {
-                errors.push(ConfigError::new(
-                    key,
-                    format!("expected a path string, found {}", v.type_str()),
-                ));
-                None
-            }
-        };
-        for (key, value) in table {
-            match key.as_str() {
-                "conf_dir" => cfg.conf_dir = path("conf_dir", value, &mut errors),
-                "conf_files" => match value.as_array() {
-                    Some(items) => {
-                        for (i, item) in items.iter().enumerate() {
-                            if let Some(p) = path(&format!("conf_files[{i}]"), item, &mut errors) {
-                                cfg.conf_files.push(p);
-                            }
-                        }
-                    }
-                    None => errors.push(ConfigError::new(
-                        "conf_files",
-                        format!("expected a list of paths, found {}", value.type_str()),
-                    )),
-                },
-                "timeout" => match timeout(value) {
-                    Ok(t) => cfg.timeout = t,
-                    Err(m) => errors.push(ConfigError::new("timeout", m)),
-                },
-                "allow_arguments" => cfg.args.allow = flag(key.as_str(), value, &mut errors),
-                "allow_dash_arguments" => cfg.args.allow_dash = flag(key.as_str(), value, &mut errors),
-                other => errors.push(ConfigError::new(
-                    other,
-                    "unknown key (known: conf_dir, conf_files, timeout, allow_arguments, allow_dash_arguments)",
-                )),
-            }
+/// A path setting: a non-empty string, joined to `base` when relative.
+fn path(r: &mut Reader, key: &str, v: &Value, base: &Path) -> Option<PathBuf> {
+    match v.as_str() {
+        Some("") => {
+            r.error(key, "must not be empty");
+            None
         }
-        if cfg.conf_dir.is_none() && cfg.conf_files.is_empty() && !table.contains_key("conf_files")
-        {
-            cfg.conf_dir = Some(PathBuf::from(DEFAULT_CONF_DIR));
-        }
-        if errors.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(errors)
+        Some(s) => Some(base.join(s)),
+        None => {
+            r.error(key, format!("expected a string, found {}", v.type_str()));
+            None
         }
     }
 }
 
-fn timeout(v: &toml::Value) -> Result<Duration, String> {
-    let d = match v {
-        toml::Value::Integer(n) if *n > 0 => Duration::from_secs(*n as u64),
-        toml::Value::String(s) => parse_duration(s)?,
-        toml::Value::Integer(_) => return Err("must be at least 1 second".into()),
-        other => {
-            return Err(format!(
-                "expected seconds or a duration like \"10s\", found {}",
-                other.type_str()
-            ))
+impl NrpeConfig {
+    /// Reads the `[plugin.nrpe]` table of the responder config `file`;
+    /// relative paths are joined to the file's directory. Every bad or
+    /// unknown key is reported, each by its full name (`plugin.nrpe.timeout`).
+    pub fn from_table(table: &toml::Table, file: &Path) -> Result<NrpeConfig, ConfigErrors> {
+        let base = file.parent().unwrap_or(Path::new("."));
+        let mut r = Reader::for_table(file, "plugin.nrpe");
+        r.unknown(table, "", KEYS);
+        let conf_dir = table
+            .get("conf_dir")
+            .and_then(|v| path(&mut r, "conf_dir", v, base));
+        let mut conf_files = Vec::new();
+        match table.get("conf_files") {
+            None => {}
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    conf_files.extend(path(&mut r, &format!("conf_files[{i}]"), item, base));
+                }
+            }
+            Some(other) => r.error(
+                "conf_files",
+                format!("expected an array of strings, found {}", other.type_str()),
+            ),
         }
-    };
-    if d.is_zero() {
-        return Err("must be more than zero".into());
+        let timeout = r.duration(table, "", "timeout").unwrap_or(DEFAULT_TIMEOUT);
+        if timeout.is_zero() {
+            r.error("timeout", "must be more than zero");
+        }
+        let args = ArgPolicy {
+            allow: r.boolean(table, "", "allow_arguments").unwrap_or(false),
+            allow_dash: r
+                .boolean(table, "", "allow_dash_arguments")
+                .unwrap_or(false),
+        };
+        r.finish()?;
+        let conf_dir = match conf_dir {
+            None if conf_files.is_empty() && !table.contains_key("conf_files") => {
+                Some(PathBuf::from(DEFAULT_CONF_DIR))
+            }
+            d => d,
+        };
+        Ok(NrpeConfig {
+            conf_dir,
+            conf_files,
+            timeout,
+            args,
+        })
     }
-    Ok(d)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<NrpeConfig, Vec<ConfigError>> {
+    fn parse(text: &str) -> Result<NrpeConfig, ConfigErrors> {
         let table: toml::Table = text.parse().expect("test TOML parses");
-        NrpeConfig::from_table(&table, Path::new("/etc/mco"))
+        NrpeConfig::from_table(&table, Path::new("/etc/mco/responder.toml"))
+    }
+
+    fn keys(errs: &ConfigErrors) -> Vec<&str> {
+        errs.0.iter().map(|e| e.key.as_str()).collect()
     }
 
     #[test]
@@ -202,16 +170,39 @@ mod tests {
     fn every_bad_key_is_named() {
         let errs =
             parse("conf_dir = 3\nconf_files = \"a\"\ntimeout = \"soon\"\ncolour = 1").unwrap_err();
-        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
-        assert_eq!(keys, ["colour", "conf_dir", "conf_files", "timeout"]);
-        assert!(errs[1].message.contains("integer"), "{}", errs[1]);
+        assert_eq!(
+            keys(&errs),
+            [
+                "plugin.nrpe.colour",
+                "plugin.nrpe.conf_dir",
+                "plugin.nrpe.conf_files",
+                "plugin.nrpe.timeout"
+            ]
+        );
+        assert!(errs.0[1].message.contains("integer"), "{errs}");
         let errs = parse("timeout = 0").unwrap_err();
-        assert_eq!(errs[0].key, "timeout");
+        assert_eq!(errs.0[0].key, "plugin.nrpe.timeout");
         let errs = parse("conf_files = [\"\", 2]").unwrap_err();
-        assert_eq!(errs.len(), 2);
-        assert_eq!(errs[1].key, "conf_files[1]");
+        assert_eq!(errs.0.len(), 2);
+        assert_eq!(errs.0[1].key, "plugin.nrpe.conf_files[1]");
         let errs = parse("allow_arguments = \"yes\"\nallow_dash_arguments = 1").unwrap_err();
-        assert_eq!(errs.len(), 2);
-        assert!(errs[0].message.contains("true or false"), "{}", errs[0]);
+        assert_eq!(errs.0.len(), 2);
+        assert!(errs.0[0].message.contains("a boolean"), "{errs}");
+    }
+
+    #[test]
+    fn two_bad_keys_and_an_unknown_one_are_reported_together() {
+        let errs = parse("timeout = \"soon\"\nallow_arguments = 3\nconf_dri = \"x\"").unwrap_err();
+        assert_eq!(
+            keys(&errs),
+            [
+                "plugin.nrpe.conf_dri",
+                "plugin.nrpe.timeout",
+                "plugin.nrpe.allow_arguments"
+            ]
+        );
+        assert!(errs.0[0].message.starts_with("unknown key"), "{errs}");
+        assert!(errs.0.iter().all(|e| e.file == "/etc/mco/responder.toml"));
+        assert_eq!(errs.to_string().lines().count(), 3, "{errs}");
     }
 }

@@ -33,7 +33,7 @@ use mco_core::agent::{ActionError, ActionResult, Agent, Outputs, RequestContext}
 use mco_core::{Ddl, Status};
 use serde_json::{json, Map, Value};
 
-pub use config::{ConfigError, NrpeConfig};
+pub use config::NrpeConfig;
 
 use cmdline::ArgPolicy;
 use defs::{Definitions, Loaded};

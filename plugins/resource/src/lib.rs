@@ -64,9 +64,13 @@ fn ddl() -> Ddl {
 }
 
 impl ResourceAgent {
-    /// Builds the agent from its `[plugin.resource]` table.
-    pub fn from_config(table: &toml::Table) -> Result<ResourceAgent, String> {
-        let settings = Settings::from_table(table, &types::names())?;
+    /// Builds the agent from its `[plugin.resource]` table in the responder
+    /// config `file`; every bad or unknown key is reported at once.
+    pub fn from_config(
+        table: &toml::Table,
+        file: &std::path::Path,
+    ) -> Result<ResourceAgent, mco_core::config::ConfigErrors> {
+        let settings = Settings::from_table(table, &types::names(), file)?;
         Ok(ResourceAgent::new(settings))
     }
 

@@ -15,11 +15,12 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use toml::{Table, Value};
+use mco_core::config::{ConfigErrors, Reader};
+use toml::Table;
 
 /// Which names of one type may be managed.
 #[derive(Debug, Clone, Default)]
@@ -80,98 +81,115 @@ impl Default for Settings {
     }
 }
 
-fn strings(v: &Value, key: &str) -> Result<Vec<String>, String> {
-    let arr = v
-        .as_array()
-        .ok_or_else(|| format!("{key}: expected a list of strings"))?;
-    arr.iter()
-        .map(|i| {
-            i.as_str()
-                .map(str::to_string)
-                .ok_or_else(|| format!("{key}: expected a list of strings"))
-        })
-        .collect()
-}
+/// The settings `[plugin.resource]` knows besides a table per type.
+const KEYS: &[&str] = &[
+    "allow_types",
+    "noop",
+    "root",
+    "search_limit",
+    "command_timeout",
+];
 
-fn globs(list: &[String], key: &str) -> Result<Option<GlobSet>, String> {
+/// A set of `list`'s globs, `None` for an empty list; a bad glob is reported under `key`.
+fn globs(r: &mut Reader, list: &[String], key: &str) -> Option<GlobSet> {
     if list.is_empty() {
-        return Ok(None);
+        return None;
     }
     let mut b = GlobSetBuilder::new();
+    let mut ok = true;
     for g in list {
-        b.add(Glob::new(g).map_err(|e| format!("{key}: {g:?}: {e}"))?);
+        match Glob::new(g) {
+            Ok(glob) => {
+                b.add(glob);
+            }
+            Err(e) => {
+                r.error(key, format!("{g:?}: {e}"));
+                ok = false;
+            }
+        }
     }
-    b.build().map(Some).map_err(|e| format!("{key}: {e}"))
+    if !ok {
+        return None;
+    }
+    match b.build() {
+        Ok(set) => Some(set),
+        Err(e) => {
+            r.error(key, e.to_string());
+            None
+        }
+    }
+}
+
+/// A positive whole number, or `None` (reported) when it is zero.
+fn positive(r: &mut Reader, t: &Table, key: &str, what: &str) -> Option<u64> {
+    let n = r.unsigned(t, "", key)?;
+    if n == 0 {
+        r.error(key, format!("must be a positive {what}"));
+        return None;
+    }
+    Some(n)
 }
 
 impl Settings {
-    /// Reads `[plugin.resource]`; errors name the key.
-    pub fn from_table(t: &Table, known_types: &[&str]) -> Result<Settings, String> {
-        let mut s = Settings::default();
-        for (k, v) in t {
-            match k.as_str() {
-                "allow_types" => {
-                    s.allow_types = strings(v, k)?;
-                    for ty in &s.allow_types {
-                        if !known_types.contains(&ty.as_str()) {
-                            return Err(format!(
-                                "allow_types: unknown type {ty:?} (known: {})",
-                                known_types.join(", ")
-                            ));
-                        }
-                    }
-                }
-                "noop" => s.noop = v.as_bool().ok_or("noop: expected true or false")?,
-                "root" => {
-                    let r = v.as_str().ok_or("root: expected a path")?;
-                    if !r.starts_with('/') {
-                        return Err(format!("root: {r:?} must be an absolute path"));
-                    }
-                    s.root = PathBuf::from(r);
-                }
-                "search_limit" => {
-                    s.search_limit = v
-                        .as_integer()
-                        .filter(|n| *n > 0)
-                        .ok_or("search_limit: expected a positive whole number")?
-                        as usize
-                }
-                "command_timeout" => {
-                    let n = v
-                        .as_integer()
-                        .filter(|n| *n > 0)
-                        .ok_or("command_timeout: expected a positive number of seconds")?;
-                    s.command_timeout = Duration::from_secs(n as u64);
-                }
-                ty if known_types.contains(&ty) => {
-                    let sub = v
-                        .as_table()
-                        .ok_or_else(|| format!("{ty}: expected a table"))?;
-                    let mut rules = NameRules::default();
-                    for (k2, v2) in sub {
-                        let key = format!("{ty}.{k2}");
-                        match k2.as_str() {
-                            "allow_names" => rules.allow_src = strings(v2, &key)?,
-                            "deny_names" => rules.deny_src = strings(v2, &key)?,
-                            _ => {
-                                return Err(format!(
-                                    "{key}: unknown setting (expected allow_names, deny_names)"
-                                ))
-                            }
-                        }
-                    }
-                    rules.allow = globs(&rules.allow_src, &format!("{ty}.allow_names"))?;
-                    rules.deny = globs(&rules.deny_src, &format!("{ty}.deny_names"))?;
-                    s.names.insert(ty.to_string(), rules);
-                }
-                other => {
-                    return Err(format!(
-                        "{other}: unknown setting (expected allow_types, noop, root, search_limit, command_timeout, or a type's table)"
-                    ))
-                }
+    /// Reads `[plugin.resource]` of the responder config `file`. Every bad
+    /// or unknown key is reported, each by its full name
+    /// (`plugin.resource.user.allow_names`).
+    pub fn from_table(
+        t: &Table,
+        known_types: &[&str],
+        file: &Path,
+    ) -> Result<Settings, ConfigErrors> {
+        let mut r = Reader::for_table(file, "plugin.resource");
+        let known: Vec<&str> = KEYS.iter().chain(known_types).copied().collect();
+        r.unknown(t, "", &known);
+        let d = Settings::default();
+        let allow_types = r.strings(t, "", "allow_types").unwrap_or_default();
+        for ty in &allow_types {
+            if !known_types.contains(&ty.as_str()) {
+                r.error(
+                    "allow_types",
+                    format!("unknown type {ty:?} (known: {})", known_types.join(", ")),
+                );
             }
         }
-        Ok(s)
+        let noop = r.boolean(t, "", "noop").unwrap_or(d.noop);
+        let root = match r.string(t, "", "root") {
+            Some(root) if !root.starts_with('/') => {
+                r.error("root", format!("{root:?} must be an absolute path"));
+                d.root
+            }
+            Some(root) => PathBuf::from(root),
+            None => d.root,
+        };
+        let search_limit = positive(&mut r, t, "search_limit", "whole number")
+            .map_or(d.search_limit, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let command_timeout = positive(&mut r, t, "command_timeout", "number of seconds")
+            .map_or(d.command_timeout, Duration::from_secs);
+        let mut names = BTreeMap::new();
+        for ty in known_types {
+            let Some(sub) = r.table(t, "", ty) else {
+                continue;
+            };
+            r.unknown(sub, ty, &["allow_names", "deny_names"]);
+            let allow_src = r.strings(sub, ty, "allow_names").unwrap_or_default();
+            let deny_src = r.strings(sub, ty, "deny_names").unwrap_or_default();
+            let rules = NameRules {
+                allow: globs(&mut r, &allow_src, &format!("{ty}.allow_names")),
+                deny: globs(&mut r, &deny_src, &format!("{ty}.deny_names")),
+                allow_src,
+                deny_src,
+            };
+            names.insert(ty.to_string(), rules);
+        }
+        r.finish()?;
+        Ok(Settings {
+            allow_types,
+            noop,
+            root,
+            search_limit,
+            command_timeout,
+            names,
+        })
     }
 }
 
@@ -181,8 +199,16 @@ mod tests {
 
     const TYPES: &[&str] = &["user", "host"];
 
-    fn parse(s: &str) -> Result<Settings, String> {
-        Settings::from_table(&s.parse::<Table>().unwrap(), TYPES)
+    fn parse(s: &str) -> Result<Settings, ConfigErrors> {
+        Settings::from_table(
+            &s.parse::<Table>().unwrap(),
+            TYPES,
+            Path::new("/etc/mco/responder.toml"),
+        )
+    }
+
+    fn err(s: &str) -> String {
+        parse(s).unwrap_err().to_string()
     }
 
     #[test]
@@ -208,14 +234,32 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        assert!(parse("allow_types = [\"nope\"]")
-            .unwrap_err()
-            .contains("allow_types"));
-        assert!(parse("root = \"rel\"").unwrap_err().contains("root"));
-        assert!(parse("noop = 3").unwrap_err().contains("noop"));
-        assert!(parse("[user]\nallow = []")
-            .unwrap_err()
-            .contains("user.allow"));
-        assert!(parse("colour = 1").unwrap_err().contains("colour"));
+        assert!(err("allow_types = [\"nope\"]").contains("allow_types"));
+        assert!(err("root = \"rel\"").contains("root"));
+        assert!(err("noop = 3").contains("noop"));
+        assert!(err("[user]\nallow = []").contains("user.allow"));
+        assert!(err("colour = 1").contains("colour"));
+        assert!(err("search_limit = 0").contains("plugin.resource.search_limit"));
+        assert!(err("[host]\ndeny_names = [\"[\"]").contains("plugin.resource.host.deny_names"));
+    }
+
+    #[test]
+    fn two_bad_keys_and_an_unknown_one_are_reported_together() {
+        let errs = parse(
+            "noop = \"yes\"\nroot = \"relative\"\ncolour = 1\n[user]\nallow_names = [\"deploy\"]\n",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errs.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "plugin.resource.colour",
+                "plugin.resource.noop",
+                "plugin.resource.root"
+            ]
+        );
+        assert!(errs.0[0].message.starts_with("unknown key"), "{errs}");
+        assert!(errs.0[2].message.contains("absolute"), "{errs}");
+        assert!(errs.0.iter().all(|e| e.file == "/etc/mco/responder.toml"));
     }
 }

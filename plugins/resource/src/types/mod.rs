@@ -215,7 +215,9 @@ pub(crate) mod tests {
                 "allow_types = [{ty:?}]\nroot = {:?}\n{extra}",
                 dir.path().display().to_string()
             );
-            let agent = ResourceAgent::from_config(&toml.parse().unwrap()).unwrap();
+            let agent =
+                ResourceAgent::from_config(&toml.parse().unwrap(), Path::new("responder.toml"))
+                    .unwrap();
             Fixture { dir, agent, ty }
         }
 
