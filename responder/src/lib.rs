@@ -8,7 +8,7 @@
 //! node answer `busy`, never stall or queue without bound.
 
 #![warn(missing_docs)]
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod daemon;

@@ -20,7 +20,7 @@
 //! saying what.
 
 #![warn(missing_docs)]
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod cmdline;
 pub mod config;

@@ -20,7 +20,7 @@
 //! `disabled`. The private certificate key never leaves the node.
 
 #![warn(missing_docs)]
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod bootstrap;
 pub mod configure;

@@ -7,6 +7,7 @@
 //! in for the node. Nothing is managed until the operator lists the type in
 //! `allow_types` (see [`settings`]).
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod beneath;
