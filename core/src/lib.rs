@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod atomic;
 pub mod backoff;
 pub mod config;
 pub mod ddl;
