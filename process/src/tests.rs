@@ -194,6 +194,31 @@ async fn environment_and_working_directory() {
     assert_eq!(f.stdout, b"/\n");
 }
 
+#[tokio::test]
+async fn another_user_enters_a_directory_given_by_descriptor() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = std::env::temp_dir().join(format!("mco-process-user-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Only root can run a command as another user: as anyone else, as itself.
+    let me = std::fs::metadata(&dir).unwrap();
+    let (uid, gid) = if me.uid() == 0 {
+        (65534, 65534)
+    } else {
+        (me.uid(), me.gid())
+    };
+    let fd = std::fs::File::open(&dir).unwrap();
+    let cmd = Cmd::shell("id -u; pwd").as_user(uid, gid).cwd_fd(fd.into());
+    let f = within(run(cmd, &limits(HANG))).await.unwrap();
+    assert!(f.success(), "{}", String::from_utf8_lossy(&f.stderr));
+    let real = std::fs::canonicalize(&dir).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&f.stdout),
+        format!("{uid}\n{}\n", real.display())
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn run_blocking_runs_on_a_plain_thread() {
     let f = run_blocking(Cmd::shell("echo hi; exit 3"), &limits(HANG)).unwrap();
