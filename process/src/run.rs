@@ -17,6 +17,10 @@ use crate::GroupGuard;
 /// only when it leaves it).
 const REAP_GRACE: Duration = Duration::from_secs(5);
 
+/// Signal 9, for the wait status of a killed command that could not be
+/// reaped within [`REAP_GRACE`].
+const SIGKILL: i32 = 9;
+
 /// A command to run: a program and its arguments (or a shell line), its
 /// environment, working directory, user and standard input.
 #[derive(Debug, Clone)]
@@ -188,7 +192,9 @@ impl Limits {
 /// How a run ended.
 #[derive(Debug, Clone)]
 pub struct Finished {
-    /// The command's wait status (after a timeout: the kill's).
+    /// The command's wait status (after a timeout: the kill's; if the killed
+    /// command could not be reaped within a few seconds, being stuck in the
+    /// kernel, a plain "killed by SIGKILL": it is reaped later).
     pub status: ExitStatus,
     /// Whether it was killed because it ran out of time.
     pub timed_out: bool,
@@ -331,11 +337,9 @@ pub async fn run(cmd: Cmd, limits: &Limits) -> Result<Finished, RunError> {
             match tokio::time::timeout(REAP_GRACE, child.wait()).await {
                 Ok(Ok(status)) => (status, true),
                 Ok(Err(e)) => return Err(RunError::Wait(e)),
-                Err(_) => {
-                    return Err(RunError::Wait(std::io::Error::other(
-                        "the killed command was not reaped in time; left to the reaper",
-                    )))
-                }
+                // Stuck in the kernel: it dies when it leaves, and tokio
+                // reaps it once `child` is dropped. It reads as killed.
+                Err(_) => (ExitStatus::from_raw(SIGKILL), true),
             }
         }
     };
