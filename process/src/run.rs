@@ -121,7 +121,7 @@ impl Cmd {
     }
 
     /// The program, as given.
-    pub fn program(&self) -> &OsStr {
+    pub fn get_program(&self) -> &OsStr {
         &self.program
     }
 
