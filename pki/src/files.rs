@@ -1,17 +1,18 @@
 //! Writing PKI files: whole or not at all, with exact modes, and never replacing a file unless
 //! asked to.
 //!
-//! Each file is written to a temporary sibling (created with its final mode, so a key is never
-//! readable by others even for a moment), flushed to disk, then moved into place. Without `force`
-//! the move is a hard link, which fails if the target exists: two writers cannot both win, and an
-//! existing file is never clobbered between a check and the write.
+//! Files are written by [`mco_core::atomic::write_atomic`]: to a temporary sibling (created with
+//! its final mode, so a key is never readable by others even for a moment), flushed to disk, then
+//! moved into place and the directory flushed. Without `force` the move refuses an existing
+//! target: two writers cannot both win, and an existing file is never clobbered between a check
+//! and the write.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
 
-use rand_core::{OsRng, RngCore};
+use mco_core::atomic::{self, WriteOptions};
 
 use super::PkiError;
 
@@ -52,36 +53,19 @@ pub fn refuse_existing(path: &Path, force: bool) -> Result<(), PkiError> {
     Ok(())
 }
 
-/// Writes `data` to `path` with `mode`, atomically; replaces an existing file only if `force`.
+/// Writes `data` to `path` with `mode`, atomically; replaces an existing file only if `force`
+/// (see [`mco_core::atomic::write_atomic`]).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32, force: bool) -> Result<(), PkiError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = temp_sibling(path);
-    let result = write_temp(&tmp, data, mode).and_then(|()| {
-        if force {
-            fs::rename(&tmp, path).map_err(io_err(path))
-        } else {
-            let linked = fs::hard_link(&tmp, path);
-            let _ = fs::remove_file(&tmp);
-            match linked {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(PkiError::Exists {
-                    path: path.to_path_buf(),
-                }),
-                Err(e) => Err(io_err(path)(e)),
+    let opts = WriteOptions::new(mode).no_clobber(!force);
+    atomic::write_atomic(path, data, &opts).map_err(|e| {
+        if !force && e.kind() == io::ErrorKind::AlreadyExists {
+            PkiError::Exists {
+                path: path.to_path_buf(),
             }
+        } else {
+            io_err(path)(e)
         }
-    });
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return result;
-    }
-    // The rename or link is durable once the directory is flushed too.
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(&dir))
+    })
 }
 
 /// Replaces a private file of this party (a cache, a pins file): its
@@ -108,31 +92,10 @@ pub fn read_text(path: &Path) -> Result<String, PkiError> {
     fs::read_to_string(path).map_err(io_err(path))
 }
 
-fn write_temp(tmp: &Path, data: &[u8], mode: u32) -> Result<(), PkiError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(tmp)
-        .map_err(io_err(tmp))?;
-    // The umask may have removed bits from `mode`; set it exactly.
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .and_then(|()| file.write_all(data))
-        .and_then(|()| file.sync_all())
-        .map_err(io_err(tmp))
-}
-
-fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{:016x}.tmp", OsRng.next_u64()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn mode(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o777

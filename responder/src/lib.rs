@@ -7,6 +7,8 @@
 //! task holding one of a bounded number of slots, so a slow agent makes the
 //! node answer `busy`, never stall or queue without bound.
 
+#![forbid(unsafe_code)]
+
 pub mod audit;
 pub mod daemon;
 pub mod dispatch;

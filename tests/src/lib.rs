@@ -31,6 +31,8 @@
 //! mco(["ping", "--nats", &nats.url()]).assert_success();
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod cmd;
 pub mod fleet;
 pub mod nats;

@@ -237,14 +237,11 @@ impl fmt::Debug for ChildGuard {
 }
 
 fn send_signal(pid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
-    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::kill(pid, signal) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    let pid = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| io::Error::other(format!("no process {pid}")))?;
+    let signal = rustix::process::Signal::from_named_raw(signal)
+        .ok_or_else(|| io::Error::other(format!("unknown signal {signal}")))?;
+    Ok(rustix::process::kill_process(pid, signal)?)
 }
 
 fn read_lossy(path: &Path) -> String {

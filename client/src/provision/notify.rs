@@ -97,9 +97,7 @@ impl Notifier {
             } => tokio::time::timeout(*timeout, post(authority, path, &body))
                 .await
                 .map_err(|_| format!("webhook {authority}{path}: no answer within {timeout:?}"))?,
-            Notifier::Exec { argv, timeout } => tokio::time::timeout(*timeout, exec(argv, &body))
-                .await
-                .map_err(|_| format!("{}: did not finish within {timeout:?}", argv[0]))?,
+            Notifier::Exec { argv, timeout } => exec(argv, &body, *timeout).await,
         }
     }
 }
@@ -140,40 +138,30 @@ async fn post(authority: &str, path: &str, body: &[u8]) -> Result<(), String> {
     }
 }
 
-async fn exec(argv: &[String], body: &[u8]) -> Result<(), String> {
-    let mut child = tokio::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("{}: {e}", argv[0]))?;
-    // If the caller gives up on the notifier (its timeout), the notifier and
-    // whatever it started are killed together.
-    let mut guard = mco_process::GroupGuard::new(child.id());
-    let mut stdin = child.stdin.take();
-    let mut stderr = child.stderr.take();
-    let feed = async {
-        if let Some(mut s) = stdin.take() {
-            let _ = s.write_all(body).await;
-        }
+/// Runs a command notifier through [`mco_process::run`]: the event on its
+/// standard input, its process group killed if it runs out of time.
+async fn exec(argv: &[String], body: &[u8], timeout: Duration) -> Result<(), String> {
+    let limits = mco_process::Limits {
+        timeout,
+        // Its standard output is not wanted; it is read and dropped.
+        stdout_keep: 0,
+        stderr_keep: 4096,
+        kill_group: true,
     };
-    let ((), stderr) = tokio::join!(feed, mco_process::read_head(stderr.as_mut(), 4096));
-    let status = child
-        .wait()
+    let cmd = mco_process::Cmd::new(&argv[0]).args(&argv[1..]).stdin(body);
+    let done = mco_process::run(cmd, &limits)
         .await
         .map_err(|e| format!("{}: {e}", argv[0]))?;
-    guard.disarm();
-    if status.success() {
+    if done.timed_out {
+        Err(format!("{}: did not finish within {timeout:?}", argv[0]))
+    } else if done.status.success() {
         Ok(())
     } else {
         Err(format!(
             "{} exited with {}: {}",
             argv[0],
-            status,
-            String::from_utf8_lossy(&stderr).trim()
+            done.status,
+            String::from_utf8_lossy(&done.stderr).trim()
         ))
     }
 }
@@ -268,5 +256,21 @@ mod tests {
         // A webhook nobody answers fails; it never hangs.
         let dead = Notifier::webhook("http://127.0.0.1:1/x", Duration::from_secs(2)).unwrap();
         assert!(dead.send(&event()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_command_notifier_is_killed_at_its_timeout() {
+        let slow = Notifier::Exec {
+            argv: vec!["sh".into(), "-c".into(), "cat >/dev/null; sleep 100".into()],
+            timeout: Duration::from_millis(300),
+        };
+        let e = slow.send(&event()).await.unwrap_err();
+        assert_eq!(e, "sh: did not finish within 300ms");
+        let missing = Notifier::Exec {
+            argv: vec!["/nonexistent/notifier".into()],
+            timeout: Duration::from_secs(5),
+        };
+        let e = missing.send(&event()).await.unwrap_err();
+        assert!(e.starts_with("/nonexistent/notifier: "), "{e}");
     }
 }

@@ -225,29 +225,21 @@ impl Journal {
     }
 }
 
-/// Writes `records`, one line each, to a temporary file fsynced and renamed
-/// over `path`: the journal is whole before and after, never half-written.
+/// Writes `records`, one line each, with [`mco_core::atomic::write_atomic`]
+/// (0600, a temporary file fsynced, renamed over `path`, the directory
+/// fsynced): the journal is whole before and after, never half-written.
 fn write_compacted(path: &Path, records: &BTreeMap<String, Record>) -> Result<(), StateError> {
-    let tmp = path.with_extension("compact");
-    {
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| io(&tmp, e))?;
-        for (node, record) in records {
-            let line = serde_json::to_string(&Line {
-                node: node.clone(),
-                record: record.clone(),
-            })
-            .map_err(|e| io(&tmp, e))?;
-            writeln!(f, "{line}").map_err(|e| io(&tmp, e))?;
-        }
-        f.sync_all().map_err(|e| io(&tmp, e))?;
+    let mut text = Vec::new();
+    for (node, record) in records {
+        let line = serde_json::to_string(&Line {
+            node: node.clone(),
+            record: record.clone(),
+        })
+        .map_err(|e| io(path, e))?;
+        writeln!(text, "{line}").map_err(|e| io(path, e))?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
+    mco_core::atomic::write_atomic(path, &text, &mco_core::atomic::WriteOptions::new(0o600))
+        .map_err(|e| io(path, e))
 }
 
 fn try_lock(f: &File) -> bool {

@@ -375,51 +375,36 @@ fn check_is_node_cert(path: &Path, name: &str) -> Result<(), ActionError> {
 /// Most of an external signer's output kept: a certificate chain in PEM.
 const SIGNER_OUTPUT_KEEP: usize = 1024 * 1024;
 
-/// Runs the external signer: CSR on stdin, certificate PEM on stdout.
+/// Runs the external signer (through [`mco_process::run`]: its process
+/// group is killed if it runs out of time): CSR on stdin, certificate PEM
+/// on stdout.
 async fn run_signer(argv: &[String], csr: &str, timeout: Duration) -> Result<String, ActionError> {
-    use std::process::Stdio;
-    use tokio::io::AsyncWriteExt;
     let Some((program, args)) = argv.split_first() else {
         return Err(aborted("empty signer command"));
     };
-    let mut child = tokio::process::Command::new(program)
+    let limits = mco_process::Limits {
+        timeout,
+        stdout_keep: SIGNER_OUTPUT_KEEP,
+        stderr_keep: 4096,
+        kill_group: true,
+    };
+    let cmd = mco_process::Cmd::new(program)
         .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| aborted(format!("cannot run the signer {program:?}: {e}")))?;
-    // Kills the signer and anything it started if it runs out of time.
-    let mut guard = mco_process::GroupGuard::new(child.id());
-    let mut stdin = child.stdin.take();
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    let input = csr.as_bytes().to_vec();
-    let work = async {
-        let feed = async {
-            if let Some(mut s) = stdin.take() {
-                let _ = s.write_all(&input).await;
-            }
-        };
-        let ((), stdout, stderr) = tokio::join!(
-            feed,
-            mco_process::read_head(stdout.as_mut(), SIGNER_OUTPUT_KEEP),
-            mco_process::read_head(stderr.as_mut(), 4096)
-        );
-        (stdout, stderr, child.wait().await)
+        .stdin(csr.as_bytes());
+    let out = match mco_process::run(cmd, &limits).await {
+        Ok(out) => out,
+        Err(mco_process::RunError::Spawn(e)) => {
+            return Err(aborted(format!("cannot run the signer {program:?}: {e}")))
+        }
+        Err(mco_process::RunError::Wait(e)) => {
+            return Err(aborted(format!("the signer failed: {e}")))
+        }
     };
-    let (stdout, stderr, status) = tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| aborted(format!("the signer did not finish within {timeout:?}")))?;
-    // The signer was reaped: its group is no longer ours to kill.
-    guard.disarm();
-    let out = std::process::Output {
-        status: status.map_err(|e| aborted(format!("the signer failed: {e}")))?,
-        stdout,
-        stderr,
-    };
+    if out.timed_out {
+        return Err(aborted(format!(
+            "the signer did not finish within {timeout:?}"
+        )));
+    }
     if !out.status.success() {
         return Err(aborted(format!(
             "the signer exited with {}: {}",

@@ -19,6 +19,8 @@
 //! anything else that goes wrong is UNKNOWN (exit code 3) with a message
 //! saying what.
 
+#![forbid(unsafe_code)]
+
 pub mod cmdline;
 pub mod config;
 pub mod defs;

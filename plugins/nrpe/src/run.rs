@@ -2,11 +2,10 @@
 //! with a bound, a timeout, and the whole group killed when time runs out or
 //! the request is abandoned.
 
-use std::process::Stdio;
+use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use mco_process::{read_head, GroupGuard};
-use tokio::process::Command;
+use mco_process::{Cmd, Limits, RunError};
 
 use crate::cmdline::Program;
 
@@ -33,31 +32,29 @@ pub enum Ran {
     NotStarted(String),
 }
 
-/// Runs `program` with a time limit.
+/// Runs `program` with a time limit, through [`mco_process::run`]: its
+/// process group is killed at the timeout or when the request is abandoned.
 pub async fn run(program: &Program, timeout: Duration) -> Ran {
-    let mut cmd = match program {
-        Program::Direct(words) => {
-            let mut c = Command::new(&words[0]);
-            c.args(&words[1..]);
-            c
-        }
+    let cmd = match program {
+        Program::Direct(words) => Cmd::new(&words[0]).args(&words[1..]),
         Program::Shell { line, args } => {
-            let mut c = Command::new("/bin/sh");
-            c.arg("-c").arg(line);
-            if !args.is_empty() {
-                c.arg(crate::cmdline::SHELL_NAME).args(args);
+            let c = Cmd::shell(line);
+            if args.is_empty() {
+                c
+            } else {
+                c.arg(crate::cmdline::SHELL_NAME).args(args)
             }
-            c
         }
     };
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
+    let limits = Limits {
+        timeout,
+        stdout_keep: MAX_OUTPUT_BYTES,
+        stderr_keep: 4096,
+        kill_group: true,
+    };
+    let done = match mco_process::run(cmd, &limits).await {
+        Ok(done) => done,
+        Err(RunError::Spawn(e)) => {
             let what = match program {
                 Program::Direct(w) => w[0].clone(),
                 Program::Shell { .. } => "/bin/sh".to_string(),
@@ -68,49 +65,25 @@ pub async fn run(program: &Program, timeout: Duration) -> Ran {
                 _ => format!("{what}: {e}"),
             });
         }
-    };
-    // Covers both the timeout and a request abandoned by the dispatcher.
-    let mut guard = GroupGuard::new(child.id());
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    let work = async {
-        let (out, err, status) = tokio::join!(
-            read_head(stdout.as_mut(), MAX_OUTPUT_BYTES),
-            read_head(stderr.as_mut(), 4096),
-            child.wait()
-        );
-        (out, err, status)
-    };
-    match tokio::time::timeout(timeout, work).await {
-        Ok((out, err, status)) => {
-            // The leader is reaped: its pid may be reused, so the group is
-            // no longer ours to kill. Leftover children that closed their
-            // output are the plugin's business, as with NRPE.
-            guard.disarm();
-            let status = match status {
-                Ok(s) => s,
-                Err(e) => return Ran::NotStarted(format!("waiting for the check failed: {e}")),
-            };
-            let text = if out.iter().all(u8::is_ascii_whitespace) {
-                err
-            } else {
-                out
-            };
-            let text = String::from_utf8_lossy(&text).into_owned();
-            match status.code() {
-                Some(code) => Ran::Exited { code, text },
-                None => {
-                    use std::os::unix::process::ExitStatusExt;
-                    Ran::Signalled(status.signal().unwrap_or(0))
-                }
-            }
+        Err(RunError::Wait(e)) => {
+            return Ran::NotStarted(format!("waiting for the check failed: {e}"))
         }
-        Err(_) => {
-            drop(guard);
-            let _ = child.start_kill();
-            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
-            Ran::TimedOut(timeout)
-        }
+    };
+    if done.timed_out {
+        return Ran::TimedOut(timeout);
+    }
+    let status = done.status;
+    // Leftover children that closed their output are the plugin's
+    // business, as with NRPE.
+    let text = if done.stdout.iter().all(u8::is_ascii_whitespace) {
+        done.stderr
+    } else {
+        done.stdout
+    };
+    let text = String::from_utf8_lossy(&text).into_owned();
+    match status.code() {
+        Some(code) => Ran::Exited { code, text },
+        None => Ran::Signalled(status.signal().unwrap_or(0)),
     }
 }
 

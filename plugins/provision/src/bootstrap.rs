@@ -1,9 +1,8 @@
 //! Running the bootstrap command, and what Puppet's `--detailed-exitcodes` mean.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use mco_process::{kill_group, read_head};
+use mco_process::{Cmd, Limits, RunError};
 
 /// Most output returned, bytes (stdout then stderr).
 pub const MAX_OUTPUT: usize = 64 * 1024;
@@ -36,54 +35,35 @@ pub fn interpret(exitcode: i64, timed_out: bool) -> (bool, String) {
     }
 }
 
-/// Runs `argv` (no shell) with stdin closed in a process group of its own;
-/// after `timeout` the whole group is killed.
+/// Runs `argv` (no shell) with stdin closed, through [`mco_process::run`]:
+/// in a process group of its own, killed as a whole after `timeout` or if
+/// the caller gives up on the run.
 pub async fn run(argv: &[String], timeout: Duration) -> std::io::Result<RunOutcome> {
     let Some((program, args)) = argv.split_first() else {
         return Err(std::io::Error::other("empty command"));
     };
-    let mut child = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()?;
-    let pgid = child.id();
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    let read = async {
-        let (out, err) = tokio::join!(
-            read_head(stdout.as_mut(), MAX_OUTPUT),
-            read_head(stderr.as_mut(), MAX_OUTPUT)
-        );
-        let status = child.wait().await;
-        (out, err, status)
-    };
-    match tokio::time::timeout(timeout, read).await {
-        Ok((mut out, err, status)) => {
-            out.extend_from_slice(&err);
-            out.truncate(MAX_OUTPUT);
-            Ok(RunOutcome {
-                exitcode: status?.code().map_or(-1, i64::from),
-                output: String::from_utf8_lossy(&out).into_owned(),
-                timed_out: false,
-            })
-        }
-        Err(_) => {
-            // The leader has not been reaped (the wait did not finish), so
-            // the group id is still ours.
-            if let Some(pgid) = pgid {
-                kill_group(pgid);
-            }
-            Ok(RunOutcome {
-                exitcode: -1,
-                output: String::new(),
-                timed_out: true,
-            })
-        }
+    let done = mco_process::run(
+        Cmd::new(program).args(args),
+        &Limits::new(timeout, MAX_OUTPUT),
+    )
+    .await
+    .map_err(RunError::into_io)?;
+    if done.timed_out {
+        return Ok(RunOutcome {
+            exitcode: -1,
+            output: String::new(),
+            timed_out: true,
+        });
     }
+    let exitcode = done.code().map_or(-1, i64::from);
+    let mut out = done.stdout;
+    out.extend_from_slice(&done.stderr);
+    out.truncate(MAX_OUTPUT);
+    Ok(RunOutcome {
+        exitcode,
+        output: String::from_utf8_lossy(&out).into_owned(),
+        timed_out: false,
+    })
 }
 
 #[cfg(test)]
@@ -132,5 +112,75 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// `/proc/PID/stat`'s state letter, `None` once the process is gone.
+    fn state(pid: u32) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit(')').next()?.trim_start().chars().next()
+    }
+
+    /// Polls until `pid` is dead (gone, or a zombie not yet reaped by init).
+    async fn wait_dead(pid: u32) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while matches!(state(pid), Some(s) if s != 'Z') {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child {pid} of the bootstrap lived on"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A bootstrap that starts a long-lived child, which writes its pid.
+    fn with_child(pidfile: &std::path::Path) -> Vec<String> {
+        let line = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
+        ["sh", "-c", &line].iter().map(|s| s.to_string()).collect()
+    }
+
+    fn read_pid(pidfile: &std::path::Path) -> Option<u32> {
+        std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_child_by_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        // Long enough for the shell to start its child and write the pid.
+        let r = run(&with_child(&pidfile), Duration::from_secs(3))
+            .await
+            .unwrap();
+        assert!(r.timed_out);
+        assert_eq!(r.exitcode, -1);
+        let pid = read_pid(&pidfile).expect("the shell wrote its child's pid");
+        wait_dead(pid).await;
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_run_kills_the_bootstraps_children() {
+        // The action's caller giving up drops the run: before it went
+        // through mco_process::run only the leader was killed then, and its
+        // children lived on.
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let argv = with_child(&pidfile);
+        let mut call = Box::pin(run(&argv, Duration::from_secs(600)));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let child = loop {
+            tokio::select! {
+                r = &mut call => panic!("the bootstrap ended: {r:?}"),
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+            if let Some(pid) = read_pid(&pidfile) {
+                break pid;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the child never started"
+            );
+        };
+        assert!(matches!(state(child), Some(s) if s != 'Z'), "running");
+        drop(call);
+        wait_dead(child).await;
     }
 }

@@ -19,6 +19,8 @@
 //! signing key), `lock.json`, `master.json`, `csr/IDENTITY.{key,csr}`,
 //! `disabled`. The private certificate key never leaves the node.
 
+#![forbid(unsafe_code)]
+
 pub mod bootstrap;
 pub mod configure;
 pub mod state;

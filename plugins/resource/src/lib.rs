@@ -7,6 +7,8 @@
 //! in for the node. Nothing is managed until the operator lists the type in
 //! `allow_types` (see [`settings`]).
 
+#![forbid(unsafe_code)]
+
 pub mod beneath;
 pub mod model;
 pub mod settings;

@@ -4,12 +4,9 @@
 //! the root, never through a symbolic link, whole or not at all.
 
 use std::ffi::OsStr;
-use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::beneath::{Beneath, WriteOpts, READ_LIMIT};
@@ -108,8 +105,9 @@ impl Cmd {
         self
     }
 
-    /// Runs in the directory open as `dir` (entered with `fchdir` in the
-    /// child, so no path is resolved again); wins over [`Cmd::cwd`].
+    /// Runs in the directory open as `dir` (entered by descriptor in the
+    /// child, so no path is resolved again: see
+    /// [`mco_process::Cmd::cwd_fd`]); wins over [`Cmd::cwd`].
     pub fn cwd_fd(mut self, dir: OwnedFd) -> Cmd {
         self.cwd_fd = Some(Arc::new(dir));
         self
@@ -191,88 +189,47 @@ impl System {
         out
     }
 
-    /// Runs `cmd` to completion or its timeout; the whole process group is
-    /// killed on timeout. A program that cannot be started is a failure
-    /// naming it.
+    /// Runs `cmd` to completion or its timeout, through
+    /// [`mco_process::run_blocking`] (providers run on blocking threads): the
+    /// whole process group is killed on timeout. A program that cannot be
+    /// started is a failure naming it.
     pub fn run(&self, cmd: &Cmd) -> Result<Output, Failure> {
-        let mut c = Command::new(&cmd.program);
-        c.args(&cmd.args)
-            .stdin(if cmd.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
+        let mut c = mco_process::Cmd::new(&cmd.program).args(&cmd.args);
         for (k, v) in &cmd.env {
-            c.env(k, v);
+            c = c.env(k, v);
         }
         if let Some(d) = &cmd.cwd {
-            c.current_dir(d);
+            c = c.cwd(d);
         }
         if let Some(fd) = &cmd.cwd_fd {
-            let raw = fd.as_raw_fd();
-            // SAFETY: fchdir is async-signal-safe and touches no memory;
-            // the descriptor stays open in the parent until spawn returns.
-            #[allow(unsafe_code)]
-            unsafe {
-                c.pre_exec(move || {
-                    if libc::fchdir(raw) == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
-                });
-            }
+            let fd = fd
+                .try_clone()
+                .map_err(|e| Failure::failed(format!("cannot run {}: {e}", cmd.program)))?;
+            c = c.cwd_fd(fd);
         }
         if let Some((uid, gid)) = cmd.uid {
-            c.uid(uid).gid(gid);
+            c = c.as_user(uid, gid);
+        }
+        if let Some(data) = &cmd.stdin {
+            c = c.stdin(data.clone());
         }
         #[cfg(test)]
         spawned::record(cmd);
-        let mut child = c
-            .spawn()
-            .map_err(|e| Failure::failed(format!("cannot run {}: {e}", cmd.program)))?;
-        let pid = child.id();
-        if let (Some(data), Some(mut sink)) = (cmd.stdin.clone(), child.stdin.take()) {
-            std::thread::spawn(move || {
-                let _ = sink.write_all(&data);
-            });
-        }
-        // Both outputs are read at once, so a command filling one pipe while
-        // we wait on the other cannot stall; each is kept up to a bound.
-        let stderr = child
-            .stderr
-            .take()
-            .map(|e| std::thread::spawn(move || mco_process::read_head_blocking(e, OUTPUT_KEEP)));
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let out = child
-                .stdout
-                .take()
-                .map(|o| mco_process::read_head_blocking(o, OUTPUT_KEEP))
-                .unwrap_or_default();
-            let err = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
-            let code = child.wait().ok().and_then(|s| s.code()).unwrap_or(-1);
-            let _ = tx.send(Output {
-                code,
-                stdout: String::from_utf8_lossy(&out).into_owned(),
-                stderr: String::from_utf8_lossy(&err).into_owned(),
-            });
-        });
         let limit = cmd.timeout.unwrap_or(self.timeout);
-        match rx.recv_timeout(limit) {
-            Ok(o) => Ok(o),
-            Err(_) => {
-                mco_process::kill_group(pid);
-                Err(Failure::failed(format!(
-                    "{} timed out after {}s and was killed",
-                    cmd.display(),
-                    limit.as_secs()
-                )))
-            }
+        let done = mco_process::run_blocking(c, &mco_process::Limits::new(limit, OUTPUT_KEEP))
+            .map_err(|e| Failure::failed(format!("cannot run {}: {e}", cmd.program)))?;
+        if done.timed_out {
+            return Err(Failure::failed(format!(
+                "{} timed out after {}s and was killed",
+                cmd.display(),
+                limit.as_secs()
+            )));
         }
+        Ok(Output {
+            code: done.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&done.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&done.stderr).into_owned(),
+        })
     }
 
     /// Reads a system file as text; a missing file is `None`. A link, a

@@ -1,12 +1,10 @@
 //! Fact commands: programs that print a JSON object of facts.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use mco_core::facts::FactMap;
+use mco_process::{Cmd, Limits};
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::{Child, Command};
 
 use super::{kind_of, FactsError, Origin, COMMAND_TIMEOUT, MAX_SOURCE_BYTES};
 
@@ -19,8 +17,10 @@ const STDERR_LINE_MAX: usize = 300;
 
 /// Runs one fact command (via `sh -c`, with a 30 s timeout, stdin null), parses its stdout as a JSON object.
 ///
-/// The command runs in a process group of its own, so that on timeout the
-/// whole group is killed, not just the shell.
+/// It runs through [`mco_process::run`]: in a process group of its own, so
+/// that on timeout the whole group is killed, not just the shell. Output
+/// past [`MAX_SOURCE_BYTES`] is read and dropped, and the run then fails as
+/// too large (once the command has ended, or at the timeout).
 pub async fn run_fact_command(cmd: &str) -> Result<FactMap, FactsError> {
     run_fact_command_with_timeout(cmd, COMMAND_TIMEOUT).await
 }
@@ -29,56 +29,39 @@ pub(super) async fn run_fact_command_with_timeout(
     cmd: &str,
     timeout: Duration,
 ) -> Result<FactMap, FactsError> {
-    let spawn_err = |source| FactsError::Spawn {
-        command: cmd.to_owned(),
-        source,
+    let limits = Limits {
+        timeout,
+        // One byte past the limit tells a command that printed too much.
+        stdout_keep: usize::try_from(MAX_SOURCE_BYTES + 1).unwrap_or(usize::MAX),
+        stderr_keep: STDERR_KEEP,
+        kill_group: true,
     };
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(spawn_err)?;
-    let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err(spawn_err(std::io::Error::other("no pipes to the command")));
-    };
-
-    // Outputs are read to the end before waiting, so the shell is reaped only
-    // after everything holding its pipes has gone: until then its pid, which
-    // is also the group id, cannot be reused and the group can be killed.
-    let run = async {
-        let (out, err) = tokio::try_join!(read_stdout(&mut stdout, cmd), async {
-            Ok(mco_process::read_head(Some(&mut stderr), STDERR_KEEP).await)
-        },)?;
-        let status = child.wait().await.map_err(spawn_err)?;
-        Ok::<_, FactsError>((out, err, status))
-    };
-    let (out, err, status) = match tokio::time::timeout(timeout, run).await {
-        Ok(Ok(done)) => done,
-        Ok(Err(e)) => {
-            kill_group(&mut child).await;
-            return Err(e);
-        }
-        Err(_) => {
-            kill_group(&mut child).await;
-            return Err(FactsError::CommandTimeout {
-                command: cmd.to_owned(),
-                timeout,
-            });
-        }
-    };
-    if !status.success() {
-        return Err(FactsError::CommandFailed {
+    let done = mco_process::run(Cmd::new("sh").arg("-c").arg(cmd), &limits)
+        .await
+        .map_err(|e| FactsError::Spawn {
             command: cmd.to_owned(),
-            status,
-            stderr: first_line(&err),
+            source: e.into_io(),
+        })?;
+    if done.stdout.len() as u64 > MAX_SOURCE_BYTES {
+        return Err(FactsError::TooLarge {
+            origin: Origin::Command(cmd.to_owned()),
+            limit: MAX_SOURCE_BYTES,
         });
     }
-    parse_output(cmd, &out)
+    if done.timed_out {
+        return Err(FactsError::CommandTimeout {
+            command: cmd.to_owned(),
+            timeout,
+        });
+    }
+    if !done.status.success() {
+        return Err(FactsError::CommandFailed {
+            command: cmd.to_owned(),
+            status: done.status,
+            stderr: first_line(&done.stderr),
+        });
+    }
+    parse_output(cmd, &done.stdout)
 }
 
 fn parse_output(cmd: &str, out: &[u8]) -> Result<FactMap, FactsError> {
@@ -110,28 +93,6 @@ fn parse_output(cmd: &str, out: &[u8]) -> Result<FactMap, FactsError> {
     }
 }
 
-async fn read_stdout(
-    reader: &mut (impl AsyncRead + Unpin),
-    cmd: &str,
-) -> Result<Vec<u8>, FactsError> {
-    let mut out = Vec::new();
-    let read = reader
-        .take(MAX_SOURCE_BYTES + 1)
-        .read_to_end(&mut out)
-        .await;
-    match read {
-        Ok(_) if out.len() as u64 > MAX_SOURCE_BYTES => Err(FactsError::TooLarge {
-            origin: Origin::Command(cmd.to_owned()),
-            limit: MAX_SOURCE_BYTES,
-        }),
-        Ok(_) => Ok(out),
-        Err(source) => Err(FactsError::Spawn {
-            command: cmd.to_owned(),
-            source,
-        }),
-    }
-}
-
 /// The first non-blank line of `stderr`, trimmed and cut to a readable length.
 fn first_line(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
@@ -144,17 +105,6 @@ fn first_line(stderr: &[u8]) -> String {
         Some(l) => l.to_owned(),
         None => String::new(),
     }
-}
-
-/// Kills the command's process group, then reaps the shell.
-async fn kill_group(child: &mut Child) {
-    // `id()` is `None` once the shell has been reaped; until then its pid is
-    // ours and so is the group it leads.
-    if let Some(pid) = child.id() {
-        mco_process::kill_group(pid);
-    }
-    let _ = child.start_kill();
-    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
 }
 
 #[cfg(test)]

@@ -413,14 +413,14 @@ esac
     impl Drop for Reaper {
         fn drop(&mut self) {
             if let Ok(t) = std::fs::read_to_string(&self.0) {
-                if let Ok(pid) = t.trim().parse::<i32>() {
-                    if pid > 0 {
-                        // SAFETY: kill(2) on the pid our own test script started.
-                        #[allow(unsafe_code)]
-                        unsafe {
-                            libc::kill(pid, libc::SIGKILL);
-                        }
-                    }
+                if let Some(pid) = t
+                    .trim()
+                    .parse::<i32>()
+                    .ok()
+                    .and_then(rustix::process::Pid::from_raw)
+                {
+                    // The pid our own test script started.
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
                 }
             }
         }
