@@ -183,10 +183,15 @@ impl Session {
         rpc::fire(&self.bus, call, nodes, within).await
     }
 
-    /// Ends the session, saving what it learnt for the next one (checked
-    /// node certificates, key pins).
-    pub fn close(self) {
+    /// Saves what the session learnt for the next one (checked node
+    /// certificates, key pins), for a session that lives on.
+    pub fn save_caches(&self) {
         self.bus.save_caches();
+    }
+
+    /// Ends the session, saving what it learnt for the next one.
+    pub fn close(self) {
+        self.save_caches();
     }
 
     /// Ends the session as [`close`](Self::close) does and hands back

@@ -59,6 +59,16 @@ fn main() {
             &cat(&[&[0], &sealed]),
         );
     }
+    // Bound requests: for the fuzzing node by name, and as a broadcast.
+    let node = mco_fuzz::Node::web().identity;
+    for (name, target) in [
+        ("ping-bound-node-body", mco_core::Target::Nodes(vec![node])),
+        ("ping-bound-broadcast-body", mco_core::Target::Broadcast),
+    ] {
+        let mut req = requests()[0].1.clone();
+        req.bind(target);
+        put("wire_request", name, &cat(&[&[1], &req.encode()]));
+    }
     let unsigned = Envelope::unsigned(Kind::Request, requests()[0].1.encode()).encode();
     put("wire_request", "ping-unsigned", &cat(&[&[0], &unsigned]));
 

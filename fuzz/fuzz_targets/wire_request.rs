@@ -1,7 +1,9 @@
 //! The responder's path for one message from the bus: the envelope
 //! (`Envelope::decode`), the request body (`Envelope::request`), the
 //! signature and certificate (`TrustStore::verify` against a test CA), the
-//! time-to-live (`RequestBody::check_ttl`), the filter (`Filter::compile`,
+//! time-to-live (`RequestBody::check_ttl`), the binding to a target and reply
+//! subject (`RequestBody::check_binding`, which must accept only a delivery
+//! that matches what was signed), the filter (`Filter::compile`,
 //! `CompiledFilter::matches`) and the action's inputs against the shipped
 //! DDLs (`Action::validate`).
 //!
@@ -45,6 +47,32 @@ fn responder(payload: &[u8]) {
         assert_eq!(p.name, "user:alice", "only alice's certificate can verify");
     }
     let _ = req.check_ttl(now_ms());
+    let node = Node::web();
+    let direct = mco_core::subject::node(&req.collective, &node.identity);
+    let broadcast = mco_core::subject::broadcast(&req.collective, &req.agent);
+    for subject in [direct.as_str(), broadcast.as_str()] {
+        for reply in [req.reply_to.as_deref(), Some("elsewhere"), None] {
+            let delivery = mco_core::binding::Delivery {
+                subject,
+                reply,
+                identity: &node.identity,
+            };
+            if let Ok(to) = req.check_binding(&delivery) {
+                // Accepted only as signed: to the signed reply subject, on
+                // the subject its target uses, for a node it names.
+                assert_eq!(Some(to), reply);
+                assert_eq!(req.reply_to.as_deref(), Some(to));
+                match &req.target {
+                    Some(mco_core::Target::Broadcast) => assert_eq!(subject, broadcast),
+                    Some(mco_core::Target::Nodes(ids)) => {
+                        assert_eq!(subject, direct);
+                        assert!(ids.contains(&node.identity));
+                    }
+                    None => panic!("an unbound request passed the binding check"),
+                }
+            }
+        }
+    }
     if let Ok(filter) = req.filter.compile() {
         filter.matches(&Node::web());
     }

@@ -267,6 +267,10 @@ impl Provisioner {
             }
         }
         self.save_pins();
+        // Both sessions live as long as the provisioner (it is shared by its
+        // tasks), so what they learnt is saved here, explicitly.
+        self.prov.save_caches();
+        self.main.save_caches();
         info!("provisioner stopped; unfinished nodes resume from the journal");
     }
 
