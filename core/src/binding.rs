@@ -139,22 +139,13 @@ impl RequestBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{new_request_id, now_ms};
+    use crate::wire::tests::request as ping;
 
+    /// A ping to collective `c`.
     fn request() -> RequestBody {
         RequestBody {
-            id: new_request_id(),
-            sender: "client".into(),
-            caller: "user:alice".into(),
             collective: "c".into(),
-            agent: "rpcutil".into(),
-            action: "ping".into(),
-            data: Default::default(),
-            filter: Default::default(),
-            ttl_s: 60,
-            time_ms: now_ms(),
-            target: None,
-            reply_to: None,
+            ..ping()
         }
     }
 

@@ -392,10 +392,11 @@ fn encode_named<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn request() -> RequestBody {
+    /// A ping from alice to collective `mcollective`, unbound, valid now.
+    pub(crate) fn request() -> RequestBody {
         RequestBody {
             id: new_request_id(),
             sender: "client".into(),

@@ -134,3 +134,40 @@ pub fn signed_reply_to(payload: &[u8]) -> Option<String> {
     let env = Envelope::decode(payload, usize::MAX, Kind::Request).ok()?;
     env.request().ok()?.reply_to
 }
+
+/// Publishes `payload` on `subject` asking for replies on `reply_to` (which
+/// `client` may read), and counts the replies that come within `wait`: how
+/// a test sends a raw request and sees whether any node acted on it.
+///
+/// # Panics
+///
+/// If the subscription, the publish or the flush fails.
+pub async fn count_replies(
+    client: &async_nats::Client,
+    subject: String,
+    reply_to: String,
+    payload: bytes::Bytes,
+    wait: std::time::Duration,
+) -> usize {
+    use futures::StreamExt;
+    let mut sub = client.subscribe(reply_to.clone()).await.unwrap();
+    client
+        .publish_with_reply(subject, reply_to, payload)
+        .await
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(20), client.flush())
+        .await
+        .expect("the flush finished")
+        .unwrap();
+    let mut n = 0;
+    let _ = tokio::time::timeout(wait, async {
+        while let Some(msg) = sub.next().await {
+            if msg.status.is_none() {
+                n += 1;
+            }
+        }
+    })
+    .await;
+    let _ = sub.unsubscribe().await;
+    n
+}

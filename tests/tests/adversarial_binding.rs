@@ -16,6 +16,7 @@ use futures::StreamExt;
 use mco_core::subject;
 use mco_core::wire::{new_request_id, now_ms, Envelope, Kind, ReplyBody, Status};
 use mco_core::{Filter, RequestBody, Target};
+use mco_tests::replies::count_replies;
 use mco_tests::secure::COLLECTIVE as C;
 use mco_tests::{eventually, ResponderSpec, SecureCollective};
 use serde_json::Map;
@@ -41,34 +42,6 @@ fn collective() -> SecureCollective {
             .spare_node("evil-01")
             .start()
     })
-}
-
-/// Publishes `payload` on `subject` asking for replies on `reply_to` (which `client` reads)
-/// and counts the replies that come within `wait`.
-async fn replies_to(
-    client: &async_nats::Client,
-    subject: String,
-    reply_to: String,
-    payload: Bytes,
-    wait: Duration,
-) -> usize {
-    let mut sub = client.subscribe(reply_to.clone()).await.unwrap();
-    client
-        .publish_with_reply(subject, reply_to, payload)
-        .await
-        .unwrap();
-    timeout(STEP, client.flush()).await.unwrap().unwrap();
-    let mut n = 0;
-    let _ = timeout(wait, async {
-        while let Some(msg) = sub.next().await {
-            if msg.status.is_none() {
-                n += 1;
-            }
-        }
-    })
-    .await;
-    let _ = sub.unsubscribe().await;
-    n
 }
 
 fn dropped(col: &SecureCollective, node: &str, reason: &str) -> u64 {
@@ -140,7 +113,7 @@ async fn a_captured_request_cannot_be_replayed_onto_another_node_or_redirected()
         dropped(&col, A, "wrong_target"),
     );
     for to in [subject::node(C, B), subject::broadcast(C, "rpcutil")] {
-        let got = replies_to(
+        let got = count_replies(
             &mallory,
             to.clone(),
             to_mallory(),
@@ -164,7 +137,7 @@ async fn a_captured_request_cannot_be_replayed_onto_another_node_or_redirected()
     let fresh = ping(Some(Target::Nodes(vec![A.into()])));
     let sealed = Bytes::from(alice.seal(Kind::Request, fresh.encode()).encode());
     let before = dropped(&col, A, "reply_mismatch");
-    let got = replies_to(
+    let got = count_replies(
         &mallory,
         subject::node(C, A),
         to_mallory(),
@@ -180,7 +153,7 @@ async fn a_captured_request_cannot_be_replayed_onto_another_node_or_redirected()
     });
     let alice_conn = col.connect(Some("alice")).await.unwrap().client;
     let signed_reply = fresh.reply_to.clone().unwrap();
-    let got = replies_to(&alice_conn, subject::node(C, A), signed_reply, sealed, STEP).await;
+    let got = count_replies(&alice_conn, subject::node(C, A), signed_reply, sealed, STEP).await;
     assert_eq!(got, 1, "the request, delivered as signed, is answered");
 }
 
@@ -193,7 +166,7 @@ async fn a_secure_node_refuses_an_unbound_request() {
     let sealed = Bytes::from(alice.seal(Kind::Request, body.encode()).encode());
     let before = dropped(&col, A, "unbound");
     let reply_to = subject::reply(C, "user:alice", &body.id);
-    let got = replies_to(&conn, subject::node(C, A), reply_to, sealed, QUIET).await;
+    let got = count_replies(&conn, subject::node(C, A), reply_to, sealed, QUIET).await;
     assert_eq!(got, 0, "a secure node answered an unbound request");
     block_in_place(|| {
         eventually(STEP, "the unbound request to be counted", || {
@@ -204,7 +177,7 @@ async fn a_secure_node_refuses_an_unbound_request() {
     // Bound, the same request is answered.
     let bound = ping(Some(Target::Nodes(vec![A.into()])));
     let sealed = Bytes::from(alice.seal(Kind::Request, bound.encode()).encode());
-    let got = replies_to(
+    let got = count_replies(
         &conn,
         subject::node(C, A),
         bound.reply_to.clone().unwrap(),

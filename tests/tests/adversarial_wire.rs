@@ -7,12 +7,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use mco_core::subject;
 use mco_core::wire::{new_request_id, now_ms};
 use mco_core::{Envelope, Filter, Kind, RequestBody, Target};
 use mco_security::Credentials;
-use mco_tests::replies::{counter, daemon_stats};
+use mco_tests::replies::{count_replies, counter, daemon_stats};
 use mco_tests::secure::COLLECTIVE as C;
 use mco_tests::{eventually, mco, NatsServer, Responder, ResponderSpec, SecureCollective};
 use serde_json::{Map, Value};
@@ -80,23 +79,7 @@ async fn send_as(
 ) -> usize {
     let reply_to = mco_tests::replies::signed_reply_to(&payload)
         .unwrap_or_else(|| subject::reply(C, caller, &new_request_id()));
-    let mut sub = client.subscribe(reply_to.clone()).await.unwrap();
-    client
-        .publish_with_reply(subject, reply_to, Bytes::from(payload))
-        .await
-        .unwrap();
-    timeout(STEP, client.flush()).await.unwrap().unwrap();
-    let mut n = 0;
-    let _ = timeout(wait, async {
-        while let Some(msg) = sub.next().await {
-            if msg.status.is_none() {
-                n += 1;
-            }
-        }
-    })
-    .await;
-    let _ = sub.unsubscribe().await;
-    n
+    count_replies(client, subject, reply_to, Bytes::from(payload), wait).await
 }
 
 /// The compound filters that used to abort every responder (stack overflow) or hold it in a
