@@ -14,11 +14,9 @@ use std::path::Path;
 use mco_client::pins::render_pins;
 use mco_client::provision::state::{Journal, Record, Status as ProvStatus};
 use mco_core::filter::{FactTerm, Filter};
-use mco_pki::{
-    request_csr, Ca, CaOptions, CrlOptions, CsrOptions, IssueOptions, Kind as PkiKind,
-};
 use mco_core::wire::{new_request_id, now_ms, Envelope, Kind, ReplyBody, RequestBody, Status};
 use mco_fuzz::{pem_der, pki, NODE_NAME};
+use mco_pki::{request_csr, Ca, CaOptions, CrlOptions, CsrOptions, IssueOptions, Kind as PkiKind};
 use serde_json::json;
 
 /// The secret the known_certs target authenticates its files with.

@@ -7,9 +7,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mco_responder::facts::{read_classes, read_fact_file};
 use mco_core::facts;
 use mco_fuzz::on_worker_stack;
+use mco_responder::facts::{read_classes, read_fact_file};
 
 const EXTENSIONS: [&str; 5] = ["json", "yaml", "yml", "txt", "JSON"];
 

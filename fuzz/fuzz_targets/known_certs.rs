@@ -9,9 +9,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mco_security::TrustStore;
 use mco_core::wire::Kind;
 use mco_fuzz::{hmac_sha256, now_s, on_worker_stack, pki};
+use mco_security::TrustStore;
 
 const SECRET: [u8; 32] = [7; 32];
 

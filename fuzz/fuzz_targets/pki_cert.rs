@@ -8,9 +8,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mco_security::TrustStore;
 use mco_core::wire::{Envelope, Kind};
 use mco_fuzz::{now_s, on_worker_stack, pki};
+use mco_security::TrustStore;
 
 fuzz_target!(|der: &[u8]| {
     on_worker_stack(|| check(der));

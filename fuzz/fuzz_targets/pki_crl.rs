@@ -7,9 +7,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mco_security::{SecurityError, TrustStore};
 use mco_core::wire::Kind;
 use mco_fuzz::{now_s, on_worker_stack, pki};
+use mco_security::{SecurityError, TrustStore};
 
 fuzz_target!(|data: &[u8]| {
     on_worker_stack(|| check(data));

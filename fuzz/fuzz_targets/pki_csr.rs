@@ -8,8 +8,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mco_pki::{inspect_csr, SignPolicy};
 use mco_fuzz::{on_worker_stack, pem, pki};
+use mco_pki::{inspect_csr, SignPolicy};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&shape, rest)) = data.split_first() else {

@@ -7,8 +7,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mco_security::policy::{Groups, Policy};
 use mco_fuzz::{on_worker_stack, split_nul, Node};
+use mco_security::policy::{Groups, Policy};
 
 fuzz_target!(|data: &[u8]| {
     let (policy, groups) = split_nul(data);
