@@ -293,13 +293,13 @@ impl Bus {
                     self.client
                         .publish_with_reply(subject.clone(), reply_to.clone(), payload.clone())
                         .await
-                        .map_err(|e| ClientError::Bus(e.to_string()))?;
+                        .map_err(|e| ClientError::bus("publishing the request", e))?;
                 }
             }
             self.client
                 .flush()
                 .await
-                .map_err(|e| ClientError::Bus(e.to_string()))
+                .map_err(|e| ClientError::bus("flushing the request", e))
         };
         tokio::time::timeout_at(deadline, publish)
             .await

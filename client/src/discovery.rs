@@ -110,14 +110,14 @@ pub async fn discover(
 /// Reads identities from a file: one per line, blank lines and `#` comments skipped.
 pub fn read_nodes_file(path: &Path) -> Result<Vec<String>, ClientError> {
     let f = std::fs::File::open(path)
-        .map_err(|e| ClientError::Io(format!("--nodes {}: {e}", path.display())))?;
+        .map_err(|e| ClientError::file(format!("--nodes {}", path.display()), e))?;
     parse_nodes(std::io::BufReader::new(f))
-        .map_err(|e| ClientError::Io(format!("--nodes {}: {e}", path.display())))
+        .map_err(|e| ClientError::file(format!("--nodes {}", path.display()), e))
 }
 
 /// Reads identities from standard input, as from a nodes file.
 pub fn read_stdin() -> Result<Vec<String>, ClientError> {
-    parse_nodes(std::io::stdin().lock()).map_err(|e| ClientError::Io(format!("stdin: {e}")))
+    parse_nodes(std::io::stdin().lock()).map_err(|e| ClientError::file("stdin", e))
 }
 
 fn parse_nodes(r: impl BufRead) -> std::io::Result<Vec<String>> {
@@ -150,7 +150,7 @@ pub async fn broadcast(
         .client
         .subscribe(bus.reply_subject(&req))
         .await
-        .map_err(|e| ClientError::Bus(e.to_string()))?;
+        .map_err(|e| ClientError::bus("subscribing to the replies", e))?;
     let sent = Instant::now();
     let mut intake = Intake::start(sub, bus.opener.clone(), sent, None);
     let hard = sent + timeout;

@@ -29,8 +29,14 @@ pub enum ClientError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The bus failed mid-request.
-    #[error("the bus failed: {0}")]
-    Bus(String),
+    #[error("the bus failed {what}: {source}")]
+    Bus {
+        /// What was being done (`publishing the request`, …).
+        what: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The broker or a node did not answer in time.
     #[error("{0}")]
     Timeout(String),
@@ -41,9 +47,18 @@ pub enum ClientError {
     /// back failed verification.
     #[error("{0}")]
     Verification(String),
-    /// A local I/O problem (a nodes file, stdin).
+    /// A local I/O problem without an underlying error of its own.
     #[error("{0}")]
     Io(String),
+    /// A local file or stream could not be read or written.
+    #[error("{what}: {source}")]
+    File {
+        /// Which file or stream, and what for.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What kind of failure a [`ClientError`] is: what a caller matches on.
@@ -66,16 +81,32 @@ pub enum ErrorKind {
 }
 
 impl ClientError {
+    /// The bus failed while doing `what`.
+    pub fn bus(what: &str, source: impl std::error::Error + Send + Sync + 'static) -> ClientError {
+        ClientError::Bus {
+            what: what.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    /// `what` (a file or stream) could not be read or written.
+    pub fn file(what: impl Into<String>, source: std::io::Error) -> ClientError {
+        ClientError::File {
+            what: what.into(),
+            source,
+        }
+    }
+
     /// This error's kind.
     pub fn kind(&self) -> ErrorKind {
         match self {
             ClientError::Usage(_) | ClientError::Filter(_) => ErrorKind::Usage,
             ClientError::Config(_) | ClientError::Ddl(_) => ErrorKind::Config,
-            ClientError::Connect { .. } | ClientError::Bus(_) => ErrorKind::Connection,
+            ClientError::Connect { .. } | ClientError::Bus { .. } => ErrorKind::Connection,
             ClientError::Timeout(_) => ErrorKind::Timeout,
             ClientError::NoResponders(_) => ErrorKind::NoResponders,
             ClientError::Verification(_) => ErrorKind::Verification,
-            ClientError::Io(_) => ErrorKind::Io,
+            ClientError::Io(_) | ClientError::File { .. } => ErrorKind::Io,
         }
     }
 
@@ -109,7 +140,16 @@ mod tests {
     fn every_kind_has_its_exit_code() {
         let cases = [
             (ClientError::Usage("x".into()), ErrorKind::Usage, 64),
-            (ClientError::Bus("x".into()), ErrorKind::Connection, 1),
+            (
+                ClientError::bus("publishing", std::io::Error::other("x")),
+                ErrorKind::Connection,
+                1,
+            ),
+            (
+                ClientError::file("--nodes f", std::io::Error::other("x")),
+                ErrorKind::Io,
+                1,
+            ),
             (ClientError::Timeout("x".into()), ErrorKind::Timeout, 1),
             (
                 ClientError::NoResponders("x".into()),

@@ -276,7 +276,7 @@ async fn one_batch(
         .client
         .subscribe(reply_to)
         .await
-        .map_err(|e| ClientError::Bus(e.to_string()))?;
+        .map_err(|e| ClientError::bus("subscribing to the replies", e))?;
     let sent = Instant::now();
     let mut intake = Intake::start(sub, bus.opener.clone(), sent, Some(batch.nodes.len()));
     send(bus, &req, batch.nodes, sent + timeout).await?;

@@ -87,5 +87,5 @@ pub fn exit_code(found: &Discovered, c: &Collected) -> Exit {
 }
 
 fn io(e: std::io::Error) -> ClientError {
-    ClientError::Io(e.to_string())
+    ClientError::file("writing the output", e)
 }

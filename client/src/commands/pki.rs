@@ -269,7 +269,7 @@ pub fn run(
         } => {
             let ca = Ca::load(&dir).map_err(pki_err)?;
             let text = std::fs::read_to_string(csr)
-                .map_err(|e| ClientError::Io(format!("{}: {e}", csr.display())))?;
+                .map_err(|e| ClientError::file(csr.display().to_string(), e))?;
             let name_pattern = match name_pattern {
                 Some(p) => Some(regex::Regex::new(p).map_err(|e| {
                     ClientError::Usage(format!("--name-pattern {p:?} is not a regex: {e}"))
@@ -316,7 +316,7 @@ pub fn run(
         }
         PkiCommand::Show { file } => {
             let bytes = std::fs::read(file)
-                .map_err(|e| ClientError::Io(format!("{}: {e}", file.display())))?;
+                .map_err(|e| ClientError::file(file.display().to_string(), e))?;
             let text = pki::show(&bytes)
                 .map_err(|e| ClientError::Io(format!("{}: {e}", file.display())))?;
             out.write_all(text.as_bytes()).map_err(io)?;
@@ -365,7 +365,7 @@ fn broker(
     pki::check_name(server_cert).map_err(pki_err)?;
     // Absolute paths, so the configuration works wherever nats-server starts.
     let dir = std::fs::canonicalize(dir)
-        .map_err(|e| ClientError::Io(format!("{}: {e}", dir.display())))?;
+        .map_err(|e| ClientError::file(dir.display().to_string(), e))?;
     if !dir.join(pki::CA_CERT).exists() {
         return Err(pki_err(PkiError::NoCa { dir }));
     }
@@ -379,7 +379,7 @@ fn broker(
         )));
     }
     let pem = std::fs::read_to_string(&cert)
-        .map_err(|e| ClientError::Io(format!("{}: {e}", cert.display())))?;
+        .map_err(|e| ClientError::file(cert.display().to_string(), e))?;
     pki::broker::check_server_cert(&pem).map_err(|e| match e {
         PkiError::BadBrokerOption(m) => ClientError::Usage(format!("{}: {m}", cert.display())),
         other => pki_err(other),

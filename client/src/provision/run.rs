@@ -140,7 +140,7 @@ impl Provisioner {
                 ))
             })?;
         let token = std::fs::read_to_string(&token_file)
-            .map_err(|e| ClientError::Io(format!("token_file {}: {e}", token_file.display())))?
+            .map_err(|e| ClientError::file(format!("token_file {}", token_file.display()), e))?
             .trim()
             .to_string();
         if token.is_empty() {
@@ -155,7 +155,7 @@ impl Provisioner {
             .clone()
             .unwrap_or_else(|| mco_core::config::expand_home("~/.config/mco/pki/ca.pem"));
         let ca_pem = std::fs::read_to_string(&ca_path).map_err(|e| {
-            ClientError::Io(format!("the CA certificate {}: {e}", ca_path.display()))
+            ClientError::file(format!("the CA certificate {}", ca_path.display()), e)
         })?;
         let path = cfg.state_file.clone();
         let journal = tokio::task::spawn_blocking(move || Journal::open(&path))
@@ -179,7 +179,7 @@ impl Provisioner {
                     cfg.request_timeout,
                 )
                 .await
-                .map_err(|e| ClientError::Bus(format!("expected.kv_bucket: {e}")))?,
+                .map_err(|e| ClientError::bus("opening expected.kv_bucket", std::io::Error::other(e)))?,
             ),
             None => None,
         };
