@@ -364,8 +364,8 @@ fn broker(
 ) -> Result<String, ClientError> {
     pki::check_name(server_cert).map_err(pki_err)?;
     // Absolute paths, so the configuration works wherever nats-server starts.
-    let dir = std::fs::canonicalize(dir)
-        .map_err(|e| ClientError::file(dir.display().to_string(), e))?;
+    let dir =
+        std::fs::canonicalize(dir).map_err(|e| ClientError::file(dir.display().to_string(), e))?;
     if !dir.join(pki::CA_CERT).exists() {
         return Err(pki_err(PkiError::NoCa { dir }));
     }

@@ -179,7 +179,9 @@ impl Provisioner {
                     cfg.request_timeout,
                 )
                 .await
-                .map_err(|e| ClientError::bus("opening expected.kv_bucket", std::io::Error::other(e)))?,
+                .map_err(|e| {
+                    ClientError::bus("opening expected.kv_bucket", std::io::Error::other(e))
+                })?,
             ),
             None => None,
         };
