@@ -10,7 +10,10 @@
 //! provisioner): UTF-8 text, one pin per line, `IDENTITY HEX-PUBLIC-KEY`
 //! (64 lowercase hex digits) separated by one space, sorted by identity;
 //! blank lines and lines starting with `#` are ignored. It is written whole,
-//! atomically, mode 0600.
+//! atomically, mode 0600. Every identity, whether it comes from a reply or
+//! from the file, must be a host name (`mco_pki::check_name`: letters,
+//! digits, `.`, `_`, `-`), so no identity can carry a line or a field into
+//! the file: what a node calls itself cannot write a pin for another.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,6 +43,15 @@ pub enum PinError {
         line: usize,
         /// What is wrong.
         message: String,
+    },
+    /// A reply or a pins file names an identity no node can have (a newline,
+    /// a space, a character outside host names): nothing is pinned for it.
+    #[error("{identity:?} is not a node identity: {reason}")]
+    BadIdentity {
+        /// The identity as given.
+        identity: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The file could not be read or written.
     #[error("{path}: {message}")]
@@ -94,12 +106,23 @@ pub fn parse_pins(path: &str, text: &str) -> Result<BTreeMap<String, [u8; 32]>, 
         let key: [u8; 32] = bytes
             .try_into()
             .map_err(|_| bad("the key is not 32 bytes"))?;
-        if id.is_empty() || id.contains(char::is_whitespace) {
-            return Err(bad("bad identity"));
+        if let Err(e) = valid_identity(id) {
+            return Err(bad(&e.to_string()));
         }
         out.insert(id.to_string(), key);
     }
     Ok(out)
+}
+
+/// Checks that `identity` can be a node's: a host name.
+fn valid_identity(identity: &str) -> Result<(), PinError> {
+    mco_pki::check_name(identity).map_err(|e| PinError::BadIdentity {
+        identity: identity.to_string(),
+        reason: match e {
+            mco_pki::PkiError::InvalidName { reason, .. } => reason,
+            other => other.to_string(),
+        },
+    })
 }
 
 /// Renders pins as the file's text.
@@ -148,7 +171,9 @@ impl KeyPins {
 
     /// Accepts `key` for `identity` if it is the pinned key, or pins it if
     /// the identity has none yet; refuses any other key.
+    /// An identity no node can have is refused before anything is pinned.
     pub fn check(&self, identity: &str, key: &[u8; 32]) -> Result<(), PinError> {
+        valid_identity(identity)?;
         let mut inner = self.lock();
         match inner.pins.get(identity) {
             Some(pinned) if pinned == key => Ok(()),
@@ -237,11 +262,47 @@ mod tests {
 
         #[test]
         fn render_then_parse_round_trips(
-            pins in proptest::collection::btree_map("[a-z0-9.-]{1,20}", proptest::array::uniform32(0u8..), 0..6)
+            pins in proptest::collection::btree_map("[a-z0-9][a-z0-9.-]{0,19}", proptest::array::uniform32(0u8..), 0..6)
         ) {
             let back = parse_pins("f", &render_pins(&pins)).unwrap();
             proptest::prop_assert_eq!(back, pins);
         }
+    }
+
+    #[test]
+    fn an_identity_cannot_write_a_pin_for_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.pins");
+        let pins = KeyPins::load(&path).unwrap();
+        let forged = format!("evil\nweb-02 {}", "07".repeat(32));
+        for bad in [
+            forged.as_str(),
+            "a b",
+            "",
+            "-lead",
+            "tab\there",
+            "x\r",
+            "ünï",
+        ] {
+            assert!(
+                matches!(pins.check(bad, &[1; 32]), Err(PinError::BadIdentity { .. })),
+                "{bad:?} was pinned"
+            );
+        }
+        pins.check("web-01.example.net", &[1; 32]).unwrap();
+        pins.save().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text.lines().filter(|l| !l.starts_with('#')).count(),
+            1,
+            "{text}"
+        );
+        let again = KeyPins::load(&path).unwrap();
+        assert_eq!(again.get("web-02"), None);
+        assert_eq!(again.get("web-01.example.net"), Some([1; 32]));
+        // A file with such a line does not load as a pin either.
+        let err = parse_pins("f", &format!("a;b {}\n", "01".repeat(32))).unwrap_err();
+        assert!(matches!(err, PinError::BadLine { line: 1, .. }), "{err}");
     }
 
     #[test]
