@@ -107,19 +107,46 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until the task is dropped.
+/// Most connections the endpoint serves at once; further ones wait in the
+/// listen backlog until one is done.
+pub const MAX_CONNECTIONS: usize = 32;
+
+/// How long one connection may take to send its request and read the answer.
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Serves `GET /metrics` on `listener`: at most [`MAX_CONNECTIONS`] at once,
+/// each within [`CONNECTION_DEADLINE`]. A failing `accept` (out of file
+/// descriptors, say) is retried after a pause that doubles up to a second,
+/// never in a busy loop.
 pub async fn serve(listener: tokio::net::TcpListener, metrics: std::sync::Arc<Metrics>) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut pause = Duration::from_millis(50);
     loop {
-        let Ok((mut s, _)) = listener.accept().await else {
-            continue;
+        // Take the slot first: a flood of connections then waits in the
+        // kernel's backlog, not in tasks of ours.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut s = match listener.accept().await {
+            Ok((s, _)) => {
+                pause = Duration::from_millis(50);
+                s
+            }
+            Err(e) => {
+                tracing::warn!("metrics endpoint: accept failed: {e}; retrying in {pause:?}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+                continue;
+            }
         };
         let metrics = metrics.clone();
         tokio::spawn(async move {
+            let _slot = slot;
+            let deadline = tokio::time::Instant::now() + CONNECTION_DEADLINE;
             // The request line may arrive in pieces: read until the end of
             // the headers, a full buffer, or the deadline.
             let mut buf = [0u8; 2048];
             let mut n = 0;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
             while n < buf.len() && !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
                 match tokio::time::timeout_at(deadline, s.read(&mut buf[n..])).await {
                     Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
@@ -135,15 +162,12 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: std::sync::Arc<Me
             } else {
                 ("404 Not Found", "not found\n".to_string())
             };
-            let _ = s
-                .write_all(
-                    format!(
-                        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    )
-                    .as_bytes(),
-                )
-                .await;
+            let answer = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            // A reader that never reads gives its slot back at the deadline.
+            let _ = tokio::time::timeout_at(deadline, s.write_all(answer.as_bytes())).await;
         });
     }
 }
@@ -187,6 +211,32 @@ mod tests {
         s.read_to_string(&mut got).await.unwrap();
         assert!(got.starts_with("HTTP/1.1 200 OK"), "{got}");
         assert!(got.contains("mco_provision_provisioned_total 2"), "{got}");
+        server.abort();
+    }
+
+    /// Connections that never send a request hold at most [`MAX_CONNECTIONS`]
+    /// slots: one more waits, and is served as soon as they go.
+    #[tokio::test]
+    async fn idle_connections_are_capped() {
+        let m = std::sync::Arc::new(Metrics::default());
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(serve(l, m));
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut got = Vec::new();
+        let early = tokio::time::timeout(Duration::from_millis(500), s.read_to_end(&mut got)).await;
+        assert!(early.is_err(), "served past the cap: {got:?}");
+        drop(idle);
+        tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut got))
+            .await
+            .expect("served once the idle connections went")
+            .unwrap();
+        assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200 OK"));
         server.abort();
     }
 }
