@@ -6,6 +6,7 @@
 //! resume without signing twice ([`state`]), telling someone ([`notify`])
 //! and its counters ([`metrics`]).
 
+mod announce;
 pub mod config;
 pub mod masters;
 pub mod metrics;

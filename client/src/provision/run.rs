@@ -43,6 +43,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::announce::{announced_at, pending_max, ANNOUNCED_FACTS_MAX};
 use super::config::ProvisionerConfig;
 use super::masters::{Master, Picker, Reason};
 use super::metrics::Metrics;
@@ -279,9 +280,18 @@ impl Provisioner {
     fn announced(self: &Arc<Self>, payload: &[u8]) {
         match self.prov.bus().opener.open(payload) {
             Ok(reply) => {
-                let facts = reply.data.get("facts").and_then(Value::as_object).cloned();
+                let Some(seen_ms) = announced_at(reply.time_ms, now()) else {
+                    warn!(node = %reply.sender, "ignored an announcement that is not fresh (a replay, or a clock far off)");
+                    return;
+                };
+                let facts = reply
+                    .data
+                    .get("facts")
+                    .and_then(Value::as_object)
+                    .filter(|f| serde_json::to_vec(f).map_or(0, |b| b.len()) <= ANNOUNCED_FACTS_MAX)
+                    .cloned();
                 debug!(node = %reply.sender, "announced");
-                self.consider(reply.sender, facts, now());
+                self.consider(reply.sender, facts, seen_ms);
             }
             Err(e) => warn!("ignored an announcement: {e:?}"),
         }
@@ -345,13 +355,19 @@ impl Provisioner {
         if !due {
             return;
         }
-        if !self
-            .inflight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(node.clone())
         {
-            return;
+            let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            if inflight.contains(&node) {
+                return;
+            }
+            // Nodes past the bound wait for the next discovery pass, not in
+            // tasks of ours: however many identities are announced, the
+            // provisioner holds at most this many.
+            if inflight.len() >= pending_max(self.cfg.workers) {
+                debug!(node = %node, "all {} places are taken; left for a later pass", inflight.len());
+                return;
+            }
+            inflight.insert(node.clone());
         }
         let me = self.clone();
         tokio::spawn(async move {
