@@ -241,7 +241,10 @@ confirm_timeout = "60s"
 metrics_listen = "127.0.0.1:0"
 [expected]
 identities = ["fresh-*"]
+[ca]
+identity = "ca-node"
 [masters]
+identities = ["m-*"]
 classes = ["puppet::master"]
 criteria = ["region"]
 refresh = "30s"

@@ -48,7 +48,8 @@ fn a_token_holder_cannot_write_a_pin_for_another_node() {
         "alice",
         "workers = 2\ninterval = \"500ms\"\nbackoff = \"1s\"\n\
          [expected]\nidentities = [\"node-*\"]\n\
-         [masters]\nclasses = [\"puppet::master\"]\n",
+         [ca]\nidentity = \"ca-node\"\n\
+         [masters]\nidentities = [\"m-*\"]\nclasses = [\"puppet::master\"]\n",
     );
     let mut p = Provisioner::start(&cfg);
     let pins = cfg.parent().unwrap().join("state.pins");

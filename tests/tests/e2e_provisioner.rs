@@ -140,12 +140,16 @@ fn fifty_nodes_in_three_regions_each_get_a_master_of_their_region() {
     for (m, _, _) in &masters {
         b = b.spare_node(m);
     }
+    // A node of the collective that claims to be the least loaded master of eu: it is not
+    // among the names `[masters] identities` gives, so no node may get it.
+    b = b.spare_node("evil-master");
     let c = b.start();
     let prov = provisioning_broker(&c);
     let _ca = ca_node(&c, &["node-*"], "alice");
     let _masters: Vec<Responder> = masters
         .iter()
         .map(|(m, region, ip)| master(&c, m, region, ip, 5))
+        .chain([master(&c, "evil-master", "eu", "10.9.9.9", 0)])
         .collect();
 
     let images: Vec<(String, &str, Image)> = nodes
@@ -172,7 +176,8 @@ fn fifty_nodes_in_three_regions_each_get_a_master_of_their_region() {
         &format!(
             "workers = 16\ninterval = \"1s\"\nbackoff = \"1s\"\nmetrics_listen = \"127.0.0.1:0\"\n\
              [expected]\nidentities = [\"node-*\"]\n\
-             [masters]\nclasses = [\"puppet::master\"]\ncriteria = [\"region\"]\n\
+             [ca]\nidentities = [\"ca-*\"]\n\
+             [masters]\nidentities = [\"m-*\"]\nclasses = [\"puppet::master\"]\ncriteria = [\"region\"]\n\
              [steps]\nfinal_run = true\n\
              [[notify]]\ntype = \"webhook\"\nurl = {url:?}\n[[notify]]\ntype = \"log\"\n",
             url = hook.url
@@ -213,6 +218,10 @@ fn fifty_nodes_in_three_regions_each_get_a_master_of_their_region() {
         assert!(
             m.starts_with(&format!("m-{region}-")),
             "{n} in {region} got {m}"
+        );
+        assert!(
+            !img.hosts().contains("evil-master"),
+            "{n} was pointed at evil-master"
         );
         let ip = &masters.iter().find(|(name, _, _)| *name == m).unwrap().2;
         assert!(
@@ -385,7 +394,7 @@ fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() 
             "workers = 4\ninterval = \"500ms\"\nbackoff = \"1s\"\nretries = 4\nmetrics_listen = \"127.0.0.1:0\"\n\
              [ca]\nidentity = \"ca-node\"\n\
              [expected]\nidentities = [\"node-[a-e]\", \"node-[xy]\"]\nkv_bucket = \"expected\"\n\
-             [masters]\nclasses = [\"puppet::master\"]\ncriteria = [\"region\"]\nrefresh = \"0s\"\n\
+             [masters]\nidentities = [\"m-*\"]\nclasses = [\"puppet::master\"]\ncriteria = [\"region\"]\nrefresh = \"0s\"\n\
              [[notify]]\ntype = \"webhook\"\nurl = {url:?}\n",
             url = hook.url,
         ),

@@ -205,7 +205,7 @@ mod tests {
 
     fn config(dir: &Path) -> ProvisionerConfig {
         let text = "main_config = \"main.toml\"\nprovisioning_config = \"prov.toml\"\n\
-                    [expected]\nidentities = [\"*\"]\n[masters]\nclasses = [\"puppet::master\"]\n";
+                    [expected]\nidentities = [\"*\"]\n[ca]\nidentity = \"ca\"\n[masters]\nidentities = [\"m-*\"]\nclasses = [\"puppet::master\"]\n";
         ProvisionerConfig::from_toml(&dir.join("provisioner.toml"), text).unwrap()
     }
 

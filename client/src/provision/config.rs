@@ -11,7 +11,11 @@
 //! registry_file = "/var/lib/mco/expected-nodes"
 //! kv_bucket = "expected"         # JetStream KV on the provisioning broker
 //!
-//! [masters]                      # discovered in the main collective, never listed
+//! [ca]                           # the CA node, by name or among names
+//! identities = ["ca-*"]
+//!
+//! [masters]                      # discovered in the main collective among these names
+//! identities = ["puppet-*"]
 //! classes = ["puppet::master"]
 //! criteria = ["region", "country"]
 //! load_fact = "load"
@@ -147,6 +151,9 @@ pub struct ProvisionerConfig {
     pub registration: bool,
     /// The CA node's identity; default: discovered by its `ca` agent.
     pub ca_identity: Option<String>,
+    /// Without `ca_identity`: the identity patterns the CA node is discovered
+    /// among (`[ca] identities`); a node outside them is never the CA.
+    pub ca_identities: Vec<String>,
     /// Requests in flight to the CA node at most (it serves a bounded
     /// number at once and refuses the rest as busy).
     pub ca_concurrency: usize,
@@ -251,17 +258,34 @@ impl ProvisionerConfig {
             r.error("lock_expiry", "must be at least 1s");
         }
 
-        let (ca_identity, ca_concurrency) = match r.table(&t, "", "ca") {
+        let (ca_identity, ca_identities, ca_concurrency) = match r.table(&t, "", "ca") {
             Some(ca) => {
-                r.unknown(ca, "ca", &["identity", "concurrency"]);
+                r.unknown(ca, "ca", &["identity", "identities", "concurrency"]);
                 let n = r.unsigned(ca, "ca", "concurrency").unwrap_or(16);
                 if !(1..=1024).contains(&n) {
                     r.error("ca.concurrency", "must be between 1 and 1024");
                 }
-                (r.string(ca, "ca", "identity"), n.clamp(1, 1024) as usize)
+                let patterns = r.strings(ca, "ca", "identities").unwrap_or_default();
+                for p in &patterns {
+                    if let Err(e) = mco_core::filter::Pattern::parse(p) {
+                        r.error("ca.identities", e.to_string());
+                    }
+                }
+                (
+                    r.string(ca, "ca", "identity"),
+                    patterns,
+                    n.clamp(1, 1024) as usize,
+                )
             }
-            None => (None, 16),
+            None => (None, Vec::new(), 16),
         };
+        if ca_identity.is_none() && ca_identities.is_empty() {
+            r.error(
+                "ca",
+                "name the CA node: identity = \"NAME\", or identities = [patterns] it is \
+                 discovered among; a node that merely hosts the ca agent is not trusted as the CA",
+            );
+        }
         let (node_servers, node_collectives) = match r.table(&t, "", "node") {
             Some(n) => {
                 r.unknown(n, "node", &["servers", "collectives"]);
@@ -348,6 +372,7 @@ impl ProvisionerConfig {
             metrics_listen,
             registration: r.boolean(&t, "", "registration").unwrap_or(true),
             ca_identity,
+            ca_identities,
             ca_concurrency,
             node_servers,
             node_collectives,
@@ -412,6 +437,13 @@ fn masters(r: &mut Reader, t: &Table) -> MastersConfig {
             Ok(term) => m.filter.fact.push(term),
             Err(e) => r.error("masters.facts", e.to_string()),
         }
+    }
+    if m.filter.identity.is_empty() {
+        r.error(
+            "masters.identities",
+            "name the identities masters may have (patterns such as \"puppet-*\"): a node \
+             becomes a master only if the configuration names it, whatever class or load it claims",
+        );
     }
     if m.filter.is_empty() {
         r.error(
@@ -534,86 +566,5 @@ fn notifiers(r: &mut Reader, t: &Table) -> Vec<Notifier> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOOD: &str = r#"
-main_config = "main.toml"
-provisioning_config = "/etc/mco/prov.toml"
-workers = 8
-backoff = "2s"
-max_backoff = "10s"
-metrics_listen = "127.0.0.1:9464"
-[expected]
-identities = ["web-*"]
-registry_file = "expected.txt"
-[masters]
-classes = ["puppet::master"]
-facts = ["role=master"]
-criteria = ["datacenter", "region"]
-servers_fact = "mco_servers"
-[steps]
-final_run = true
-[[notify]]
-type = "webhook"
-url = "http://127.0.0.1:8080/hook"
-[[notify]]
-type = "exec"
-command = ["logger", "-t", "mco"]
-"#;
-
-    #[test]
-    fn reads_a_full_config_relative_to_its_file() {
-        let c = ProvisionerConfig::from_toml(Path::new("/srv/p/provisioner.toml"), GOOD).unwrap();
-        assert_eq!(c.main_config, PathBuf::from("/srv/p/main.toml"));
-        assert_eq!(c.provisioning_config, PathBuf::from("/etc/mco/prov.toml"));
-        assert_eq!(
-            c.expected.registry_file,
-            Some(PathBuf::from("/srv/p/expected.txt"))
-        );
-        assert_eq!(
-            c.state_file,
-            PathBuf::from("/srv/p/provisioner.state.jsonl")
-        );
-        assert_eq!(c.pins_file, PathBuf::from("/srv/p/provisioner.state.pins"));
-        assert_eq!(c.workers, 8);
-        assert_eq!(c.masters.filter.class, vec!["puppet::master"]);
-        assert_eq!(c.masters.filter.fact.len(), 1);
-        assert_eq!(c.masters.criteria, vec!["datacenter", "region"]);
-        assert!(c.steps.final_run && c.steps.sign);
-        assert_eq!(c.notify.len(), 2);
-        assert_eq!(c.delay_after(1), Duration::from_secs(2));
-        assert_eq!(c.delay_after(2), Duration::from_secs(4));
-        assert_eq!(c.delay_after(9), Duration::from_secs(10));
-    }
-
-    #[test]
-    fn refuses_what_would_be_unsafe_or_wrong() {
-        let bad = r#"
-main_config = "m.toml"
-workers = 0
-colour = "blue"
-[masters]
-criteria = ["region"]
-[steps]
-sign = false
-[[notify]]
-type = "webhook"
-url = "https://example.com/x"
-"#;
-        let e = ProvisionerConfig::from_toml(Path::new("p.toml"), bad)
-            .unwrap_err()
-            .to_string();
-        for needle in [
-            "provisioning_config",
-            "workers",
-            "colour",
-            "expected",
-            "masters are discovered",
-            "steps.configure",
-            "http://",
-        ] {
-            assert!(e.contains(needle), "{needle:?} missing from {e}");
-        }
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

@@ -1109,6 +1109,7 @@ impl Provisioner {
             None => {
                 let filter = Filter {
                     agent: vec!["ca".into()],
+                    identity: self.cfg.ca_identities.clone(),
                     ..Filter::default()
                 };
                 let cas = self
