@@ -217,7 +217,8 @@ pub async fn fire(
     within: Duration,
 ) -> Result<String, ClientError> {
     let req = call.request(bus);
-    send(bus, &req, nodes, Instant::now() + within).await?;
+    bus.send(&req, To::Nodes(nodes), Instant::now() + within)
+        .await?;
     Ok(req.id)
 }
 
@@ -242,16 +243,6 @@ impl Call {
             self.filter.clone(),
         )
     }
-}
-
-/// Sends `req` to each node's own subject, signed for those nodes, by `deadline`.
-async fn send(
-    bus: &Bus,
-    req: &RequestBody,
-    nodes: &[String],
-    deadline: Instant,
-) -> Result<(), ClientError> {
-    bus.send(req, To::Nodes(nodes), deadline).await
 }
 
 /// One batch of a call: its nodes (whose replies are taken), the senders
@@ -279,7 +270,8 @@ async fn one_batch(
         .map_err(|e| ClientError::bus("subscribing to the replies", e))?;
     let sent = Instant::now();
     let mut intake = Intake::start(sub, bus.opener.clone(), sent, Some(batch.nodes.len()));
-    send(bus, &req, batch.nodes, sent + timeout).await?;
+    bus.send(&req, To::Nodes(batch.nodes), sent + timeout)
+        .await?;
     out.request_ids.push(req.id.clone());
     let mut pending: HashSet<&str> = batch.nodes.iter().map(String::as_str).collect();
     let mut answered: HashSet<String> = HashSet::new();

@@ -44,14 +44,6 @@ pub enum DaemonError {
     Security(#[from] mco_security::LoadError),
 }
 
-/// The `[provisioning]` settings if this responder starts in provisioning
-/// mode (see [`crate::provisioning::mode`]).
-pub fn provisioning_mode(cfg: &ResponderConfig) -> Option<&ProvisioningConfig> {
-    provisioning::mode(cfg)
-}
-
-pub use crate::provisioning::PROVISION_POLICY;
-
 /// Checks what the daemon needs before anything connects, and builds the
 /// agents it will host (for provisioning mode, `rpcutil` and `provision`
 /// alone); returns them with warnings.

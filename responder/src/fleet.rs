@@ -171,7 +171,7 @@ pub fn load_node_config(state_dir: &Path, identity: &str) -> Result<ResponderCon
             cfg.identity
         )));
     }
-    if crate::daemon::provisioning_mode(&cfg).is_some() {
+    if crate::provisioning::mode(&cfg).is_some() {
         return Err(StartError::Config(format!(
             "{}: it still starts in provisioning mode (certificate or key missing, or provisioning.enabled = true)",
             file.display()

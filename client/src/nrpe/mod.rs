@@ -115,18 +115,11 @@ pub async fn run(
         .unwrap_or_default()
         .to_string();
     let mut plan = target::resolve(&args.target, cfg)?.read_listed().await?;
-    // What is left of the budget, keeping a margin to print the result.
-    let left = |budget: Duration| {
-        let margin = (budget / 10).min(Duration::from_millis(500));
-        (started + budget)
-            .checked_duration_since(Instant::now())
-            .map_or(Duration::ZERO, |d| d.saturating_sub(margin))
-    };
     if let Some(b) = budget {
         plan.discovery_timeout = plan.discovery_timeout.min(b * 2 / 5);
     }
     let session = match budget {
-        Some(b) => tokio::time::timeout(left(b), Session::for_plan(cfg, &plan))
+        Some(b) => tokio::time::timeout(left(started, b), Session::for_plan(cfg, &plan))
             .await
             .map_err(|_| {
                 ClientError::Timeout(format!(
@@ -145,6 +138,15 @@ pub async fn run(
     };
     let result = run_check(&session, &plan, args, asked).await;
     session.finish(result)
+}
+
+/// What is left of `budget` since `started`, keeping a margin to print the
+/// result.
+fn left(started: Instant, budget: Duration) -> Duration {
+    let margin = (budget / 10).min(Duration::from_millis(500));
+    (started + budget)
+        .checked_duration_since(Instant::now())
+        .map_or(Duration::ZERO, |d| d.saturating_sub(margin))
 }
 
 /// What [`run_check`] asks, and within what.
@@ -170,12 +172,6 @@ async fn run_check(
         budget,
         started,
     } = asked;
-    let left = |budget: Duration| {
-        let margin = (budget / 10).min(Duration::from_millis(500));
-        (started + budget)
-            .checked_duration_since(Instant::now())
-            .map_or(Duration::ZERO, |d| d.saturating_sub(margin))
-    };
     let found = session.discover(plan, Some(AGENT)).await?;
     let unknown = args.unknown_as.state();
     let expected_extra = args.expect.unwrap_or(0).saturating_sub(found.nodes.len());
@@ -186,16 +182,10 @@ async fn run_check(
         )));
     }
     let timeout = match budget {
-        Some(b) => left(b),
+        Some(b) => left(started, b),
         None => plan.timeout.unwrap_or(plan.discovery_timeout + ddl_timeout),
     };
-    let call = Call {
-        collective: plan.collective.clone(),
-        agent: AGENT.into(),
-        action: ACTION.into(),
-        data,
-        filter: plan.filter.clone(),
-    };
+    let call = Call::for_plan(plan, AGENT, ACTION, data);
     let collected = if found.nodes.is_empty() {
         rpc::Collected::default()
     } else {
