@@ -78,12 +78,22 @@ pub enum Command {
         command: crate::commands::pki::PkiCommand,
     },
     /// Provisioning: `run` the provisioner service, show its `status`,
-    /// `retry` nodes it gave up on or `forget` nodes.
-    /// Here `--config` names the provisioner's config (provisioner.toml).
+    /// `retry` nodes it gave up on or `forget` nodes. Runs `mco-provisioner`
+    /// with these arguments: `--config` here names the provisioner's config
+    /// (or MCO_PROVISIONER_CONFIG), never a client config.
+    #[command(disable_help_flag = true)]
     Provision {
-        /// What to do.
-        #[command(subcommand)]
-        command: ProvisionCommand,
+        /// `mco-provisioner`'s arguments (`run --config provisioner.toml`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// Print an expected node's classification as a Puppet external node
+    /// classifier (`mco-provisioner classify`): for a master's `external_nodes`.
+    #[command(disable_help_flag = true)]
+    Classify {
+        /// The node, and `mco-provisioner`'s options (`--config FILE`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<std::ffi::OsString>,
     },
     /// Print a shell completion script.
     Completion {
@@ -288,34 +298,4 @@ mod tests {
     fn cli_definition_is_consistent() {
         <Cli as clap::CommandFactory>::command().debug_assert();
     }
-}
-
-/// `mco provision` verbs.
-#[derive(Subcommand, Debug, Clone)]
-pub enum ProvisionCommand {
-    /// Run the provisioner until interrupted: find unprovisioned nodes,
-    /// sign, configure, bootstrap and restart them into the fleet.
-    Run,
-    /// Show what the provisioner's journal says of every node.
-    Status {
-        /// Print JSON.
-        #[arg(short = 'j', long)]
-        json: bool,
-    },
-    /// Let nodes the provisioner gave up on (or that failed or are waiting)
-    /// be tried again from the first attempt. With the provisioner stopped.
-    Retry {
-        /// Node identities.
-        #[arg(required = true)]
-        nodes: Vec<String>,
-    },
-    /// Forget nodes: their pinned key and everything the journal holds of
-    /// them, so a node re-imaged with a new key can be provisioned again
-    /// (its old certificate is revoked when it is). With the provisioner
-    /// stopped.
-    Forget {
-        /// Node identities.
-        #[arg(required = true)]
-        nodes: Vec<String>,
-    },
 }

@@ -18,7 +18,6 @@ pub mod error;
 pub mod nrpe;
 pub mod output;
 pub mod pins;
-pub mod provision;
 pub mod rpc;
 pub mod senders;
 pub mod session;

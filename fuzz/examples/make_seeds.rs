@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use mco_client::pins::render_pins;
-use mco_client::provision::state::{Journal, Record, Status as ProvStatus};
+use mco_provisioner::state::{Journal, Record, Status as ProvStatus};
 use mco_core::filter::{FactTerm, Filter};
 use mco_core::wire::{new_request_id, now_ms, Envelope, Kind, ReplyBody, RequestBody, Status};
 use mco_fuzz::{pem_der, pki, NODE_NAME};
@@ -374,7 +374,7 @@ fn main() {
         let mut r = Record::new(now_ms());
         j.put("web-01.example.net", r.clone(), false).unwrap();
         r.status = ProvStatus::Provisioned;
-        r.step = Some("configure".into());
+        r.step = Some(mco_provisioner::step::Step::Configure);
         r.master = Some("puppet-1".into());
         r.certificate = Some(node_pem.clone());
         r.attempts = 1;

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use mco_client::provision::config::ProvisionerConfig;
+use mco_provisioner::config::ProvisionerConfig;
 use mco_core::config::{parse_duration, ClientConfig, ResponderConfig};
 use mco_fuzz::on_worker_stack;
 use mco_plugin_nrpe::NrpeConfig;

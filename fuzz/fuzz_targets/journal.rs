@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mco_client::provision::state::{read, Journal};
+use mco_provisioner::state::{read, Journal};
 use mco_fuzz::on_worker_stack;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,5 +1,5 @@
 //! The provisioner's registry bucket (`[expected] kv_bucket`,
-//! `mco_client::provision::registry::ExpectedNodes`) against a real nats-server: a missing
+//! `mco_provisioner::registry::ExpectedNodes`) against a real nats-server: a missing
 //! bucket is created as a key-value bucket, values written the way `nats kv put/del/purge` write
 //! them are read back, and a broker without JetStream or a broker that is gone is a clear error,
 //! never a hang.
@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use mco_client::provision::registry::ExpectedNodes;
+use mco_provisioner::registry::ExpectedNodes;
 use mco_tests::NatsServer;
 use serde_json::Value;
 

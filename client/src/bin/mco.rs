@@ -16,13 +16,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if usage { 64 } else { 0 });
         }
     };
-    // The provisioner is a service: it logs what it does.
-    let default_log = match &cli.command {
-        mco_client::cli::Command::Provision {
-            command: mco_client::cli::ProvisionCommand::Run,
-        } => "info",
-        _ => "warn",
-    };
+    let default_log = "warn";
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MCO_LOG")

@@ -33,8 +33,11 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, ClientError> {
     if let Command::Pki { dir, command } = &cli.command {
         return pki::run(dir.as_deref(), command, out);
     }
-    if let Command::Provision { command } = &cli.command {
-        return provision::run(cli.config.as_deref(), command, out).await;
+    if let Command::Provision { args } = &cli.command {
+        return provision::exec(None, args);
+    }
+    if let Command::Classify { args } = &cli.command {
+        return provision::exec(Some("classify"), args);
     }
     let cfg = crate::config::load(cli.config.as_deref(), &cli.nats)?;
     match cli.command {
@@ -54,7 +57,10 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, ClientError> {
         Command::Plugin {
             command: PluginCommand::Doc { agent },
         } => doc::run(&cfg, agent.as_deref(), out),
-        Command::Completion { .. } | Command::Pki { .. } | Command::Provision { .. } => Ok(0),
+        Command::Completion { .. }
+        | Command::Pki { .. }
+        | Command::Provision { .. }
+        | Command::Classify { .. } => Ok(0),
     }
 }
 

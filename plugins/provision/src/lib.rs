@@ -149,6 +149,14 @@ fn aborted(m: impl std::fmt::Display) -> ActionError {
     ActionError::aborted(m.to_string())
 }
 
+/// A lock refusal, with `locked_by` and `locked_until` in its data so that a
+/// provisioner tells it from any other failure without reading the message.
+fn refused(r: state::LockRefused) -> ActionError {
+    let state::LockRefused::HeldBy(l) = &r;
+    let data = outputs(json!({"locked_by": l.owner, "locked_until": l.expires}));
+    ActionError::aborted(r.to_string()).with_data(data)
+}
+
 fn write(path: &Path, data: &[u8], mode: u32) -> Result<(), ActionError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| aborted(format!("{}: {e}", dir.display())))?;
@@ -193,7 +201,7 @@ impl Agent for Provision {
                 let path = dir.join(files::LOCK);
                 let current: Option<Lock> = state::read_json(&path);
                 let lock =
-                    Lock::take(current.as_ref(), &ctx.caller, expiry, now_s()).map_err(aborted)?;
+                    Lock::take(current.as_ref(), &ctx.caller, expiry, now_s()).map_err(refused)?;
                 let text = serde_json::to_vec(&lock).map_err(aborted)?;
                 write(&path, &text, PUBLIC_MODE)?;
                 Ok(outputs(
@@ -204,7 +212,7 @@ impl Agent for Provision {
                 let _g = self.lock_guard();
                 let path = dir.join(files::LOCK);
                 if let Some(current) = state::read_json::<Lock>(&path) {
-                    Lock::may_release(&current, &ctx.caller, now_s()).map_err(aborted)?;
+                    Lock::may_release(&current, &ctx.caller, now_s()).map_err(refused)?;
                 }
                 pki::remove_if_present(&path).map_err(aborted)?;
                 Ok(outputs(json!({"locked": false})))
@@ -274,7 +282,7 @@ impl Agent for Provision {
 fn lock_allows(dir: &Path, caller: &str) -> Result<(), ActionError> {
     let now = now_s();
     match state::read_json::<Lock>(&dir.join(files::LOCK)) {
-        Some(l) if l.live(now) && l.owner != caller => Err(aborted(state::LockRefused::HeldBy(l))),
+        Some(l) if l.live(now) && l.owner != caller => Err(refused(state::LockRefused::HeldBy(l))),
         _ => Ok(()),
     }
 }
@@ -450,6 +458,8 @@ mod tests {
         assert!(lock_allows(dir.path(), "user:a").is_ok());
         let e = lock_allows(dir.path(), "user:b").unwrap_err();
         assert!(e.message.contains("locked by user:a"), "{}", e.message);
+        assert_eq!(e.data.get("locked_by"), Some(&json!("user:a")));
+        assert_eq!(e.data.get("locked_until"), Some(&json!(now + 600)));
         let expired = Lock {
             expires: now - 1,
             ..live

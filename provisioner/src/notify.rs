@@ -7,21 +7,23 @@
 use std::time::Duration;
 
 use serde::Serialize;
+
+use crate::step::{Event, Step};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One node's outcome.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Event {
+pub struct Notice {
     /// The node.
     pub node: String,
     /// `provisioned`, `failed`, `gave_up`, `refused` or `waiting`.
-    pub outcome: String,
+    pub outcome: Event,
     /// The master it was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub master: Option<String>,
     /// The step that failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub step: Option<String>,
+    pub step: Option<Step>,
     /// What went wrong.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -83,7 +85,7 @@ impl Notifier {
     }
 
     /// Sends one event.
-    pub async fn send(&self, ev: &Event) -> Result<(), String> {
+    pub async fn send(&self, ev: &Notice) -> Result<(), String> {
         let body = serde_json::to_vec(ev).map_err(|e| e.to_string())?;
         match self {
             Notifier::Log => {
@@ -170,10 +172,10 @@ async fn exec(argv: &[String], body: &[u8], timeout: Duration) -> Result<(), Str
 mod tests {
     use super::*;
 
-    fn event() -> Event {
-        Event {
+    fn event() -> Notice {
+        Notice {
             node: "n1".into(),
-            outcome: "provisioned".into(),
+            outcome: Event::Provisioned,
             master: Some("m1".into()),
             step: None,
             error: None,

@@ -98,17 +98,43 @@ pub struct MastersConfig {
 }
 
 /// Which nodes may be provisioned.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expected {
     /// Identities or globs.
     pub identities: Vec<String>,
     /// A file of identities or globs, one per line, `#` comments; re-read
     /// whenever a node is checked, so whatever boots nodes can append to it.
     pub registry_file: Option<PathBuf>,
-    /// A JetStream key-value bucket on the provisioning broker: a node is
-    /// expected while a key named by its identity holds anything but
-    /// `0`, `false` or `no`. Created (history 1) if missing.
+    /// A JetStream key-value bucket on the main collective's broker (where
+    /// only operators' certificates reach it): a node is expected while a
+    /// key named by its identity holds anything but `0`, `false` or `no`.
+    /// Created (history 1) if missing.
     pub kv_bucket: Option<String>,
+    /// Address ranges: a node whose address fact lies in one is expected.
+    /// The address is the node's own word, as for Puppet's autosign by network.
+    pub networks: Vec<ipnet::IpNet>,
+    /// The facts holding a node's address, tried in order.
+    pub address_facts: Vec<String>,
+    /// Names never signed or cleaned, besides `ca`, `broker`, the CA node,
+    /// the masters and the provisioner's own (patterns).
+    pub reserved: Vec<String>,
+}
+
+impl Default for Expected {
+    fn default() -> Self {
+        Expected {
+            identities: Vec::new(),
+            registry_file: None,
+            kv_bucket: None,
+            networks: Vec::new(),
+            address_facts: default_address_facts(),
+            reserved: Vec::new(),
+        }
+    }
+}
+
+fn default_address_facts() -> Vec<String> {
+    vec!["networking.ip".into(), "ipaddress".into()]
 }
 
 /// The whole provisioner config.
@@ -169,6 +195,8 @@ pub struct ProvisionerConfig {
     pub steps: Steps,
     /// Where outcomes go.
     pub notify: Vec<Notifier>,
+    /// At shutdown, how long the steps in flight may take to finish.
+    pub shutdown_grace: Duration,
 }
 
 const KEYS: &[&str] = &[
@@ -194,6 +222,7 @@ const KEYS: &[&str] = &[
     "masters",
     "steps",
     "notify",
+    "shutdown_grace",
 ];
 
 impl ProvisionerConfig {
@@ -299,7 +328,18 @@ impl ProvisionerConfig {
 
         let expected = match r.table(&t, "", "expected") {
             Some(e) => {
-                r.unknown(e, "expected", &["identities", "registry_file", "kv_bucket"]);
+                r.unknown(
+                    e,
+                    "expected",
+                    &[
+                        "identities",
+                        "registry_file",
+                        "kv_bucket",
+                        "networks",
+                        "address_facts",
+                        "reserved",
+                    ],
+                );
                 let kv_bucket = r.string(e, "expected", "kv_bucket");
                 if let Some(b) = &kv_bucket {
                     if b.is_empty()
@@ -313,10 +353,25 @@ impl ProvisionerConfig {
                         );
                     }
                 }
+                let mut networks = Vec::new();
+                for n in r.strings(e, "expected", "networks").unwrap_or_default() {
+                    match n.parse::<ipnet::IpNet>() {
+                        Ok(net) => networks.push(net.trunc()),
+                        Err(err) => r.error(
+                            "expected.networks",
+                            format!("{n:?}: {err} (want an address range such as 10.20.0.0/16)"),
+                        ),
+                    }
+                }
                 Expected {
                     identities: r.strings(e, "expected", "identities").unwrap_or_default(),
                     registry_file: r.path(e, "expected", "registry_file").map(rel),
                     kv_bucket,
+                    networks,
+                    address_facts: r
+                        .strings(e, "expected", "address_facts")
+                        .unwrap_or_else(default_address_facts),
+                    reserved: r.strings(e, "expected", "reserved").unwrap_or_default(),
                 }
             }
             None => Expected::default(),
@@ -324,13 +379,14 @@ impl ProvisionerConfig {
         if expected.identities.is_empty()
             && expected.registry_file.is_none()
             && expected.kv_bucket.is_none()
+            && expected.networks.is_empty()
         {
             r.error(
                 "expected",
-                "say which nodes may be provisioned: identities (globs; [\"*\"] for any), a registry_file or a kv_bucket",
+                "say which nodes may be provisioned: identities (globs; [\"*\"] for any), a registry_file, a kv_bucket or networks",
             );
         }
-        for i in &expected.identities {
+        for i in expected.identities.iter().chain(&expected.reserved) {
             if let Err(e) = mco_core::filter::Pattern::parse(i) {
                 r.error("expected.identities", format!("{i:?}: {e}"));
             }
@@ -377,6 +433,9 @@ impl ProvisionerConfig {
             node_servers,
             node_collectives,
             expected,
+            shutdown_grace: r
+                .duration(&t, "", "shutdown_grace")
+                .unwrap_or(Duration::from_secs(30)),
             masters,
             steps,
             notify,

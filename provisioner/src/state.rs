@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::step::Step;
+
 /// Where a node stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
@@ -46,6 +48,16 @@ impl Status {
     }
 }
 
+/// Why a node is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// In none of the expected lists; looked at again each interval.
+    NotExpected,
+    /// Never to be signed as it stands (its CSR, or a reserved name).
+    Never,
+}
+
 /// One node's record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -53,7 +65,10 @@ pub struct Record {
     pub status: Status,
     /// The last step completed in the current attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step: Option<String>,
+    pub step: Option<Step>,
+    /// Why it is refused, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<Refusal>,
     /// Attempts so far.
     #[serde(default)]
     pub attempts: u32,
@@ -82,6 +97,7 @@ impl Record {
         Record {
             status: Status::InProgress,
             step: None,
+            refusal: None,
             attempts: 0,
             master: None,
             certificate: None,
@@ -275,7 +291,7 @@ mod tests {
             let mut j = Journal::open(&p).unwrap();
             let mut r = Record::new(1);
             j.put("n1", r.clone(), false).unwrap();
-            r.step = Some("sign".into());
+            r.step = Some(Step::Sign);
             r.certificate = Some("PEM".into());
             j.put("n1", r, true).unwrap();
             j.put("n2", Record::new(2), false).unwrap();
@@ -288,7 +304,7 @@ mod tests {
         drop(f);
         let j = open_once_free(&p);
         assert_eq!(j.get("n1").unwrap().certificate.as_deref(), Some("PEM"));
-        assert_eq!(j.get("n1").unwrap().step.as_deref(), Some("sign"));
+        assert_eq!(j.get("n1").unwrap().step, Some(Step::Sign));
         assert_eq!(j.all().len(), 2);
         // Compacted: one line per node.
         assert_eq!(std::fs::read_to_string(&p).unwrap().lines().count(), 2);
