@@ -89,19 +89,12 @@ done
     "$MCO" pki --dir "$PKI" broker-config --listen "127.0.0.1:$MAIN_PORT" --collective mcollective "${admit[@]}"
     echo "max_connections: $((NODES + 1024))"
 } >"$W/main.conf"
-TOKEN="bench-$(date +%s%N)"
+TOKEN="bench-$(date +%s%N)-$RANDOM"
 printf '%s\n' "$TOKEN" >"$W/token"
-cat >"$W/prov.conf" <<EOF
-listen: "127.0.0.1:$PROV_PORT"
-max_connections: $((NODES + 1024))
-tls {
-  cert_file: "$PKI/broker.pem"
-  key_file: "$PKI/broker.key"
-}
-authorization {
-  token: "$TOKEN"
-}
-EOF
+{
+    "$MCO" pki --dir "$PKI" broker-config --provisioning --token-file "$W/token" --listen "127.0.0.1:$PROV_PORT"
+    echo "max_connections: $((NODES + 1024))"
+} >"$W/prov.conf"
 "$NATS_BIN" -c "$W/main.conf" >"$W/main-nats.log" 2>&1 &
 MAIN_NATS=$!
 PIDS+=("$MAIN_NATS")
@@ -174,6 +167,7 @@ window = "500ms"
 [nats]
 servers = ["tls://127.0.0.1:$PROV_PORT"]
 token_file = "$W/token"
+user = "provisioning"
 [security]
 ca = "$PKI/ca.pem"
 cert = "$PKI/bench.pem"

@@ -172,7 +172,11 @@ impl Bus {
             let token = std::fs::read_to_string(path).map_err(|e| {
                 ClientError::Verification(format!("nats.token_file {}: {e}", path.display()))
             })?;
-            options = options.token(token.trim().to_string());
+            let token = token.trim().to_string();
+            options = match &cfg.nats.user {
+                Some(user) => options.user_and_password(user.clone(), token),
+                None => options.token(token),
+            };
         }
         let lost = Arc::new(AtomicU32::new(0));
         let seen = lost.clone();

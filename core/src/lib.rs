@@ -13,6 +13,7 @@ pub mod agent;
 pub mod atomic;
 pub mod backoff;
 pub mod binding;
+pub mod classification;
 pub mod config;
 pub mod ddl;
 pub mod facts;

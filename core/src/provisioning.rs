@@ -21,6 +21,10 @@ pub const PROVISIONING_COLLECTIVE: &str = "provisioning";
 /// a node for ever.
 pub const MAX_LOCK_EXPIRY_S: u64 = 86_400;
 
+/// The NATS user the bootstrap token authenticates as on the provisioning
+/// broker (the token is its password).
+pub const BROKER_USER: &str = "provisioning";
+
 /// File names under `state_dir`.
 pub mod files {
     /// The node's provisioning-mode signing key (0600).
@@ -40,6 +44,10 @@ pub mod files {
     /// A virtual node's own normal-mode config, written by `configure` in a
     /// `--fleet` responder (whose virtual nodes share one config file).
     pub const NODE_CONFIG: &str = "responder.toml";
+    /// The classes of the node's classification, one per line.
+    pub const CLASSES: &str = "classification.classes";
+    /// The parameters of the node's classification, as a JSON fact file.
+    pub const CLASS_FACTS: &str = "classification.json";
 }
 
 /// `[provisioning]`.

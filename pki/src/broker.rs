@@ -63,6 +63,40 @@ pub struct BrokerOptions {
     /// Key pins (see [`super::keys::key_pin`]) of the only client certificates nats-server
     /// admits, as `pinned_certs`; empty means no pinning.
     pub pinned_keys: Vec<String>,
+    /// The provisioner's expected-node registry, a JetStream key-value bucket kept on this
+    /// broker, where only the collective's certificates reach it.
+    pub registry: Option<RegistryOptions>,
+}
+
+/// A registry bucket on the main broker: JetStream on, and the named callers allowed to read
+/// and write that one bucket (and nothing else of JetStream's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryOptions {
+    /// The bucket's name.
+    pub bucket: String,
+    /// Callers (names without `user:`) who may use it: the operators and the provisioner.
+    pub users: Vec<String>,
+    /// JetStream's store directory.
+    pub store_dir: PathBuf,
+}
+
+/// What a registry user may publish to use bucket `b` as `nats kv` and the provisioner do,
+/// and nothing else of JetStream's: the bucket's stream, its messages and its own consumers.
+pub fn registry_publish(b: &str) -> Vec<String> {
+    let stream = format!("KV_{b}");
+    vec![
+        "$JS.API.INFO".to_string(),
+        format!("$JS.API.STREAM.INFO.{stream}"),
+        format!("$JS.API.STREAM.CREATE.{stream}"),
+        format!("$JS.API.STREAM.MSG.GET.{stream}"),
+        format!("$JS.API.DIRECT.GET.{stream}"),
+        format!("$JS.API.DIRECT.GET.{stream}.>"),
+        format!("$JS.API.CONSUMER.CREATE.{stream}"),
+        format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
+        format!("$JS.API.CONSUMER.DELETE.{stream}.>"),
+        format!("$JS.API.CONSUMER.INFO.{stream}.>"),
+        format!("$KV.{b}.>"),
+    ]
 }
 
 impl Default for BrokerOptions {
@@ -76,6 +110,7 @@ impl Default for BrokerOptions {
             users: Vec::new(),
             agents: Vec::new(),
             pinned_keys: Vec::new(),
+            registry: None,
         }
     }
 }
@@ -136,6 +171,34 @@ pub fn broker_config(ca_dir: &Path, opts: &BrokerOptions) -> Result<String, PkiE
     );
     let _ = writeln!(out, "# and run `nats-server --signal reload`.");
     let _ = writeln!(out, "listen: {listen}\n");
+    if let Some(reg) = &opts.registry {
+        if !valid_bucket(&reg.bucket) {
+            return Err(bad(&format!(
+                "{:?} is not a bucket name (letters, digits, _ and -)",
+                reg.bucket
+            )));
+        }
+        if reg.users.is_empty() {
+            return Err(bad("the registry needs at least one user"));
+        }
+        for u in &reg.users {
+            if !opts.users.contains(u) {
+                return Err(bad(&format!(
+                    "registry user {u:?} is not a user of this broker"
+                )));
+            }
+        }
+        let dir = quoted(
+            "JetStream store directory",
+            &reg.store_dir.to_string_lossy(),
+        )?;
+        let _ = writeln!(
+            out,
+            "# JetStream holds the provisioner's expected-node registry, bucket {}.",
+            reg.bucket
+        );
+        let _ = writeln!(out, "jetstream {{\n  store_dir: {dir}\n}}\n");
+    }
     let _ = writeln!(out, "tls {{");
     let _ = writeln!(out, "  cert_file: {cert_file}");
     let _ = writeln!(out, "  key_file: {key_file}");
@@ -195,6 +258,11 @@ pub fn broker_config(ca_dir: &Path, opts: &BrokerOptions) -> Result<String, PkiE
             publish.push(format!("{c}.broadcast.agent.>"));
             publish.push(format!("{c}.node.>"));
             subscribe.push(subject::reply_wildcard(c, &caller));
+        }
+        if let Some(reg) = opts.registry.as_ref().filter(|r| r.users.contains(user)) {
+            publish.extend(registry_publish(&reg.bucket));
+            // JetStream answers on the client's inbox.
+            subscribe.push("_INBOX.>".to_string());
         }
         user_entry(
             &mut out,
@@ -305,7 +373,7 @@ fn user_entry(out: &mut String, user: &str, publish: &[String], subscribe: &[Str
 }
 
 /// `value` in double quotes; refuses what would need escaping in nats-server's format.
-fn quoted(what: &str, value: &str) -> Result<String, PkiError> {
+pub(crate) fn quoted(what: &str, value: &str) -> Result<String, PkiError> {
     if value.is_empty() {
         return Err(bad(&format!("the {what} is empty")));
     }
@@ -320,7 +388,15 @@ fn quoted(what: &str, value: &str) -> Result<String, PkiError> {
     Ok(format!("\"{value}\""))
 }
 
-fn bad(message: &str) -> PkiError {
+/// Whether `b` can name a key-value bucket.
+pub fn valid_bucket(b: &str) -> bool {
+    !b.is_empty()
+        && b.len() <= 64
+        && b.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+pub(crate) fn bad(message: &str) -> PkiError {
     PkiError::BadBrokerOption(message.to_string())
 }
 
@@ -337,6 +413,59 @@ mod tests {
             users: vec!["alice".into()],
             ..BrokerOptions::default()
         }
+    }
+
+    #[test]
+    fn only_registry_users_reach_the_registry_bucket_and_only_it() {
+        let o = BrokerOptions {
+            users: vec!["alice".into(), "bob".into()],
+            registry: Some(RegistryOptions {
+                bucket: "expected".into(),
+                users: vec!["alice".into()],
+                store_dir: "/var/lib/nats".into(),
+            }),
+            ..opts()
+        };
+        let text = broker_config(Path::new("/pki"), &o).unwrap();
+        assert!(
+            text.contains("jetstream {\n  store_dir: \"/var/lib/nats\"\n}"),
+            "{text}"
+        );
+        let entry = |who: &str| {
+            let start = text.find(&format!("user: \"CN=user:{who}\"")).unwrap();
+            let end = text[start..].find("    }").unwrap() + start;
+            text[start..end].to_string()
+        };
+        let alice = entry("alice");
+        assert!(alice.contains("\"$KV.expected.>\""), "{alice}");
+        assert!(
+            alice.contains("\"$JS.API.STREAM.INFO.KV_expected\""),
+            "{alice}"
+        );
+        assert!(alice.contains("\"_INBOX.>\""), "{alice}");
+        // No other bucket, no stream or consumer of anything else, no wildcard over the API.
+        assert!(!alice.contains("$JS.API.>"), "{alice}");
+        assert!(!alice.contains("$KV.>"), "{alice}");
+        let bob = entry("bob");
+        assert!(
+            !bob.contains("$KV") && !bob.contains("$JS") && !bob.contains("_INBOX"),
+            "{bob}"
+        );
+        let web1 = entry_node(&text, "web1");
+        assert!(!web1.contains("$KV") && !web1.contains("$JS"), "{web1}");
+
+        let mut bad = o.clone();
+        bad.registry.as_mut().unwrap().users = vec!["mallory".into()];
+        assert!(broker_config(Path::new("/pki"), &bad).is_err());
+        let mut bad = o.clone();
+        bad.registry.as_mut().unwrap().bucket = "a.b".into();
+        assert!(broker_config(Path::new("/pki"), &bad).is_err());
+    }
+
+    fn entry_node(text: &str, node: &str) -> String {
+        let start = text.find(&format!("user: \"CN=node:{node}\"")).unwrap();
+        let end = text[start..].find("    }").unwrap() + start;
+        text[start..end].to_string()
     }
 
     #[test]

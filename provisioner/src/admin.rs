@@ -64,7 +64,8 @@ pub async fn classify(
     {
         Some(known) => {
             let c = known.classification.unwrap_or_default();
-            out.write_all(c.enc_yaml().as_bytes()).map_err(io)?;
+            out.write_all(crate::classify::enc_yaml(&c).as_bytes())
+                .map_err(io)?;
             Ok(0)
         }
         None => {

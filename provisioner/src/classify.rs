@@ -16,110 +16,29 @@
 //! text (the node is expected, unclassified), or `0`, `false` or `no` (it
 //! is not).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// The largest classification accepted, as JSON: it travels to the node in
-/// one request.
-pub const MAX_CLASSIFICATION: usize = 16 * 1024;
+pub use mco_core::classification::{
+    valid_class, valid_parameter, Classification, MAX_CLASSES, MAX_CLASSIFICATION,
+};
 
-/// Classes at most in one classification.
-pub const MAX_CLASSES: usize = 256;
-
-/// A node's classification.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Classification {
-    /// Puppet classes (`role::web`, `hadoop::worker`).
-    #[serde(default)]
-    pub classes: Vec<String>,
-    /// Top-scope parameters; on the node they become facts.
-    #[serde(default)]
-    pub parameters: Map<String, Value>,
-    /// The Puppet environment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub environment: Option<String>,
-}
-
-/// Whether `c` is a Puppet class name: segments of lowercase letters,
-/// digits and `_`, starting with a letter, joined by `::`.
-pub fn valid_class(c: &str) -> bool {
-    !c.is_empty()
-        && c.len() <= 255
-        && c.split("::").all(|seg| {
-            seg.chars().next().is_some_and(|f| f.is_ascii_lowercase())
-                && seg
-                    .chars()
-                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
-        })
-}
-
-/// Whether `k` may name a parameter (and so a fact): a letter, then letters,
-/// digits and `_`, at most 64 characters.
-pub fn valid_parameter(k: &str) -> bool {
-    k.len() <= 64
-        && k.chars().next().is_some_and(|f| f.is_ascii_alphabetic())
-        && k.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
-}
-
-impl Classification {
-    /// Parses and checks a classification given as JSON.
-    pub fn from_json(text: &str) -> Result<Classification, String> {
-        if text.len() > MAX_CLASSIFICATION {
-            return Err(format!(
-                "a classification is at most {MAX_CLASSIFICATION} bytes, this one is {}",
-                text.len()
-            ));
-        }
-        let c: Classification =
-            serde_json::from_str(text).map_err(|e| format!("not a classification: {e}"))?;
-        c.check()?;
-        Ok(c)
+/// The YAML a Puppet master's `external_nodes` command prints for `c`.
+pub fn enc_yaml(c: &Classification) -> String {
+    #[derive(Serialize)]
+    struct Enc<'a> {
+        classes: &'a [String],
+        parameters: &'a Map<String, Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        environment: Option<&'a String>,
     }
-
-    /// Checks class names, parameter names and the environment.
-    pub fn check(&self) -> Result<(), String> {
-        if self.classes.len() > MAX_CLASSES {
-            return Err(format!("more than {MAX_CLASSES} classes"));
-        }
-        if let Some(bad) = self.classes.iter().find(|c| !valid_class(c)) {
-            return Err(format!("{bad:?} is not a Puppet class name"));
-        }
-        if let Some(bad) = self.parameters.keys().find(|k| !valid_parameter(k)) {
-            return Err(format!(
-                "{bad:?} cannot name a parameter (a letter, then letters, digits and _)"
-            ));
-        }
-        if let Some(env) = &self.environment {
-            if !valid_parameter(env) {
-                return Err(format!("{env:?} is not a Puppet environment name"));
-            }
-        }
-        Ok(())
-    }
-
-    /// As JSON, as `configure` takes it.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
-    }
-
-    /// The YAML a Puppet master's `external_nodes` command prints.
-    pub fn enc_yaml(&self) -> String {
-        #[derive(Serialize)]
-        struct Enc<'a> {
-            classes: &'a [String],
-            parameters: &'a Map<String, Value>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            environment: Option<&'a String>,
-        }
-        let enc = Enc {
-            classes: &self.classes,
-            parameters: &self.parameters,
-            environment: self.environment.as_ref(),
-        };
-        let body = serde_norway::to_string(&enc).unwrap_or_default();
-        format!("---\n{body}")
-    }
+    let enc = Enc {
+        classes: &c.classes,
+        parameters: &c.parameters,
+        environment: c.environment.as_ref(),
+    };
+    let body = serde_norway::to_string(&enc).unwrap_or_default();
+    format!("---\n{body}")
 }
 
 /// One line of a registry file: the pattern and its classification, if any.
@@ -180,22 +99,6 @@ pub fn bucket_value(bytes: &[u8]) -> Result<BucketValue, String> {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn class_and_parameter_names() {
-        for good in ["role::web", "hadoop::worker", "a", "ntp_client2"] {
-            assert!(valid_class(good), "{good}");
-        }
-        for bad in [
-            "", "Role", "role::", "::role", "role:web", "2x", "a b", "a::B",
-        ] {
-            assert!(!valid_class(bad), "{bad}");
-        }
-        assert!(valid_parameter("tier"));
-        assert!(!valid_parameter("_x"));
-        assert!(!valid_parameter("a.b"));
-        assert!(!valid_parameter(&"a".repeat(65)));
-    }
 
     #[test]
     fn file_entries_with_and_without_a_classification() {
@@ -269,14 +172,14 @@ mod tests {
                 .clone(),
             environment: Some("production".into()),
         };
-        let yaml = c.enc_yaml();
+        let yaml = enc_yaml(&c);
         let back: Value = serde_norway::from_str(&yaml).unwrap();
         assert_eq!(
             back,
             json!({"classes": ["role::web"], "parameters": {"tier": "front", "weight": 3}, "environment": "production"})
         );
         // Unclassified: empty lists, no environment.
-        let back: Value = serde_norway::from_str(&Classification::default().enc_yaml()).unwrap();
+        let back: Value = serde_norway::from_str(&enc_yaml(&Classification::default())).unwrap();
         assert_eq!(back, json!({"classes": [], "parameters": {}}));
     }
 }

@@ -142,6 +142,10 @@ impl Provisioner {
         );
         let mut prov_client = prov_cfg.clone();
         prov_client.collective = PROVISIONING_COLLECTIVE.to_string();
+        // The bootstrap token is the password of the provisioning broker's one user.
+        if prov_client.nats.user.is_none() {
+            prov_client.nats.user = Some(mco_core::provisioning::BROKER_USER.to_string());
+        }
         let prov = Session::connect(&prov_client, Warnings::Log)
             .await?
             .with_pins(pins.clone());

@@ -99,6 +99,7 @@ pub fn bus_options(
         subscription_capacity: mco_core::limits::responder_queue_len(cfg.nats.max_payload),
         server_ca: prov.and_then(|p| p.ca.clone()),
         token,
+        user: prov.map(|_| mco_core::provisioning::BROKER_USER.to_string()),
         tls: match (
             prov.is_none() && tls,
             &cfg.security.ca,

@@ -58,6 +58,9 @@ pub struct BusOptions {
     pub server_ca: Option<std::path::PathBuf>,
     /// A NATS token to authenticate with.
     pub token: Option<String>,
+    /// With `token`: the NATS user it is the password of (the provisioning
+    /// broker's [`mco_core::provisioning::BROKER_USER`]); without, a plain token.
+    pub user: Option<String>,
 }
 
 /// Connects one node, retrying for ever with jittered backoff.
@@ -84,8 +87,12 @@ pub async fn connect(
         // not even to a server learnt from the cluster or on a reconnect.
         options = options.add_root_certificates(ca.clone()).require_tls(true);
     }
-    if let Some(token) = &opts.token {
-        options = options.token(token.clone());
+    match (&opts.user, &opts.token) {
+        (Some(user), Some(token)) => {
+            options = options.user_and_password(user.clone(), token.clone());
+        }
+        (None, Some(token)) => options = options.token(token.clone()),
+        _ => {}
     }
     options
         .name(format!("mco-responder {identity}"))

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+use serde_json::{json, Value};
+
 use crate::{bin_path, ChildGuard, Cmd, NatsServer, Responder, ResponderSpec, SecureCollective};
 
 /// The bootstrap token every image ships.
@@ -22,22 +24,25 @@ fn s(p: &Path) -> String {
     p.to_str().expect("UTF-8 temp paths").to_string()
 }
 
-/// The provisioning broker: TLS with the collective's broker certificate, no client
-/// certificates, the bootstrap token as NATS token auth, and JetStream (for a registry bucket).
+/// The provisioning broker, running the configuration `mco pki broker-config --provisioning`
+/// writes: TLS with the collective's broker certificate, no client certificates, and the
+/// bootstrap token as the password of user `provisioning`, confined to the provisioning subjects.
 pub fn provisioning_broker(c: &SecureCollective) -> NatsServer {
-    let pki = c.pki_dir();
-    NatsServer::builder()
-        .config_text(format!(
-            "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n}}\nauthorization {{\n  token: {TOKEN:?}\n}}\njetstream {{\n  store_dir: {:?}\n}}\n",
-            s(&pki.join("broker.pem")),
-            s(&pki.join("broker.key")),
-            s(&c.scratch().join("jetstream")),
-        ))
-        .start()
+    let token = c.scratch().join("broker-token");
+    fs::write(&token, TOKEN).expect("the token file");
+    let config = c
+        .pki(&[
+            "broker-config",
+            "--provisioning",
+            "--token-file",
+            &s(&token),
+        ])
+        .stdout;
+    NatsServer::builder().config_text(config).start()
 }
 
-/// Connects to the provisioning broker as the provisioner does: TLS checked against the
-/// collective's CA, and the token.
+/// Connects to the provisioning broker as a token holder does: TLS checked against the
+/// collective's CA, and the token as user `provisioning`'s password.
 ///
 /// # Panics
 ///
@@ -46,21 +51,40 @@ pub async fn connect(c: &SecureCollective, prov: &NatsServer) -> async_nats::Cli
     async_nats::ConnectOptions::new()
         .add_root_certificates(c.pki_dir().join("ca.pem"))
         .require_tls(true)
-        .token(TOKEN.to_string())
+        .user_and_password("provisioning".into(), TOKEN.to_string())
         .connect(format!("tls://127.0.0.1:{}", prov.port()))
         .await
         .expect("connect to the provisioning broker with the token")
 }
 
-/// Writes `key = value` into the provisioning broker's key-value bucket `bucket` (which must
-/// exist), as whatever boots nodes would.
-pub fn kv_put(c: &SecureCollective, prov: &NatsServer, bucket: &str, key: &str, value: &str) {
+/// Connects to the main collective's broker as `user`, with its certificate.
+///
+/// # Panics
+///
+/// If the connection fails.
+pub async fn connect_main(c: &SecureCollective, user: &str) -> async_nats::Client {
+    let pki = c.pki_dir();
+    async_nats::ConnectOptions::new()
+        .add_root_certificates(pki.join("ca.pem"))
+        .add_client_certificate(
+            pki.join(format!("{user}.pem")),
+            pki.join(format!("{user}.key")),
+        )
+        .require_tls(true)
+        .connect(c.url())
+        .await
+        .expect("connect to the main broker with a user certificate")
+}
+
+/// Writes `key = value` into the registry bucket `bucket` on the main collective's broker (which
+/// must exist), as an operator `user` (or whatever boots nodes with their certificate) would.
+pub fn kv_put(c: &SecureCollective, user: &str, bucket: &str, key: &str, value: &str) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     rt.block_on(async {
-        let client = connect(c, prov).await;
+        let client = connect_main(c, user).await;
         // What `nats kv put` does: a publish to the key's subject, acknowledged by JetStream.
         let ack = client
             .request(format!("$KV.{bucket}.{key}"), value.to_string().into())
@@ -69,6 +93,75 @@ pub fn kv_put(c: &SecureCollective, prov: &NatsServer, bucket: &str, key: &str, 
         let ack: serde_json::Value = serde_json::from_slice(&ack.payload).expect("a JSON ack");
         assert!(ack.get("error").is_none(), "the put failed: {ack}");
     });
+}
+
+/// What a token holder gets when writing `key` into `bucket` as `nats kv put` would, on the
+/// provisioning broker: the broker's refusal (or silence) as an error, or `Ok` if it was stored.
+pub fn token_kv_put(
+    c: &SecureCollective,
+    prov: &NatsServer,
+    bucket: &str,
+    key: &str,
+) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = async_nats::ConnectOptions::new()
+            .add_root_certificates(c.pki_dir().join("ca.pem"))
+            .require_tls(true)
+            .user_and_password("provisioning".into(), TOKEN.to_string())
+            .event_callback(move |ev| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(ev.to_string());
+                }
+            })
+            .connect(format!("tls://127.0.0.1:{}", prov.port()))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let asked = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            client.request(format!("$KV.{bucket}.{key}"), "by the token".into()),
+        )
+        .await;
+        let mut events = Vec::new();
+        while let Ok(ev) = rx.try_recv() {
+            events.push(ev);
+        }
+        match asked {
+            Ok(Ok(ack)) => {
+                let ack: serde_json::Value =
+                    serde_json::from_slice(&ack.payload).unwrap_or_default();
+                if ack.get("error").is_none() && ack.get("seq").is_some() {
+                    Ok(())
+                } else {
+                    Err(format!("not stored: {ack} {events:?}"))
+                }
+            }
+            Ok(Err(e)) => Err(format!("{e} {events:?}")),
+            Err(_) => Err(format!("no answer {events:?}")),
+        }
+    })
+}
+
+/// The registry bucket's value for `key` on the main broker, read as `user`; `None` if absent.
+pub fn kv_get(c: &SecureCollective, user: &str, bucket: &str, key: &str) -> Option<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let client = connect_main(c, user).await;
+        let js = async_nats::jetstream::new(client);
+        let kv = js.get_key_value(bucket).await.expect("the registry bucket");
+        kv.get(key)
+            .await
+            .expect("a registry read")
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+    })
 }
 
 /// What a node's image ships: the CA certificate, the token, a hosts file, a `provision.policy`
@@ -229,7 +322,7 @@ pub fn provisioning_client_config(c: &SecureCollective, prov: &NatsServer, user:
     fs::write(
         &cfg,
         format!(
-            "identity = {user:?}\ncollective = \"provisioning\"\n[discovery]\ntimeout = \"2s\"\nwindow = \"200ms\"\n[nats]\nservers = [{url:?}]\ntoken_file = {token:?}\n[security]\nca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\n",
+            "identity = {user:?}\ncollective = \"provisioning\"\n[discovery]\ntimeout = \"2s\"\nwindow = \"200ms\"\n[nats]\nservers = [{url:?}]\ntoken_file = {token:?}\nuser = \"provisioning\"\n[security]\nca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\n",
             url = format!("tls://127.0.0.1:{}", prov.port()),
             token = s(&dir.join("token")),
             ca = s(&pki.join("ca.pem")),
@@ -381,4 +474,57 @@ fn serve_one(
     let mut w = stream;
     w.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
     Ok(())
+}
+
+/// A master: a normal signed member of the main collective with class `puppet::master`.
+pub fn master(c: &SecureCollective, name: &str, region: &str, ip: &str, load: u32) -> Responder {
+    master_with(c, name, region, ip, load, "")
+}
+
+/// A master with `extra` TOML in its config.
+pub fn master_with(
+    c: &SecureCollective,
+    name: &str,
+    region: &str,
+    ip: &str,
+    load: u32,
+    extra: &str,
+) -> Responder {
+    let pki = c.pki_dir();
+    let security = format!(
+        "ca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\ncrl = {crl:?}\npolicy_dir = {pol:?}\ndefault_policy = \"deny\"\n",
+        ca = s(&pki.join("ca.pem")),
+        cert = s(&pki.join(format!("{name}.pem"))),
+        key = s(&pki.join(format!("{name}.key"))),
+        crl = s(&pki.join("ca.crl")),
+        pol = s(c.policy_dir()),
+    );
+    let r = Responder::spawn(
+        c.nats(),
+        ResponderSpec::new(name)
+            .facts(json!({"region": region, "ipaddress": ip, "load": load}))
+            .classes(&["puppet::master"])
+            .secure(&security)
+            .extra(extra),
+    );
+    c.wait_ready(&[name.to_string()]);
+    r
+}
+
+/// Entries of the CA's index for `name`: (serial, revoked).
+pub fn issued(c: &SecureCollective, name: &str) -> Vec<(String, bool)> {
+    let index: Value =
+        serde_json::from_str(&fs::read_to_string(c.pki_dir().join("index.json")).unwrap()).unwrap();
+    index["certs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"] == name)
+        .map(|e| {
+            (
+                e["serial"].as_str().unwrap().to_string(),
+                !e["revoked_at"].is_null(),
+            )
+        })
+        .collect()
 }

@@ -43,6 +43,8 @@ pub struct SecureCollectiveBuilder {
     /// Each node, its default policy and extra `[security]` lines.
     nodes: Vec<(ResponderSpec, String, String)>,
     spare_nodes: Vec<String>,
+    /// The registry bucket kept on the broker and the users who may use it.
+    registry: Option<(String, Vec<String>)>,
 }
 
 impl Default for SecureCollectiveBuilder {
@@ -52,11 +54,22 @@ impl Default for SecureCollectiveBuilder {
             users: vec!["alice".to_string()],
             nodes: Vec::new(),
             spare_nodes: Vec::new(),
+            registry: None,
         }
     }
 }
 
 impl SecureCollectiveBuilder {
+    /// The provisioner's expected-node registry, bucket `bucket`, kept on the broker
+    /// (`mco pki broker-config --registry`), for `users` (who must be users of the collective).
+    pub fn registry(mut self, bucket: &str, users: &[&str]) -> Self {
+        self.registry = Some((
+            bucket.to_string(),
+            users.iter().map(|u| u.to_string()).collect(),
+        ));
+        self
+    }
+
     /// One more user certificate (`user:NAME`) the broker admits, with a client config.
     pub fn user(mut self, name: &str) -> Self {
         if !self.users.iter().any(|u| u == name) {
@@ -136,7 +149,21 @@ impl SecureCollectiveBuilder {
             run_pki(&["issue", id, "--kind", "node"]);
         }
         run_pki(&["crl"]);
-        let config = run_pki(&["broker-config", "--collective", COLLECTIVE]).stdout;
+        let jetstream = root.path().join("jetstream");
+        let mut args: Vec<String> = vec![
+            "broker-config".into(),
+            "--collective".into(),
+            COLLECTIVE.into(),
+        ];
+        if let Some((bucket, users)) = &self.registry {
+            args.extend(["--registry".into(), bucket.clone()]);
+            args.extend(["--jetstream-dir".into(), path_str(&jetstream)]);
+            for u in users {
+                args.extend(["--registry-user".into(), u.clone()]);
+            }
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let config = run_pki(&args).stdout;
         let nats = NatsServer::builder().config_text(config).start();
 
         let mut collective = SecureCollective {

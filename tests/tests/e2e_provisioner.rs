@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use mco_core::wire::Kind;
 use mco_security::{Credentials, TrustStore};
-use mco_tests::provisioning::{ca_node, provisioning_broker, Image, Provisioner, Webhook};
+use mco_tests::provisioning::{
+    ca_node, issued, master, master_with, provisioning_broker, Image, Provisioner, Webhook,
+};
 use mco_tests::replies::replies;
 use mco_tests::{eventually, Responder, ResponderSpec, SecureCollective};
 use serde_json::{json, Value};
@@ -19,41 +21,6 @@ const LONG: Duration = Duration::from_secs(90);
 
 fn s(p: &Path) -> String {
     p.to_str().expect("UTF-8 temp paths").to_string()
-}
-
-/// A master: a normal signed member of the main collective with class `puppet::master`.
-fn master(c: &SecureCollective, name: &str, region: &str, ip: &str, load: u32) -> Responder {
-    master_with(c, name, region, ip, load, "")
-}
-
-/// A master with `extra` TOML in its config.
-fn master_with(
-    c: &SecureCollective,
-    name: &str,
-    region: &str,
-    ip: &str,
-    load: u32,
-    extra: &str,
-) -> Responder {
-    let pki = c.pki_dir();
-    let security = format!(
-        "ca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\ncrl = {crl:?}\npolicy_dir = {pol:?}\ndefault_policy = \"deny\"\n",
-        ca = s(&pki.join("ca.pem")),
-        cert = s(&pki.join(format!("{name}.pem"))),
-        key = s(&pki.join(format!("{name}.key"))),
-        crl = s(&pki.join("ca.crl")),
-        pol = s(c.policy_dir()),
-    );
-    let r = Responder::spawn(
-        c.nats(),
-        ResponderSpec::new(name)
-            .facts(json!({"region": region, "ipaddress": ip, "load": load}))
-            .classes(&["puppet::master"])
-            .secure(&security)
-            .extra(extra),
-    );
-    c.wait_ready(&[name.to_string()]);
-    r
 }
 
 /// The port the provisioner serves its counters on, from its log (it binds port 0).
@@ -85,24 +52,6 @@ fn http_get(port: u16, path: &str) -> String {
         return String::new();
     }
     out
-}
-
-/// Entries of the CA's index for `name`: (serial, revoked).
-fn issued(c: &SecureCollective, name: &str) -> Vec<(String, bool)> {
-    let index: Value =
-        serde_json::from_str(&fs::read_to_string(c.pki_dir().join("index.json")).unwrap()).unwrap();
-    index["certs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["name"] == name)
-        .map(|e| {
-            (
-                e["serial"].as_str().unwrap().to_string(),
-                !e["revoked_at"].is_null(),
-            )
-        })
-        .collect()
 }
 
 /// The certificate the node was configured with verifies against the collective's CA and
@@ -356,6 +305,7 @@ fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() 
     ];
     let mut b = SecureCollective::builder()
         .user("bob")
+        .registry("expected", &["alice"])
         .spare_node("ca-node")
         .spare_node("m-eu-1")
         .spare_node("m-eu-2");
@@ -628,7 +578,20 @@ fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() 
             .is_some_and(|r| r["status"] == "refused")
     });
     assert!(k.certificate().is_none());
-    mco_tests::provisioning::kv_put(&c, &prov, "expected", "node-k", "booted by the autoscaler");
+    // The token does not reach the registry: it lives on the main broker.
+    let refused = mco_tests::provisioning::token_kv_put(&c, &prov, "expected", "node-k");
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(
+        mco_tests::provisioning::kv_get(&c, "alice", "expected", "node-k"),
+        None
+    );
+    mco_tests::provisioning::kv_put(
+        &c,
+        "alice",
+        "expected",
+        "node-k",
+        "booted by the autoscaler",
+    );
     eventually(LONG, "node-k provisioned once registered", || {
         Provisioner::status(&cfg)
             .get("node-k")
@@ -644,7 +607,7 @@ fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() 
         f = s(&fixed)
     );
     let g = Image::new(&c, &prov, "node-g", eu(), &broken, "[]");
-    mco_tests::provisioning::kv_put(&c, &prov, "expected", "node-g", "booted by hand");
+    mco_tests::provisioning::kv_put(&c, "alice", "expected", "node-g", "booted by hand");
     let _ng = g.boot(&c);
     eventually(LONG, "the provisioner to give up on node-g", || {
         assert!(p.child.is_running(), "{}", p.child.stderr_text());

@@ -121,7 +121,11 @@ pub enum PkiCommand {
         #[arg(long, default_value = "broker", value_name = "NAME")]
         server_cert: String,
         /// A collective the identities may use (repeatable).
-        #[arg(long = "collective", required = true, value_name = "COLLECTIVE")]
+        #[arg(
+            long = "collective",
+            required_unless_present = "provisioning",
+            value_name = "COLLECTIVE"
+        )]
         collectives: Vec<String>,
         /// A responder to admit besides the live node certificates in the index (repeatable).
         #[arg(long = "node", value_name = "NAME")]
@@ -137,6 +141,26 @@ pub enum PkiCommand {
         /// regenerate and reload nats-server after every revoke, issue and sign.
         #[arg(long)]
         pin: bool,
+        /// Keep the provisioner's expected-node registry, JetStream key-value bucket BUCKET,
+        /// on this broker (JetStream on, its store in --jetstream-dir); only --registry-user
+        /// callers reach it.
+        #[arg(long, value_name = "BUCKET", requires_all = ["registry_users", "jetstream_dir"])]
+        registry: Option<String>,
+        /// A caller who may read and write the registry bucket: operators and the provisioner
+        /// (repeatable).
+        #[arg(long = "registry-user", value_name = "NAME", requires = "registry")]
+        registry_users: Vec<String>,
+        /// JetStream's store directory, with --registry.
+        #[arg(long, value_name = "DIR", requires = "registry")]
+        jetstream_dir: Option<PathBuf>,
+        /// The provisioning broker's configuration instead: TLS with --server-cert, and the
+        /// bootstrap token (--token-file) admitting user "provisioning" to the provisioning
+        /// subjects only. The output holds the token: keep it readable by nats-server only.
+        #[arg(long, requires = "token_file", conflicts_with_all = ["collectives", "nodes", "users", "agents", "pin", "registry"])]
+        provisioning: bool,
+        /// The bootstrap token file, with --provisioning.
+        #[arg(long, value_name = "FILE", requires = "provisioning")]
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -329,16 +353,35 @@ pub fn run(
             users,
             agents,
             pin,
+            registry,
+            registry_users,
+            jetstream_dir,
+            provisioning,
+            token_file,
         } => {
+            if *provisioning {
+                let text = provisioning_broker(&dir, listen, server_cert, token_file.as_deref())?;
+                out.write_all(text.as_bytes()).map_err(io)?;
+                return Ok(0);
+            }
             if let Some(bad) = agents.iter().find(|a| !mco_core::subject::valid_token(a)) {
                 return Err(ClientError::Usage(format!(
                     "--agent {bad:?} is not an agent name"
                 )));
             }
+            let registry = match (registry, jetstream_dir) {
+                (Some(bucket), Some(store)) => Some(pki::broker::RegistryOptions {
+                    bucket: bucket.clone(),
+                    users: registry_users.clone(),
+                    store_dir: absolute(store)?,
+                }),
+                _ => None,
+            };
             let admit = Admit {
                 nodes,
                 users,
                 pin: *pin,
+                registry,
             };
             let text = broker(&dir, listen, server_cert, collectives, &admit, agents)?;
             out.write_all(text.as_bytes()).map_err(io)?;
@@ -352,6 +395,49 @@ struct Admit<'a> {
     nodes: &'a [String],
     users: &'a [String],
     pin: bool,
+    registry: Option<pki::broker::RegistryOptions>,
+}
+
+/// `path` made absolute (created if missing), so the configuration works wherever
+/// nats-server starts.
+fn absolute(path: &Path) -> Result<PathBuf, ClientError> {
+    std::fs::create_dir_all(path).map_err(|e| ClientError::file(path.display().to_string(), e))?;
+    std::fs::canonicalize(path).map_err(|e| ClientError::file(path.display().to_string(), e))
+}
+
+/// `broker-config --provisioning`.
+fn provisioning_broker(
+    dir: &Path,
+    listen: &str,
+    server_cert: &str,
+    token_file: Option<&Path>,
+) -> Result<String, ClientError> {
+    pki::check_name(server_cert).map_err(pki_err)?;
+    let dir =
+        std::fs::canonicalize(dir).map_err(|e| ClientError::file(dir.display().to_string(), e))?;
+    let cert = dir.join(format!("{server_cert}.pem"));
+    let key = dir.join(format!("{server_cert}.key"));
+    if !cert.exists() || !key.exists() {
+        return Err(ClientError::Io(format!(
+            "no broker certificate {} with its key; issue one with \
+             `mco pki issue {server_cert} --kind broker --ip ADDRESS --dns HOSTNAME`",
+            cert.display()
+        )));
+    }
+    let token_file =
+        token_file.ok_or_else(|| ClientError::Usage("--provisioning needs --token-file".into()))?;
+    let token = std::fs::read_to_string(token_file)
+        .map_err(|e| ClientError::file(token_file.display().to_string(), e))?;
+    let opts = pki::broker_provisioning::ProvisioningBrokerOptions {
+        listen: listen.to_string(),
+        server_cert: cert,
+        server_key: key,
+        token: token.trim().to_string(),
+    };
+    pki::broker_provisioning::provisioning_broker_config(&opts).map_err(|e| match e {
+        PkiError::BadBrokerOption(m) => ClientError::Usage(m),
+        other => pki_err(other),
+    })
 }
 
 fn broker(
@@ -415,6 +501,7 @@ fn broker(
         users,
         agents: agents.to_vec(),
         pinned_keys,
+        registry: admit.registry.clone(),
     };
     broker_config(&dir, &opts).map_err(pki_err)
 }

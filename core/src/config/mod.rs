@@ -232,6 +232,9 @@ pub struct NatsConfig {
     /// A file holding a NATS token to authenticate with (e.g. the
     /// provisioning broker's bootstrap token), read at connect time.
     pub token_file: Option<PathBuf>,
+    /// With `token_file`: the NATS user whose password the token is (the
+    /// provisioning broker's user is `provisioning`).
+    pub user: Option<String>,
 }
 
 impl Default for NatsConfig {
@@ -240,6 +243,7 @@ impl Default for NatsConfig {
             servers: vec!["nats://127.0.0.1:4222".into()],
             max_payload: crate::wire::DEFAULT_MAX_PAYLOAD,
             token_file: None,
+            user: None,
         }
     }
 }
@@ -247,8 +251,12 @@ impl Default for NatsConfig {
 impl NatsConfig {
     fn read(r: &mut Reader, t: &Table) -> NatsConfig {
         let p = "nats";
-        r.unknown(t, p, &["servers", "max_payload", "token_file"]);
+        r.unknown(t, p, &["servers", "max_payload", "token_file", "user"]);
         let token_file = r.path(t, p, "token_file");
+        let user = r.string(t, p, "user");
+        if user.is_some() && token_file.is_none() {
+            r.error("nats.user", "needs nats.token_file (the user's password)");
+        }
         let mut c = NatsConfig::default();
         if let Some(s) = r.strings(t, p, "servers") {
             if s.is_empty() {
@@ -263,6 +271,7 @@ impl NatsConfig {
             c.max_payload = m as usize;
         }
         c.token_file = token_file;
+        c.user = user;
         c
     }
 }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use mco_core::agent::{outputs, ActionError, ActionResult};
+use mco_core::classification::Classification;
 use mco_core::config::{ResponderConfig, SecurityConfig};
 use mco_core::provisioning::files;
 use mco_core::wire::Kind;
@@ -58,11 +59,36 @@ fn sub<'t>(t: &'t mut Table, key: &str) -> &'t mut Table {
     }
 }
 
+/// Where `configure` keeps a node's classification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassFiles {
+    /// Its classes, one per line: the responder's classes file unless the
+    /// config already names one.
+    pub classes: PathBuf,
+    /// Its parameters (and environment): a JSON fact file the responder reads.
+    pub facts: PathBuf,
+}
+
+/// The fact file for a classification: its parameters, and its environment
+/// as `environment` unless a parameter has that name.
+pub fn class_facts(c: &Classification) -> Map<String, serde_json::Value> {
+    let mut facts = c.parameters.clone();
+    if let Some(env) = &c.environment {
+        facts
+            .entry("environment")
+            .or_insert_with(|| serde_json::Value::String(env.clone()));
+    }
+    facts
+}
+
 /// The config text for normal mode: `original` with identity, collectives,
 /// broker URLs and certificate paths set, and `provisioning.enabled`
 /// removed (with the certificate in place, provisioning then stays off).
-/// The result is checked with the responder's own config reader; `file`
-/// names it in errors.
+/// With a classification, its fact file is added to `[facts] files` and its
+/// classes file becomes `[facts] classes_file` where none is named (where
+/// one is, Puppet's own classes file takes over the classes at its first
+/// run). The result is checked with the responder's own config reader;
+/// `file` names it in errors.
 pub fn new_config(
     file: &Path,
     original: &str,
@@ -70,6 +96,7 @@ pub fn new_config(
     collectives: &[String],
     servers: &[String],
     paths: &Paths,
+    classified: Option<&ClassFiles>,
 ) -> Result<String, String> {
     let mut t: Table = original
         .parse()
@@ -89,6 +116,26 @@ pub fn new_config(
     sec.remove("insecure");
     if let Some(Value::Table(p)) = t.get_mut("provisioning") {
         p.remove("enabled");
+    }
+    if let Some(cf) = classified {
+        let facts = sub(&mut t, "facts");
+        let fact_file = Value::String(cf.facts.display().to_string());
+        match facts.get_mut("files") {
+            Some(Value::Array(files)) => {
+                if !files.contains(&fact_file) {
+                    files.push(fact_file);
+                }
+            }
+            _ => {
+                facts.insert("files".into(), Value::Array(vec![fact_file]));
+            }
+        }
+        if !facts.contains_key("classes_file") {
+            facts.insert(
+                "classes_file".into(),
+                Value::String(cf.classes.display().to_string()),
+            );
+        }
     }
     let text = toml::to_string(&t).map_err(|e| format!("cannot write the config: {e}"))?;
     ResponderConfig::from_toml(file, &text).map_err(|e| e.to_string())?;
@@ -180,6 +227,15 @@ impl Provision {
         staged: &dyn Fn(&str, &str) -> Result<PathBuf, ActionError>,
     ) -> ActionResult {
         let cert_pem = str_in(input, "certificate");
+        let classification = match str_in(input, "classification") {
+            "" => None,
+            text => Some(Classification::from_json(text).map_err(|e| {
+                ActionError::new(
+                    mco_core::Status::InvalidData,
+                    format!("the classification: {e}"),
+                )
+            })?),
+        };
         let crl_pem = input
             .get("crl")
             .and_then(serde_json::Value::as_str)
@@ -244,8 +300,20 @@ impl Provision {
         } else {
             shared
         };
-        let text = new_config(file, &original, identity, collectives, servers, &paths)
-            .map_err(|e| aborted(format!("the new configuration is not valid: {e}")))?;
+        let class_files = classification.as_ref().map(|_| ClassFiles {
+            classes: dir.join(files::CLASSES),
+            facts: dir.join(files::CLASS_FACTS),
+        });
+        let text = new_config(
+            file,
+            &original,
+            identity,
+            collectives,
+            servers,
+            &paths,
+            class_files.as_ref(),
+        )
+        .map_err(|e| aborted(format!("the new configuration is not valid: {e}")))?;
         let key_pem =
             std::fs::read(csr_key).map_err(|e| aborted(format!("{}: {e}", csr_key.display())))?;
         write(&paths.key, &key_pem, KEY_MODE)?;
@@ -255,6 +323,13 @@ impl Provision {
             write(&paths.crl, crl_pem.as_bytes(), PUBLIC_MODE)?;
         }
         write(file, text.as_bytes(), PUBLIC_MODE)?;
+        if let (Some(c), Some(cf)) = (&classification, &class_files) {
+            let mut classes = c.classes.join("\n");
+            classes.push('\n');
+            write(&cf.classes, classes.as_bytes(), PUBLIC_MODE)?;
+            let facts = serde_json::to_vec_pretty(&class_facts(c)).map_err(aborted)?;
+            write(&cf.facts, &facts, PUBLIC_MODE)?;
+        }
         write(&dir.join(files::CONFIGURED), b"", PUBLIC_MODE)?;
         Ok(outputs(json!({
             "config_file": file.display().to_string(),
@@ -300,6 +375,7 @@ system = false
             &["mcollective".into(), "eu".into()],
             &["tls://a:1".into()],
             &p,
+            None,
         )
         .unwrap();
         let cfg = ResponderConfig::from_toml(Path::new("r.toml"), &text).unwrap();
@@ -322,8 +398,64 @@ system = false
             &["a.b".into()],
             &[],
             &p,
+            None,
         )
         .unwrap_err();
         assert!(bad.contains("collectives"), "{bad}");
+
+        // A classification: its fact file joins [facts] files, its classes
+        // file becomes the classes file where none is named.
+        let cf = ClassFiles {
+            classes: PathBuf::from("/state/classification.classes"),
+            facts: PathBuf::from("/state/classification.json"),
+        };
+        let with = |original: &str| {
+            let text = new_config(
+                Path::new("r.toml"),
+                original,
+                "n1",
+                &["mcollective".into()],
+                &["tls://a:1".into()],
+                &p,
+                Some(&cf),
+            )
+            .unwrap();
+            ResponderConfig::from_toml(Path::new("r.toml"), &text)
+                .unwrap()
+                .facts
+        };
+        let facts = with(original);
+        assert_eq!(facts.files, vec![cf.facts.clone()]);
+        assert_eq!(facts.classes_file, Some(cf.classes.clone()));
+        let own = original.replace(
+            "[facts]\n",
+            "[facts]\nfiles = [\"/etc/facts.yaml\"]\nclasses_file = \"/var/lib/puppet/classes.txt\"\n",
+        );
+        let facts = with(&own);
+        assert_eq!(
+            facts.files,
+            vec![PathBuf::from("/etc/facts.yaml"), cf.facts.clone()]
+        );
+        assert_eq!(
+            facts.classes_file,
+            Some(PathBuf::from("/var/lib/puppet/classes.txt"))
+        );
+    }
+
+    #[test]
+    fn class_facts_are_the_parameters_and_the_environment() {
+        let c = Classification::from_json(
+            r#"{"classes": ["hadoop::worker"], "parameters": {"rack": "r1"}, "environment": "production"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::Value::Object(class_facts(&c)),
+            serde_json::json!({"rack": "r1", "environment": "production"})
+        );
+        let c = Classification::from_json(
+            r#"{"parameters": {"environment": "mine"}, "environment": "production"}"#,
+        )
+        .unwrap();
+        assert_eq!(class_facts(&c)["environment"], "mine");
     }
 }
