@@ -27,10 +27,10 @@ fn status_of(cfg: &Path, node: &str) -> Option<Value> {
     Provisioner::status(cfg).get(node).cloned()
 }
 
-/// The identities `mco find ARGS` prints in the main collective, as alice.
+/// The identities `mco find ARGS` prints in the main collective, as alice (exit 1: none).
 fn find(c: &SecureCollective, args: &[&str]) -> Vec<String> {
     let out = c.mco("alice").arg("find").args(args).run();
-    out.assert_success();
+    assert!(out.status == 0 || out.status == 1, "{out:?}");
     let mut ids: Vec<String> = out.stdout.lines().map(str::to_string).collect();
     ids.sort();
     ids
@@ -70,8 +70,8 @@ fn classification_network_autosign_and_reserved_names() {
     );
 
     let eu = |ip: &str| json!({"region": "eu", "ipaddress": ip});
-    let web = Image::new(&c, &prov, "web-01", eu("192.168.1.5"), "[]", "[]");
-    let net1 = Image::new(&c, &prov, "net-01", eu("10.20.3.4"), "[]", "[]");
+    let web = Image::new(&c, &prov, "web-01", eu("192.168.1.5"), r#"["true"]"#, "[]");
+    let net1 = Image::new(&c, &prov, "net-01", eu("10.20.3.4"), r#"["true"]"#, "[]");
     let net2 = Image::new(&c, &prov, "net-02", eu("10.21.0.1"), "[]", "[]");
     // In the autosigned range, but named after the master, the CA's files and the CA node.
     let impostor = Image::new(&c, &prov, "m-eu-1", eu("10.20.9.9"), "[]", "[]");
@@ -83,12 +83,23 @@ fn classification_network_autosign_and_reserved_names() {
         .collect();
     let mut p = Provisioner::start(&cfg);
 
-    eventually(LONG, "web-01 and net-01 provisioned", || {
-        assert!(p.child.is_running(), "{}", p.child.stderr_text());
-        ["web-01", "net-01"]
-            .iter()
-            .all(|n| status_of(&cfg, n).is_some_and(|r| r["status"] == "provisioned"))
-    });
+    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually(LONG, "web-01 and net-01 provisioned", || {
+            assert!(p.child.is_running(), "{}", p.child.stderr_text());
+            ["web-01", "net-01"]
+                .iter()
+                .all(|n| status_of(&cfg, n).is_some_and(|r| r["status"] == "provisioned"))
+        })
+    }));
+    if done.is_err() {
+        let log = p.child.stderr_text();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        panic!(
+            "not provisioned: {:#?}\nprovisioner log (newest first):\n{}",
+            Provisioner::status(&cfg),
+            tail.join("\n")
+        );
+    }
     eventually(LONG, "the others refused", || {
         ["net-02", "m-eu-1", "ca", "ca-node"]
             .iter()
@@ -116,6 +127,22 @@ fn classification_network_autosign_and_reserved_names() {
     assert!(issued(&c, "ca").is_empty());
 
     // The classification reached web-01: its classes and parameters, in the main collective.
+    let listing = |d: &Path| {
+        let mut out = String::new();
+        for e in walk(d) {
+            out.push_str(&format!("{}\n", e.display()));
+        }
+        out
+    };
+    if std::env::var("E2E_DEBUG").is_ok() {
+        std::thread::sleep(Duration::from_secs(5));
+        eprintln!("{}", listing(&web.dir));
+        for e in walk(&web.dir) {
+            if e.extension().is_some_and(|x| x == "toml" || x == "json" || x == "classes") {
+                eprintln!("== {}\n{}", e.display(), fs::read_to_string(&e).unwrap_or_default());
+            }
+        }
+    }
     eventually(LONG, "web-01 advertising its classes", || {
         find(&c, &["-C", "hadoop::worker"]) == vec!["web-01".to_string()]
     });
@@ -221,4 +248,19 @@ fn classification_network_autosign_and_reserved_names() {
     assert!(!applied.with_extension("db").exists());
 
     p.child.kill();
+}
+
+fn walk(d: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir(d) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
