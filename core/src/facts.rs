@@ -5,6 +5,38 @@ use serde_json::{Map, Value};
 /// A node's facts.
 pub type FactMap = Map<String, Value>;
 
+/// The longest name [`check_fact_name`] accepts, in bytes.
+pub const MAX_FACT_NAME_LEN: usize = 128;
+
+/// Checks a fact name that an operator writes outside a YAML or JSON
+/// document (a `key=value` line, a `[facts] value_files` key): it must be
+/// non-empty, at most [`MAX_FACT_NAME_LEN`] bytes, and made only of ASCII
+/// letters, digits, `_`, `-` and `.`, so that every such fact can be named
+/// in a filter. A dotted name is one literal name, which [`lookup`] finds
+/// as written; it is not split into nested facts.
+///
+/// The error says what is wrong, without repeating the name.
+pub fn check_fact_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a fact name cannot be empty".to_owned());
+    }
+    if name.len() > MAX_FACT_NAME_LEN {
+        return Err(format!(
+            "a fact name is at most {MAX_FACT_NAME_LEN} bytes, this one has {}",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(format!(
+            "a fact name holds only letters, digits, '_', '-' and '.', not {c:?}"
+        ));
+    }
+    Ok(())
+}
+
 /// Looks up `path` in `facts`: first as a literal key (facts may contain dots
 /// in their names), then by walking nested objects one dotted segment at a time.
 pub fn lookup<'a>(facts: &'a FactMap, path: &str) -> Option<&'a Value> {
@@ -66,6 +98,26 @@ mod tests {
             .as_object()
             .unwrap()
             .clone()
+    }
+
+    #[test]
+    fn fact_names() {
+        let longest = "n".repeat(MAX_FACT_NAME_LEN);
+        for good in ["role", "ec2.instance-type", "A_1", "x", &longest] {
+            assert_eq!(check_fact_name(good), Ok(()), "{good}");
+        }
+        let too_long = "n".repeat(MAX_FACT_NAME_LEN + 1);
+        for (bad, why) in [
+            ("", "cannot be empty"),
+            ("a b", "not ' '"),
+            ("r\u{f4}le", "not '\u{f4}'"),
+            ("a=b", "not '='"),
+            ("tab\t", r"not '\t'"),
+            (&too_long, "at most 128 bytes, this one has 129"),
+        ] {
+            let e = check_fact_name(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
     }
 
     #[test]

@@ -331,6 +331,21 @@ fn main() {
         &cat(&[&[3], b"nginx\nbase::users\n\n# comment\nnginx\n"]),
     );
 
+    // boot_facts: a file's bytes, given to the key=value, one-value and user-data parsers.
+    put("boot_facts", "facts.txt", b"# written by ec2-boot-init\nrole=web\n region = eu-west-1 \r\nurl=http://x/?a=b\nempty=\nbad line\nmy key=x\nrole=db\n");
+    put("boot_facts", "role", b"web\n");
+    put("boot_facts", "cloud-config", b"#cloud-config\npackages: [nginx]\nbase: &b {dc: par1}\nfacts:\n  role: web\n  cpus: 8\n  tags: [a, b]\n  location:\n    <<: *b\n    rack: 4\n");
+    put(
+        "boot_facts",
+        "ruby-symbols",
+        b"---\n:facts:\n  role: db\n  cluster: alpha\n",
+    );
+    put(
+        "boot_facts",
+        "script",
+        b"#!/bin/sh\necho 'facts: {role: web}'\n",
+    );
+
     // config: which (responder, client, provisioner, duration), then text.
     put("config", "responder", &cat(&[&[0], RESPONDER.as_bytes()]));
     put("config", "client", &cat(&[&[1], CLIENT.as_bytes()]));
@@ -488,6 +503,9 @@ files = ["/etc/mco/facts.yaml", "/etc/mco/facts.d/extra.json"]
 commands = []
 classes_file = "/var/lib/puppet/state/classes.txt"
 refresh = "5m"
+keyvalue_files = ["/etc/facts.txt"]
+value_files = { role = "/etc/role" }
+userdata_files = ["/var/lib/cloud/instance/user-data.txt"]
 [agents]
 enabled = ["rpcutil", "resource", "nrpe"]
 ddl_dirs = []

@@ -24,6 +24,8 @@ pub struct ResponderSpec {
     pub fleet: Option<usize>,
     /// Extra TOML appended to the config.
     pub extra_toml: String,
+    /// Extra keys inside the config's `[facts]` table (e.g. `keyvalue_files = [...]`).
+    pub facts_toml: String,
     /// `nats.max_payload`, if set.
     pub max_payload: Option<usize>,
     /// The body of the `[security]` table; `None` runs the responder in insecure mode.
@@ -40,6 +42,7 @@ impl ResponderSpec {
             collectives: vec!["mcollective".into()],
             fleet: None,
             extra_toml: String::new(),
+            facts_toml: String::new(),
             max_payload: None,
             security: None,
         }
@@ -88,6 +91,13 @@ impl ResponderSpec {
         self
     }
 
+    /// Adds raw TOML keys to the `[facts]` table, after `files`, `classes_file` and
+    /// `refresh` (which the spec always writes), e.g. `value_files = { role = "/etc/role" }\n`.
+    pub fn facts_toml(mut self, toml: &str) -> ResponderSpec {
+        self.facts_toml.push_str(toml);
+        self
+    }
+
     /// The identities this spec serves.
     pub fn identities(&self) -> Vec<String> {
         match self.fleet {
@@ -125,11 +135,12 @@ impl Responder {
             id = spec.identity,
             cols = collectives.join(", "),
         ) + &format!(
-                "[nats]\nservers = [{url:?}]\n{payload}[facts]\nfiles = [{facts:?}]\nclasses_file = {classes:?}\nrefresh = \"1h\"\n[security]\n{security}{extra}",
+                "[nats]\nservers = [{url:?}]\n{payload}[facts]\nfiles = [{facts:?}]\nclasses_file = {classes:?}\nrefresh = \"1h\"\n{facts_toml}[security]\n{security}{extra}",
                 url = nats.url(),
                 payload = spec.max_payload.map(|m| format!("max_payload = {m}\n")).unwrap_or_default(),
                 facts = facts.display().to_string(),
                 classes = classes.display().to_string(),
+                facts_toml = spec.facts_toml,
                 security = spec.security.as_deref().unwrap_or("insecure = true\n"),
                 extra = spec.extra_toml,
             );

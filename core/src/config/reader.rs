@@ -1,6 +1,7 @@
 //! The reader every config file and plugin table goes through: it collects
 //! every bad or unknown key, with its full dotted name, before giving up.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -140,6 +141,43 @@ impl Reader {
     pub fn paths(&mut self, t: &Table, prefix: &str, key: &str) -> Option<Vec<PathBuf>> {
         self.strings(t, prefix, key)
             .map(|v| v.iter().map(|s| expand_home(s)).collect())
+    }
+
+    /// A table of names to paths (`{ role = "/etc/role" }`), `~/` expanded,
+    /// sorted by name. `what` says what the table holds, for the error when
+    /// it is not a table; each value that is not a string is reported under
+    /// its own dotted key.
+    pub fn path_table(
+        &mut self,
+        t: &Table,
+        prefix: &str,
+        key: &str,
+        what: &str,
+    ) -> Option<BTreeMap<String, PathBuf>> {
+        let full = join(prefix, key);
+        let inner = match t.get(key)? {
+            Value::Table(inner) => inner,
+            other => {
+                self.error(
+                    &full,
+                    format!("expected {what}, found {}", other.type_str()),
+                );
+                return None;
+            }
+        };
+        let mut out = BTreeMap::new();
+        for (name, v) in inner {
+            match v.as_str() {
+                Some(s) => {
+                    out.insert(name.clone(), expand_home(s));
+                }
+                None => self.error(
+                    &join(&full, name),
+                    format!("expected a path (a string), found {}", v.type_str()),
+                ),
+            }
+        }
+        Some(out)
     }
 
     /// A duration string (`2s`) or a number of seconds.

@@ -36,11 +36,23 @@ pub struct ResponderConfig {
 }
 
 /// `[facts]`.
+///
+/// Sources merge in this order, later ones over earlier ones: system facts,
+/// `files`, `keyvalue_files`, `value_files`, `userdata_files`, `commands`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FactsConfig {
     /// YAML or JSON fact files, merged in order.
     pub files: Vec<PathBuf>,
-    /// Commands that print a JSON object, merged after the files.
+    /// `key=value` files (one string fact a line, as written from cloud user
+    /// data, e.g. `/etc/facts.txt`), merged in order after `files`.
+    pub keyvalue_files: Vec<PathBuf>,
+    /// Fact name to a file whose whole (trimmed, one-line) content is that
+    /// fact's string value, e.g. `role` to `/etc/role`; after `keyvalue_files`.
+    pub value_files: BTreeMap<String, PathBuf>,
+    /// Cloud user-data documents whose top-level `facts:` (or `:facts:`)
+    /// mapping holds facts; merged in order after `value_files`.
+    pub userdata_files: Vec<PathBuf>,
+    /// Commands that print a JSON object, merged after every file.
     pub commands: Vec<String>,
     /// Puppet-style classes file, one class per line.
     pub classes_file: Option<PathBuf>,
@@ -54,6 +66,9 @@ impl Default for FactsConfig {
     fn default() -> Self {
         FactsConfig {
             files: Vec::new(),
+            keyvalue_files: Vec::new(),
+            value_files: BTreeMap::new(),
+            userdata_files: Vec::new(),
             commands: Vec::new(),
             classes_file: None,
             refresh: Duration::from_secs(300),
@@ -143,15 +158,42 @@ impl ResponderConfig {
                 r.unknown(
                     f,
                     p,
-                    &["files", "commands", "classes_file", "refresh", "system"],
+                    &[
+                        "files",
+                        "keyvalue_files",
+                        "value_files",
+                        "userdata_files",
+                        "commands",
+                        "classes_file",
+                        "refresh",
+                        "system",
+                    ],
                 );
                 let d = FactsConfig::default();
                 let refresh = r.duration(f, p, "refresh").unwrap_or(d.refresh);
                 if refresh < Duration::from_secs(1) {
                     r.error("facts.refresh", "must be at least 1s");
                 }
+                let files = r.paths(f, p, "files").unwrap_or_default();
+                let keyvalue_files = r.paths(f, p, "keyvalue_files").unwrap_or_default();
+                let value_files = r
+                    .path_table(
+                        f,
+                        p,
+                        "value_files",
+                        "a table of fact names to paths, like { role = \"/etc/role\" }",
+                    )
+                    .unwrap_or_default();
+                for name in value_files.keys() {
+                    if let Err(why) = crate::facts::check_fact_name(name) {
+                        r.error(&format!("facts.value_files.{name}"), why);
+                    }
+                }
                 FactsConfig {
-                    files: r.paths(f, p, "files").unwrap_or_default(),
+                    files,
+                    keyvalue_files,
+                    value_files,
+                    userdata_files: r.paths(f, p, "userdata_files").unwrap_or_default(),
                     commands: r.strings(f, p, "commands").unwrap_or_default(),
                     classes_file: r.path(f, p, "classes_file"),
                     refresh,

@@ -145,3 +145,134 @@ fn a_table_reader_names_keys_under_its_table() {
         .finish()
         .is_ok());
 }
+
+#[test]
+fn first_boot_fact_sources_load() {
+    let text = r#"
+[facts]
+files = ["/etc/mco/facts.yaml"]
+keyvalue_files = ["/etc/facts.txt", "~/extra.txt"]
+value_files = { role = "/etc/role", "ec2.region" = "/etc/region" }
+userdata_files = ["/var/lib/cloud/instance/user-data.txt"]
+"#;
+    let c = ResponderConfig::from_toml(Path::new("r.toml"), text).unwrap();
+    assert_eq!(
+        c.facts.keyvalue_files,
+        vec![PathBuf::from("/etc/facts.txt"), expand_home("~/extra.txt")]
+    );
+    let names: Vec<(&str, &Path)> = c
+        .facts
+        .value_files
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_path()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("ec2.region", Path::new("/etc/region")),
+            ("role", Path::new("/etc/role"))
+        ]
+    );
+    assert_eq!(
+        c.facts.userdata_files,
+        vec![PathBuf::from("/var/lib/cloud/instance/user-data.txt")]
+    );
+
+    // Absent, they are empty.
+    let c = ResponderConfig::from_toml(Path::new("r.toml"), "[facts]\n").unwrap();
+    assert!(c.facts.keyvalue_files.is_empty());
+    assert!(c.facts.value_files.is_empty());
+    assert!(c.facts.userdata_files.is_empty());
+    assert_eq!(FactsConfig::default(), c.facts);
+
+    // The table form with a [facts.value_files] header works too.
+    let c = ResponderConfig::from_toml(
+        Path::new("r.toml"),
+        "[facts.value_files]\nrole = \"/etc/role\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.facts.value_files["role"], PathBuf::from("/etc/role"));
+}
+
+#[test]
+fn first_boot_fact_sources_of_the_wrong_type_are_named() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "keyvalue_files = \"/etc/facts.txt\"",
+            "facts.keyvalue_files",
+            "expected an array of strings, found string",
+        ),
+        (
+            "keyvalue_files = [\"/etc/facts.txt\", 3]",
+            "facts.keyvalue_files",
+            "expected an array of strings, found array",
+        ),
+        (
+            "userdata_files = { a = \"/x\" }",
+            "facts.userdata_files",
+            "expected an array of strings, found table",
+        ),
+        (
+            "value_files = [\"/etc/role\"]",
+            "facts.value_files",
+            "expected a table of fact names to paths, like { role = \"/etc/role\" }, found array",
+        ),
+        (
+            "value_files = \"/etc/role\"",
+            "facts.value_files",
+            "expected a table of fact names to paths, like { role = \"/etc/role\" }, found string",
+        ),
+        (
+            "value_files = { role = 1 }",
+            "facts.value_files.role",
+            "expected a path (a string), found integer",
+        ),
+        (
+            "value_files = { role = { path = \"/etc/role\" } }",
+            "facts.value_files.role",
+            "expected a path (a string), found table",
+        ),
+        (
+            "value_files = { \"my role\" = \"/etc/role\" }",
+            "facts.value_files.my role",
+            "a fact name holds only letters, digits, '_', '-' and '.', not ' '",
+        ),
+        (
+            "value_files = { \"\" = \"/etc/role\" }",
+            "facts.value_files.",
+            "a fact name cannot be empty",
+        ),
+        (
+            "value_file = { role = \"/etc/role\" }",
+            "facts.value_file",
+            "unknown key (known here: files, keyvalue_files, value_files, userdata_files, commands",
+        ),
+    ];
+    for (line, key, message) in cases {
+        let text = format!("[facts]\n{line}\n");
+        let e = ResponderConfig::from_toml(Path::new("/etc/r.toml"), &text).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{line}: {e}");
+        assert_eq!(e.0[0].key, *key, "{line}: {e}");
+        assert!(e.0[0].message.starts_with(message), "{line}: {e}");
+        assert!(
+            e.to_string().starts_with(&format!("/etc/r.toml: {key}: ")),
+            "{line}: {e}"
+        );
+    }
+    // Every bad value of the table is reported at once.
+    let e = ResponderConfig::from_toml(
+        Path::new("r.toml"),
+        "[facts]\nvalue_files = { a = 1, \"b c\" = \"/x\", d = true, ok = \"/y\" }\n",
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = e.0.iter().map(|x| x.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "facts.value_files.a",
+            "facts.value_files.d",
+            "facts.value_files.b c"
+        ],
+        "{e}"
+    );
+}

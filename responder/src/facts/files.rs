@@ -75,7 +75,7 @@ fn parse_classes(text: &str) -> Vec<String> {
 /// Reads a whole file, refusing anything over [`MAX_SOURCE_BYTES`]. The size
 /// is checked again while reading, since files under /proc report 0 and a
 /// file may grow between the two.
-fn read_limited(path: &Path) -> Result<Vec<u8>, FactsError> {
+pub(super) fn read_limited(path: &Path) -> Result<Vec<u8>, FactsError> {
     let io_err = |source| FactsError::Io {
         path: path.to_path_buf(),
         source,
@@ -117,7 +117,7 @@ fn parse_yaml(bytes: &[u8]) -> Result<Value, String> {
 
 /// Converts a YAML value to JSON. Tags are dropped (their value is kept), and
 /// floats JSON cannot hold (`.nan`, `.inf`) become their YAML spelling.
-fn yaml_to_json(value: serde_norway::Value) -> Value {
+pub(super) fn yaml_to_json(value: serde_norway::Value) -> Value {
     use serde_norway::Value as Y;
     match value {
         Y::Null => Value::Null,
