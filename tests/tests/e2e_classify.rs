@@ -127,22 +127,6 @@ fn classification_network_autosign_and_reserved_names() {
     assert!(issued(&c, "ca").is_empty());
 
     // The classification reached web-01: its classes and parameters, in the main collective.
-    let listing = |d: &Path| {
-        let mut out = String::new();
-        for e in walk(d) {
-            out.push_str(&format!("{}\n", e.display()));
-        }
-        out
-    };
-    if std::env::var("E2E_DEBUG").is_ok() {
-        std::thread::sleep(Duration::from_secs(5));
-        eprintln!("{}", listing(&web.dir));
-        for e in walk(&web.dir) {
-            if e.extension().is_some_and(|x| x == "toml" || x == "json" || x == "classes") {
-                eprintln!("== {}\n{}", e.display(), fs::read_to_string(&e).unwrap_or_default());
-            }
-        }
-    }
     eventually(LONG, "web-01 advertising its classes", || {
         find(&c, &["-C", "hadoop::worker"]) == vec!["web-01".to_string()]
     });
@@ -248,19 +232,4 @@ fn classification_network_autosign_and_reserved_names() {
     assert!(!applied.with_extension("db").exists());
 
     p.child.kill();
-}
-
-fn walk(d: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = fs::read_dir(d) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }

@@ -107,7 +107,12 @@ fn provisioning_broker(root: &Path, pki_dir: &Path) -> NatsServer {
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
     let config = pki(
         pki_dir,
-        &["broker-config", "--provisioning", "--token-file", &s(&token)],
+        &[
+            "broker-config",
+            "--provisioning",
+            "--token-file",
+            &s(&token),
+        ],
     );
     assert!(
         !config.contains("jetstream"),
@@ -143,7 +148,10 @@ async fn the_token_reaches_the_provisioning_subjects_and_nothing_else() {
     let deadline = tokio::time::Instant::now() + STEP;
     loop {
         client
-            .publish("provisioning.node.web9".to_string(), Bytes::from_static(b"hi"))
+            .publish(
+                "provisioning.node.web9".to_string(),
+                Bytes::from_static(b"hi"),
+            )
             .await
             .unwrap();
         client.flush().await.unwrap();
@@ -240,12 +248,9 @@ async fn only_registry_users_reach_the_registry_bucket() {
         .unwrap();
         c.flush().await.unwrap();
         violation_for(&mut errors, "$KV.expected.rogue-01").await;
-        c.publish(
-            "$JS.API.STREAM.INFO.KV_expected".to_string(),
-            Bytes::new(),
-        )
-        .await
-        .unwrap();
+        c.publish("$JS.API.STREAM.INFO.KV_expected".to_string(), Bytes::new())
+            .await
+            .unwrap();
         c.flush().await.unwrap();
         violation_for(&mut errors, "$JS.API.STREAM.INFO.KV_expected").await;
     }

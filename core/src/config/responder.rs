@@ -56,6 +56,9 @@ pub struct FactsConfig {
     pub commands: Vec<String>,
     /// Puppet-style classes file, one class per line.
     pub classes_file: Option<PathBuf>,
+    /// More classes files, whose classes are added to `classes_file`'s (the
+    /// classification the provisioner gave the node is one).
+    pub classes_files: Vec<PathBuf>,
     /// How often facts are re-read.
     pub refresh: Duration,
     /// Whether built-in system facts are gathered.
@@ -71,6 +74,7 @@ impl Default for FactsConfig {
             userdata_files: Vec::new(),
             commands: Vec::new(),
             classes_file: None,
+            classes_files: Vec::new(),
             refresh: Duration::from_secs(300),
             system: true,
         }
@@ -165,6 +169,7 @@ impl ResponderConfig {
                         "userdata_files",
                         "commands",
                         "classes_file",
+                        "classes_files",
                         "refresh",
                         "system",
                     ],
@@ -196,6 +201,7 @@ impl ResponderConfig {
                     userdata_files: r.paths(f, p, "userdata_files").unwrap_or_default(),
                     commands: r.strings(f, p, "commands").unwrap_or_default(),
                     classes_file: r.path(f, p, "classes_file"),
+                    classes_files: r.paths(f, p, "classes_files").unwrap_or_default(),
                     refresh,
                     system: r.boolean(f, p, "system").unwrap_or(true),
                 }

@@ -62,8 +62,7 @@ fn sub<'t>(t: &'t mut Table, key: &str) -> &'t mut Table {
 /// Where `configure` keeps a node's classification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClassFiles {
-    /// Its classes, one per line: the responder's classes file unless the
-    /// config already names one.
+    /// Its classes, one per line: one of the responder's `classes_files`.
     pub classes: PathBuf,
     /// Its parameters (and environment): a JSON fact file the responder reads.
     pub facts: PathBuf,
@@ -85,9 +84,8 @@ pub fn class_facts(c: &Classification) -> Map<String, serde_json::Value> {
 /// broker URLs and certificate paths set, and `provisioning.enabled`
 /// removed (with the certificate in place, provisioning then stays off).
 /// With a classification, its fact file is added to `[facts] files` and its
-/// classes file becomes `[facts] classes_file` where none is named (where
-/// one is, Puppet's own classes file takes over the classes at its first
-/// run). The result is checked with the responder's own config reader;
+/// classes file to `[facts] classes_files` (besides any `classes_file`, such
+/// as Puppet's own). The result is checked with the responder's own config reader;
 /// `file` names it in errors.
 pub fn new_config(
     file: &Path,
@@ -130,11 +128,16 @@ pub fn new_config(
                 facts.insert("files".into(), Value::Array(vec![fact_file]));
             }
         }
-        if !facts.contains_key("classes_file") {
-            facts.insert(
-                "classes_file".into(),
-                Value::String(cf.classes.display().to_string()),
-            );
+        let classes_file = Value::String(cf.classes.display().to_string());
+        match facts.get_mut("classes_files") {
+            Some(Value::Array(files)) => {
+                if !files.contains(&classes_file) {
+                    files.push(classes_file);
+                }
+            }
+            _ => {
+                facts.insert("classes_files".into(), Value::Array(vec![classes_file]));
+            }
         }
     }
     let text = toml::to_string(&t).map_err(|e| format!("cannot write the config: {e}"))?;
@@ -404,7 +407,7 @@ system = false
         assert!(bad.contains("collectives"), "{bad}");
 
         // A classification: its fact file joins [facts] files, its classes
-        // file becomes the classes file where none is named.
+        // file [facts] classes_files; a classes_file stays.
         let cf = ClassFiles {
             classes: PathBuf::from("/state/classification.classes"),
             facts: PathBuf::from("/state/classification.json"),
@@ -426,7 +429,8 @@ system = false
         };
         let facts = with(original);
         assert_eq!(facts.files, vec![cf.facts.clone()]);
-        assert_eq!(facts.classes_file, Some(cf.classes.clone()));
+        assert_eq!(facts.classes_files, vec![cf.classes.clone()]);
+        assert_eq!(facts.classes_file, None);
         let own = original.replace(
             "[facts]\n",
             "[facts]\nfiles = [\"/etc/facts.yaml\"]\nclasses_file = \"/var/lib/puppet/classes.txt\"\n",
@@ -440,6 +444,7 @@ system = false
             facts.classes_file,
             Some(PathBuf::from("/var/lib/puppet/classes.txt"))
         );
+        assert_eq!(facts.classes_files, vec![cf.classes.clone()]);
     }
 
     #[test]

@@ -209,7 +209,12 @@ pub async fn gather(cfg: &FactsConfig) -> Gathered {
     let keyvalue_files = cfg.keyvalue_files.clone();
     let value_files = cfg.value_files.clone();
     let userdata_files = cfg.userdata_files.clone();
-    let classes_file = cfg.classes_file.clone();
+    let classes_files: Vec<PathBuf> = cfg
+        .classes_file
+        .iter()
+        .chain(&cfg.classes_files)
+        .cloned()
+        .collect();
     let local = tokio::task::spawn_blocking(move || {
         let mut out = Gathered::default();
         if system {
@@ -241,9 +246,15 @@ pub async fn gather(cfg: &FactsConfig) -> Gathered {
                 Err(e) => out.warnings.push(e.to_string()),
             }
         }
-        if let Some(path) = &classes_file {
+        for path in &classes_files {
             match read_classes(path) {
-                Ok(classes) => out.classes = classes,
+                Ok(classes) => {
+                    for c in classes {
+                        if !out.classes.contains(&c) {
+                            out.classes.push(c);
+                        }
+                    }
+                }
                 Err(e) => out.warnings.push(e.to_string()),
             }
         }

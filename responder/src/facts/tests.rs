@@ -333,6 +333,27 @@ async fn classes_file_is_read_by_gather() {
     assert!(got.warnings[0].contains(&missing.display().to_string()));
 }
 
+#[tokio::test]
+async fn classes_files_add_to_the_classes_file() {
+    let dir = TempDir::new().unwrap();
+    let puppet = write(&dir, "classes.txt", "settings\nrole::web\n");
+    let given = write(
+        &dir,
+        "classification.classes",
+        "role::web\nhadoop::worker\n",
+    );
+    let gone = dir.path().join("gone.classes");
+    let cfg = FactsConfig {
+        classes_file: Some(puppet),
+        classes_files: vec![given, gone.clone()],
+        ..config(vec![], &[])
+    };
+    let got = within(gather(&cfg)).await;
+    assert_eq!(got.classes, ["settings", "role::web", "hadoop::worker"]);
+    assert_eq!(got.warnings.len(), 1, "{:?}", got.warnings);
+    assert!(got.warnings[0].contains(&gone.display().to_string()));
+}
+
 #[test]
 fn system_facts_of_this_machine() {
     let f = system_facts();
