@@ -12,11 +12,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use mco_client::pins::render_pins;
-use mco_provisioner::state::{Journal, Record, Status as ProvStatus};
 use mco_core::filter::{FactTerm, Filter};
 use mco_core::wire::{new_request_id, now_ms, Envelope, Kind, ReplyBody, RequestBody, Status};
 use mco_fuzz::{pem_der, pki, NODE_NAME};
 use mco_pki::{request_csr, Ca, CaOptions, CrlOptions, CsrOptions, IssueOptions, Kind as PkiKind};
+use mco_provisioner::state::{Journal, Record, Status as ProvStatus};
 use serde_json::json;
 
 /// The secret the known_certs target authenticates its files with.

@@ -9,10 +9,10 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use mco_provisioner::config::ProvisionerConfig;
 use mco_core::config::{parse_duration, ClientConfig, ResponderConfig};
 use mco_fuzz::on_worker_stack;
 use mco_plugin_nrpe::NrpeConfig;
+use mco_provisioner::config::ProvisionerConfig;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, rest)) = data.split_first() else {

@@ -7,8 +7,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mco_provisioner::state::{read, Journal};
 use mco_fuzz::on_worker_stack;
+use mco_provisioner::state::{read, Journal};
 
 fuzz_target!(|data: &[u8]| {
     on_worker_stack(|| check(data));
