@@ -41,12 +41,14 @@ fn classification_network_autosign_and_reserved_names() {
     let c = SecureCollective::builder()
         .spare_node("ca-node")
         .spare_node("m-eu-1")
+        .spare_node("m-us-1")
         .spare_node("web-01")
         .spare_node("net-01")
         .start();
     let prov = provisioning_broker(&c);
     let _ca = ca_node(&c, &["*"], "alice");
     let _m = master(&c, "m-eu-1", "eu", "10.0.0.11", 1);
+    let _m2 = master(&c, "m-us-1", "us", "10.1.0.11", 1);
     let m_eu_1_before = issued(&c, "m-eu-1");
 
     let registry = c.scratch().join("expected-nodes");
@@ -64,14 +66,42 @@ fn classification_network_autosign_and_reserved_names() {
             "workers = 4\ninterval = \"500ms\"\nbackoff = \"1s\"\n\
              [expected]\nregistry_file = {reg:?}\nnetworks = [\"10.20.0.0/16\"]\n\
              [ca]\nidentity = \"ca-node\"\n\
-             [masters]\nidentities = [\"m-*\"]\nclasses = [\"puppet::master\"]\n",
+             [masters]\nidentities = [\"m-*\"]\nclasses = [\"puppet::master\"]\ncriteria = [\"region\"]\n",
             reg = s(&registry)
         ),
     );
 
     let eu = |ip: &str| json!({"region": "eu", "ipaddress": ip});
-    let web = Image::new(&c, &prov, "web-01", eu("192.168.1.5"), r#"["true"]"#, "[]");
-    let net1 = Image::new(&c, &prov, "net-01", eu("10.20.3.4"), r#"["true"]"#, "[]");
+    // Their regions come from first-boot fact sources, and choose their masters: web-01's from
+    // a key=value file (as cloud user data writes /etc/facts.txt), net-01's from a one-value file.
+    let mut web = Image::new(
+        &c,
+        &prov,
+        "web-01",
+        json!({"ipaddress": "192.168.1.5"}),
+        r#"["true"]"#,
+        "[]",
+    );
+    let facts_txt = c.scratch().join("web-01-facts.txt");
+    fs::write(&facts_txt, "# from user data\nregion=us\nrack = r7\n").unwrap();
+    web.spec = web
+        .spec
+        .clone()
+        .facts_toml(&format!("keyvalue_files = [{:?}]\n", s(&facts_txt)));
+    let mut net1 = Image::new(
+        &c,
+        &prov,
+        "net-01",
+        json!({"ipaddress": "10.20.3.4"}),
+        r#"["true"]"#,
+        "[]",
+    );
+    let region_file = c.scratch().join("net-01-region");
+    fs::write(&region_file, "eu\n").unwrap();
+    net1.spec = net1.spec.clone().facts_toml(&format!(
+        "value_files = {{ region = {:?} }}\n",
+        s(&region_file)
+    ));
     let net2 = Image::new(&c, &prov, "net-02", eu("10.21.0.1"), "[]", "[]");
     // In the autosigned range, but named after the master, the CA's files and the CA node.
     let impostor = Image::new(&c, &prov, "m-eu-1", eu("10.20.9.9"), "[]", "[]");
@@ -106,6 +136,8 @@ fn classification_network_autosign_and_reserved_names() {
             .all(|n| status_of(&cfg, n).is_some_and(|r| r["status"] == "refused"))
     });
     let st = Provisioner::status(&cfg);
+    assert_eq!(st["web-01"]["master"], "m-us-1", "{st:?}");
+    assert_eq!(st["net-01"]["master"], "m-eu-1", "{st:?}");
     assert!(
         st["net-02"]["error"]
             .as_str()
