@@ -68,6 +68,7 @@ fn crate_dir(name: &str) -> PathBuf {
         "mco-security" => root.join("security"),
         "mco-responder" => root.join("responder"),
         "mco-client" => root.join("client"),
+        "mco-provisioner" => root.join("provisioner"),
         other => match other.strip_prefix("mco-plugin-") {
             Some(p) => root.join("plugins").join(p),
             None => panic!("SECURITY.md names an unknown crate {other:?}"),
