@@ -23,9 +23,11 @@
 //! [steps]
 //! final_run = false
 //!
-//! [[notify]]
+//! [[notify]]                     # see notify: log, webhook (http/https) or exec
 //! type = "webhook"
-//! url = "http://127.0.0.1:8080/provisioned"
+//! url = "https://hooks.example.com/provisioned"
+//! ca = "/etc/mco/pki/ca.pem"     # optional; default: the system's roots
+//! headers = { Authorization = "Bearer …" }
 //! ```
 
 use std::net::SocketAddr;
@@ -394,7 +396,7 @@ impl ProvisionerConfig {
 
         let masters = masters(&mut r, &t);
         let steps = steps(&mut r, &t);
-        let notify = notifiers(&mut r, &t);
+        let notify = super::notify::notifiers(&mut r, &t, base);
 
         let cfg = ProvisionerConfig {
             file: path.to_path_buf(),
@@ -580,48 +582,6 @@ fn steps(r: &mut Reader, t: &Table) -> Steps {
         }
     }
     s
-}
-
-fn notifiers(r: &mut Reader, t: &Table) -> Vec<Notifier> {
-    let Some(v) = t.get("notify") else {
-        return vec![Notifier::Log];
-    };
-    let Some(list) = v.as_array() else {
-        r.error("notify", "expected [[notify]] tables");
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for (i, item) in list.iter().enumerate() {
-        let key = format!("notify[{i}]");
-        let Some(n) = item.as_table() else {
-            r.error(&key, "expected a table");
-            continue;
-        };
-        r.unknown(n, &key, &["type", "url", "command", "timeout"]);
-        let timeout = r
-            .duration(n, &key, "timeout")
-            .unwrap_or(Duration::from_secs(10));
-        match r.string(n, &key, "type").as_deref() {
-            Some("log") => out.push(Notifier::Log),
-            Some("webhook") => match r.string(n, &key, "url") {
-                Some(url) => match Notifier::webhook(&url, timeout) {
-                    Ok(w) => out.push(w),
-                    Err(e) => r.error(&format!("{key}.url"), e),
-                },
-                None => r.error(&key, "a webhook needs a url"),
-            },
-            Some("exec") => match r.strings(n, &key, "command") {
-                Some(argv) if !argv.is_empty() => out.push(Notifier::Exec { argv, timeout }),
-                _ => r.error(&key, "an exec notifier needs a command (an argv list)"),
-            },
-            Some(other) => r.error(
-                &format!("{key}.type"),
-                format!("{other:?}: not one of log, webhook, exec"),
-            ),
-            None => r.error(&key, "needs a type: log, webhook or exec"),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -82,7 +82,7 @@ criteria = ["region"]
 sign = false
 [[notify]]
 type = "webhook"
-url = "https://example.com/x"
+url = "ftp://example.com/x"
 "#;
     let e = ProvisionerConfig::from_toml(Path::new("p.toml"), bad)
         .unwrap_err()
@@ -94,8 +94,97 @@ url = "https://example.com/x"
         "expected",
         "masters are discovered",
         "steps.configure",
-        "http://",
+        "notify[0].url",
+        "http:// or https://",
     ] {
         assert!(e.contains(needle), "{needle:?} missing from {e}");
     }
+}
+
+/// GOOD with its `[[notify]]` tables replaced by `notify`.
+fn with_notify(notify: &str) -> String {
+    let cut = GOOD.find("[[notify]]").unwrap();
+    format!("{}{notify}", &GOOD[..cut])
+}
+
+#[test]
+fn webhooks_take_https_a_ca_and_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    mco_pki::Ca::init(&dir.path().join("pki"), &mco_pki::CaOptions::default()).unwrap();
+    let text = with_notify(
+        r#"
+[[notify]]
+type = "webhook"
+url = "https://hooks.example.com/provisioned"
+ca = "pki/ca.pem"
+timeout = "3s"
+headers = { Authorization = "Bearer s3cret", X-Tenant = "eu" }
+[[notify]]
+type = "webhook"
+url = "https://hooks.example.com/public"
+"#,
+    );
+    let c = ProvisionerConfig::from_toml(&dir.path().join("p.toml"), &text).unwrap();
+    let [Notifier::Webhook(a), Notifier::Webhook(b)] = &c.notify[..] else {
+        panic!("two webhooks: {:?}", c.notify);
+    };
+    assert_eq!(a.timeout(), Duration::from_secs(3));
+    let mut names = a.header_names();
+    names.sort();
+    assert_eq!(names, ["authorization", "x-tenant"]);
+    assert!(!format!("{:?}", c.notify).contains("s3cret"));
+    assert!(b.header_names().is_empty());
+}
+
+#[test]
+fn a_bad_webhook_is_refused_at_load_naming_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty.pem"), "no certificate here\n").unwrap();
+    let text = with_notify(
+        r#"
+[[notify]]
+type = "webhook"
+url = "https://h/x"
+ca = "missing.pem"
+[[notify]]
+type = "webhook"
+url = "https://h/x"
+ca = "empty.pem"
+[[notify]]
+type = "webhook"
+url = "https://h/x"
+headers = { Authorization = "Bearer s3cret\n", "bad name" = "x", X-Number = 3 }
+[[notify]]
+type = "webhook"
+url = "https://h/x"
+insecure = true
+[[notify]]
+type = "webhook"
+url = "http://h/x"
+ca = "empty.pem"
+[[notify]]
+type = "webhook"
+url = "https://h/x"
+headers = "Authorization: x"
+"#,
+    );
+    let e = ProvisionerConfig::from_toml(&dir.path().join("p.toml"), &text)
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        "notify[0].ca",
+        "missing.pem",
+        "notify[1].ca",
+        "holds no certificate",
+        "notify[2].headers.Authorization",
+        "notify[2].headers.bad name",
+        "notify[2].headers.X-Number",
+        "notify[3].insecure",
+        "notify[4].ca",
+        "https:// URLs only",
+        "notify[5].headers",
+    ] {
+        assert!(e.contains(needle), "{needle:?} missing from {e}");
+    }
+    assert!(!e.contains("s3cret"), "{e}");
 }

@@ -13,7 +13,7 @@
 //! ([`attempt`]) and its steps ([`steps`]) with the step machine's rules
 //! ([`step`]), the expected check ([`expected`], [`registry`],
 //! [`classify`]), choosing a master ([`masters`]), the journal that lets it
-//! resume without signing twice ([`state`]), telling someone ([`notify`]),
+//! resume without signing twice ([`state`]), telling someone ([`notify`], [`webhook`]),
 //! its counters ([`metrics`]), its config ([`config`]) and the operator's
 //! verbs ([`admin`]).
 
@@ -36,6 +36,7 @@ pub mod service;
 pub mod state;
 pub mod step;
 mod steps;
+pub mod webhook;
 
 use std::future::Future;
 

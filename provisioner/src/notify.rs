@@ -1,15 +1,31 @@
 //! Telling someone: every outcome of a node (provisioned, failed, refused,
 //! waiting) goes to each configured notifier — the log, a webhook (an HTTP
-//! POST of the event as JSON) or a command (the event as JSON on its
-//! standard input). A notifier that fails is logged and never stops the
-//! provisioner.
+//! POST of the event as JSON to an `http://` or `https://` URL) or a command
+//! (the event as JSON on its standard input). A notifier that fails is
+//! logged and never stops the provisioner.
+//!
+//! ```toml
+//! [[notify]]
+//! type = "webhook"
+//! url = "https://hooks.example.com/provisioned"
+//! ca = "/etc/mco/pki/ca.pem"   # optional: trust these certificates, not the system's roots
+//! timeout = "10s"              # the whole exchange (default 10s)
+//! headers = { Authorization = "Bearer …" }   # optional; values are never logged
+//! ```
+//!
+//! A webhook's certificate and host name are always verified, a redirect is
+//! an error and never followed, and any answer but 2xx is an error naming
+//! its status: see [`crate::webhook`].
 
+use std::path::Path;
 use std::time::Duration;
 
+use mco_core::config::Reader;
 use serde::Serialize;
+use toml::Table;
 
 use crate::step::{Event, Step};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use crate::webhook::Webhook;
 
 /// One node's outcome.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -40,15 +56,8 @@ pub struct Notice {
 pub enum Notifier {
     /// One JSON line per event on the provisioner's log.
     Log,
-    /// An HTTP POST of the JSON event to `http://HOST:PORT/PATH`.
-    Webhook {
-        /// host:port to connect to.
-        authority: String,
-        /// The request path.
-        path: String,
-        /// Bound on the whole exchange.
-        timeout: Duration,
-    },
+    /// An HTTP POST of the JSON event to an `http://` or `https://` URL.
+    Webhook(Webhook),
     /// A command (argv, no shell) fed the JSON event on standard input.
     Exec {
         /// Program and arguments.
@@ -59,29 +68,18 @@ pub enum Notifier {
 }
 
 impl Notifier {
-    /// A webhook notifier from its URL; only `http://` URLs (a local relay
-    /// can forward to HTTPS services).
+    /// A webhook notifier from its URL (`http://` or `https://`, trusting
+    /// the system's roots), without extra headers.
     pub fn webhook(url: &str, timeout: Duration) -> Result<Notifier, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("{url:?}: webhooks must be http:// URLs"))?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        if authority.is_empty() {
-            return Err(format!("{url:?}: no host"));
-        }
-        let authority = if authority.contains(':') {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
-        };
-        Ok(Notifier::Webhook {
-            authority,
-            path: path.to_string(),
-            timeout,
-        })
+        Webhook::new(url, timeout, None, &[])
+            .map(Notifier::Webhook)
+            .map_err(|errors| {
+                errors
+                    .into_iter()
+                    .map(|e| format!("{}: {}", e.key, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
     }
 
     /// Sends one event.
@@ -92,51 +90,95 @@ impl Notifier {
                 tracing::info!(target: "mco::provision", "{}", String::from_utf8_lossy(&body));
                 Ok(())
             }
-            Notifier::Webhook {
-                authority,
-                path,
-                timeout,
-            } => tokio::time::timeout(*timeout, post(authority, path, &body))
-                .await
-                .map_err(|_| format!("webhook {authority}{path}: no answer within {timeout:?}"))?,
+            Notifier::Webhook(hook) => hook.send(body).await,
             Notifier::Exec { argv, timeout } => exec(argv, &body, *timeout).await,
         }
     }
 }
 
-async fn post(authority: &str, path: &str, body: &[u8]) -> Result<(), String> {
-    let fail = |e: std::io::Error| format!("webhook {authority}{path}: {e}");
-    let mut s = tokio::net::TcpStream::connect(authority)
-        .await
-        .map_err(fail)?;
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nUser-Agent: mco-provisioner\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.map_err(fail)?;
-    s.write_all(body).await.map_err(fail)?;
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 512];
-    // The status line is all we need.
-    while !answer.contains(&b'\n') {
-        let n = s.read(&mut buf).await.map_err(fail)?;
-        if n == 0 {
-            break;
-        }
-        answer.extend_from_slice(&buf[..n]);
-        if answer.len() > 8192 {
-            break;
+/// The `[[notify]]` tables of `t` (the log alone without any); relative
+/// paths (a webhook's `ca`) are taken from `base`.
+pub(crate) fn notifiers(r: &mut Reader, t: &Table, base: &Path) -> Vec<Notifier> {
+    let Some(v) = t.get("notify") else {
+        return vec![Notifier::Log];
+    };
+    let Some(list) = v.as_array() else {
+        r.error("notify", "expected [[notify]] tables");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in list.iter().enumerate() {
+        let key = format!("notify[{i}]");
+        let Some(n) = item.as_table() else {
+            r.error(&key, "expected a table");
+            continue;
+        };
+        let timeout = r
+            .duration(n, &key, "timeout")
+            .unwrap_or(Duration::from_secs(10));
+        match r.string(n, &key, "type").as_deref() {
+            Some("log") => {
+                r.unknown(n, &key, &["type"]);
+                out.push(Notifier::Log);
+            }
+            Some("webhook") => {
+                r.unknown(n, &key, &["type", "url", "ca", "headers", "timeout"]);
+                if let Some(w) = webhook(r, n, &key, base, timeout) {
+                    out.push(Notifier::Webhook(w));
+                }
+            }
+            Some("exec") => {
+                r.unknown(n, &key, &["type", "command", "timeout"]);
+                match r.strings(n, &key, "command") {
+                    Some(argv) if !argv.is_empty() => out.push(Notifier::Exec { argv, timeout }),
+                    _ => r.error(&key, "an exec notifier needs a command (an argv list)"),
+                }
+            }
+            Some(other) => r.error(
+                &format!("{key}.type"),
+                format!("{other:?}: not one of log, webhook, exec"),
+            ),
+            None => r.error(&key, "needs a type: log, webhook or exec"),
         }
     }
-    let line = String::from_utf8_lossy(&answer);
-    let code = line.split_whitespace().nth(1).unwrap_or_default();
-    if code.starts_with('2') {
-        Ok(())
-    } else {
-        Err(format!(
-            "webhook {authority}{path}: {}",
-            line.lines().next().unwrap_or("no answer")
-        ))
+    out
+}
+
+/// One `type = "webhook"` table; every problem is reported under its key.
+fn webhook(
+    r: &mut Reader,
+    n: &Table,
+    key: &str,
+    base: &Path,
+    timeout: Duration,
+) -> Option<Webhook> {
+    let ca = r
+        .path(n, key, "ca")
+        .map(|p| if p.is_relative() { base.join(p) } else { p });
+    let mut headers = Vec::new();
+    if let Some(h) = r.table(n, key, "headers") {
+        for (name, value) in h {
+            match value.as_str() {
+                Some(v) => headers.push((name.clone(), v.to_string())),
+                None => r.error(
+                    &format!("{key}.headers.{name}"),
+                    format!("expected a string, found {}", value.type_str()),
+                ),
+            }
+        }
+    }
+    let Some(url) = r.string(n, key, "url") else {
+        r.error(key, "a webhook needs a url");
+        return None;
+    };
+    match Webhook::new(&url, timeout, ca.as_deref(), &headers) {
+        Ok(w) => Some(w),
+        Err(errors) => {
+            for e in errors {
+                r.error(&format!("{key}.{}", e.key), e.message);
+            }
+            None
+        }
     }
 }
 
@@ -171,6 +213,7 @@ async fn exec(argv: &[String], body: &[u8], timeout: Duration) -> Result<(), Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn event() -> Notice {
         Notice {
@@ -187,16 +230,18 @@ mod tests {
 
     #[test]
     fn webhook_urls() {
-        assert_eq!(
-            Notifier::webhook("http://127.0.0.1:9/hook", Duration::from_secs(1)).unwrap(),
-            Notifier::Webhook {
-                authority: "127.0.0.1:9".into(),
-                path: "/hook".into(),
-                timeout: Duration::from_secs(1)
-            }
-        );
-        assert!(Notifier::webhook("https://x/", Duration::from_secs(1)).is_err());
-        assert!(Notifier::webhook("http:///x", Duration::from_secs(1)).is_err());
+        let Ok(Notifier::Webhook(hook)) =
+            Notifier::webhook("http://127.0.0.1:9/hook", Duration::from_secs(1))
+        else {
+            panic!("an http:// webhook");
+        };
+        assert_eq!(hook.shown_url(), "http://127.0.0.1:9/hook");
+        assert_eq!(hook.timeout(), Duration::from_secs(1));
+        assert!(Notifier::webhook("https://x/", Duration::from_secs(1)).is_ok());
+        for bad in ["ftp://x/", "http:///x", "x/y", ""] {
+            let e = Notifier::webhook(bad, Duration::from_secs(1)).unwrap_err();
+            assert!(e.starts_with("url: "), "{bad:?}: {e}");
+        }
     }
 
     #[tokio::test]

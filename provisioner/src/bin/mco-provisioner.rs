@@ -23,10 +23,10 @@ fn main() -> ExitCode {
         "warn"
     };
     tracing_subscriber::fmt()
-        .with_env_filter(
+        .with_env_filter(mco_provisioner::webhook::quiet_wire_dumps(
             tracing_subscriber::EnvFilter::try_from_env("MCO_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
-        )
+        ))
         .with_writer(|| mco_core::logline::Escaping(std::io::stderr()))
         .init();
     let cfg = match ProvisionerConfig::load(&cli.config) {
