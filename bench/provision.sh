@@ -197,7 +197,7 @@ system = false
 ca = "$F/ssl/ca.pem"
 cert = "$F/ssl/{identity}.pem"
 key = "$F/ssl/{identity}.key"
-crl = "$F/ssl/ca.crl"
+crl = "$F/ssl/{identity}.crl"
 policy_dir = "$W/policies"
 default_policy = "deny"
 [provisioning]

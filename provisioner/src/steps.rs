@@ -327,12 +327,18 @@ impl Provisioner {
         ))
     }
 
-    /// Waits for the node to answer in the main collective.
+    /// Waits for the node to answer in the main collective. A ping sent
+    /// before the node is back is lost, so the first pings wait 250 ms each
+    /// and are sent again; after two seconds each waits longer (up to 2 s),
+    /// so a node on a loaded machine still gets time to answer.
     pub(crate) async fn confirm(&self, node: &str) -> Result<(), Outcome> {
         let deadline = Instant::now() + self.cfg.confirm_timeout;
         let mut last = String::from("no reply");
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(250);
         while Instant::now() < deadline {
             let left = deadline - Instant::now();
+            let asked = Instant::now();
             match self
                 .ask(
                     On::Main,
@@ -340,15 +346,20 @@ impl Provisioner {
                     "rpcutil",
                     "ping",
                     Map::new(),
-                    Some(left.min(Duration::from_secs(1))),
+                    Some(left.min(wait)),
                 )
                 .await
             {
                 Ok(_) => return Ok(()),
                 Err(f) => last = f.to_string(),
             }
+            if started.elapsed() >= Duration::from_secs(2) {
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            // A ping refused at once (not yet connected) is not retried in a loop.
+            let pause = Duration::from_millis(50).saturating_sub(asked.elapsed());
             let left = deadline.saturating_duration_since(Instant::now());
-            tokio::time::sleep(Duration::from_millis(100).min(left)).await;
+            tokio::time::sleep(pause.min(left)).await;
         }
         Err(Outcome::Failed(format!(
             "it did not answer in the {} collective within {:?} ({last})",

@@ -208,6 +208,22 @@ impl<K: PartialEq, V: Clone> Memo<K, V> {
         let all = self.0.lock().unwrap_or_else(|e| e.into_inner());
         all.iter().map(|(_, v)| v.clone()).collect()
     }
+
+    /// The value for `key`, if made.
+    fn get(&self, key: &K) -> Option<V> {
+        let all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        all.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    }
+
+    /// Keeps `v` for `key` unless a value was made meanwhile; the one kept.
+    fn keep(&self, key: K, v: V) -> V {
+        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, kept)) = all.iter().find(|(k, _)| *k == key) {
+            return kept.clone();
+        }
+        all.push((key, v.clone()));
+        v
+    }
 }
 
 /// What an agent registry is built from: agents, plugin tables, and the
@@ -267,11 +283,20 @@ impl Resources {
             .clone()
     }
 
-    fn trust(&self, ca: &Path, crl: Option<&Path>) -> Result<Arc<SharedTrust>, StartError> {
+    /// The trust store of a CA and CRL, shared by the nodes that name the
+    /// same files. A new one is read and checked on a blocking thread, and
+    /// outside the memo's lock: with a CRL per node, nodes starting together
+    /// do not wait for each other's.
+    async fn trust(&self, ca: &Path, crl: Option<&Path>) -> Result<Arc<SharedTrust>, StartError> {
         let key = (ca.to_path_buf(), crl.map(Path::to_path_buf));
-        self.trusts.get_or_try(key, |(ca, crl)| {
-            Ok(Arc::new(SharedTrust::load(ca, crl.as_deref())?))
-        })
+        if let Some(t) = self.trusts.get(&key) {
+            return Ok(t);
+        }
+        let (ca, crl) = key.clone();
+        let loaded = tokio::task::spawn_blocking(move || SharedTrust::load(&ca, crl.as_deref()))
+            .await
+            .map_err(|e| StartError::Config(format!("loading the trust store: {e}")))??;
+        Ok(self.trusts.keep(key, Arc::new(loaded)))
     }
 
     fn authorizer(&self, cfg: &ResponderConfig) -> Arc<Authorizer> {
@@ -340,7 +365,7 @@ impl Resources {
         like: &NodeState,
     ) -> Result<(Client, Arc<NodeState>, BusOptions), StartError> {
         let trust = match (&cfg.security.insecure, &cfg.security.ca) {
-            (false, Some(ca)) => Some(self.trust(ca, cfg.security.crl.as_deref())?),
+            (false, Some(ca)) => Some(self.trust(ca, cfg.security.crl.as_deref()).await?),
             _ => None,
         };
         let security = match &trust {

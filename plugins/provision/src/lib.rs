@@ -145,6 +145,9 @@ fn str_in<'a>(input: &'a Map<String, Value>, k: &str) -> &'a str {
     input.get(k).and_then(Value::as_str).unwrap_or_default()
 }
 
+/// The least time between `restart`'s reply and the node's stop.
+pub const RESTART_MIN_DELAY_MS: u64 = 100;
+
 fn aborted(m: impl std::fmt::Display) -> ActionError {
     ActionError::aborted(m.to_string())
 }
@@ -399,8 +402,9 @@ impl Provision {
         } else {
             rand_core::RngCore::next_u64(&mut rand_core::OsRng) % (splay + 1)
         };
-        // At least a moment, so that this reply is on the wire first.
-        let delay = Duration::from_millis(jitter.max(500));
+        // At least a moment, so that this reply is on the wire first (the
+        // stop that follows is graceful besides: replies in flight are sent).
+        let delay = Duration::from_millis(jitter.max(RESTART_MIN_DELAY_MS));
         let hook = self.settings.restart.clone();
         let identity = identity.to_string();
         std::thread::spawn(move || {
