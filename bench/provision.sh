@@ -23,17 +23,19 @@ set -euo pipefail
 NODES=1000
 WORKERS=100
 BIN=""
+FLEET_DIR=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --nodes) NODES="${2:?--nodes needs a value}"; shift 2 ;;
         --workers) WORKERS="${2:?--workers needs a value}"; shift 2 ;;
         --bin) BIN="${2:?--bin needs a value}"; shift 2 ;;
+        --fleet-dir) FLEET_DIR="${2:?--fleet-dir needs a value}"; shift 2 ;;
         -h | --help)
             sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
-            echo "usage: bench/provision.sh [--nodes N] [--workers W] [--bin DIR]"
+            echo "usage: bench/provision.sh [--nodes N] [--workers W] [--bin DIR] [--fleet-dir DIR]"
             exit 0
             ;;
-        *) echo "usage: bench/provision.sh [--nodes N] [--workers W] [--bin DIR]" >&2; exit 64 ;;
+        *) echo "usage: bench/provision.sh [--nodes N] [--workers W] [--bin DIR] [--fleet-dir DIR]" >&2; exit 64 ;;
     esac
 done
 # shellcheck source=bench/lib.sh
@@ -51,6 +53,7 @@ cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$W"
+    if [[ -n "${F:-}" && "$F" != "$W/fleet" ]]; then rm -rf "$F"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -182,7 +185,14 @@ until "$MCO" --config "$W/main-client.toml" ping --nodes "$W/members.txt" -t 1s 
 done
 
 say "booting $NODES unprovisioned virtual nodes"
-F="$W/fleet"
+# The virtual nodes' own files (state, certificates, configs): under the
+# work directory, or under --fleet-dir (e.g. /dev/shm) to stand in for a
+# thousand machines' own disks instead of sharing this machine's one.
+if [[ -n "$FLEET_DIR" ]]; then
+    F="$(mktemp -d "$FLEET_DIR/mco-bench-fleet.XXXXXX")"
+else
+    F="$W/fleet"
+fi
 mkdir -p "$F"
 printf '{"region": "eu"}\n' >"$F/facts.json"
 cat >"$F/responder.toml" <<EOF
@@ -291,6 +301,7 @@ echo "| wall time, provisioner start → last node confirmed in the main collect
 echo "| nodes per minute | $(awk -v n="$NODES" -v m="$wall_ms" 'BEGIN { printf "%.0f", n * 60000 / m }') |"
 echo "| nodes answering a signed ping in the main collective afterwards | $answered of $NODES |"
 echo "| nodes per master | $by_master |"
+echo "| the virtual nodes' files | $([[ "$F" == "$W/fleet" ]] && echo "on the work directory's disk" || echo "in $FLEET_DIR") |"
 echo "| CPU: provisioner / fleet process / CA node / both brokers | ${cpu_prov} s / ${cpu_fleet} s / ${cpu_ca} s / ${cpu_nats} s |"
 echo
 echo "Mean time per step, from the provisioner's counters (steps overlap across workers):"
