@@ -35,7 +35,10 @@ impl Provisioner {
             .map_err(|e| Outcome::Failed(e.to_string()))?;
         self.ask(On::Main, &ca, "ca", action, input, None)
             .await
-            .map_err(|f| Outcome::Failed(format!("ca {action} on {ca}: {f}")))
+            .map_err(|f| match f {
+                Fail::Refused(m) => Outcome::Refused(format!("the CA {ca} refuses {action}: {m}")),
+                f => Outcome::Failed(format!("ca {action} on {ca}: {f}")),
+            })
     }
 
     /// `provision lock` for `expiry` (at most a day).
@@ -142,11 +145,15 @@ pub(crate) enum On {
     Main,
 }
 
-/// The outputs of a reply that says OK; a lock refusal (its `locked_by`
-/// output) or any other error otherwise.
+/// The outputs of a reply that says OK; otherwise a refusal for good (the
+/// `ca` agent's `refused` output), a lock refusal (the `provision` agent's
+/// `locked_by` output) or any other error.
 fn ok(r: NodeReply) -> Result<Map<String, Value>, Fail> {
     if r.status == WireStatus::Ok {
         return Ok(r.data);
+    }
+    if r.data.get("refused").and_then(Value::as_str).is_some() {
+        return Err(Fail::Refused(r.message));
     }
     match r.data.get("locked_by").and_then(Value::as_str) {
         Some(by) if !by.is_empty() => Err(Fail::Locked {

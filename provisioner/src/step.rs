@@ -102,6 +102,9 @@ pub enum Fail {
         /// The agent's message.
         message: String,
     },
+    /// It refuses for good: the name is one it never acts on (the `ca`
+    /// agent's `refused` output).
+    Refused(String),
     /// It answered with an error.
     Status(String),
     /// Silence, or the bus failed.
@@ -111,9 +114,10 @@ pub enum Fail {
 impl fmt::Display for Fail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Fail::Locked { message, .. } | Fail::Status(message) | Fail::NoReply(message) => {
-                f.write_str(message)
-            }
+            Fail::Locked { message, .. }
+            | Fail::Refused(message)
+            | Fail::Status(message)
+            | Fail::NoReply(message) => f.write_str(message),
         }
     }
 }
@@ -141,6 +145,7 @@ impl From<Fail> for Outcome {
     fn from(f: Fail) -> Outcome {
         match f {
             Fail::Locked { message, .. } => Outcome::Busy(message),
+            Fail::Refused(message) => Outcome::Refused(message),
             f => Outcome::Failed(f.to_string()),
         }
     }

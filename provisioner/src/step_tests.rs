@@ -173,6 +173,13 @@ fn a_lock_refusal_is_busy_and_any_other_failure_is_a_failure() {
         Outcome::from(Fail::NoReply("no reply".into())),
         Outcome::Failed("no reply".into())
     );
+    // The CA refusing a name for good is a refusal, never retried as a failure.
+    assert_eq!(
+        Outcome::from(Fail::Refused(
+            "\"bob\" is the name of a user certificate".into()
+        )),
+        Outcome::Refused("\"bob\" is the name of a user certificate".into())
+    );
 }
 
 #[test]

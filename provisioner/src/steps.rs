@@ -15,7 +15,7 @@ use crate::classify::Classification;
 use crate::masters::Master;
 use crate::service::{now, Provisioner};
 use crate::state::Record;
-use crate::step::{Outcome, Step, Stopped};
+use crate::step::{Fail, Outcome, Step, Stopped};
 
 /// What earlier steps found out for later ones.
 #[derive(Default)]
@@ -273,7 +273,12 @@ impl Provisioner {
             }
             self.ask(On::Main, &m.identity, "ca", "clean", input.clone(), None)
                 .await
-                .map_err(|f| Outcome::Failed(format!("clean on {}: {f}", m.identity)))?;
+                .map_err(|f| match f {
+                    Fail::Refused(msg) => {
+                        Outcome::Refused(format!("{} refuses clean: {msg}", m.identity))
+                    }
+                    f => Outcome::Failed(format!("clean on {}: {f}", m.identity)),
+                })?;
         }
         Ok(())
     }

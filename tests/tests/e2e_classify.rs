@@ -39,6 +39,7 @@ fn find(c: &SecureCollective, args: &[&str]) -> Vec<String> {
 #[test]
 fn classification_network_autosign_and_reserved_names() {
     let c = SecureCollective::builder()
+        .user("bob")
         .spare_node("ca-node")
         .spare_node("m-eu-1")
         .spare_node("m-us-1")
@@ -107,10 +108,21 @@ fn classification_network_autosign_and_reserved_names() {
     let impostor = Image::new(&c, &prov, "m-eu-1", eu("10.20.9.9"), "[]", "[]");
     let ca_named = Image::new(&c, &prov, "ca", eu("10.20.9.10"), "[]", "[]");
     let ca_node_named = Image::new(&c, &prov, "ca-node", eu("10.20.9.11"), "[]", "[]");
-    let _booted: Vec<Responder> = [&web, &net1, &net2, &impostor, &ca_named, &ca_node_named]
-        .iter()
-        .map(|i| i.boot(&c))
-        .collect();
+    // Named after a user of the collective: only the CA knows that name's kind, and refuses it.
+    let user_named = Image::new(&c, &prov, "bob", eu("10.20.9.12"), "[]", "[]");
+    let bob_before = issued(&c, "bob");
+    let _booted: Vec<Responder> = [
+        &web,
+        &net1,
+        &net2,
+        &impostor,
+        &ca_named,
+        &ca_node_named,
+        &user_named,
+    ]
+    .iter()
+    .map(|i| i.boot(&c))
+    .collect();
     let mut p = Provisioner::start(&cfg);
 
     let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -151,8 +163,21 @@ fn classification_network_autosign_and_reserved_names() {
             "{n}: {st:?}"
         );
     }
+    assert!(
+        st["bob"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("user certificate"),
+        "{st:?}"
+    );
+    assert_eq!(st["bob"]["refusal"], "never", "{st:?}");
+    assert_eq!(
+        issued(&c, "bob"),
+        bob_before,
+        "bob's certificate is untouched"
+    );
     // Nothing was signed for them, and the master's certificate was never cleaned.
-    for img in [&net2, &impostor, &ca_named, &ca_node_named] {
+    for img in [&net2, &impostor, &ca_named, &ca_node_named, &user_named] {
         assert!(img.certificate().is_none());
     }
     assert_eq!(issued(&c, "m-eu-1"), m_eu_1_before);

@@ -14,7 +14,7 @@ use mco_tests::provisioning::{
     ca_node, issued, master, master_with, provisioning_broker, Image, Provisioner, Webhook,
 };
 use mco_tests::replies::replies;
-use mco_tests::{eventually, Responder, ResponderSpec, SecureCollective};
+use mco_tests::{eventually, Responder, SecureCollective};
 use serde_json::{json, Value};
 
 const LONG: Duration = Duration::from_secs(90);
@@ -585,12 +585,13 @@ fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() 
         mco_tests::provisioning::kv_get(&c, "alice", "expected", "node-k"),
         None
     );
+    // Registered with its classification, as the bucket's JSON value.
     mco_tests::provisioning::kv_put(
         &c,
         "alice",
         "expected",
         "node-k",
-        "booted by the autoscaler",
+        r#"{"classes": ["role::autoscaled"], "parameters": {"pool": "spot"}}"#,
     );
     eventually(LONG, "node-k provisioned once registered", || {
         Provisioner::status(&cfg)
@@ -598,6 +599,17 @@ fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() 
             .is_some_and(|r| r["status"] == "provisioned")
     });
     certificate_verifies(&c, &k, "node-k");
+    eventually(
+        LONG,
+        "node-k advertising the classes its registry entry gave",
+        || {
+            let out = c
+                .mco("alice")
+                .args(["find", "-C", "role::autoscaled", "-F", "pool=spot"])
+                .run();
+            out.stdout.lines().collect::<Vec<_>>() == vec!["node-k"]
+        },
+    );
 
     // node-g's bootstrap fails until its fix is in, and the provisioner gives up on it. Once it
     // is fixed, `mco provision retry` (refused while the provisioner runs) lets it start afresh.

@@ -127,6 +127,11 @@ fn aborted(m: impl std::fmt::Display) -> ActionError {
     ActionError::aborted(m.to_string())
 }
 
+/// `e` marked as a name this agent never acts on, and why.
+fn refusal(e: ActionError, why: &str) -> ActionError {
+    e.with_data(mco_core::agent::outputs(json!({ "refused": why })))
+}
+
 /// `node:NAME` or `NAME` → `NAME`; a `user:` name (or any other kind) is
 /// refused.
 pub fn node_name(certname: &str) -> Result<&str, ActionError> {
@@ -189,9 +194,12 @@ impl CaAgent {
     /// name matching `allow_names`, not reserved (see [`RESERVED_NAMES`],
     /// `reserved_names`, and `own` — the CA node's identity), and not a
     /// name the index holds a certificate of another kind for.
+    /// A refusal carries `refused` in its data (`reserved`, `not_allowed`,
+    /// `other_kind` or `invalid`), so a caller such as the provisioner tells
+    /// a name never to be signed from a failure to retry.
     pub fn checked_name<'a>(&self, certname: &'a str, own: &str) -> Result<&'a str, ActionError> {
-        let name = node_name(certname)?;
-        pki::check_name(name).map_err(aborted)?;
+        let name = node_name(certname).map_err(|e| refusal(e, "other_kind"))?;
+        pki::check_name(name).map_err(|e| refusal(aborted(e), "invalid"))?;
         let lower = name.to_ascii_lowercase();
         if RESERVED_NAMES.contains(&lower.as_str())
             || self
@@ -201,20 +209,29 @@ impl CaAgent {
                 .any(|r| r.eq_ignore_ascii_case(name))
             || name.eq_ignore_ascii_case(own)
         {
-            return Err(aborted(format!(
-                "{name:?} is reserved: the CA agent never signs, revokes or cleans it"
-            )));
+            return Err(refusal(
+                aborted(format!(
+                    "{name:?} is reserved: the CA agent never signs, revokes or cleans it"
+                )),
+                "reserved",
+            ));
         }
         if !self.allow.is_match(name) {
-            return Err(aborted(format!(
-                "node:{name} is not a name this CA may act on (allow_names)"
-            )));
+            return Err(refusal(
+                aborted(format!(
+                    "node:{name} is not a name this CA may act on (allow_names)"
+                )),
+                "not_allowed",
+            ));
         }
         if let Some(sans) = extra_sans(&self.settings.dir.join(format!("{name}.pem")), name) {
-            return Err(aborted(format!(
-                "{name:?} holds a certificate with more names than its own ({sans}), as a \
-                 broker's does: the CA agent never touches it"
-            )));
+            return Err(refusal(
+                aborted(format!(
+                    "{name:?} holds a certificate with more names than its own ({sans}), as a \
+                     broker's does: the CA agent never touches it"
+                )),
+                "other_kind",
+            ));
         }
         let index = Index::load(&self.settings.dir).map_err(aborted)?;
         if let Some(e) = index
@@ -222,10 +239,13 @@ impl CaAgent {
             .iter()
             .find(|e| e.name == name && e.kind != pki::Kind::Node)
         {
-            return Err(aborted(format!(
-                "{name:?} is the name of a {} certificate: the CA agent handles node certificates only",
-                e.kind
-            )));
+            return Err(refusal(
+                aborted(format!(
+                    "{name:?} is the name of a {} certificate: the CA agent handles node certificates only",
+                    e.kind
+                )),
+                "other_kind",
+            ));
         }
         Ok(name)
     }
@@ -364,11 +384,14 @@ fn check_is_node_cert(path: &Path, name: &str) -> Result<(), ActionError> {
         });
     match cn {
         Some(cn) if cn == format!("node:{name}") => Ok(()),
-        other => Err(aborted(format!(
-            "{} is not the certificate of node:{name} ({}): left alone",
-            path.display(),
-            other.unwrap_or_else(|| "not a certificate".into())
-        ))),
+        other => Err(refusal(
+            aborted(format!(
+                "{} is not the certificate of node:{name} ({}): left alone",
+                path.display(),
+                other.unwrap_or_else(|| "not a certificate".into())
+            )),
+            "other_kind",
+        )),
     }
 }
 

@@ -203,6 +203,19 @@ async fn every_name_taking_action_refuses_what_it_must_not_touch() {
         ] {
             let e = call(&a, action, name).await.unwrap_err();
             assert!(e.message.contains(why), "{action} {name:?}: {}", e.message);
+            // Marked as a refusal, for callers that must not retry it.
+            let kind = e.data.get("refused").and_then(|v| v.as_str());
+            assert!(
+                matches!(
+                    kind,
+                    Some("reserved" | "other_kind" | "invalid" | "not_allowed")
+                ),
+                "{action} {name:?}: {:?}",
+                e.data
+            );
+            if why == "reserved" {
+                assert_eq!(kind, Some("reserved"));
+            }
         }
     }
     // A serial is a name like any other: it revokes nothing of alice's.
@@ -222,6 +235,10 @@ async fn allow_names_binds_revoke_and_clean_too() {
     for action in ["revoke", "clean", "sign"] {
         let e = call(&a, action, "web-2").await.unwrap_err();
         assert!(e.message.contains("allow_names"), "{action}: {}", e.message);
+        assert_eq!(
+            e.data.get("refused").and_then(|v| v.as_str()),
+            Some("not_allowed")
+        );
     }
     assert_eq!(snapshot(&a), before);
     let r = call(&a, "clean", "node:web-1").await.unwrap();
