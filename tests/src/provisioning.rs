@@ -76,14 +76,19 @@ pub async fn connect_main(c: &SecureCollective, user: &str) -> async_nats::Clien
         .expect("connect to the main broker with a user certificate")
 }
 
+/// Runs `f` to its end on a runtime of its own.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(f)
+}
+
 /// Writes `key = value` into the registry bucket `bucket` on the main collective's broker (which
 /// must exist), as an operator `user` (or whatever boots nodes with their certificate) would.
 pub fn kv_put(c: &SecureCollective, user: &str, bucket: &str, key: &str, value: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    rt.block_on(async {
+    block_on(async {
         let client = connect_main(c, user).await;
         // What `nats kv put` does: a publish to the key's subject, acknowledged by JetStream.
         let ack = client
@@ -103,11 +108,7 @@ pub fn token_kv_put(
     bucket: &str,
     key: &str,
 ) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    rt.block_on(async {
+    block_on(async {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let client = async_nats::ConnectOptions::new()
             .add_root_certificates(c.pki_dir().join("ca.pem"))
@@ -149,11 +150,7 @@ pub fn token_kv_put(
 
 /// The registry bucket's value for `key` on the main broker, read as `user`; `None` if absent.
 pub fn kv_get(c: &SecureCollective, user: &str, bucket: &str, key: &str) -> Option<String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    rt.block_on(async {
+    block_on(async {
         let client = connect_main(c, user).await;
         let js = async_nats::jetstream::new(client);
         let kv = js.get_key_value(bucket).await.expect("the registry bucket");

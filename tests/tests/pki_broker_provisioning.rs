@@ -256,3 +256,47 @@ async fn only_registry_users_reach_the_registry_bucket() {
     }
     assert_eq!(kv.get("rogue-01").await.unwrap(), None);
 }
+
+#[test]
+fn the_provisioning_broker_config_wants_a_broker_certificate_and_a_strong_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki_dir = make_pki(tmp.path());
+    let token = tmp.path().join("token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let run = |cert: &str, token: &Path| {
+        Cmd::mco()
+            .arg("pki")
+            .arg("--dir")
+            .arg(&pki_dir)
+            .args(["broker-config", "--provisioning", "--server-cert", cert])
+            .arg("--token-file")
+            .arg(token)
+            .run()
+    };
+    // A user's certificate cannot serve TLS for the broker.
+    let out = run("alice", &token);
+    assert_ne!(out.status, 0, "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    // A guessable token is refused.
+    let weak = tmp.path().join("weak");
+    std::fs::write(&weak, "s3cret\n").unwrap();
+    let out = run("broker", &weak);
+    assert_ne!(out.status, 0, "{out:?}");
+    assert!(out.stderr.contains("shorter than 16"), "{out:?}");
+    // And the collective options do not mix with it.
+    let out = Cmd::mco()
+        .arg("pki")
+        .arg("--dir")
+        .arg(&pki_dir)
+        .args([
+            "broker-config",
+            "--provisioning",
+            "--collective",
+            "mcollective",
+        ])
+        .arg("--token-file")
+        .arg(&token)
+        .run();
+    assert_ne!(out.status, 0, "{out:?}");
+    assert!(run("broker", &token).status == 0);
+}

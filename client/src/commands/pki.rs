@@ -405,16 +405,16 @@ fn absolute(path: &Path) -> Result<PathBuf, ClientError> {
     std::fs::canonicalize(path).map_err(|e| ClientError::file(path.display().to_string(), e))
 }
 
-/// `broker-config --provisioning`.
-fn provisioning_broker(
-    dir: &Path,
-    listen: &str,
-    server_cert: &str,
-    token_file: Option<&Path>,
-) -> Result<String, ClientError> {
+/// The PKI directory (absolute, so the configuration works wherever
+/// nats-server starts), and the broker certificate `NAME.pem` and its key in
+/// it, which must be a broker's (`--kind broker`).
+fn server_files(dir: &Path, server_cert: &str) -> Result<(PathBuf, PathBuf, PathBuf), ClientError> {
     pki::check_name(server_cert).map_err(pki_err)?;
     let dir =
         std::fs::canonicalize(dir).map_err(|e| ClientError::file(dir.display().to_string(), e))?;
+    if !dir.join(pki::CA_CERT).exists() {
+        return Err(pki_err(PkiError::NoCa { dir }));
+    }
     let cert = dir.join(format!("{server_cert}.pem"));
     let key = dir.join(format!("{server_cert}.key"));
     if !cert.exists() || !key.exists() {
@@ -424,6 +424,23 @@ fn provisioning_broker(
             cert.display()
         )));
     }
+    let pem = std::fs::read_to_string(&cert)
+        .map_err(|e| ClientError::file(cert.display().to_string(), e))?;
+    pki::broker::check_server_cert(&pem).map_err(|e| match e {
+        PkiError::BadBrokerOption(m) => ClientError::Usage(format!("{}: {m}", cert.display())),
+        other => pki_err(other),
+    })?;
+    Ok((dir, cert, key))
+}
+
+/// `broker-config --provisioning`.
+fn provisioning_broker(
+    dir: &Path,
+    listen: &str,
+    server_cert: &str,
+    token_file: Option<&Path>,
+) -> Result<String, ClientError> {
+    let (_, cert, key) = server_files(dir, server_cert)?;
     let token_file =
         token_file.ok_or_else(|| ClientError::Usage("--provisioning needs --token-file".into()))?;
     let token = std::fs::read_to_string(token_file)
@@ -448,28 +465,7 @@ fn broker(
     admit: &Admit<'_>,
     agents: &[String],
 ) -> Result<String, ClientError> {
-    pki::check_name(server_cert).map_err(pki_err)?;
-    // Absolute paths, so the configuration works wherever nats-server starts.
-    let dir =
-        std::fs::canonicalize(dir).map_err(|e| ClientError::file(dir.display().to_string(), e))?;
-    if !dir.join(pki::CA_CERT).exists() {
-        return Err(pki_err(PkiError::NoCa { dir }));
-    }
-    let cert = dir.join(format!("{server_cert}.pem"));
-    let key = dir.join(format!("{server_cert}.key"));
-    if !cert.exists() || !key.exists() {
-        return Err(ClientError::Io(format!(
-            "no broker certificate {} with its key; issue one with \
-             `mco pki issue {server_cert} --kind broker --ip ADDRESS --dns HOSTNAME`",
-            cert.display()
-        )));
-    }
-    let pem = std::fs::read_to_string(&cert)
-        .map_err(|e| ClientError::file(cert.display().to_string(), e))?;
-    pki::broker::check_server_cert(&pem).map_err(|e| match e {
-        PkiError::BadBrokerOption(m) => ClientError::Usage(format!("{}: {m}", cert.display())),
-        other => pki_err(other),
-    })?;
+    let (dir, cert, key) = server_files(dir, server_cert)?;
     let index = Index::load(&dir).map_err(pki_err)?;
     let now = pki::index::unix_now();
     let mut nodes: Vec<String> = index
