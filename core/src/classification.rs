@@ -10,6 +10,17 @@ use serde_json::{Map, Value};
 /// one request.
 pub const MAX_CLASSIFICATION: usize = 16 * 1024;
 
+/// How deep a parameter's value may nest (the node keeps it as a fact).
+pub const MAX_DEPTH: usize = 16;
+
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// Classes at most in one classification.
 pub const MAX_CLASSES: usize = 256;
 
@@ -82,6 +93,17 @@ impl Classification {
                 return Err(format!("{env:?} is not a Puppet environment name"));
             }
         }
+        if self.parameters.values().any(|v| depth(v) > MAX_DEPTH) {
+            return Err(format!(
+                "a parameter is nested deeper than {MAX_DEPTH} levels"
+            ));
+        }
+        let size = self.to_json().len();
+        if size > MAX_CLASSIFICATION {
+            return Err(format!(
+                "a classification is at most {MAX_CLASSIFICATION} bytes as JSON, this one is {size}"
+            ));
+        }
         Ok(())
     }
 
@@ -127,6 +149,14 @@ mod tests {
         assert!(Classification::from_json(&many)
             .unwrap_err()
             .contains("more than"));
+        let deep = format!(
+            r#"{{"parameters": {{"p": {}1{}}}}}"#,
+            "[".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
+        );
+        assert!(Classification::from_json(&deep)
+            .unwrap_err()
+            .contains("deeper"));
         let huge = format!(r#"{{"classes":["{}"]}}"#, "a".repeat(MAX_CLASSIFICATION));
         assert!(Classification::from_json(&huge)
             .unwrap_err()

@@ -25,7 +25,11 @@ impl Provisioner {
             .get(node)
             .cloned();
         let mut rec = previous.clone().unwrap_or_else(|| Record::new(now()));
-        if rec.status == Status::Refused && rec.refusal == Some(Refusal::NotExpected) {
+        // (A node expected by its address needs its facts: no shortcut then.)
+        if rec.status == Status::Refused
+            && rec.refusal == Some(Refusal::NotExpected)
+            && self.cfg.expected.networks.is_empty()
+        {
             // Still locked out by us: only the expected check can change.
             if let Err(outcome) = self.check_expected(node, None).await {
                 rec.retry_at_ms = now() + self.cfg.interval.as_millis() as u64;

@@ -33,7 +33,7 @@ impl Provisioner {
             .acquire()
             .await
             .map_err(|e| Outcome::Failed(e.to_string()))?;
-        self.ask(On::Main, &ca, "ca", action, input, None)
+        self.ask_heeding(On::Main, &ca, "ca", action, input, None, Heed::Refusal)
             .await
             .map_err(|f| match f {
                 Fail::Refused(m) => Outcome::Refused(format!("the CA {ca} refuses {action}: {m}")),
@@ -45,9 +45,20 @@ impl Provisioner {
     pub(crate) async fn lock(&self, node: &str, expiry: Duration) -> Result<(), Fail> {
         // A node's lock lasts at most a day (the provision agent refuses more).
         let secs = expiry.as_secs().clamp(1, MAX_LOCK_EXPIRY_S);
-        self.provision(node, "lock", json!({"expiry": secs}))
-            .await
-            .map(|_| ())
+        let mut data = Map::new();
+        data.insert("expiry".into(), json!(secs));
+        data.insert("token".into(), Value::String(self.token.clone()));
+        self.ask_heeding(
+            On::Provisioning,
+            node,
+            "provision",
+            "lock",
+            data,
+            None,
+            Heed::Lock,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// `provision unlock`.
@@ -80,14 +91,34 @@ impl Provisioner {
         data: Map<String, Value>,
         timeout: Option<Duration>,
     ) -> Result<Map<String, Value>, Fail> {
+        self.ask_heeding(on, node, agent, action, data, timeout, Heed::Nothing)
+            .await
+    }
+
+    /// As [`ask`](Self::ask), taking a refusal's marker from the reply only
+    /// where `heed` says the answerer may give one: a node's `locked_by` to
+    /// `lock` itself, the CA's (or a master's) `refused` to `ca` actions.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn ask_heeding(
+        &self,
+        on: On,
+        node: &str,
+        agent: &str,
+        action: &str,
+        data: Map<String, Value>,
+        timeout: Option<Duration>,
+        heed: Heed,
+    ) -> Result<Map<String, Value>, Fail> {
         let (bus, collective) = match on {
             On::Provisioning => (&self.prov, PROVISIONING_COLLECTIVE),
             On::Main => (&self.main, self.main_cfg.collective.as_str()),
         };
         let timeout = timeout.unwrap_or(self.cfg.request_timeout);
-        ok(self
-            .reply(bus, collective, node, agent, action, data, timeout)
-            .await?)
+        ok(
+            self.reply(bus, collective, node, agent, action, data, timeout)
+                .await?,
+            heed,
+        )
     }
 
     pub(crate) fn call(
@@ -145,21 +176,72 @@ pub(crate) enum On {
     Main,
 }
 
-/// The outputs of a reply that says OK; otherwise a refusal for good (the
-/// `ca` agent's `refused` output), a lock refusal (the `provision` agent's
-/// `locked_by` output) or any other error.
-fn ok(r: NodeReply) -> Result<Map<String, Value>, Fail> {
+/// Which refusal marker a reply may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Heed {
+    /// None: any error is a failure, counted and retried.
+    Nothing,
+    /// The `provision` agent's `locked_by`, in answer to `lock`.
+    Lock,
+    /// The `ca` agent's `refused`, in answer to a `ca` action.
+    Refusal,
+}
+
+/// The outputs of a reply that says OK; otherwise a refusal for good or a
+/// lock refusal where `heed` allows one, or else a failure.
+fn ok(r: NodeReply, heed: Heed) -> Result<Map<String, Value>, Fail> {
     if r.status == WireStatus::Ok {
         return Ok(r.data);
     }
-    if r.data.get("refused").and_then(Value::as_str).is_some() {
-        return Err(Fail::Refused(r.message));
-    }
-    match r.data.get("locked_by").and_then(Value::as_str) {
-        Some(by) if !by.is_empty() => Err(Fail::Locked {
-            by: by.to_string(),
-            message: r.message,
-        }),
+    match heed {
+        Heed::Refusal if r.data.get("refused").and_then(Value::as_str).is_some() => {
+            Err(Fail::Refused(r.message))
+        }
+        Heed::Lock => match r.data.get("locked_by").and_then(Value::as_str) {
+            Some(by) if !by.is_empty() => Err(Fail::Locked {
+                by: by.to_string(),
+                message: r.message,
+            }),
+            _ => Err(Fail::Status(r.message)),
+        },
         _ => Err(Fail::Status(r.message)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn refusal(data: Value) -> NodeReply {
+        NodeReply {
+            sender: "n1".into(),
+            status: WireStatus::Aborted,
+            message: "no".into(),
+            data: data.as_object().unwrap().clone(),
+            rtt: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_refusal_marker_counts_only_where_it_is_heeded() {
+        let locked = || refusal(json!({"locked_by": "user:bob"}));
+        let refused = || refusal(json!({"refused": "reserved"}));
+        // A node marking any answer but `lock`'s cannot dodge the count.
+        assert_eq!(ok(locked(), Heed::Nothing), Err(Fail::Status("no".into())));
+        assert_eq!(ok(refused(), Heed::Nothing), Err(Fail::Status("no".into())));
+        assert_eq!(ok(refused(), Heed::Lock), Err(Fail::Status("no".into())));
+        assert_eq!(ok(locked(), Heed::Refusal), Err(Fail::Status("no".into())));
+        assert_eq!(
+            ok(locked(), Heed::Lock),
+            Err(Fail::Locked {
+                by: "user:bob".into(),
+                message: "no".into()
+            })
+        );
+        assert_eq!(
+            ok(refused(), Heed::Refusal),
+            Err(Fail::Refused("no".into()))
+        );
     }
 }

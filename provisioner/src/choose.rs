@@ -44,11 +44,7 @@ impl Provisioner {
     /// masters' (configured patterns and those discovered).
     pub(crate) async fn check_not_reserved(&self, node: &str) -> Result<(), Outcome> {
         let lower = node.to_ascii_lowercase();
-        let glob = |p: &str| {
-            mco_core::filter::Pattern::parse(p)
-                .map(|pat| pat.matches(node))
-                .unwrap_or(false)
-        };
+        let glob = |p: &str| crate::expected::glob(p, node);
         let own = self.main_cfg.identity.eq_ignore_ascii_case(node);
         let configured = self
             .cfg
@@ -67,7 +63,8 @@ impl Provisioner {
         let discovered = if reserved {
             false
         } else {
-            let (masters, ca) = self.masters_now().await.unwrap_or_default();
+            // Without the masters' names, nothing is signed (fail closed).
+            let (masters, ca) = self.masters_now().await?;
             masters
                 .iter()
                 .any(|m| m.identity.eq_ignore_ascii_case(node))

@@ -23,7 +23,10 @@ pub use mco_core::classification::{
     valid_class, valid_parameter, Classification, MAX_CLASSES, MAX_CLASSIFICATION,
 };
 
-/// The YAML a Puppet master's `external_nodes` command prints for `c`.
+/// The answer a Puppet master's `external_nodes` command prints for `c`:
+/// YAML in its JSON form (a document YAML 1.1 and 1.2 read alike), so no
+/// class or value such as `no`, `on` or `12:30` is taken for a boolean or a
+/// number by Puppet's YAML reader.
 pub fn enc_yaml(c: &Classification) -> String {
     #[derive(Serialize)]
     struct Enc<'a> {
@@ -37,8 +40,8 @@ pub fn enc_yaml(c: &Classification) -> String {
         parameters: &c.parameters,
         environment: c.environment.as_ref(),
     };
-    let body = serde_norway::to_string(&enc).unwrap_or_default();
-    format!("---\n{body}")
+    let body = serde_json::to_string_pretty(&enc).unwrap_or_else(|_| "{}".into());
+    format!("---\n{body}\n")
 }
 
 /// One line of a registry file: the pattern and its classification, if any.

@@ -9,7 +9,7 @@
 //! [expected]                     # nothing is signed for a node not listed here
 //! identities = ["web-*", "db-0?"]
 //! registry_file = "/var/lib/mco/expected-nodes"
-//! kv_bucket = "expected"         # JetStream KV on the provisioning broker
+//! kv_bucket = "expected"         # JetStream KV on the main broker (operators only)
 //!
 //! [ca]                           # the CA node, by name or among names
 //! identities = ["ca-*"]

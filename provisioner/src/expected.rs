@@ -46,9 +46,10 @@ pub struct Registries<'a> {
     pub bucket: Option<&'a ExpectedNodes>,
 }
 
-fn glob(pattern: &str, node: &str) -> bool {
-    Pattern::parse(pattern)
-        .map(|p| p.matches(node))
+/// Whether `pattern` names `node`, ignoring case (host names do).
+pub fn glob(pattern: &str, node: &str) -> bool {
+    Pattern::parse(&pattern.to_ascii_lowercase())
+        .map(|p| p.matches(&node.to_ascii_lowercase()))
         .unwrap_or(false)
 }
 
@@ -131,8 +132,17 @@ async fn read_file_entry(
         match file_entry(line) {
             Ok(Some((pattern, c))) if glob(&pattern, node) => return Ok(Some(c)),
             Ok(_) => {}
-            // A broken line is the operator's to fix; it expects no one.
-            Err(e) => tracing::warn!("{}:{}: {e}", file.display(), n + 1),
+            // A broken line for this node is neither an acceptance nor a
+            // refusal: the node waits until it is fixed, and no later line
+            // (a `*`, say) decides in its place. Other nodes' broken lines
+            // are the operator's to fix; they expect no one.
+            Err(e) => {
+                let pattern = line.split_whitespace().next().unwrap_or_default();
+                if glob(pattern, node) {
+                    return Err(format!("{}:{}: {e}", file.display(), n + 1));
+                }
+                tracing::warn!("{}:{}: {e}", file.display(), n + 1);
+            }
         }
     }
     Ok(None)
@@ -206,7 +216,8 @@ mod tests {
                 .classification,
             None
         );
-        assert_eq!(r.lookup("broken", None).await.unwrap(), None);
+        // A broken line for the node is an error (retried), not a fall-through.
+        assert!(r.lookup("broken", None).await.unwrap_err().contains(":4:"));
         assert_eq!(r.lookup("other", None).await.unwrap(), None);
         std::fs::remove_file(&f).unwrap();
         assert!(r

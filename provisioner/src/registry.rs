@@ -1,5 +1,6 @@
-//! The registry bucket: a JetStream key-value bucket on the provisioning
-//! broker, written by whatever boots nodes (`nats kv put BUCKET IDENTITY
+//! The registry bucket: a JetStream key-value bucket on the main
+//! collective's broker (only certificates reach it), written by operators and
+//! whatever boots nodes with their certificate (`nats kv put BUCKET IDENTITY
 //! VALUE`, or a plain publish to `$KV.BUCKET.IDENTITY`), read by the
 //! provisioner to decide whether a node is expected.
 //!
@@ -52,7 +53,8 @@ async fn bounded<T, E: std::fmt::Display>(
 
 /// What to add to an error when the broker did not answer a JetStream request
 /// at all (no responders, a timeout): the usual cause.
-const NO_JETSTREAM: &str = "is JetStream enabled on the provisioning broker?";
+const NO_JETSTREAM: &str =
+    "is JetStream enabled on the main broker (mco pki broker-config --registry)?";
 
 /// How getting the bucket's stream failed, when that is why opening it failed.
 fn get_stream_error(err: &KeyValueError) -> Option<GetStreamErrorKind> {

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::calls::On;
+use crate::calls::{Heed, On};
 use crate::classify::Classification;
 use crate::masters::Master;
 use crate::service::{now, Provisioner};
@@ -271,14 +271,22 @@ impl Provisioner {
             if Some(&m.identity) == ca.as_ref() || !m.agents.iter().any(|a| a == "ca") {
                 continue;
             }
-            self.ask(On::Main, &m.identity, "ca", "clean", input.clone(), None)
-                .await
-                .map_err(|f| match f {
-                    Fail::Refused(msg) => {
-                        Outcome::Refused(format!("{} refuses clean: {msg}", m.identity))
-                    }
-                    f => Outcome::Failed(format!("clean on {}: {f}", m.identity)),
-                })?;
+            self.ask_heeding(
+                On::Main,
+                &m.identity,
+                "ca",
+                "clean",
+                input.clone(),
+                None,
+                Heed::Refusal,
+            )
+            .await
+            .map_err(|f| match f {
+                Fail::Refused(msg) => {
+                    Outcome::Refused(format!("{} refuses clean: {msg}", m.identity))
+                }
+                f => Outcome::Failed(format!("clean on {}: {f}", m.identity)),
+            })?;
         }
         Ok(())
     }
@@ -304,7 +312,9 @@ impl Provisioner {
             .get("summary")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        if reply.data.get("skipped").and_then(Value::as_bool) == Some(true) {
+        if reply.status == WireStatus::Ok
+            && reply.data.get("skipped").and_then(Value::as_bool) == Some(true)
+        {
             return Ok(());
         }
         if reply.status == WireStatus::Ok

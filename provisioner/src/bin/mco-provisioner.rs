@@ -54,6 +54,9 @@ fn main() -> ExitCode {
         }
     });
     let mut stdout = std::io::stdout().lock();
+    // What nodes said (errors in the journal) reaches a terminal only through
+    // the one filter every mco output passes.
+    let buf = mco_client::terminal::clean(&buf);
     if let Err(e) = stdout.write_all(&buf).and_then(|_| stdout.flush()) {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             eprintln!("mco-provisioner: cannot write output: {e}");

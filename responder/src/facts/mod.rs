@@ -246,11 +246,12 @@ pub async fn gather(cfg: &FactsConfig) -> Gathered {
                 Err(e) => out.warnings.push(e.to_string()),
             }
         }
+        let mut seen = std::collections::HashSet::new();
         for path in &classes_files {
             match read_classes(path) {
                 Ok(classes) => {
                     for c in classes {
-                        if !out.classes.contains(&c) {
+                        if seen.insert(c.clone()) {
                             out.classes.push(c);
                         }
                     }
