@@ -172,7 +172,7 @@ fn a_broker_without_jetstream_is_a_clear_error() {
         };
         assert!(err.contains("bucket expected"), "{err}");
         assert!(
-            err.contains("is JetStream enabled on the provisioning broker?"),
+            err.contains("is JetStream enabled on the main broker"),
             "{err}"
         );
     });
