@@ -41,7 +41,24 @@ pub fn enc_yaml(c: &Classification) -> String {
         environment: c.environment.as_ref(),
     };
     let body = serde_json::to_string_pretty(&enc).unwrap_or_else(|_| "{}".into());
-    format!("---\n{body}\n")
+    format!("---\n{}\n", yaml_printable(&body))
+}
+
+/// `json` with every character YAML does not allow raw (DEL, the C1
+/// controls, U+FFFE and U+FFFF; JSON already escapes C0) written as a JSON
+/// escape: such characters occur only inside JSON strings, where `\uXXXX`
+/// means the same character to a JSON or YAML reader.
+fn yaml_printable(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c == '\u{7f}' || ('\u{80}'..='\u{9f}').contains(&c) || c == '\u{fffe}' || c == '\u{ffff}'
+        {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// One line of a registry file: the pattern and its classification, if any.
@@ -181,6 +198,16 @@ mod tests {
             back,
             json!({"classes": ["role::web"], "parameters": {"tier": "front", "weight": 3}, "environment": "production"})
         );
+        // Characters YAML does not allow raw come back escaped, as they were.
+        let odd = Classification {
+            parameters: json!({"tier": "fr\u{7f}ont\u{85}\u{ffff}"})
+                .as_object()
+                .unwrap()
+                .clone(),
+            ..Classification::default()
+        };
+        let back: Value = serde_norway::from_str(&enc_yaml(&odd)).unwrap();
+        assert_eq!(back["parameters"]["tier"], "fr\u{7f}ont\u{85}\u{ffff}");
         // Unclassified: empty lists, no environment.
         let back: Value = serde_norway::from_str(&enc_yaml(&Classification::default())).unwrap();
         assert_eq!(back, json!({"classes": [], "parameters": {}}));
