@@ -69,27 +69,41 @@ pub fn merge(dst: &mut FactMap, src: FactMap) {
 
 /// Every leaf fact as `(dotted.path, value)`, sorted by path.
 pub fn flatten(facts: &FactMap) -> Vec<(String, &Value)> {
-    fn walk<'a>(prefix: &str, m: &'a FactMap, out: &mut Vec<(String, &'a Value)>) {
+    // `None` at the top: a nested fact under an empty key is `.name`, not
+    // `name` (which would be another fact).
+    fn walk<'a>(prefix: Option<&str>, m: &'a FactMap, out: &mut Vec<(String, &'a Value)>) {
         for (k, v) in m {
-            let path = if prefix.is_empty() {
-                k.clone()
-            } else {
-                format!("{prefix}.{k}")
+            let path = match prefix {
+                None => k.clone(),
+                Some(p) => format!("{p}.{k}"),
             };
             match v {
-                Value::Object(inner) if !inner.is_empty() => walk(&path, inner, out),
+                Value::Object(inner) if !inner.is_empty() => walk(Some(&path), inner, out),
                 _ => out.push((path, v)),
             }
         }
     }
     let mut out = Vec::new();
-    walk("", facts, &mut out);
+    walk(None, facts, &mut out);
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_fact_under_an_empty_key_is_not_flattened_as_another() {
+        let f: FactMap =
+            serde_json::from_str(r#"{"": {"family": 12}, "family": "Debian"}"#).unwrap();
+        let flat = flatten(&f);
+        assert_eq!(
+            flat.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+            vec![".family", "family"]
+        );
+        assert_eq!(lookup(&f, "family"), Some(&serde_json::json!("Debian")));
+    }
+
     use super::*;
     use serde_json::json;
 
