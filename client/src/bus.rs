@@ -113,6 +113,27 @@ fn save_known(trust: &TrustStore, creds: &Credentials, identity: &str) {
 }
 
 impl Bus {
+    /// The server this client is on, as it announced itself: `NAME (HOST:PORT, cluster C)`,
+    /// with the number of reconnections when there were any.
+    pub fn server(&self) -> String {
+        let info = self.client.server_info();
+        let name = if info.server_name.is_empty() {
+            info.server_id.clone()
+        } else {
+            info.server_name.clone()
+        };
+        let mut text = format!("{name} ({}:{}", info.host, info.port);
+        if let Some(cluster) = info.cluster.as_deref().filter(|c| !c.is_empty()) {
+            text.push_str(&format!(", cluster {cluster}"));
+        }
+        text.push(')');
+        let lost = self.lost.load(Ordering::Relaxed);
+        if lost > 0 {
+            text.push_str(&format!(", connection lost {lost} time(s)"));
+        }
+        text
+    }
+
     /// Connects, failing fast with a clear error if no broker answers.
     pub async fn connect(cfg: &ClientConfig) -> Result<Bus, ClientError> {
         Bus::connect_for(cfg, &[]).await
@@ -168,6 +189,9 @@ impl Bus {
                 (None, None)
             }
         };
+        if cfg.nats.servers_in_order {
+            options = options.retain_servers_order();
+        }
         if let Some(path) = &cfg.nats.token_file {
             let token = std::fs::read_to_string(path).map_err(|e| {
                 ClientError::Verification(format!("nats.token_file {}: {e}", path.display()))
@@ -180,6 +204,8 @@ impl Bus {
         }
         let lost = Arc::new(AtomicU32::new(0));
         let seen = lost.clone();
+        // Spreads the reconnections of many clients losing the same server.
+        let seed = u64::from(std::process::id()) ^ now_ms();
         let client = options
             .name(format!("mco {}", cfg.identity))
             .event_callback(move |event| {
@@ -189,6 +215,10 @@ impl Bus {
                 async {}
             })
             .connection_timeout(Duration::from_secs(5))
+            .ping_interval(cfg.nats.ping_interval)
+            .reconnect_delay_callback(move |attempt| {
+                mco_core::backoff::Backoff::default().delay(attempt, seed)
+            })
             .subscription_capacity(65_536)
             .connect(cfg.nats.servers.as_slice())
             .await

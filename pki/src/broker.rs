@@ -34,6 +34,8 @@ use std::path::{Path, PathBuf};
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+pub use super::broker_cluster::{live_broker_pins, ClusterOptions, LeafOptions};
+use super::broker_cluster::{write_links, LinkTls};
 use super::ca::pem_contents;
 use super::index::{serial_hex, Index, IndexEntry};
 use super::keys::{check_ed25519_key, is_key_pin, key_pin};
@@ -66,6 +68,15 @@ pub struct BrokerOptions {
     /// The provisioner's expected-node registry, a JetStream key-value bucket kept on this
     /// broker, where only the collective's certificates reach it.
     pub registry: Option<RegistryOptions>,
+    /// This server's name (required in a cluster; shown to clients, which report it).
+    pub server_name: Option<String>,
+    /// This server's routes, when it is one of a cluster.
+    pub cluster: Option<ClusterOptions>,
+    /// Leaf-node links this server accepts (a hub) or makes (a site).
+    pub leaf: Option<LeafOptions>,
+    /// Key pins of the live broker certificates: the only keys routes and leaf-node links
+    /// admit ([`live_broker_pins`]).
+    pub broker_pins: Vec<String>,
 }
 
 /// A registry bucket on the main broker: JetStream on, and the named callers allowed to read
@@ -111,6 +122,10 @@ impl Default for BrokerOptions {
             agents: Vec::new(),
             pinned_keys: Vec::new(),
             registry: None,
+            server_name: None,
+            cluster: None,
+            leaf: None,
+            broker_pins: Vec::new(),
         }
     }
 }
@@ -171,6 +186,18 @@ pub fn broker_config(ca_dir: &Path, opts: &BrokerOptions) -> Result<String, PkiE
     );
     let _ = writeln!(out, "# and run `nats-server --signal reload`.");
     let _ = writeln!(out, "listen: {listen}\n");
+    write_links(
+        &mut out,
+        opts.server_name.as_deref(),
+        opts.cluster.as_ref(),
+        opts.leaf.as_ref(),
+        &LinkTls {
+            cert_file: &cert_file,
+            key_file: &key_file,
+            ca_file: &ca_file,
+            pins: &opts.broker_pins,
+        },
+    )?;
     if let Some(reg) = &opts.registry {
         if !valid_bucket(&reg.bucket) {
             return Err(bad(&format!(
@@ -358,6 +385,16 @@ pub fn check_server_cert(pem: &str) -> Result<(), PkiError> {
     Ok(())
 }
 
+/// Whether a PEM broker certificate may also be the client end of a route or a leaf-node link
+/// (`clientAuth`; broker certificates issued before clusters lack it).
+pub fn can_link(pem: &str) -> bool {
+    pem_contents(pem, &["CERTIFICATE"]).is_some_and(|der| {
+        X509Certificate::from_der(&der).is_ok_and(
+            |(_, cert)| matches!(cert.extended_key_usage(), Ok(Some(eku)) if eku.value.client_auth),
+        )
+    })
+}
+
 fn user_entry(out: &mut String, user: &str, publish: &[String], subscribe: &[String]) {
     let list = |subjects: &[String]| {
         let quoted: Vec<String> = subjects.iter().map(|s| format!("\"{s}\"")).collect();
@@ -401,260 +438,5 @@ pub(crate) fn bad(message: &str) -> PkiError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn opts() -> BrokerOptions {
-        BrokerOptions {
-            server_cert: "/pki/broker.pem".into(),
-            server_key: "/pki/broker.key".into(),
-            collectives: vec!["mcollective".into()],
-            nodes: vec!["web1".into()],
-            users: vec!["alice".into()],
-            ..BrokerOptions::default()
-        }
-    }
-
-    #[test]
-    fn only_registry_users_reach_the_registry_bucket_and_only_it() {
-        let o = BrokerOptions {
-            users: vec!["alice".into(), "bob".into()],
-            registry: Some(RegistryOptions {
-                bucket: "expected".into(),
-                users: vec!["alice".into()],
-                store_dir: "/var/lib/nats".into(),
-            }),
-            ..opts()
-        };
-        let text = broker_config(Path::new("/pki"), &o).unwrap();
-        assert!(
-            text.contains("jetstream {\n  store_dir: \"/var/lib/nats\"\n}"),
-            "{text}"
-        );
-        let entry = |who: &str| {
-            let start = text.find(&format!("user: \"CN=user:{who}\"")).unwrap();
-            let end = text[start..].find("    }").unwrap() + start;
-            text[start..end].to_string()
-        };
-        let alice = entry("alice");
-        assert!(alice.contains("\"$KV.expected.>\""), "{alice}");
-        assert!(
-            alice.contains("\"$JS.API.STREAM.INFO.KV_expected\""),
-            "{alice}"
-        );
-        assert!(alice.contains("\"_INBOX.>\""), "{alice}");
-        // No other bucket, no stream or consumer of anything else, no wildcard over the API.
-        assert!(!alice.contains("$JS.API.>"), "{alice}");
-        assert!(!alice.contains("$KV.>"), "{alice}");
-        let bob = entry("bob");
-        assert!(
-            !bob.contains("$KV") && !bob.contains("$JS") && !bob.contains("_INBOX"),
-            "{bob}"
-        );
-        let web1 = entry_node(&text, "web1");
-        assert!(!web1.contains("$KV") && !web1.contains("$JS"), "{web1}");
-
-        let mut bad = o.clone();
-        bad.registry.as_mut().unwrap().users = vec!["mallory".into()];
-        assert!(broker_config(Path::new("/pki"), &bad).is_err());
-        let mut bad = o.clone();
-        bad.registry.as_mut().unwrap().bucket = "a.b".into();
-        assert!(broker_config(Path::new("/pki"), &bad).is_err());
-    }
-
-    fn entry_node(text: &str, node: &str) -> String {
-        let start = text.find(&format!("user: \"CN=node:{node}\"")).unwrap();
-        let end = text[start..].find("    }").unwrap() + start;
-        text[start..end].to_string()
-    }
-
-    #[test]
-    fn responders_can_be_confined_to_their_agents_broadcasts() {
-        let o = BrokerOptions {
-            agents: vec!["rpcutil".into(), "nrpe".into()],
-            ..opts()
-        };
-        let text = broker_config(Path::new("/pki"), &o).unwrap();
-        assert!(
-            text.contains(
-                "subscribe: { allow: [\"mcollective.node.web1\", \"mcollective.broadcast.agent.rpcutil\", \"mcollective.broadcast.agent.nrpe\"] }"
-            ),
-            "{text}"
-        );
-        assert!(!text.contains(
-            "subscribe: { allow: [\"mcollective.node.web1\", \"mcollective.broadcast.agent.>\""
-        ));
-    }
-
-    #[test]
-    fn writes_tls_and_per_identity_permissions() {
-        let text = broker_config(Path::new("/pki"), &opts()).unwrap();
-        assert!(text.contains("listen: \"127.0.0.1:4222\""), "{text}");
-        assert!(text.contains("ca_file: \"/pki/ca.pem\""), "{text}");
-        assert!(text.contains("cert_file: \"/pki/broker.pem\""), "{text}");
-        assert!(text.contains("key_file: \"/pki/broker.key\""), "{text}");
-        assert!(text.contains("verify_and_map: true"), "{text}");
-        assert!(text.contains("--signal reload"), "{text}");
-        assert!(text.contains("user: \"CN=node:web1\""), "{text}");
-        assert!(text.contains("user: \"CN=user:alice\""), "{text}");
-        assert!(text.contains(
-            "publish: { allow: [\"mcollective.reply.>\", \"mcollective.registration.web1\"] }"
-        ));
-        assert!(text.contains(
-            "subscribe: { allow: [\"mcollective.node.web1\", \"mcollective.broadcast.agent.>\"] }"
-        ));
-        let own = subject::reply_wildcard("mcollective", "user:alice");
-        assert!(
-            text.contains(&format!("subscribe: {{ allow: [\"{own}\"] }}")),
-            "{text}"
-        );
-        assert!(text.contains(
-            "publish: { allow: [\"mcollective.broadcast.agent.>\", \"mcollective.node.>\"] }"
-        ));
-        assert!(!text.contains("_INBOX"), "{text}");
-    }
-
-    #[test]
-    fn pins_go_into_the_tls_block() {
-        let pin = "ab".repeat(32);
-        let o = BrokerOptions {
-            pinned_keys: vec![pin.clone(), pin.clone()],
-            ..opts()
-        };
-        let text = broker_config(Path::new("/pki"), &o).unwrap();
-        let tls = &text[text.find("tls {").unwrap()..text.find("authorization").unwrap()];
-        assert!(tls.contains("pinned_certs: ["), "{text}");
-        assert_eq!(tls.matches(&pin).count(), 1, "{text}");
-        assert!(!broker_config(Path::new("/pki"), &opts())
-            .unwrap()
-            .contains("pinned_certs"));
-        let bad_pin = BrokerOptions {
-            pinned_keys: vec!["AB\"]".into()],
-            ..opts()
-        };
-        assert!(matches!(
-            broker_config(Path::new("/pki"), &bad_pin),
-            Err(PkiError::BadBrokerOption(_))
-        ));
-    }
-
-    #[test]
-    fn live_pins_leave_out_revoked_expired_and_brokers() {
-        use crate::{Ca, CaOptions, IssueOptions};
-        let tmp = tempfile::tempdir().unwrap();
-        let ca = Ca::init(tmp.path(), &CaOptions::default()).unwrap();
-        let pin_of = |pem: &str| {
-            let der = pem_contents(pem, &["CERTIFICATE"]).unwrap();
-            let (_, cert) = X509Certificate::from_der(&der).unwrap();
-            key_pin(cert.tbs_certificate.subject_pki.raw)
-        };
-        let broker = ca
-            .issue("nats1", Kind::Broker, &IssueOptions::default())
-            .unwrap();
-        let alice = ca
-            .issue("alice", Kind::User, &IssueOptions::default())
-            .unwrap();
-        let old = ca
-            .issue("web1", Kind::Node, &IssueOptions::default())
-            .unwrap();
-        ca.revoke("web1").unwrap();
-        let forced = IssueOptions {
-            force: true,
-            ..IssueOptions::default()
-        };
-        let new = ca.issue("web1", Kind::Node, &forced).unwrap();
-        let now = crate::index::unix_now();
-        let mut want = vec![pin_of(&alice.cert_pem), pin_of(&new.cert_pem)];
-        want.sort();
-        assert_eq!(live_pins(tmp.path(), now).unwrap(), want);
-        assert!(!want.contains(&pin_of(&old.cert_pem)));
-        assert!(!want.contains(&pin_of(&broker.cert_pem)));
-
-        // An entry from before pins were recorded: pinned from NAME.pem when it is the same
-        // certificate, refused otherwise.
-        let mut index = Index::load(tmp.path()).unwrap();
-        for e in &mut index.certs {
-            e.key_sha256 = None;
-        }
-        index.save(tmp.path()).unwrap();
-        assert_eq!(live_pins(tmp.path(), now).unwrap(), want);
-        std::fs::write(tmp.path().join("alice.pem"), &new.cert_pem).unwrap();
-        assert!(matches!(
-            live_pins(tmp.path(), now),
-            Err(PkiError::BadBrokerOption(_))
-        ));
-    }
-
-    #[test]
-    fn only_broker_certificates_may_serve() {
-        use crate::{Ca, CaOptions, IssueOptions};
-        let tmp = tempfile::tempdir().unwrap();
-        let ca = Ca::init(tmp.path(), &CaOptions::default()).unwrap();
-        let broker = ca
-            .issue("nats1", Kind::Broker, &IssueOptions::default())
-            .unwrap();
-        check_server_cert(&broker.cert_pem).unwrap();
-        for (name, kind) in [("web1", Kind::Node), ("alice", Kind::User)] {
-            let cert = ca.issue(name, kind, &IssueOptions::default()).unwrap();
-            let err = check_server_cert(&cert.cert_pem).unwrap_err();
-            assert!(
-                err.to_string().contains("not a broker certificate"),
-                "{err}"
-            );
-        }
-        assert!(check_server_cert("junk").is_err());
-    }
-
-    #[test]
-    fn every_collective_gets_its_subjects() {
-        let o = BrokerOptions {
-            collectives: vec!["eu".into(), "us".into()],
-            ..opts()
-        };
-        let text = broker_config(Path::new("/pki"), &o).unwrap();
-        for c in ["eu", "us"] {
-            assert!(text.contains(&format!("\"{c}.node.web1\"")), "{text}");
-            let own = subject::reply_wildcard(c, "user:alice");
-            assert!(text.contains(&own), "{text}");
-        }
-    }
-
-    #[test]
-    fn refuses_unusable_options() {
-        let cases = [
-            BrokerOptions {
-                collectives: Vec::new(),
-                ..opts()
-            },
-            BrokerOptions {
-                collectives: vec!["a.b".into()],
-                ..opts()
-            },
-            BrokerOptions {
-                nodes: Vec::new(),
-                users: Vec::new(),
-                ..opts()
-            },
-            BrokerOptions {
-                server_cert: "/pki/\"x.pem".into(),
-                ..opts()
-            },
-            BrokerOptions {
-                listen: String::new(),
-                ..opts()
-            },
-        ];
-        for o in cases {
-            let err = broker_config(Path::new("/pki"), &o).unwrap_err();
-            assert!(matches!(err, PkiError::BadBrokerOption(_)), "{o:?}: {err}");
-        }
-        let bad_name = BrokerOptions {
-            users: vec!["al\"ice".into()],
-            ..opts()
-        };
-        assert!(matches!(
-            broker_config(Path::new("/pki"), &bad_name),
-            Err(PkiError::InvalidName { .. })
-        ));
-    }
-}
+#[path = "broker_tests.rs"]
+mod tests;

@@ -280,7 +280,7 @@ fn broker_requests_are_signed_only_when_allowed() {
     let (_, cert) = X509Certificate::from_der(&der).unwrap();
     assert_eq!(cert.subject().to_string(), "CN=broker:nats1");
     let eku = cert.extended_key_usage().unwrap().unwrap().value;
-    assert!(eku.server_auth && !eku.client_auth);
+    assert!(eku.server_auth && eku.client_auth);
 }
 
 fn base64(bytes: &[u8]) -> String {

@@ -194,12 +194,18 @@ impl Ca {
 }
 
 /// The extended key usages of a certificate of `kind`: `clientAuth` for users and nodes (they
-/// connect to the broker), `serverAuth` for brokers (they serve TLS). No certificate has both, so
-/// a node's certificate cannot serve TLS as the broker, and a broker's cannot connect as a client.
+/// connect to the broker); `serverAuth` and `clientAuth` for brokers, which serve TLS and, in a
+/// cluster, also connect to each other (a route or a leaf-node link is a TLS client to the other
+/// server). A node's certificate cannot serve TLS as a broker. A broker's certificate connecting
+/// to a client port maps to no user and is refused, and a user's or node's presented on a route
+/// or leaf-node port is not among the pinned broker keys (`broker_cluster`).
 pub fn extended_key_usages(kind: Kind) -> Vec<ExtendedKeyUsagePurpose> {
     match kind {
         Kind::User | Kind::Node => vec![ExtendedKeyUsagePurpose::ClientAuth],
-        Kind::Broker => vec![ExtendedKeyUsagePurpose::ServerAuth],
+        Kind::Broker => vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
     }
 }
 
@@ -422,7 +428,7 @@ mod tests {
         };
         assert_eq!(usages(Kind::User, "alice"), (true, false));
         assert_eq!(usages(Kind::Node, "web1"), (true, false));
-        assert_eq!(usages(Kind::Broker, "nats1"), (false, true));
+        assert_eq!(usages(Kind::Broker, "nats1"), (true, true));
         // The index records each certificate's key pin.
         let index = Index::load(tmp.path()).unwrap();
         assert_eq!(index.certs.len(), 3);

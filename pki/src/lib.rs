@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod broker;
+mod broker_cluster;
 pub mod broker_provisioning;
 mod ca;
 pub mod crl;

@@ -95,6 +95,8 @@ pub fn bus_options(
             None => cfg.nats.servers.clone(),
         },
         max_payload: cfg.nats.max_payload,
+        ping_interval: cfg.nats.ping_interval,
+        servers_in_order: cfg.nats.servers_in_order,
         backoff: Backoff::default(),
         subscription_capacity: mco_core::limits::responder_queue_len(cfg.nats.max_payload),
         server_ca: prov.and_then(|p| p.ca.clone()),

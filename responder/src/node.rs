@@ -61,6 +61,8 @@ pub struct NodeState {
     pub authz: Arc<mco_security::policy::Authorizer>,
     /// Where handled requests are recorded.
     pub audit: Option<crate::audit::AuditLog>,
+    /// The node's connection, once it has one: `daemon_stats` says which server it is on.
+    bus: RwLock<Option<async_nats::Client>>,
 }
 
 impl NodeState {
@@ -84,7 +86,33 @@ impl NodeState {
             security,
             authz: shared.authz.clone(),
             audit: shared.audit.clone(),
+            bus: RwLock::new(None),
         }
+    }
+
+    /// Records the connection the node is served on.
+    pub fn attach_bus(&self, client: &async_nats::Client) {
+        *self.bus.write().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
+    }
+
+    /// Which broker the node is on: the server's name and id as it announced them, its
+    /// cluster, whether the connection is up now, and how many times it was made.
+    pub fn broker(&self) -> Option<Value> {
+        let guard = self.bus.read().unwrap_or_else(|e| e.into_inner());
+        let client = guard.as_ref()?;
+        let info = client.server_info();
+        let connected = matches!(
+            client.connection_state(),
+            async_nats::connection::State::Connected
+        );
+        Some(serde_json::json!({
+            "server_name": info.server_name,
+            "server_id": info.server_id,
+            "address": format!("{}:{}", info.host, info.port),
+            "cluster": info.cluster,
+            "connected": connected,
+            "connects": client.statistics().connects.load(std::sync::atomic::Ordering::Relaxed),
+        }))
     }
 
     /// Installs freshly gathered facts and classes (adding `fleet_index` for a virtual node).
@@ -181,6 +209,9 @@ impl NodeInfo for NodeState {
         }
         if let Some(crl) = self.security.as_ref().and_then(|s| s.trust.crl_stats()) {
             m.insert("crl".into(), crl);
+        }
+        if let Some(broker) = self.broker() {
+            m.insert("broker".into(), broker);
         }
         m
     }

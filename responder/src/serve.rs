@@ -45,6 +45,10 @@ pub struct BusOptions {
     pub servers: Vec<String>,
     /// Message size bound.
     pub max_payload: usize,
+    /// How often the connection is pinged (a silent broker is left after two missed pings).
+    pub ping_interval: std::time::Duration,
+    /// Try the servers in the order given rather than at random.
+    pub servers_in_order: bool,
     /// Reconnect backoff.
     pub backoff: Backoff,
     /// Messages buffered per subscription before the broker marks us slow.
@@ -87,6 +91,9 @@ pub async fn connect(
         // not even to a server learnt from the cluster or on a reconnect.
         options = options.add_root_certificates(ca.clone()).require_tls(true);
     }
+    if opts.servers_in_order {
+        options = options.retain_servers_order();
+    }
     match (&opts.user, &opts.token) {
         (Some(user), Some(token)) => {
             options = options.user_and_password(user.clone(), token.clone());
@@ -98,6 +105,7 @@ pub async fn connect(
         .name(format!("mco-responder {identity}"))
         .retry_on_initial_connect()
         .max_reconnects(None)
+        .ping_interval(opts.ping_interval)
         .subscription_capacity(opts.subscription_capacity)
         .read_buffer_capacity(opts.read_buffer)
         .reconnect_delay_callback(move |attempt| backoff.delay(attempt, seed))
@@ -141,6 +149,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
     grace: std::time::Duration,
 ) -> Result<(), async_nats::SubscribeError> {
+    node.attach_bus(&client);
     let mut subs = SelectAll::new();
     for s in subjects(&node) {
         subs.push(client.subscribe(s).await?);

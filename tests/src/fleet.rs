@@ -28,6 +28,10 @@ pub struct ResponderSpec {
     pub facts_toml: String,
     /// `nats.max_payload`, if set.
     pub max_payload: Option<usize>,
+    /// Extra keys inside the config's `[nats]` table (e.g. `ping_interval = "1s"\n`).
+    pub nats_toml: String,
+    /// Run inside this network namespace (`ip netns exec`), beside a site's server.
+    pub netns: Option<String>,
     /// The body of the `[security]` table; `None` runs the responder in insecure mode.
     pub security: Option<String>,
 }
@@ -44,6 +48,8 @@ impl ResponderSpec {
             extra_toml: String::new(),
             facts_toml: String::new(),
             max_payload: None,
+            nats_toml: String::new(),
+            netns: None,
             security: None,
         }
     }
@@ -85,6 +91,12 @@ impl ResponderSpec {
         self
     }
 
+    /// Adds raw TOML keys to the `[nats]` table.
+    pub fn nats_toml(mut self, toml: &str) -> ResponderSpec {
+        self.nats_toml.push_str(toml);
+        self
+    }
+
     /// Appends raw TOML to the config (e.g. an `[agents]` table).
     pub fn extra(mut self, toml: &str) -> ResponderSpec {
         self.extra_toml.push_str(toml);
@@ -123,6 +135,11 @@ pub struct Responder {
 impl Responder {
     /// Writes the config and starts the responder against `nats`; does not wait.
     pub fn spawn(nats: &NatsServer, spec: ResponderSpec) -> Responder {
+        Responder::spawn_on(&[nats.url()], spec)
+    }
+
+    /// Writes the config and starts the responder with `urls` as its servers; does not wait.
+    pub fn spawn_on(urls: &[String], spec: ResponderSpec) -> Responder {
         let dir = tempfile::tempdir().expect("temp dir");
         let facts = dir.path().join("facts.json");
         std::fs::write(&facts, serde_json::to_vec_pretty(&spec.facts).unwrap()).unwrap();
@@ -135,8 +152,9 @@ impl Responder {
             id = spec.identity,
             cols = collectives.join(", "),
         ) + &format!(
-                "[nats]\nservers = [{url:?}]\n{payload}[facts]\nfiles = [{facts:?}]\nclasses_file = {classes:?}\nrefresh = \"1h\"\n{facts_toml}[security]\n{security}{extra}",
-                url = nats.url(),
+                "[nats]\nservers = [{urls}]\n{payload}{nats_toml}[facts]\nfiles = [{facts:?}]\nclasses_file = {classes:?}\nrefresh = \"1h\"\n{facts_toml}[security]\n{security}{extra}",
+                urls = urls.iter().map(|u| format!("{u:?}")).collect::<Vec<_>>().join(", "),
+                nats_toml = spec.nats_toml,
                 payload = spec.max_payload.map(|m| format!("max_payload = {m}\n")).unwrap_or_default(),
                 facts = facts.display().to_string(),
                 classes = classes.display().to_string(),
@@ -145,7 +163,16 @@ impl Responder {
                 extra = spec.extra_toml,
             );
         std::fs::write(&config, text).unwrap();
-        let mut cmd = Command::new(bin_path("mco-responder"));
+        let mut cmd = match &spec.netns {
+            // `ip netns exec` execs the responder: the child's pid is the responder's.
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns])
+                    .arg(bin_path("mco-responder"));
+                cmd
+            }
+            None => Command::new(bin_path("mco-responder")),
+        };
         cmd.arg("--config").arg(&config).env("RUST_LOG", "info");
         if let Some(n) = spec.fleet {
             cmd.arg("--fleet").arg(n.to_string());

@@ -33,18 +33,22 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod cmd;
 pub mod fleet;
 pub mod nats;
+pub mod netns;
 pub mod poll;
 pub mod proc;
 pub mod provisioning;
 pub mod replies;
 pub mod secure;
 
+pub use cluster::{SecureCluster, SecureClusterBuilder};
 pub use cmd::{mco, Cmd, Output};
 pub use fleet::{wait_for_nodes, Responder, ResponderSpec};
 pub use nats::{NatsServer, NatsServerBuilder};
+pub use netns::Netns;
 pub use poll::{eventually, eventually_async};
 pub use proc::{bin_path, ChildGuard, ProcStat};
 pub use secure::{tls_connect, SecureCollective, SecureCollectiveBuilder, TlsClient};

@@ -37,6 +37,9 @@ pub struct NatsServerBuilder {
     max_payload: Option<usize>,
     config_text: Option<String>,
     ready_timeout: Duration,
+    port: Option<u16>,
+    address: Ipv4Addr,
+    netns: Option<String>,
 }
 
 impl Default for NatsServerBuilder {
@@ -47,6 +50,11 @@ impl Default for NatsServerBuilder {
             // No configuration file beyond `max_payload`.
             config_text: None,
             ready_timeout: READY_TIMEOUT,
+            // A free port picked at start.
+            port: None,
+            address: Ipv4Addr::LOCALHOST,
+            // The test's own network namespace.
+            netns: None,
         }
     }
 }
@@ -62,6 +70,26 @@ impl NatsServerBuilder {
     /// still come from the command line, which overrides any `listen` in the text.
     pub fn config_text(mut self, text: impl Into<String>) -> Self {
         self.config_text = Some(text.into());
+        self
+    }
+
+    /// The client port, when the configurations of other servers must name it beforehand (a
+    /// cluster); otherwise a free port is picked.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// The address clients connect to (default 127.0.0.1); with [`netns`](Self::netns), an
+    /// address of that namespace.
+    pub fn address(mut self, address: Ipv4Addr) -> Self {
+        self.address = address;
+        self
+    }
+
+    /// Runs the server inside network namespace `name` (`ip netns exec`), to cut its links.
+    pub fn netns(mut self, name: &str) -> Self {
+        self.netns = Some(name.to_string());
         self
     }
 
@@ -94,14 +122,21 @@ impl NatsServerBuilder {
         });
         let mut server = NatsServer {
             port: 0,
+            address: self.address,
+            netns: self.netns,
             config,
             ready_timeout: self.ready_timeout,
             dir,
             child: None,
         };
         let mut failures = Vec::new();
-        for _ in 0..START_ATTEMPTS {
-            server.port = free_port();
+        let attempts = if self.port.is_some() {
+            1
+        } else {
+            START_ATTEMPTS
+        };
+        for _ in 0..attempts {
+            server.port = self.port.unwrap_or_else(free_port);
             match server.launch() {
                 Ok(child) => {
                     server.child = Some(child);
@@ -123,6 +158,8 @@ impl NatsServerBuilder {
 /// Monitoring is off; the server writes its pid file and log into its own temporary directory.
 pub struct NatsServer {
     port: u16,
+    address: Ipv4Addr,
+    netns: Option<String>,
     config: Option<PathBuf>,
     ready_timeout: Duration,
     dir: TempDir,
@@ -145,9 +182,9 @@ impl NatsServer {
         NatsServer::builder().start()
     }
 
-    /// The client URL, `nats://127.0.0.1:PORT`.
+    /// The client URL, `nats://127.0.0.1:PORT` (or the address it was given).
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://{}:{}", self.address, self.port)
     }
 
     /// The client port; it stays the same across [`restart`](Self::restart).
@@ -237,11 +274,21 @@ impl NatsServer {
     /// killed and the error describes what happened, with its log.
     fn launch(&self) -> Result<ChildGuard, String> {
         let log_start = fs::metadata(self.log_path()).map_or(0, |m| m.len());
-        let mut cmd = Command::new(binary());
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                // `ip netns exec` execs the server itself: the child's pid is the server's.
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns]).arg(binary());
+                cmd
+            }
+            None => Command::new(binary()),
+        };
         if let Some(config) = &self.config {
             cmd.arg("-c").arg(config);
         }
-        cmd.args(["-a", "127.0.0.1", "-p"])
+        cmd.arg("-a")
+            .arg(self.address.to_string())
+            .arg("-p")
             .arg(self.port.to_string())
             .arg("--pid")
             .arg(self.dir.path().join("nats-server.pid"))
@@ -254,7 +301,7 @@ impl NatsServer {
                 return Err(self.failure(&child, log_start, &format!("exited with {status}")));
             }
             // The greeting must come from this server, not from another that took the port.
-            if read_info_line(self.port).is_some() && child.is_running() {
+            if self.greets() && child.is_running() {
                 return Ok(child);
             }
             let now = Instant::now();
@@ -265,6 +312,12 @@ impl NatsServer {
             }
             std::thread::sleep(POLL_INTERVAL.min(deadline - now));
         }
+    }
+
+    /// Whether the server answers on its port with a NATS greeting (a server in a namespace
+    /// is reached over the namespace's link).
+    fn greets(&self) -> bool {
+        read_info_line(self.address, self.port).is_some()
     }
 
     /// Describes a failed launch, with what the server logged since `log_start`.
@@ -299,14 +352,14 @@ impl fmt::Debug for NatsServer {
 }
 
 /// A port that was free on 127.0.0.1 a moment ago.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local address").port()
 }
 
 /// Connects to the port and reads the server's first line; `Some` if it is a NATS `INFO` line.
-fn read_info_line(port: u16) -> Option<String> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+pub(crate) fn read_info_line(address: Ipv4Addr, port: u16) -> Option<String> {
+    let addr = SocketAddr::from((address, port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(250)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_millis(500)))
@@ -522,6 +575,8 @@ mod tests {
         let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let server = NatsServer {
             port: taken.local_addr().unwrap().port(),
+            address: Ipv4Addr::LOCALHOST,
+            netns: None,
             config: None,
             ready_timeout: READY_TIMEOUT,
             dir: tempfile::tempdir().unwrap(),
@@ -535,6 +590,6 @@ mod tests {
     #[test]
     fn info_line_is_none_on_a_closed_port() {
         let port = free_port();
-        assert_eq!(read_info_line(port), None);
+        assert_eq!(read_info_line(Ipv4Addr::LOCALHOST, port), None);
     }
 }

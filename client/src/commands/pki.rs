@@ -161,7 +161,41 @@ pub enum PkiCommand {
         /// The bootstrap token file, with --provisioning.
         #[arg(long, value_name = "FILE", requires = "provisioning")]
         token_file: Option<PathBuf>,
+        /// Routes and leaf-node links, for a server of a cluster or a site.
+        #[command(flatten)]
+        links: Box<LinkArgs>,
     },
+}
+
+/// `broker-config`'s cluster and leaf-node options. Every server of a cluster gets the same
+/// command but for `--server-cert`, `--server-name`, `--listen` and `--cluster-listen`.
+#[derive(clap::Args, Debug, Default)]
+pub struct LinkArgs {
+    /// This server's name (default: the --server-cert name when it has routes or leaf links).
+    #[arg(long, value_name = "NAME")]
+    server_name: Option<String>,
+    /// Join cluster NAME: routes over TLS, admitting only the CA's live broker keys.
+    #[arg(long, value_name = "NAME", requires = "cluster_listen")]
+    cluster: Option<String>,
+    /// Where this server listens for routes.
+    #[arg(long, value_name = "HOST:PORT", requires = "cluster")]
+    cluster_listen: Option<String>,
+    /// The route address of another server of the cluster (repeatable; the same list may go
+    /// to every server, each ignores its own).
+    #[arg(long = "route", value_name = "HOST:PORT", requires = "cluster")]
+    routes: Vec<String>,
+    /// Accept leaf-node links (a site's server) here: this server is a hub.
+    #[arg(long, value_name = "HOST:PORT")]
+    leaf_listen: Option<String>,
+    /// Link to a hub's leaf-node port (repeatable): this server is a site's leaf node.
+    #[arg(long = "leaf-remote", value_name = "HOST:PORT")]
+    leaf_remotes: Vec<String>,
+}
+
+impl LinkArgs {
+    fn any(&self) -> bool {
+        self.cluster.is_some() || self.leaf_listen.is_some() || !self.leaf_remotes.is_empty()
+    }
 }
 
 /// `mco pki ca …`.
@@ -358,6 +392,7 @@ pub fn run(
             jetstream_dir,
             provisioning,
             token_file,
+            links,
         } => {
             if *provisioning {
                 let text = provisioning_broker(&dir, listen, server_cert, token_file.as_deref())?;
@@ -382,6 +417,7 @@ pub fn run(
                 users,
                 pin: *pin,
                 registry,
+                links,
             };
             let text = broker(&dir, listen, server_cert, collectives, &admit, agents)?;
             out.write_all(text.as_bytes()).map_err(io)?;
@@ -396,6 +432,7 @@ struct Admit<'a> {
     users: &'a [String],
     pin: bool,
     registry: Option<pki::broker::RegistryOptions>,
+    links: &'a LinkArgs,
 }
 
 /// `path` made absolute (created if missing), so the configuration works wherever
@@ -488,6 +525,26 @@ fn broker(
     } else {
         Vec::new()
     };
+    let links = admit.links;
+    let broker_pins = if links.any() {
+        let pem = std::fs::read_to_string(&cert)
+            .map_err(|e| ClientError::file(cert.display().to_string(), e))?;
+        if !pki::broker::can_link(&pem) {
+            return Err(ClientError::Usage(format!(
+                "{}: this broker certificate cannot make routes or leaf-node links (it lacks the \
+                 clientAuth usage, from before clusters); issue it again with \
+                 `mco pki issue {server_cert} --kind broker --force --ip ADDRESS`",
+                cert.display()
+            )));
+        }
+        pki::broker::live_broker_pins(&dir, now).map_err(pki_err)?
+    } else {
+        Vec::new()
+    };
+    let server_name = links
+        .server_name
+        .clone()
+        .or_else(|| links.any().then(|| server_cert.to_string()));
     let opts = BrokerOptions {
         listen: listen.to_string(),
         server_cert: cert,
@@ -498,6 +555,22 @@ fn broker(
         agents: agents.to_vec(),
         pinned_keys,
         registry: admit.registry.clone(),
+        server_name,
+        cluster: links
+            .cluster
+            .as_ref()
+            .map(|name| pki::broker::ClusterOptions {
+                name: name.clone(),
+                listen: links.cluster_listen.clone().unwrap_or_default(),
+                routes: links.routes.clone(),
+            }),
+        leaf: (links.leaf_listen.is_some() || !links.leaf_remotes.is_empty()).then(|| {
+            pki::broker::LeafOptions {
+                listen: links.leaf_listen.clone(),
+                remotes: links.leaf_remotes.clone(),
+            }
+        }),
+        broker_pins,
     };
     broker_config(&dir, &opts).map_err(pki_err)
 }

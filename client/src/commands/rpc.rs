@@ -76,6 +76,8 @@ pub(crate) struct Answered {
     pub collected: Collected,
     /// When the call began (discovery included).
     pub started: std::time::Instant,
+    /// The broker the call went through, as `mco -v` names it.
+    pub broker: String,
 }
 
 /// Discovers the target and calls `agent#action` with `data` on it, waiting
@@ -133,6 +135,7 @@ async fn call_planned(
         found,
         collected,
         started,
+        broker: session.bus().server(),
     }))
 }
 
@@ -212,6 +215,9 @@ pub(super) async fn run(
             .map_err(io)?;
         output::write_aggregates(out, act, &collected.replies).map_err(io)?;
         summary(out, &answered)?;
+        if args.verbose {
+            writeln!(out, "Broker: {}", answered.broker).map_err(io)?;
+        }
     }
     Ok(exit_code(&answered.found, collected))
 }

@@ -235,7 +235,17 @@ pub struct NatsConfig {
     /// With `token_file`: the NATS user whose password the token is (the
     /// provisioning broker's user is `provisioning`).
     pub user: Option<String>,
+    /// How often the connection is pinged: a broker that stops answering (a dead host, a
+    /// partition, where no TCP reset comes) is left after two missed pings, and the next
+    /// server of `servers` tried.
+    pub ping_interval: std::time::Duration,
+    /// Try `servers` in the order given (a site's own server first) instead of in a random
+    /// order, which spreads a fleet over a cluster.
+    pub servers_in_order: bool,
 }
+
+/// [`NatsConfig::ping_interval`]'s default: a lost broker is noticed within about 30 s.
+pub const DEFAULT_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Default for NatsConfig {
     fn default() -> Self {
@@ -244,6 +254,8 @@ impl Default for NatsConfig {
             max_payload: crate::wire::DEFAULT_MAX_PAYLOAD,
             token_file: None,
             user: None,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            servers_in_order: false,
         }
     }
 }
@@ -251,7 +263,18 @@ impl Default for NatsConfig {
 impl NatsConfig {
     fn read(r: &mut Reader, t: &Table) -> NatsConfig {
         let p = "nats";
-        r.unknown(t, p, &["servers", "max_payload", "token_file", "user"]);
+        r.unknown(
+            t,
+            p,
+            &[
+                "servers",
+                "max_payload",
+                "token_file",
+                "user",
+                "ping_interval",
+                "servers_in_order",
+            ],
+        );
         let token_file = r.path(t, p, "token_file");
         let user = r.string(t, p, "user");
         if user.is_some() && token_file.is_none() {
@@ -269,6 +292,17 @@ impl NatsConfig {
                 r.error("nats.max_payload", "must be at least 1024 bytes");
             }
             c.max_payload = m as usize;
+        }
+        if let Some(d) = r.duration(t, p, "ping_interval") {
+            if d < std::time::Duration::from_millis(100) || d > std::time::Duration::from_secs(600)
+            {
+                r.error("nats.ping_interval", "must be between 100ms and 10m");
+            } else {
+                c.ping_interval = d;
+            }
+        }
+        if let Some(b) = r.boolean(t, p, "servers_in_order") {
+            c.servers_in_order = b;
         }
         c.token_file = token_file;
         c.user = user;

@@ -276,3 +276,24 @@ fn first_boot_fact_sources_of_the_wrong_type_are_named() {
         "{e}"
     );
 }
+
+#[test]
+fn cluster_connection_settings_load_and_are_bounded() {
+    let base = "identity = \"n1\"\n[nats]\nservers = [\"nats://a:4222\", \"nats://b:4222\"]\n";
+    let c = ResponderConfig::from_toml(Path::new("r.toml"), base).unwrap();
+    assert_eq!(c.nats.ping_interval, DEFAULT_PING_INTERVAL);
+    assert!(!c.nats.servers_in_order);
+    let text = format!("{base}ping_interval = \"1s\"\nservers_in_order = true\n");
+    let c = ResponderConfig::from_toml(Path::new("r.toml"), &text).unwrap();
+    assert_eq!(c.nats.ping_interval, Duration::from_secs(1));
+    assert!(c.nats.servers_in_order);
+    for bad in [
+        "ping_interval = \"1ms\"",
+        "ping_interval = \"1h\"",
+        "servers_in_order = 1",
+    ] {
+        let e =
+            ResponderConfig::from_toml(Path::new("r.toml"), &format!("{base}{bad}\n")).unwrap_err();
+        assert!(e.to_string().contains("nats."), "{bad}: {e}");
+    }
+}
