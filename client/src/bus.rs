@@ -189,6 +189,12 @@ impl Bus {
                 (None, None)
             }
         };
+        // JetStream's answers (reading the inventory registry) come under this caller's own
+        // inbox prefix, the only one the broker lets it subscribe to.
+        options = options.custom_inbox_prefix(mco_core::subject::inbox_prefix(&format!(
+            "user:{}",
+            cfg.identity
+        )));
         if cfg.nats.servers_in_order {
             options = options.retain_servers_order();
         }

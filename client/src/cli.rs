@@ -41,6 +41,9 @@ pub enum Command {
         /// List the nodes under each value.
         #[arg(short, long)]
         verbose: bool,
+        /// Answer from the inventory registry, without asking the nodes.
+        #[arg(long)]
+        from_registry: bool,
         /// Filters and discovery.
         #[command(flatten)]
         target: TargetArgs,
@@ -52,15 +55,28 @@ pub enum Command {
         /// Print JSON.
         #[arg(short = 'j', long)]
         json: bool,
+        /// Answer from the inventory registry, without asking the node.
+        #[arg(long)]
+        from_registry: bool,
         /// Filters and discovery.
         #[command(flatten)]
         target: TargetArgs,
     },
     /// List the identities of matching nodes, one per line.
     Find {
+        /// Instead: the nodes of the inventory registry whose entry is older than AGE (10m,
+        /// 1h): those that stopped registering.
+        #[arg(long, value_name = "AGE")]
+        stale: Option<String>,
         /// Filters and discovery.
         #[command(flatten)]
         target: TargetArgs,
+    },
+    /// The inventory registry: every node's signed entry in a JetStream bucket.
+    Registry {
+        /// What to do.
+        #[command(subcommand)]
+        command: RegistryCommand,
     },
     /// Documentation of agents from their DDLs.
     Plugin {
@@ -279,6 +295,21 @@ pub struct TargetArgs {
     pub no_progress: bool,
 }
 
+/// `mco registry …`.
+#[derive(Subcommand, Debug)]
+pub enum RegistryCommand {
+    /// Create the bucket (an inventory admin's right; see `mco pki broker-config
+    /// --inventory-admin`).
+    Init {
+        /// Drop an entry not rewritten for this long: the node is forgotten.
+        #[arg(long, default_value = "168h", value_name = "AGE")]
+        max_age: String,
+        /// Copies kept in a cluster (at most the number of servers).
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        replicas: usize,
+    },
+}
+
 /// `--discovery-method`.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DiscoveryMethod {
@@ -288,6 +319,9 @@ pub enum DiscoveryMethod {
     Flatfile,
     /// Identities from standard input, one per line.
     Stdin,
+    /// The nodes of the inventory registry the filter selects: every node that should
+    /// answer, including those too busy or gone silent to answer a broadcast.
+    Inventory,
 }
 
 #[cfg(test)]

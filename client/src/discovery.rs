@@ -23,6 +23,9 @@ use crate::senders::{outside_words, Senders};
 use crate::target::{Plan, Source};
 use crate::verify::{dropped_words, Intake, Refusals, Rejected};
 
+/// The least time a read of the inventory registry is given, whatever the discovery timeout.
+pub const INVENTORY_READ_MIN: Duration = Duration::from_secs(5);
+
 /// Most nodes one discovery finds; replies from more are dropped and counted.
 pub const FOUND_MAX: usize = 1_000_000;
 
@@ -72,6 +75,26 @@ pub async fn discover(
             by_broadcast: false,
             warnings: Vec::new(),
         }),
+        Source::Inventory(bucket) => {
+            let registry =
+                crate::inventory::read(bus, bucket, plan.discovery_timeout.max(INVENTORY_READ_MIN))
+                    .await?;
+            let mut filter = plan.filter.clone();
+            if let Some(a) =
+                agent.filter(|a| *a != "rpcutil" && !filter.agent.iter().any(|x| x == a))
+            {
+                filter.agent.push(a.to_string());
+            }
+            let nodes = crate::inventory::select(&registry, &filter, &plan.collective)?
+                .into_iter()
+                .map(|e| e.body.identity.clone())
+                .collect();
+            Ok(Discovered {
+                nodes,
+                by_broadcast: false,
+                warnings: registry.warnings,
+            })
+        }
         Source::Broadcast => {
             if let Some(ids) = plan.filter.literal_identities() {
                 let mut ids = ids;

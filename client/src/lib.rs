@@ -15,6 +15,7 @@ pub mod config;
 pub mod ddls;
 pub mod discovery;
 pub mod error;
+pub mod inventory;
 pub mod nrpe;
 pub mod output;
 pub mod pins;

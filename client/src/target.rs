@@ -66,6 +66,8 @@ pub enum Source {
     /// Identities already read from a file or standard input, before
     /// connecting.
     Listed(Vec<String>),
+    /// The nodes of the inventory registry that the filter selects (bucket named).
+    Inventory(String),
 }
 
 /// A checked plan for one verb.
@@ -93,7 +95,8 @@ pub struct Plan {
     pub progress: bool,
 }
 
-fn duration_arg(flag: &str, s: &Option<String>) -> Result<Option<Duration>, ClientError> {
+/// Parses a duration flag (`2s`, `500ms`, `10m`); `None` when the flag was not given.
+pub fn duration_arg(flag: &str, s: &Option<String>) -> Result<Option<Duration>, ClientError> {
     s.as_deref()
         .map(|v| parse_duration(v).map_err(|e| ClientError::Usage(format!("{flag}: {e}"))))
         .transpose()
@@ -148,7 +151,16 @@ pub fn resolve(args: &TargetArgs, cfg: &ClientConfig) -> Result<Plan, ClientErro
                 "--nodes and --discovery-method broadcast exclude each other".into(),
             ))
         }
+        (Some(DiscoveryMethod::Inventory), Some(_)) => {
+            return Err(ClientError::Usage(
+                "--nodes and --discovery-method inventory exclude each other".into(),
+            ))
+        }
+        (Some(DiscoveryMethod::Inventory), None) => Source::Inventory(cfg.inventory.bucket.clone()),
         (_, Some(file)) => Source::File(file.clone()),
+        (None, None) if cfg.discover_from_inventory => {
+            Source::Inventory(cfg.inventory.bucket.clone())
+        }
         _ => Source::Broadcast,
     };
     let batch = match args.batch {
@@ -205,7 +217,7 @@ impl Plan {
         match &self.source {
             Source::Listed(nodes) => nodes.clone(),
             Source::Broadcast => self.filter.literal_identities().unwrap_or_default(),
-            Source::File(_) | Source::Stdin => Vec::new(),
+            Source::File(_) | Source::Stdin | Source::Inventory(_) => Vec::new(),
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod config;
 pub mod ddl;
 pub mod facts;
 pub mod filter;
+pub mod inventory;
 pub mod limits;
 pub mod logline;
 pub mod provisioning;

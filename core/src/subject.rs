@@ -27,6 +27,12 @@ pub fn reply_wildcard(collective: &str, caller: &str) -> String {
     format!("{collective}.reply.{}.>", caller_hash(caller))
 }
 
+/// `_INBOX.<hash>`: the inbox prefix of principal `name` (`node:web1`, `user:alice`), under
+/// which its JetStream answers come; the broker lets only it subscribe there.
+pub fn inbox_prefix(name: &str) -> String {
+    format!("_INBOX.{}", caller_hash(name))
+}
+
 /// A short hex SHA-256 of the caller name (16 hex digits), safe inside a subject.
 pub fn caller_hash(caller: &str) -> String {
     let digest = Sha256::digest(caller.as_bytes());

@@ -34,6 +34,8 @@ pub enum Kind {
     Request,
     /// A responder's reply to one request.
     Reply,
+    /// A node's entry in the inventory registry (never sent as a message).
+    Inventory,
 }
 
 /// The outer layer of every message on the bus.

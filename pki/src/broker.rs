@@ -36,6 +36,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 pub use super::broker_cluster::{live_broker_pins, ClusterOptions, LeafOptions};
 use super::broker_cluster::{write_links, LinkTls};
+pub use super::broker_inventory::InventoryOptions;
 use super::ca::pem_contents;
 use super::index::{serial_hex, Index, IndexEntry};
 use super::keys::{check_ed25519_key, is_key_pin, key_pin};
@@ -68,6 +69,8 @@ pub struct BrokerOptions {
     /// The provisioner's expected-node registry, a JetStream key-value bucket kept on this
     /// broker, where only the collective's certificates reach it.
     pub registry: Option<RegistryOptions>,
+    /// The inventory registry's bucket, which every node writes its entry in.
+    pub inventory: Option<InventoryOptions>,
     /// This server's name (required in a cluster; shown to clients, which report it).
     pub server_name: Option<String>,
     /// This server's routes, when it is one of a cluster.
@@ -122,6 +125,7 @@ impl Default for BrokerOptions {
             agents: Vec::new(),
             pinned_keys: Vec::new(),
             registry: None,
+            inventory: None,
             server_name: None,
             cluster: None,
             leaf: None,
@@ -225,6 +229,30 @@ pub fn broker_config(ca_dir: &Path, opts: &BrokerOptions) -> Result<String, PkiE
             reg.bucket
         );
         let _ = writeln!(out, "jetstream {{\n  store_dir: {dir}\n}}\n");
+    } else if let Some(inv) = &opts.inventory {
+        let dir = quoted(
+            "JetStream store directory",
+            &inv.store_dir.to_string_lossy(),
+        )?;
+        let _ = writeln!(
+            out,
+            "# JetStream holds the inventory registry, bucket {}.",
+            inv.bucket
+        );
+        let _ = writeln!(out, "jetstream {{\n  store_dir: {dir}\n}}\n");
+    }
+    if let Some(inv) = &opts.inventory {
+        if !valid_bucket(&inv.bucket) {
+            return Err(bad(&format!(
+                "{:?} is not a bucket name (letters, digits, _ and -)",
+                inv.bucket
+            )));
+        }
+        if let Some(u) = inv.admins.iter().find(|u| !opts.users.contains(u)) {
+            return Err(bad(&format!(
+                "inventory admin {u:?} is not a user of this broker"
+            )));
+        }
     }
     let _ = writeln!(out, "tls {{");
     let _ = writeln!(out, "  cert_file: {cert_file}");
@@ -270,6 +298,11 @@ pub fn broker_config(ca_dir: &Path, opts: &BrokerOptions) -> Result<String, PkiE
                 subscribe.extend(opts.agents.iter().map(|a| subject::broadcast(c, a)));
             }
         }
+        if let Some(inv) = &opts.inventory {
+            let (p, s) = super::broker_inventory::node_permissions(&inv.bucket, node);
+            publish.extend(p);
+            subscribe.extend(s);
+        }
         user_entry(
             &mut out,
             &mapped_user(Kind::Node, node),
@@ -285,6 +318,12 @@ pub fn broker_config(ca_dir: &Path, opts: &BrokerOptions) -> Result<String, PkiE
             publish.push(format!("{c}.broadcast.agent.>"));
             publish.push(format!("{c}.node.>"));
             subscribe.push(subject::reply_wildcard(c, &caller));
+        }
+        if let Some(inv) = &opts.inventory {
+            let admin = inv.admins.contains(user);
+            let (p, s) = super::broker_inventory::user_permissions(&inv.bucket, user, admin);
+            publish.extend(p);
+            subscribe.extend(s);
         }
         if let Some(reg) = opts.registry.as_ref().filter(|r| r.users.contains(user)) {
             publish.extend(registry_publish(&reg.bucket));

@@ -27,6 +27,7 @@
 
 pub mod broker;
 mod broker_cluster;
+mod broker_inventory;
 pub mod broker_provisioning;
 mod ca;
 pub mod crl;

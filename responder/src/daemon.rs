@@ -173,6 +173,10 @@ pub async fn run(
             cfg.security.default_policy == "allow",
         )),
         audit: audit.clone(),
+        inventory: cfg
+            .inventory
+            .enabled
+            .then(|| Arc::new(cfg.inventory.clone())),
     };
     // Replies are signed in secure mode, and by provisioned nodes.
     let presigner =

@@ -381,6 +381,10 @@ impl Resources {
             max_concurrent: cfg.agents.max_concurrent,
             authz: self.authorizer(cfg),
             audit: self.audit(cfg)?,
+            inventory: cfg
+                .inventory
+                .enabled
+                .then(|| Arc::new(cfg.inventory.clone())),
         };
         let node = Arc::new(NodeState::new(
             identity.to_string(),

@@ -15,6 +15,7 @@ pub mod dispatch;
 pub mod facts;
 pub mod fleet;
 pub mod hosted;
+pub mod inventory;
 pub mod lifecycle;
 pub mod node;
 pub mod provisioning;

@@ -36,6 +36,8 @@ pub struct Shared {
     pub authz: Arc<mco_security::policy::Authorizer>,
     /// The audit log, if configured.
     pub audit: Option<crate::audit::AuditLog>,
+    /// The inventory registry each node keeps its entry in; `None` when off.
+    pub inventory: Option<Arc<mco_core::inventory::InventoryConfig>>,
 }
 
 /// One node served by this process.
@@ -61,6 +63,8 @@ pub struct NodeState {
     pub authz: Arc<mco_security::policy::Authorizer>,
     /// Where handled requests are recorded.
     pub audit: Option<crate::audit::AuditLog>,
+    /// The registry this node keeps its entry in; `None` when off.
+    pub inventory: Option<Arc<mco_core::inventory::InventoryConfig>>,
     /// The node's connection, once it has one: `daemon_stats` says which server it is on.
     bus: RwLock<Option<async_nats::Client>>,
 }
@@ -86,6 +90,7 @@ impl NodeState {
             security,
             authz: shared.authz.clone(),
             audit: shared.audit.clone(),
+            inventory: shared.inventory.clone(),
             bus: RwLock::new(None),
         }
     }

@@ -91,6 +91,9 @@ pub async fn connect(
         // not even to a server learnt from the cluster or on a reconnect.
         options = options.add_root_certificates(ca.clone()).require_tls(true);
     }
+    // JetStream's answers (the registry's acknowledgements) come under the node's own inbox
+    // prefix, the only one the broker lets it subscribe to.
+    options = options.custom_inbox_prefix(subject::inbox_prefix(&format!("node:{identity}")));
     if opts.servers_in_order {
         options = options.retain_servers_order();
     }
@@ -155,6 +158,20 @@ pub async fn serve(
         subs.push(client.subscribe(s).await?);
     }
     announce(&client, &node, max_payload).await;
+    // A node in provisioning mode has no certificate to sign an entry with, nor a broker
+    // that keeps the registry.
+    let provisioning = node
+        .security
+        .as_ref()
+        .is_some_and(|s| !matches!(s.signer, crate::security::Signer::Cert(_)));
+    if let Some(cfg) = node.inventory.clone().filter(|_| !provisioning) {
+        tokio::spawn(crate::inventory::keep(
+            client.clone(),
+            node.clone(),
+            cfg,
+            shutdown.clone(),
+        ));
+    }
     loop {
         tokio::select! {
             biased;

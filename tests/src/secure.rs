@@ -45,6 +45,8 @@ pub struct SecureCollectiveBuilder {
     spare_nodes: Vec<String>,
     /// The registry bucket kept on the broker and the users who may use it.
     registry: Option<(String, Vec<String>)>,
+    /// The inventory registry's admins, when the broker keeps it.
+    inventory: Option<Vec<String>>,
 }
 
 impl Default for SecureCollectiveBuilder {
@@ -55,6 +57,7 @@ impl Default for SecureCollectiveBuilder {
             nodes: Vec::new(),
             spare_nodes: Vec::new(),
             registry: None,
+            inventory: None,
         }
     }
 }
@@ -95,6 +98,14 @@ impl SecureCollectiveBuilder {
     pub fn node_with_security_lines(mut self, spec: ResponderSpec, lines: &str) -> Self {
         self.nodes
             .push((spec, "deny".to_string(), format!("{lines}\n")));
+        self
+    }
+
+    /// Keeps the inventory registry on the broker (bucket `mco_inventory`, made with `mco
+    /// registry init` by the first of `admins` before any responder starts); every responder
+    /// rewrites its entry every second.
+    pub fn inventory(mut self, admins: &[&str]) -> Self {
+        self.inventory = Some(admins.iter().map(|a| a.to_string()).collect());
         self
     }
 
@@ -162,6 +173,15 @@ impl SecureCollectiveBuilder {
                 args.extend(["--registry-user".into(), u.clone()]);
             }
         }
+        if let Some(admins) = &self.inventory {
+            args.extend(["--inventory".into(), "mco_inventory".into()]);
+            if self.registry.is_none() {
+                args.extend(["--jetstream-dir".into(), path_str(&jetstream)]);
+            }
+            for a in admins {
+                args.extend(["--inventory-admin".into(), a.clone()]);
+            }
+        }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let config = run_pki(&args).stdout;
         let nats = NatsServer::builder().config_text(config).start();
@@ -182,7 +202,17 @@ impl SecureCollectiveBuilder {
             fs::write(&path, collective.client_toml(user, ""))
                 .expect("write the user's client config");
         }
-        for (spec, default_policy, lines) in self.nodes {
+        if let Some(admin) = self.inventory.as_ref().and_then(|a| a.first()) {
+            collective
+                .mco(admin)
+                .args(["registry", "init"])
+                .run()
+                .assert_success();
+        }
+        for (mut spec, default_policy, lines) in self.nodes {
+            if self.inventory.is_some() {
+                spec = spec.extra("[inventory]\ninterval = \"1s\"\n");
+            }
             assert!(
                 spec.fleet.is_none() && spec.collectives == [COLLECTIVE],
                 "a secure collective's responders serve one node in {COLLECTIVE}"

@@ -23,9 +23,17 @@ pub(super) async fn run(
     cfg: &ClientConfig,
     node: &str,
     json: bool,
+    from_registry: bool,
     args: &TargetArgs,
     out: &mut dyn Write,
 ) -> Result<Exit, ClientError> {
+    if from_registry {
+        let Some(d) = super::registry::node(cfg, node, args).await? else {
+            writeln!(out, "{node} is not in the inventory registry").map_err(io)?;
+            return Ok(4);
+        };
+        return show(node, &d, json, out);
+    }
     let (plan, session) = Session::open(cfg, args).await?;
     // A node is asked by name: the target flags' filter is not its business.
     let call = Call {
@@ -50,7 +58,16 @@ pub(super) async fn run(
         writeln!(out, "{node}: {}: {}", reply.status.label(), reply.message).map_err(io)?;
         return Ok(2);
     }
-    let d = &reply.data;
+    show(node, &reply.data, json, out)
+}
+
+/// Prints one node's inventory: `rpcutil inventory`'s answer, or its registry entry.
+fn show(
+    node: &str,
+    d: &serde_json::Map<String, Value>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<Exit, ClientError> {
     if json {
         let pretty = serde_json::to_string_pretty(&Value::Object(d.clone())).unwrap_or_default();
         writeln!(out, "{pretty}").map_err(io)?;
@@ -58,6 +75,9 @@ pub(super) async fn run(
     }
     let get = |k: &str| d.get(k).cloned().unwrap_or(Value::Null);
     writeln!(out, "Inventory for {node}:\n").map_err(io)?;
+    if let Some(when) = d.get("registered") {
+        writeln!(out, "   Registered: {}\n", text(when)).map_err(io)?;
+    }
     writeln!(out, "   Server Statistics:").map_err(io)?;
     writeln!(
         out,

@@ -8,12 +8,13 @@ mod nrpe;
 mod ping;
 pub mod pki;
 mod provision;
+mod registry;
 mod resource;
 mod rpc;
 
 use std::io::Write;
 
-use crate::cli::{Cli, Command, PluginCommand};
+use crate::cli::{Cli, Command, PluginCommand, RegistryCommand};
 use crate::discovery::Discovered;
 use crate::error::ClientError;
 use crate::rpc::Collected;
@@ -48,12 +49,36 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, ClientError> {
         Command::Facts {
             fact,
             verbose,
+            from_registry: true,
             target,
+        } => registry::facts(&cfg, &fact, verbose, &target, out).await,
+        Command::Facts {
+            fact,
+            verbose,
+            target,
+            ..
         } => facts::run(&cfg, &fact, verbose, &target, out).await,
-        Command::Inventory { node, json, target } => {
-            inventory::run(&cfg, &node, json, &target, out).await
+        Command::Inventory {
+            node,
+            json,
+            from_registry,
+            target,
+        } => inventory::run(&cfg, &node, json, from_registry, &target, out).await,
+        Command::Find {
+            stale: Some(age),
+            target,
+        } => {
+            let age = crate::target::duration_arg("--stale", &Some(age))?.unwrap_or_default();
+            registry::stale(&cfg, &target, age, out).await
         }
-        Command::Find { target } => find::run(&cfg, &target, out).await,
+        Command::Find { target, .. } => find::run(&cfg, &target, out).await,
+        Command::Registry {
+            command: RegistryCommand::Init { max_age, replicas },
+        } => {
+            let age = crate::target::duration_arg("--max-age", &Some(max_age))?
+                .unwrap_or(registry::DEFAULT_MAX_AGE);
+            registry::init(&cfg, age, replicas, out).await
+        }
         Command::Plugin {
             command: PluginCommand::Doc { agent },
         } => doc::run(&cfg, agent.as_deref(), out),

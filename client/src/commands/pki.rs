@@ -150,9 +150,17 @@ pub enum PkiCommand {
         /// (repeatable).
         #[arg(long = "registry-user", value_name = "NAME", requires = "registry")]
         registry_users: Vec<String>,
-        /// JetStream's store directory, with --registry.
-        #[arg(long, value_name = "DIR", requires = "registry")]
+        /// JetStream's store directory, with --registry or --inventory.
+        #[arg(long, value_name = "DIR")]
         jetstream_dir: Option<PathBuf>,
+        /// Keep the inventory registry, JetStream key-value bucket BUCKET, on this broker:
+        /// every node may write its own entry, every caller read them all.
+        #[arg(long, value_name = "BUCKET", requires = "jetstream_dir")]
+        inventory: Option<String>,
+        /// A caller who may create the inventory bucket (`mco registry init`) and delete its
+        /// entries (repeatable).
+        #[arg(long = "inventory-admin", value_name = "NAME", requires = "inventory")]
+        inventory_admins: Vec<String>,
         /// The provisioning broker's configuration instead: TLS with --server-cert, and the
         /// bootstrap token (--token-file) admitting user "provisioning" to the provisioning
         /// subjects only. The output holds the token: keep it readable by nats-server only.
@@ -390,6 +398,8 @@ pub fn run(
             registry,
             registry_users,
             jetstream_dir,
+            inventory,
+            inventory_admins,
             provisioning,
             token_file,
             links,
@@ -404,10 +414,23 @@ pub fn run(
                     "--agent {bad:?} is not an agent name"
                 )));
             }
+            if jetstream_dir.is_some() && registry.is_none() && inventory.is_none() {
+                return Err(ClientError::Usage(
+                    "--jetstream-dir goes with --registry or --inventory".into(),
+                ));
+            }
             let registry = match (registry, jetstream_dir) {
                 (Some(bucket), Some(store)) => Some(pki::broker::RegistryOptions {
                     bucket: bucket.clone(),
                     users: registry_users.clone(),
+                    store_dir: absolute(store)?,
+                }),
+                _ => None,
+            };
+            let inventory = match (inventory, jetstream_dir) {
+                (Some(bucket), Some(store)) => Some(pki::broker::InventoryOptions {
+                    bucket: bucket.clone(),
+                    admins: inventory_admins.clone(),
                     store_dir: absolute(store)?,
                 }),
                 _ => None,
@@ -417,6 +440,7 @@ pub fn run(
                 users,
                 pin: *pin,
                 registry,
+                inventory,
                 links,
             };
             let text = broker(&dir, listen, server_cert, collectives, &admit, agents)?;
@@ -432,6 +456,7 @@ struct Admit<'a> {
     users: &'a [String],
     pin: bool,
     registry: Option<pki::broker::RegistryOptions>,
+    inventory: Option<pki::broker::InventoryOptions>,
     links: &'a LinkArgs,
 }
 
@@ -555,6 +580,7 @@ fn broker(
         agents: agents.to_vec(),
         pinned_keys,
         registry: admit.registry.clone(),
+        inventory: admit.inventory.clone(),
         server_name,
         cluster: links
             .cluster

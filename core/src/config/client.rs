@@ -26,6 +26,10 @@ pub struct ClientConfig {
     pub discovery_window: Duration,
     /// Request TTL.
     pub ttl: Duration,
+    /// `[inventory]`: the registry bucket inventory discovery reads.
+    pub inventory: crate::inventory::InventoryConfig,
+    /// `[discovery] method = "inventory"`: discover from the registry unless told otherwise.
+    pub discover_from_inventory: bool,
 }
 
 impl ClientConfig {
@@ -44,6 +48,8 @@ impl ClientConfig {
             discovery_timeout: Duration::from_secs(2),
             discovery_window: Duration::from_millis(300),
             ttl: Duration::from_secs(u64::from(crate::wire::DEFAULT_TTL_S)),
+            inventory: crate::inventory::InventoryConfig::default(),
+            discover_from_inventory: false,
         }
     }
 
@@ -67,6 +73,7 @@ impl ClientConfig {
                 "ddl_dirs",
                 "discovery",
                 "ttl",
+                "inventory",
             ],
         );
         let mut c = ClientConfig::defaults();
@@ -91,13 +98,24 @@ impl ClientConfig {
                 .extend(r.paths(s, "security", "ddl_dirs").unwrap_or_default());
         }
         if let Some(d) = r.table(&t, "", "discovery") {
-            r.unknown(d, "discovery", &["timeout", "window"]);
+            r.unknown(d, "discovery", &["timeout", "window", "method"]);
+            match r.string(d, "discovery", "method").as_deref() {
+                None | Some("broadcast") => {}
+                Some("inventory") => c.discover_from_inventory = true,
+                Some(other) => r.error(
+                    "discovery.method",
+                    format!("{other:?} is not broadcast or inventory"),
+                ),
+            }
             if let Some(v) = r.duration(d, "discovery", "timeout") {
                 c.discovery_timeout = v;
             }
             if let Some(v) = r.duration(d, "discovery", "window") {
                 c.discovery_window = v;
             }
+        }
+        if let Some(i) = r.table(&t, "", "inventory") {
+            c.inventory = crate::inventory::InventoryConfig::read(&mut r, i);
         }
         if let Some(v) = r.duration(&t, "", "ttl") {
             if v < Duration::from_secs(1) {

@@ -33,6 +33,8 @@ pub struct ResponderConfig {
     pub plugin: BTreeMap<String, Table>,
     /// `[provisioning]`, if present.
     pub provisioning: Option<crate::provisioning::ProvisioningConfig>,
+    /// `[inventory]`: the node's entry in the inventory registry.
+    pub inventory: crate::inventory::InventoryConfig,
 }
 
 /// `[facts]`.
@@ -135,6 +137,7 @@ impl ResponderConfig {
                 "log_level",
                 "plugin",
                 "provisioning",
+                "inventory",
             ],
         );
         let identity = r.string(&t, "", "identity");
@@ -257,6 +260,10 @@ impl ResponderConfig {
         let provisioning = r
             .table(&t, "", "provisioning")
             .map(|p| crate::provisioning::ProvisioningConfig::read(&mut r, p));
+        let inventory = r
+            .table(&t, "", "inventory")
+            .map(|i| crate::inventory::InventoryConfig::read(&mut r, i))
+            .unwrap_or_default();
         r.finish()?;
         Ok(ResponderConfig {
             file: path.to_path_buf(),
@@ -270,6 +277,7 @@ impl ResponderConfig {
             log_level,
             plugin,
             provisioning,
+            inventory,
         })
     }
 }

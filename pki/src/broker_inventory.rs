@@ -1,0 +1,96 @@
+//! Broker permissions for the inventory registry (ARCHITECTURE.md §8): a JetStream key-value
+//! bucket in which every node writes its own entry and every caller reads them all.
+//!
+//! - A node may publish its own key only (`$KV.B.<identity>`) and ask the bucket's stream for
+//!   its configuration (which the key-value client does on opening it); JetStream's answers come
+//!   under the node's own inbox prefix, the only one it may subscribe to.
+//! - A caller may read: the stream's configuration, its own consumers of the stream (ordered
+//!   consumers, with flow control) and single messages; its answers come under its own inbox.
+//! - An inventory admin may also create and update the bucket and delete entries.
+//!
+//! Nobody but an admin may create a consumer that delivers elsewhere than an inbox the creator
+//! reads: see SECURITY.md's known gaps for what a caller's consumer may still name.
+
+use std::path::PathBuf;
+
+use mco_core::subject;
+
+/// The inventory bucket on this broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryOptions {
+    /// The bucket.
+    pub bucket: String,
+    /// Callers (names without `user:`) who may create the bucket and delete entries.
+    pub admins: Vec<String>,
+    /// JetStream's store directory.
+    pub store_dir: PathBuf,
+}
+
+/// What node `identity` may publish and subscribe to for bucket `b`.
+pub fn node_permissions(b: &str, identity: &str) -> (Vec<String>, Vec<String>) {
+    (
+        vec![
+            format!("$JS.API.STREAM.INFO.KV_{b}"),
+            format!("$KV.{b}.{identity}"),
+        ],
+        vec![format!(
+            "{}.>",
+            subject::inbox_prefix(&format!("node:{identity}"))
+        )],
+    )
+}
+
+/// What caller `user` may publish and subscribe to for bucket `b`; `admin` adds creating the
+/// bucket and deleting entries.
+pub fn user_permissions(b: &str, user: &str, admin: bool) -> (Vec<String>, Vec<String>) {
+    let stream = format!("KV_{b}");
+    let mut publish = vec![
+        format!("$JS.API.STREAM.INFO.{stream}"),
+        format!("$JS.API.STREAM.MSG.GET.{stream}"),
+        format!("$JS.API.DIRECT.GET.{stream}"),
+        format!("$JS.API.DIRECT.GET.{stream}.>"),
+        format!("$JS.API.CONSUMER.CREATE.{stream}"),
+        format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
+        format!("$JS.API.CONSUMER.DELETE.{stream}.>"),
+        format!("$JS.FC.{stream}.>"),
+    ];
+    if admin {
+        publish.extend([
+            "$JS.API.INFO".to_string(),
+            format!("$JS.API.STREAM.CREATE.{stream}"),
+            format!("$JS.API.STREAM.UPDATE.{stream}"),
+            format!("$KV.{b}.>"),
+        ]);
+    }
+    let subscribe = vec![format!(
+        "{}.>",
+        subject::inbox_prefix(&format!("user:{user}"))
+    )];
+    (publish, subscribe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_writes_its_own_key_only() {
+        let (publish, subscribe) = node_permissions("inv", "web1");
+        assert!(publish.contains(&"$KV.inv.web1".to_string()));
+        assert!(!publish.iter().any(|p| p.ends_with(".>") || p.contains('*')));
+        assert_eq!(subscribe.len(), 1);
+        assert!(subscribe[0].starts_with("_INBOX.") && subscribe[0] != "_INBOX.>");
+        // Another node's inbox is another prefix.
+        assert_ne!(node_permissions("inv", "web2").1, subscribe);
+    }
+
+    #[test]
+    fn callers_read_and_only_admins_write() {
+        let (publish, _) = user_permissions("inv", "bob", false);
+        assert!(!publish.iter().any(|p| p.starts_with("$KV.")));
+        assert!(!publish.iter().any(|p| p.contains("STREAM.CREATE")));
+        let (publish, _) = user_permissions("inv", "alice", true);
+        assert!(publish.contains(&"$KV.inv.>".to_string()));
+        assert!(publish.contains(&"$JS.API.STREAM.CREATE.KV_inv".to_string()));
+    }
+}
