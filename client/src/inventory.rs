@@ -1,4 +1,4 @@
-//! Reading the inventory registry (ARCHITECTURE.md §8): every node's signed entry, checked as
+//! Reading the inventory registry (ARCHITECTURE.md §11): every node's signed entry, checked as
 //! replies are, so that discovery knows who *should* answer without asking the bus, and
 //! `mco find --stale` knows who stopped registering.
 //!

@@ -1,4 +1,4 @@
-//! The inventory registry (ARCHITECTURE.md §8): every responder keeps its own entry in a
+//! The inventory registry (ARCHITECTURE.md §11): every responder keeps its own entry in a
 //! JetStream key-value bucket, so that a client knows who *should* answer without asking the
 //! bus.
 //!

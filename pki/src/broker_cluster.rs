@@ -1,5 +1,5 @@
 //! The parts of a `nats-server` configuration that join servers together: the routes of a
-//! cluster and the links of leaf nodes (a site's server to the hub). ARCHITECTURE.md §7.
+//! cluster and the links of leaf nodes (a site's server to the hub). ARCHITECTURE.md §10.
 //!
 //! Every server of a cluster gets the same `authorization` block from [`super::broker_config`]
 //! (same identities, same permissions); only its name, its addresses and its routes differ.

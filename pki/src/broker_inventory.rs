@@ -1,4 +1,4 @@
-//! Broker permissions for the inventory registry (ARCHITECTURE.md §8): a JetStream key-value
+//! Broker permissions for the inventory registry (ARCHITECTURE.md §11): a JetStream key-value
 //! bucket in which every node writes its own entry and every caller reads them all.
 //!
 //! - A node may publish its own key only (`$KV.B.<identity>`) and ask the bucket's stream for

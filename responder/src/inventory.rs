@@ -1,4 +1,4 @@
-//! Keeps each node's entry in the inventory registry (ARCHITECTURE.md §8): written at start,
+//! Keeps each node's entry in the inventory registry (ARCHITECTURE.md §11): written at start,
 //! when the facts or classes change, and every `[inventory] interval` so that its age tells
 //! whether the node is alive. The entry is signed like a reply; the broker lets the node write
 //! its own key only.
