@@ -99,7 +99,8 @@ pub fn valid_key(identity: &str) -> bool {
 /// `[inventory]`, in both configs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InventoryConfig {
-    /// Whether the responder keeps its entry (responders; on by default).
+    /// Whether the responder keeps its entry: on when the config has an `[inventory]` table,
+    /// unless it says `enabled = false`.
     pub enabled: bool,
     /// The bucket.
     pub bucket: String,

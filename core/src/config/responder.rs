@@ -263,7 +263,12 @@ impl ResponderConfig {
         let inventory = r
             .table(&t, "", "inventory")
             .map(|i| crate::inventory::InventoryConfig::read(&mut r, i))
-            .unwrap_or_default();
+            // Without an `[inventory]` table the node keeps no entry: the broker must keep
+            // the bucket first (`mco pki broker-config --inventory`).
+            .unwrap_or(crate::inventory::InventoryConfig {
+                enabled: false,
+                ..Default::default()
+            });
         r.finish()?;
         Ok(ResponderConfig {
             file: path.to_path_buf(),
