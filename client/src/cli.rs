@@ -293,6 +293,13 @@ pub struct TargetArgs {
     /// No progress bar.
     #[arg(long = "np", visible_alias = "no-progress")]
     pub no_progress: bool,
+    /// Re-send up to N times to the nodes that did not answer, each time as a new request;
+    /// the output then gives each node's final state.
+    #[arg(long, value_name = "N")]
+    pub retry: Option<u32>,
+    /// Pause before each re-send (default 1s).
+    #[arg(long = "retry-delay", value_name = "DURATION", requires = "retry")]
+    pub retry_delay: Option<String>,
 }
 
 /// `mco registry …`.

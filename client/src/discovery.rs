@@ -41,6 +41,8 @@ pub struct Discovered {
     pub by_broadcast: bool,
     /// What the operator must be told about the discovery, one line each.
     pub warnings: Vec<String>,
+    /// Identities the filter names that discovery did not find (inventory discovery).
+    pub not_found: Vec<String>,
 }
 
 /// What a broadcast discovery found.
@@ -64,16 +66,19 @@ pub async fn discover(
             nodes: read_nodes_file(path)?,
             by_broadcast: false,
             warnings: Vec::new(),
+            not_found: Vec::new(),
         }),
         Source::Stdin => Ok(Discovered {
             nodes: read_stdin()?,
             by_broadcast: false,
             warnings: Vec::new(),
+            not_found: Vec::new(),
         }),
         Source::Listed(nodes) => Ok(Discovered {
             nodes: nodes.clone(),
             by_broadcast: false,
             warnings: Vec::new(),
+            not_found: Vec::new(),
         }),
         Source::Inventory(bucket) => {
             let registry =
@@ -85,14 +90,23 @@ pub async fn discover(
             {
                 filter.agent.push(a.to_string());
             }
-            let nodes = crate::inventory::select(&registry, &filter, &plan.collective)?
+            let nodes: Vec<String> =
+                crate::inventory::select(&registry, &filter, &plan.collective)?
+                    .into_iter()
+                    .map(|e| e.body.identity.clone())
+                    .collect();
+            let not_found = plan
+                .filter
+                .literal_identities()
+                .unwrap_or_default()
                 .into_iter()
-                .map(|e| e.body.identity.clone())
+                .filter(|n| !nodes.contains(n))
                 .collect();
             Ok(Discovered {
                 nodes,
                 by_broadcast: false,
                 warnings: registry.warnings,
+                not_found,
             })
         }
         Source::Broadcast => {
@@ -104,6 +118,7 @@ pub async fn discover(
                     nodes: ids,
                     by_broadcast: false,
                     warnings: Vec::new(),
+                    not_found: Vec::new(),
                 });
             }
             let mut filter = plan.filter.clone();
@@ -125,6 +140,7 @@ pub async fn discover(
                 nodes,
                 by_broadcast: true,
                 warnings: found.warnings,
+                not_found: Vec::new(),
             })
         }
     }

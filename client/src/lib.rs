@@ -19,6 +19,7 @@ pub mod inventory;
 pub mod nrpe;
 pub mod output;
 pub mod pins;
+pub mod retry;
 pub mod rpc;
 pub mod senders;
 pub mod session;

@@ -52,6 +52,8 @@ pub struct Wait {
     pub batch: Option<(usize, Duration)>,
     /// Show a progress bar.
     pub progress: bool,
+    /// Re-send to the nodes that did not answer (`--retry`).
+    pub retry: Option<crate::retry::Retry>,
 }
 
 /// The replies of one call.
@@ -82,6 +84,10 @@ pub struct Collected {
     pub request_ids: Vec<String>,
     /// How often the connection to the broker was lost during the call.
     pub broker_lost: u32,
+    /// Requests sent to the nodes that had not answered: 1 without `--retry`.
+    pub tries: u32,
+    /// The try each node that answered on a re-send answered (absent: the first).
+    pub answered_on: std::collections::BTreeMap<String, u32>,
 }
 
 impl Collected {

@@ -135,7 +135,19 @@ impl Session {
         nodes: &[String],
         wait: &Wait,
     ) -> Result<Collected, ClientError> {
-        let collected = rpc::call(&self.bus, call, nodes, wait).await?;
+        let mut collected = rpc::call(&self.bus, call, nodes, wait).await?;
+        collected.tries = 1;
+        if let Some(retry) = wait.retry {
+            let mut attempt = 1;
+            while attempt <= retry.count && !collected.no_response.is_empty() {
+                tokio::time::sleep(retry.delay).await;
+                attempt += 1;
+                let silent = collected.no_response.clone();
+                // A new request: a new id and signature, for the silent nodes only.
+                let again = rpc::call(&self.bus, call, &silent, wait).await?;
+                collected.merge_retry(again, attempt);
+            }
+        }
         self.warnings.say(&collected.warnings());
         Ok(collected)
     }
@@ -155,6 +167,7 @@ impl Session {
             timeout,
             batch: None,
             progress: false,
+            retry: None,
         };
         let mut got = self.call(call, &[node.to_string()], &wait).await?;
         match got.replies.pop() {

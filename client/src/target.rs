@@ -93,6 +93,8 @@ pub struct Plan {
     pub limit_seed: Option<u64>,
     /// Show a progress bar (still only on a terminal).
     pub progress: bool,
+    /// Re-sends to the silent nodes.
+    pub retry: Option<crate::retry::Retry>,
 }
 
 /// Parses a duration flag (`2s`, `500ms`, `10m`); `None` when the flag was not given.
@@ -184,6 +186,20 @@ pub fn resolve(args: &TargetArgs, cfg: &ClientConfig) -> Result<Plan, ClientErro
         limit: args.limit_nodes.as_deref().map(Limit::parse).transpose()?,
         limit_seed: args.limit_seed,
         progress: !args.no_progress,
+        retry: match args.retry {
+            None => None,
+            Some(n) if n > crate::retry::MAX_RETRIES => {
+                return Err(ClientError::Usage(format!(
+                    "--retry {n}: at most {}",
+                    crate::retry::MAX_RETRIES
+                )))
+            }
+            Some(count) => Some(crate::retry::Retry {
+                count,
+                delay: duration_arg("--retry-delay", &args.retry_delay)?
+                    .unwrap_or(crate::retry::DEFAULT_DELAY),
+            }),
+        },
     })
 }
 

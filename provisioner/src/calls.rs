@@ -143,6 +143,7 @@ impl Provisioner {
 
     pub(crate) fn wait(&self, timeout: Duration) -> Wait {
         Wait {
+            retry: None,
             timeout,
             batch: None,
             progress: false,

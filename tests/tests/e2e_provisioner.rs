@@ -352,13 +352,22 @@ fn failures_are_retried_a_killed_provisioner_resumes_and_new_masters_are_used() 
     let mut p = Provisioner::start(&cfg);
     let _nodes: Vec<Responder> = [&a, &bn, &cn, &x, &y].iter().map(|i| i.boot(&c)).collect();
 
-    // No master yet: the nodes wait, and the operator is told once per node.
-    eventually(LONG, "node-b waiting for a master", || {
-        assert!(p.child.is_running(), "{}", p.child.stderr_text());
-        Provisioner::status(&cfg)
-            .get("node-b")
-            .is_some_and(|r| r["status"] == "waiting")
-    });
+    // No master yet: the nodes wait, and the operator is told once per node. (Masters are
+    // looked for one node at a time, each look a whole discovery timeout while none answers,
+    // so every node is waited for before the master comes.)
+    eventually(
+        LONG,
+        "node-a, node-b and node-c waiting for a master",
+        || {
+            assert!(p.child.is_running(), "{}", p.child.stderr_text());
+            let events = hook.events();
+            ["node-a", "node-b", "node-c"].iter().all(|n| {
+                events
+                    .iter()
+                    .any(|e| e["node"] == *n && e["outcome"] == "waiting")
+            })
+        },
+    );
     assert!(bn.certificate().is_none());
     assert!(hook
         .events()

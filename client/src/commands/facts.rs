@@ -47,6 +47,7 @@ async fn report(
         timeout,
         batch: plan.batch,
         progress: plan.progress,
+        retry: plan.retry,
     };
     let c = session.call(&call, &found.nodes, &wait).await?;
     output::write_fact_report(out, fact, &c.replies, verbose).map_err(io)?;

@@ -53,6 +53,7 @@ async fn ping(session: &Session, plan: &Plan, out: &mut dyn Write) -> Result<Exi
         timeout: plan.timeout.unwrap_or(plan.discovery_timeout),
         batch: plan.batch,
         progress: false,
+        retry: plan.retry,
     };
     let c = session.call(&call, &found.nodes, &wait).await?;
     output::write_ping(out, &c.replies).map_err(io)?;

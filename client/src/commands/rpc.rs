@@ -129,6 +129,7 @@ async fn call_planned(
         timeout: call_timeout(plan, ddl),
         batch: plan.batch,
         progress: plan.progress && !json,
+        retry: plan.retry,
     };
     let collected = session.call(&call, &found.nodes, &wait).await?;
     Ok(Some(Answered {
@@ -202,7 +203,12 @@ pub(super) async fn run(
         return Ok(1);
     };
     let collected = &answered.collected;
-    if args.json {
+    let retried = args.target.retry.is_some();
+    let states = collected.final_states(&answered.found.not_found);
+    if args.json && retried {
+        output::write_json_states(out, &args.agent, &args.action, &collected.replies, &states)
+            .map_err(io)?;
+    } else if args.json {
         output::write_json(out, &args.agent, &args.action, &collected.replies).map_err(io)?;
     } else {
         let mode = match (args.verbose, args.display) {
@@ -215,6 +221,9 @@ pub(super) async fn run(
             .map_err(io)?;
         output::write_aggregates(out, act, &collected.replies).map_err(io)?;
         summary(out, &answered)?;
+        if retried {
+            output::write_text_states(out, collected.tries, &states).map_err(io)?;
+        }
         if args.verbose {
             writeln!(out, "Broker: {}", answered.broker).map_err(io)?;
         }

@@ -193,6 +193,7 @@ async fn run_check(
             timeout,
             batch: plan.batch,
             progress: plan.progress && budget.is_none(),
+            retry: plan.retry,
         };
         session.call(&call, &found.nodes, &wait).await?
     };

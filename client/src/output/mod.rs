@@ -16,6 +16,7 @@ mod printf;
 mod report;
 pub mod resource;
 mod results;
+mod states;
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -30,6 +31,7 @@ pub use json::write_json;
 pub use printf::format_printf;
 pub use report::{write_fact_report, write_ping};
 pub use results::{write_results, write_summary};
+pub use states::{write_json_states, write_text_states};
 
 /// The column width identities are padded to, as MCollective prints them.
 pub const IDENTITY_WIDTH: usize = 40;
