@@ -96,11 +96,15 @@ async fn read_all(bus: &Bus, bucket: &str) -> Result<Registry, ClientError> {
             }
         }
     }
-    Ok(check(bus, raw))
+    Ok(check(bus.opener.trust.as_deref(), raw))
 }
 
-/// Checks raw entries `(key, value, stored at)`: decoded, verified in one batch, named right.
-fn check(bus: &Bus, raw: Vec<(String, bytes::Bytes, u64)>) -> Registry {
+/// Checks raw entries `(key, value, stored at)`: decoded, verified in one batch against
+/// `trust` (none in insecure mode), named right.
+pub fn check(
+    trust: Option<&mco_security::TrustStore>,
+    raw: Vec<(String, bytes::Bytes, u64)>,
+) -> Registry {
     let mut out = Registry::default();
     let mut bad = 0usize;
     let mut first_bad: Vec<String> = Vec::new();
@@ -118,7 +122,7 @@ fn check(bus: &Bus, raw: Vec<(String, bytes::Bytes, u64)>) -> Registry {
         }
     }
     let now_s = (now_ms() / 1000) as i64;
-    let verdicts: Vec<Result<(), String>> = match &bus.opener.trust {
+    let verdicts: Vec<Result<(), String>> = match trust {
         Some(trust) => {
             let envs: Vec<&Envelope> = decoded.iter().map(|(_, e, _)| e).collect();
             trust

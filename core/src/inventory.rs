@@ -23,6 +23,15 @@ pub const DEFAULT_INTERVAL: std::time::Duration = std::time::Duration::from_secs
 /// Largest entry written or read, bytes: facts beyond it are the node's to trim.
 pub const MAX_ENTRY: usize = 256 * 1024;
 
+/// The CA's CRL's bucket unless configured.
+pub const DEFAULT_CRL_BUCKET: &str = "mco_crl";
+
+/// The key the CA's CRL is published under.
+pub const CRL_KEY: &str = "ca.crl";
+
+/// Largest published CRL taken, bytes.
+pub const MAX_CRL: usize = 4 << 20;
+
 /// Most entries one read of the bucket takes.
 pub const MAX_ENTRIES: usize = 1_000_000;
 
@@ -106,6 +115,10 @@ pub struct InventoryConfig {
     pub bucket: String,
     /// How often the entry is rewritten when nothing changed.
     pub interval: std::time::Duration,
+    /// The bucket the CA's CRL is published in.
+    pub crl_bucket: String,
+    /// Whether the responder watches the published CRL and puts a newer one in force.
+    pub watch_crl: bool,
 }
 
 impl Default for InventoryConfig {
@@ -114,6 +127,8 @@ impl Default for InventoryConfig {
             enabled: true,
             bucket: DEFAULT_BUCKET.to_string(),
             interval: DEFAULT_INTERVAL,
+            crl_bucket: DEFAULT_CRL_BUCKET.to_string(),
+            watch_crl: true,
         }
     }
 }
@@ -121,8 +136,24 @@ impl Default for InventoryConfig {
 impl InventoryConfig {
     pub(crate) fn read(r: &mut Reader, t: &toml::Table) -> InventoryConfig {
         let p = "inventory";
-        r.unknown(t, p, &["enabled", "bucket", "interval"]);
+        r.unknown(
+            t,
+            p,
+            &["enabled", "bucket", "interval", "crl_bucket", "watch_crl"],
+        );
         let mut c = InventoryConfig::default();
+        if let Some(b) = r.boolean(t, p, "watch_crl") {
+            c.watch_crl = b;
+        }
+        if let Some(b) = r.string(t, p, "crl_bucket") {
+            if !valid_bucket(&b) {
+                r.error(
+                    "inventory.crl_bucket",
+                    format!("{b:?} is not a bucket name"),
+                );
+            }
+            c.crl_bucket = b;
+        }
         if let Some(b) = r.boolean(t, p, "enabled") {
             c.enabled = b;
         }

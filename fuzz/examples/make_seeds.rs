@@ -403,6 +403,29 @@ fn main() {
     put("journal", "three", &journal);
     let torn = cat(&[&journal, br#"{"node":"x","status":"in_pro"#]);
     put("journal", "torn", &torn);
+
+    // inventory_entry: `KEY\nVALUE`, the value an entry as a responder writes it.
+    let body = mco_core::inventory::InventoryBody {
+        identity: "n1".into(),
+        collectives: vec!["mcollective".into()],
+        facts: serde_json::from_value(json!({"role": "web", "os": {"family": "Debian"}})).unwrap(),
+        classes: vec!["web".into(), "base".into()],
+        agents: vec!["rpcutil".into(), "nrpe".into()],
+        version: "0.1.0".into(),
+        time_ms: now_ms(),
+        interval_s: 60,
+        crl: Some("7".into()),
+    };
+    let unsigned = Envelope::unsigned(Kind::Inventory, body.encode()).encode();
+    put(
+        "inventory_entry",
+        "n1-unsigned",
+        &cat(&[b"n1\n", &unsigned]),
+    );
+    put("inventory_entry", "other-key", &cat(&[b"n2\n", &unsigned]));
+    let signed = pki.user.seal(Kind::Inventory, body.encode()).encode();
+    put("inventory_entry", "n1-signed", &cat(&[b"n1\n", &signed]));
+    put("inventory_entry", "bare-body", &body.encode());
     println!("seeds written to {}", seeds.display());
 }
 

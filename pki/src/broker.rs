@@ -248,6 +248,9 @@ pub fn broker_config(ca_dir: &Path, opts: &BrokerOptions) -> Result<String, PkiE
                 inv.bucket
             )));
         }
+        if !valid_bucket(&inv.crl_bucket) {
+            return Err(bad(&format!("{:?} is not a bucket name", inv.crl_bucket)));
+        }
         if let Some(u) = inv.admins.iter().find(|u| !opts.users.contains(u)) {
             return Err(bad(&format!(
                 "inventory admin {u:?} is not a user of this broker"
@@ -299,7 +302,8 @@ pub fn broker_config(ca_dir: &Path, opts: &BrokerOptions) -> Result<String, PkiE
             }
         }
         if let Some(inv) = &opts.inventory {
-            let (p, s) = super::broker_inventory::node_permissions(&inv.bucket, node);
+            let (p, s) =
+                super::broker_inventory::node_permissions(&inv.bucket, &inv.crl_bucket, node);
             publish.extend(p);
             subscribe.extend(s);
         }
@@ -321,7 +325,12 @@ pub fn broker_config(ca_dir: &Path, opts: &BrokerOptions) -> Result<String, PkiE
         }
         if let Some(inv) = &opts.inventory {
             let admin = inv.admins.contains(user);
-            let (p, s) = super::broker_inventory::user_permissions(&inv.bucket, user, admin);
+            let (p, s) = super::broker_inventory::user_permissions(
+                &inv.bucket,
+                &inv.crl_bucket,
+                user,
+                admin,
+            );
             publish.extend(p);
             subscribe.extend(s);
         }

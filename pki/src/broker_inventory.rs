@@ -24,27 +24,15 @@ pub struct InventoryOptions {
     pub admins: Vec<String>,
     /// JetStream's store directory.
     pub store_dir: PathBuf,
+    /// The bucket the CA's CRL is published in: every node and caller reads it, admins write it.
+    pub crl_bucket: String,
 }
 
-/// What node `identity` may publish and subscribe to for bucket `b`.
-pub fn node_permissions(b: &str, identity: &str) -> (Vec<String>, Vec<String>) {
-    (
-        vec![
-            format!("$JS.API.STREAM.INFO.KV_{b}"),
-            format!("$KV.{b}.{identity}"),
-        ],
-        vec![format!(
-            "{}.>",
-            subject::inbox_prefix(&format!("node:{identity}"))
-        )],
-    )
-}
-
-/// What caller `user` may publish and subscribe to for bucket `b`; `admin` adds creating the
-/// bucket and deleting entries.
-pub fn user_permissions(b: &str, user: &str, admin: bool) -> (Vec<String>, Vec<String>) {
+/// What reading bucket `b` takes: the stream's info, single messages, and ordered consumers of
+/// one's own (created, deleted, flow-controlled).
+fn reader_publish(b: &str) -> Vec<String> {
     let stream = format!("KV_{b}");
-    let mut publish = vec![
+    vec![
         format!("$JS.API.STREAM.INFO.{stream}"),
         format!("$JS.API.STREAM.MSG.GET.{stream}"),
         format!("$JS.API.DIRECT.GET.{stream}"),
@@ -53,14 +41,41 @@ pub fn user_permissions(b: &str, user: &str, admin: bool) -> (Vec<String>, Vec<S
         format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
         format!("$JS.API.CONSUMER.DELETE.{stream}.>"),
         format!("$JS.FC.{stream}.>"),
+    ]
+}
+
+/// What node `identity` may publish and subscribe to for the inventory bucket `b` (its own
+/// key) and the CRL's bucket `crl` (read).
+pub fn node_permissions(b: &str, crl: &str, identity: &str) -> (Vec<String>, Vec<String>) {
+    let mut publish = vec![
+        format!("$JS.API.STREAM.INFO.KV_{b}"),
+        format!("$KV.{b}.{identity}"),
     ];
+    publish.extend(reader_publish(crl));
+    (
+        publish,
+        vec![format!(
+            "{}.>",
+            subject::inbox_prefix(&format!("node:{identity}"))
+        )],
+    )
+}
+
+/// What caller `user` may publish and subscribe to for the inventory bucket `b` and the CRL's
+/// bucket `crl` (read both); `admin` adds creating both buckets, deleting entries and
+/// publishing the CRL.
+pub fn user_permissions(b: &str, crl: &str, user: &str, admin: bool) -> (Vec<String>, Vec<String>) {
+    let mut publish = reader_publish(b);
+    publish.extend(reader_publish(crl));
     if admin {
-        publish.extend([
-            "$JS.API.INFO".to_string(),
-            format!("$JS.API.STREAM.CREATE.{stream}"),
-            format!("$JS.API.STREAM.UPDATE.{stream}"),
-            format!("$KV.{b}.>"),
-        ]);
+        publish.push("$JS.API.INFO".to_string());
+        for bucket in [b, crl] {
+            publish.extend([
+                format!("$JS.API.STREAM.CREATE.KV_{bucket}"),
+                format!("$JS.API.STREAM.UPDATE.KV_{bucket}"),
+                format!("$KV.{bucket}.>"),
+            ]);
+        }
     }
     let subscribe = vec![format!(
         "{}.>",
@@ -75,22 +90,30 @@ mod tests {
 
     #[test]
     fn a_node_writes_its_own_key_only() {
-        let (publish, subscribe) = node_permissions("inv", "web1");
+        let (publish, subscribe) = node_permissions("inv", "crl", "web1");
         assert!(publish.contains(&"$KV.inv.web1".to_string()));
-        assert!(!publish.iter().any(|p| p.ends_with(".>") || p.contains('*')));
+        assert!(!publish
+            .iter()
+            .any(|p| p.starts_with("$KV.") && p != "$KV.inv.web1"));
+        assert!(!publish
+            .iter()
+            .any(|p| p.contains("KV_inv") && p.ends_with(".>")));
+        // It reads the CRL, and cannot write it.
+        assert!(publish.contains(&"$JS.API.CONSUMER.CREATE.KV_crl".to_string()));
         assert_eq!(subscribe.len(), 1);
         assert!(subscribe[0].starts_with("_INBOX.") && subscribe[0] != "_INBOX.>");
         // Another node's inbox is another prefix.
-        assert_ne!(node_permissions("inv", "web2").1, subscribe);
+        assert_ne!(node_permissions("inv", "crl", "web2").1, subscribe);
     }
 
     #[test]
     fn callers_read_and_only_admins_write() {
-        let (publish, _) = user_permissions("inv", "bob", false);
+        let (publish, _) = user_permissions("inv", "crl", "bob", false);
         assert!(!publish.iter().any(|p| p.starts_with("$KV.")));
         assert!(!publish.iter().any(|p| p.contains("STREAM.CREATE")));
-        let (publish, _) = user_permissions("inv", "alice", true);
+        let (publish, _) = user_permissions("inv", "crl", "alice", true);
         assert!(publish.contains(&"$KV.inv.>".to_string()));
+        assert!(publish.contains(&"$KV.crl.>".to_string()));
         assert!(publish.contains(&"$JS.API.STREAM.CREATE.KV_inv".to_string()));
     }
 }

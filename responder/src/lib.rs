@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod crl_watch;
 pub mod daemon;
 pub mod dispatch;
 pub mod facts;

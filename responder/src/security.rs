@@ -191,6 +191,57 @@ impl SharedTrust {
         self.report_stale();
     }
 
+    /// Takes a CRL published on the bus (`crl_watch`): if the CA signed it and it is newer than
+    /// the one in force, it replaces the configured CRL file (atomically, so the last good CRL
+    /// is what a restart finds, bus or no bus) and is put in force. Returns whether it was;
+    /// the same CRL again is `Ok(false)`. Refusals are counted as for the file's.
+    pub fn offer_crl(&self, der_or_pem: &[u8]) -> Result<bool, String> {
+        let Some(path) = &self.crl else {
+            return Err("no [security] crl file to keep a published CRL in".into());
+        };
+        let mut incoming = path.as_os_str().to_owned();
+        incoming.push(".incoming");
+        let incoming = PathBuf::from(incoming);
+        let refuse = |why: String| {
+            let _ = std::fs::remove_file(&incoming);
+            let refused = self.refused.fetch_add(1, Relaxed) + 1;
+            error!(
+                refused,
+                "refusing the published CRL: {why}; the CRL in force stays"
+            );
+            Err(why)
+        };
+        if let Err(e) = mco_core::atomic::write_atomic(
+            &incoming,
+            der_or_pem,
+            &mco_core::atomic::WriteOptions::new(0o644),
+        ) {
+            return refuse(format!("{}: {e}", incoming.display()));
+        }
+        let store = match TrustStore::load(&self.ca, Some(&incoming)) {
+            Ok(s) => s,
+            Err(e) => return refuse(e.to_string()),
+        };
+        let current = self.get();
+        match (current.crl(), store.crl()) {
+            (Some(old), Some(new)) if old == new => {
+                let _ = std::fs::remove_file(&incoming);
+                return Ok(false);
+            }
+            (Some(old), Some(new)) => {
+                if let Err(e) = old.check_successor(new) {
+                    return refuse(e);
+                }
+            }
+            _ => {}
+        }
+        if let Err(e) = std::fs::rename(&incoming, path) {
+            return refuse(format!("{}: {e}", path.display()));
+        }
+        self.reload_now();
+        Ok(true)
+    }
+
     /// Warns, at most once per [`STALE_REPORT_INTERVAL`], while the CRL in
     /// force is past its next update.
     fn report_stale(&self) {

@@ -164,6 +164,17 @@ pub async fn serve(
         .security
         .as_ref()
         .is_some_and(|s| !matches!(s.signer, crate::security::Signer::Cert(_)));
+    // One watcher of the published CRL per process: the trust store is the process's.
+    if let (Some(cfg), Some(sec)) = (node.inventory.as_ref(), node.security.as_ref()) {
+        if cfg.watch_crl && !provisioning && node.fleet_index().unwrap_or(0) == 0 {
+            tokio::spawn(crate::crl_watch::watch(
+                client.clone(),
+                sec.trust.clone(),
+                cfg.crl_bucket.clone(),
+                shutdown.clone(),
+            ));
+        }
+    }
     if let Some(cfg) = node.inventory.clone().filter(|_| !provisioning) {
         tokio::spawn(crate::inventory::keep(
             client.clone(),

@@ -217,7 +217,17 @@ impl SecureCollectiveBuilder {
                 spec.fleet.is_none() && spec.collectives == [COLLECTIVE],
                 "a secure collective's responders serve one node in {COLLECTIVE}"
             );
-            let table = collective.security_table(&spec.identity, &default_policy) + &lines;
+            let mut table = collective.security_table(&spec.identity, &default_policy) + &lines;
+            if self.inventory.is_some() {
+                // Each node keeps its own copy of the CRL, which only the bus updates.
+                let own = collective.node_crl(&spec.identity);
+                fs::create_dir_all(own.parent().expect("a parent")).expect("create crl/");
+                fs::copy(collective.pki.join("ca.crl"), &own).expect("copy the CRL");
+                table = table.replace(
+                    &format!("crl = {:?}", path_str(&collective.pki.join("ca.crl"))),
+                    &format!("crl = {:?}", path_str(&own)),
+                );
+            }
             let responder = Responder::spawn(&collective.nats, spec.secure(&table));
             collective.responders.push(responder);
         }
@@ -301,6 +311,12 @@ impl SecureCollective {
     /// The audit log of responder `identity`.
     pub fn audit_log(&self, identity: &str) -> PathBuf {
         self.audit_dir.join(format!("{identity}.jsonl"))
+    }
+
+    /// The CRL file of node `identity` in a collective with the inventory registry (each node
+    /// has its own copy there, which the published CRL replaces).
+    pub fn node_crl(&self, identity: &str) -> PathBuf {
+        self.root.path().join("crl").join(format!("{identity}.crl"))
     }
 
     /// A scratch directory that lives as long as the collective.

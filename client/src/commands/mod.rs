@@ -32,7 +32,13 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, ClientError> {
         return Ok(0);
     }
     if let Command::Pki { dir, command } = &cli.command {
-        return pki::run(dir.as_deref(), command, out);
+        let code = pki::run(dir.as_deref(), command, out)?;
+        if code != 0 || !command.publishes() {
+            return Ok(code);
+        }
+        let crl = pki::pki_dir(dir.as_deref())?.join(mco_pki::CA_CRL);
+        let cfg = crate::config::load(cli.config.as_deref(), &cli.nats)?;
+        return registry::publish_crl(&cfg, &crl, out).await;
     }
     if let Command::Provision { args } = &cli.command {
         return provision::exec(None, args);

@@ -98,12 +98,19 @@ pub enum PkiCommand {
         /// Days until the rewritten CRL's next update.
         #[arg(long, default_value_t = pki::crl::DEFAULT_CRL_DAYS, value_name = "N")]
         days: u32,
+        /// Also publish the CRL on the bus, where every responder watching it puts it in force
+        /// within seconds (connects with the client config; an inventory admin's right).
+        #[arg(long)]
+        publish: bool,
     },
     /// Write ca.crl: every revoked serial, signed by the CA.
     Crl {
         /// Days until the CRL's next update.
         #[arg(long, default_value_t = pki::crl::DEFAULT_CRL_DAYS, value_name = "N")]
         days: u32,
+        /// Also publish the CRL on the bus (see `revoke --publish`).
+        #[arg(long)]
+        publish: bool,
     },
     /// Summarize a certificate, CSR or CRL (PEM or DER).
     Show {
@@ -244,6 +251,32 @@ impl From<KindArg> for Kind {
     }
 }
 
+impl PkiCommand {
+    /// Whether the command asks for the CRL to be published once written.
+    pub fn publishes(&self) -> bool {
+        matches!(
+            self,
+            PkiCommand::Revoke { publish: true, .. } | PkiCommand::Crl { publish: true, .. }
+        )
+    }
+}
+
+/// The PKI directory: `--dir`, or the default under the home directory.
+pub fn pki_dir(dir: Option<&Path>) -> Result<PathBuf, ClientError> {
+    Ok(match dir {
+        Some(d) => d.to_path_buf(),
+        None => {
+            let d = mco_core::config::expand_home(DEFAULT_DIR);
+            if d.starts_with("~") {
+                return Err(ClientError::Usage(
+                    "HOME is not set; say where the PKI is with --dir".to_string(),
+                ));
+            }
+            d
+        }
+    })
+}
+
 /// Runs one `mco pki` verb on `dir` (default [`DEFAULT_DIR`]).
 pub fn run(
     dir: Option<&Path>,
@@ -355,7 +388,7 @@ pub fn run(
             let issued = ca.sign_csr(&text, &policy).map_err(pki_err)?;
             report_issued(&issued, out)?;
         }
-        PkiCommand::Revoke { target, days } => {
+        PkiCommand::Revoke { target, days, .. } => {
             let ca = Ca::load(&dir).map_err(pki_err)?;
             let revoked = ca.revoke(target).map_err(pki_err)?;
             for e in &revoked {
@@ -376,7 +409,7 @@ pub fn run(
             )
             .map_err(io)?;
         }
-        PkiCommand::Crl { days } => {
+        PkiCommand::Crl { days, .. } => {
             let ca = Ca::load(&dir).map_err(pki_err)?;
             write_crl(&ca, *days, out)?;
         }
@@ -432,6 +465,7 @@ pub fn run(
                     bucket: bucket.clone(),
                     admins: inventory_admins.clone(),
                     store_dir: absolute(store)?,
+                    crl_bucket: mco_core::inventory::DEFAULT_CRL_BUCKET.to_string(),
                 }),
                 _ => None,
             };

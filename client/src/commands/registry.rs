@@ -29,39 +29,119 @@ pub(super) async fn init(
     let session = Session::connect(cfg, crate::session::Warnings::Stderr).await?;
     let js = async_nats::jetstream::new(session.bus().client.clone());
     let bucket = cfg.inventory.bucket.clone();
-    // The bucket's stream, as `create_key_value` makes it, without the account-info request
-    // whose answer from a 2.9 server the library cannot read.
-    use async_nats::jetstream::stream;
-    let made = js
-        .create_stream(stream::Config {
-            name: format!("KV_{bucket}"),
-            description: Some("mco inventory registry: one signed entry per node".into()),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
+    let crl_bucket = cfg.inventory.crl_bucket.clone();
+    let made = async {
+        create_bucket(
+            &js,
+            &bucket,
+            "mco inventory registry: one signed entry per node",
             max_age,
-            max_message_size: (mco_core::inventory::MAX_ENTRY + 4096) as i32,
-            discard: stream::DiscardPolicy::New,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            retention: stream::RetentionPolicy::Limits,
-            storage: stream::StorageType::File,
-            num_replicas: replicas,
-            ..Default::default()
-        })
-        .await;
+            mco_core::inventory::MAX_ENTRY + 4096,
+            replicas,
+        )
+        .await?;
+        // The CA's CRL: kept until replaced, whatever the entries' age limit.
+        create_bucket(
+            &js,
+            &crl_bucket,
+            "mco: the collective CA's CRL, watched by every responder",
+            Duration::ZERO,
+            mco_core::inventory::MAX_CRL + 4096,
+            replicas,
+        )
+        .await
+    }
+    .await;
     session.close();
-    made.map_err(|e| ClientError::Bus {
+    made?;
+    writeln!(
+        out,
+        "Inventory registry {bucket} ready: entries older than {} are dropped, {replicas} replica(s); CRLs are published in {crl_bucket}",
+        humantime(max_age)
+    )
+    .map_err(io)?;
+    Ok(0)
+}
+
+/// Makes a key-value bucket's stream as `create_key_value` would, without the account-info
+/// request whose answer from a 2.9 server the library cannot read.
+async fn create_bucket(
+    js: &async_nats::jetstream::Context,
+    bucket: &str,
+    description: &str,
+    max_age: Duration,
+    max_value: usize,
+    replicas: usize,
+) -> Result<(), ClientError> {
+    use async_nats::jetstream::stream;
+    js.create_stream(stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some(description.into()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        max_message_size: i32::try_from(max_value).unwrap_or(i32::MAX),
+        discard: stream::DiscardPolicy::New,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        retention: stream::RetentionPolicy::Limits,
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        ..Default::default()
+    })
+    .await
+    .map(|_| ())
+    .map_err(|e| ClientError::Bus {
         what: format!(
-            "creating the inventory registry bucket {bucket} (is this user an inventory admin? \
-             see `mco pki broker-config --inventory-admin`)"
+            "creating the bucket {bucket} (is this user an inventory admin? see \
+             `mco pki broker-config --inventory-admin`)"
         ),
         source: e.to_string().into(),
+    })
+}
+
+/// `mco pki revoke|crl --publish`: puts the CA's CRL where every responder watching it finds
+/// it.
+pub(super) async fn publish_crl(
+    cfg: &ClientConfig,
+    crl: &std::path::Path,
+    out: &mut dyn Write,
+) -> Result<Exit, ClientError> {
+    let bytes = std::fs::read(crl).map_err(|e| ClientError::file(crl.display().to_string(), e))?;
+    if bytes.len() > mco_core::inventory::MAX_CRL {
+        return Err(ClientError::Io(format!(
+            "{}: over {} bytes, too large to publish",
+            crl.display(),
+            mco_core::inventory::MAX_CRL
+        )));
+    }
+    let session = Session::connect(cfg, crate::session::Warnings::Stderr).await?;
+    let js = async_nats::jetstream::new(session.bus().client.clone());
+    let bucket = cfg.inventory.crl_bucket.clone();
+    let put = async {
+        let store = js
+            .get_key_value(bucket.as_str())
+            .await
+            .map_err(|e| e.to_string())?;
+        store
+            .put(mco_core::inventory::CRL_KEY, bytes.into())
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    session.close();
+    let revision = put.map_err(|e| ClientError::Bus {
+        what: format!(
+            "publishing the CRL in bucket {bucket} (made by `mco registry init`; an inventory \
+             admin's right)"
+        ),
+        source: e.into(),
     })?;
     writeln!(
         out,
-        "Inventory registry {bucket} ready: entries older than {} are dropped, {replicas} replica(s)",
-        humantime(max_age)
+        "Published {} in {bucket} (revision {revision})",
+        crl.display()
     )
     .map_err(io)?;
     Ok(0)
