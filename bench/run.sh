@@ -16,7 +16,7 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: bench/run.sh [--nodes N] [--runs R] [--bin DIR] [--secure [--unsigned|--presign]] [--serve FILE]
+usage: bench/run.sh [--nodes N] [--runs R] [--bin DIR] [--secure [--unsigned|--presign] [--inventory]] [--serve FILE]
 
   --nodes N   virtual nodes served by one mco-responder (default 1000)
   --runs R    timed runs per measurement, after one untimed warm-up (default 5)
@@ -25,6 +25,9 @@ usage: bench/run.sh [--nodes N] [--runs R] [--bin DIR] [--secure [--unsigned|--p
   --unsigned  with --secure: TLS with the same certificates, but messages
               neither signed nor verified (security.sign = false), to
               measure what signing and verification alone cost
+  --inventory with --secure: JetStream on the broker and the inventory
+              registry (every node writes its signed entry); adds the rows
+              that discover from it
   --presign   with --secure: the responder signs with prepared nonces
               (security.presign = true) instead of the RFC 8032 default
   --serve FILE  measure nothing: start the broker and fleet, write how to
@@ -47,6 +50,7 @@ BIN=""
 SECURE=0
 UNSIGNED=0
 PRESIGN=0
+INVENTORY=0
 SERVE=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -59,6 +63,7 @@ while [[ $# -gt 0 ]]; do
         --secure) SECURE=1; shift ;;
         --unsigned) UNSIGNED=1; shift ;;
         --presign) PRESIGN=1; shift ;;
+        --inventory) INVENTORY=1; shift ;;
         --serve) SERVE="${2:?--serve needs a file}"; shift 2 ;;
         --serve=*) SERVE="${1#*=}"; shift ;;
         -h | --help) usage; exit 0 ;;
@@ -69,6 +74,7 @@ done
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer, not '$RUNS'"
 ((!UNSIGNED || SECURE)) || die "--unsigned goes with --secure"
 ((!PRESIGN || (SECURE && !UNSIGNED))) || die "--presign goes with --secure, without --unsigned"
+((!INVENTORY || (SECURE && !UNSIGNED))) || die "--inventory goes with --secure, without --unsigned"
 ((NODES >= 2)) || die "--nodes must be at least 2 (one measurement selects half the fleet)"
 ((NODES <= 10000)) || die "--nodes above 10000 does not fit the bench-NNNN identities"
 
@@ -134,14 +140,23 @@ if ((SECURE)); then
     pki ca init
     pki issue broker --kind broker --ip 127.0.0.1
     pki issue bench --kind user
+    ids=()
     for ((i = 0; i < NODES; i++)); do
         printf -v id 'bench-%04d' "$i"
-        pki issue "$id" --kind node
+        ids+=("$id")
+    done
+    # One process per 1,000 names: the index is read and written once per process.
+    for ((i = 0; i < NODES; i += 1000)); do
+        pki issue "${ids[@]:i:1000}" --kind node
     done
     pki crl
     PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
     {
-        "$MCO" pki --dir "$PKI" broker-config --listen "127.0.0.1:$PORT" --collective mcollective
+        inventory_args=()
+        if ((INVENTORY)); then
+            inventory_args=(--inventory mco_inventory --inventory-admin bench --jetstream-dir "$WORK/jetstream")
+        fi
+        "$MCO" pki --dir "$PKI" broker-config --listen "127.0.0.1:$PORT" --collective mcollective "${inventory_args[@]}"
         echo "max_connections: $max_conn"
         echo "max_payload: 1048576"
     } >"$WORK/nats.conf"
@@ -234,6 +249,14 @@ export MCO_CONFIG="$WORK/client.toml"
 export XDG_CACHE_HOME="$WORK/cache"
 unset MCO_LOG
 
+if ((INVENTORY)); then
+    printf '[inventory]\n' >>"$WORK/responder.toml"
+    deadline=$((SECONDS + 10))
+    until "$MCO" registry init >/dev/null 2>"$WORK/registry-init.err"; do
+        ((SECONDS < deadline)) || { cat "$WORK/registry-init.err" >&2; die "mco registry init failed"; }
+        sleep 0.1
+    done
+fi
 fleet_start=$EPOCHREALTIME
 "$RESPONDER" --config "$WORK/responder.toml" --fleet "$NODES" 2>"$WORK/responder.log" &
 RESP_PID=$!
@@ -250,15 +273,27 @@ while ((sockets < NODES)); do
     ((sockets >= NODES)) || sleep 0.05
 done
 found=0
+READY_DT=$((5 + NODES / 1000))s
 while ((found < NODES)); do
     kill -0 "$RESP_PID" 2>/dev/null || { tail -n 20 "$WORK/responder.log" >&2; die "mco-responder exited"; }
     ((SECONDS < deadline)) || die "only $found of $NODES nodes answered discovery before the deadline"
-    found="$("$MCO" find --nats "$URL" --dt 5s 2>/dev/null | grep -c '^bench-' || true)"
+    # A quiet window would end discovery between the replies of a large secure fleet.
+    found="$("$MCO" find --nats "$URL" --dt "$READY_DT" --discovery-window 0 2>/dev/null | grep -c '^bench-' || true)"
     ((found >= NODES)) || sleep 0.1
 done
 fleet_ready_ms=$(((${EPOCHREALTIME/./} - ${fleet_start/./}) / 1000))
 ((found == NODES)) || die "discovery found $found nodes, expected $NODES"
 say "$NODES nodes up after $fleet_ready_ms ms"
+
+if ((INVENTORY)); then
+    registered=0
+    while ((registered < NODES)); do
+        ((SECONDS < deadline)) || die "only $registered of $NODES nodes registered before the deadline"
+        registered="$("$MCO" find --dm inventory 2>/dev/null | grep -c '^bench-' || true)"
+        ((registered >= NODES)) || sleep 0.2
+    done
+    say "$NODES nodes registered after $(((${EPOCHREALTIME/./} - ${fleet_start/./}) / 1000)) ms"
+fi
 
 NODES_FILE="$WORK/nodes.txt"
 for ((i = 0; i < NODES; i++)); do
@@ -394,6 +429,10 @@ nats_idle_kib="$(proc_kib "$NATS_PID" VmRSS)"
 
 measure "start + connect + one request: \`mco rpc rpcutil ping -I bench-0000 -j\`" json 1 -- \
     "$MCO" rpc rpcutil ping -I bench-0000 -j --nats "$URL"
+# Above 2,000 secure nodes, broadcast discovery ends in its quiet window long before the
+# last node answers: those rows are the registry's (6-8) at that size.
+BROADCAST=$((!SECURE || NODES <= 2000))
+if ((BROADCAST)); then
 measure "1. discovery: \`mco find\`" find "$NODES" -- \
     "$MCO" find --nats "$URL"
 # With every request verified by each of the N virtual nodes on the same two
@@ -403,16 +442,27 @@ if ((!SECURE)); then
     measure "1b. discovery with a 50 ms window: \`mco find --discovery-window 50ms\`" find "$NODES" -- \
         "$MCO" find --discovery-window 50ms --nats "$URL"
 fi
+fi
 measure "2. \`mco rpc rpcutil ping --nodes FILE -j\` (no discovery)" json "$NODES" -- \
     "$MCO" rpc rpcutil ping --nodes "$NODES_FILE" --nats "$URL" -j
+if ((BROADCAST)); then
 measure "3. \`mco rpc rpcutil ping -j\` (discovery + rpc)" json "$NODES" -- \
     "$MCO" rpc rpcutil ping --nats "$URL" -j
 measure "4. \`mco rpc rpcutil ping -F 'fleet_index<$HALF' -j\`" json "$HALF" -- \
     "$MCO" rpc rpcutil ping -F "fleet_index<$HALF" --nats "$URL" -j
 measure "5. \`mco ping\`" ping "$NODES" -- \
     "$MCO" ping --nats "$URL"
+fi
 measure "2v. \`mco rpc rpcutil ping --nodes FILE -v\`" verbose "$NODES" -- \
     "$MCO" rpc rpcutil ping --nodes "$NODES_FILE" --nats "$URL" -v
+if ((INVENTORY)); then
+    measure "6. registry discovery: \`mco find --dm inventory\`" find "$NODES" -- \
+        "$MCO" find --dm inventory --nats "$URL"
+    measure "7. \`mco rpc rpcutil ping --dm inventory -j\` (registry discovery + rpc)" json "$NODES" -- \
+        "$MCO" rpc rpcutil ping --dm inventory --nats "$URL" -j
+    measure "8. \`mco rpc rpcutil ping --dm inventory -F 'fleet_index<$HALF' -j\`" json "$HALF" -- \
+        "$MCO" rpc rpcutil ping --dm inventory -F "fleet_index<$HALF" --nats "$URL" -j
+fi
 
 # Inside the client, from the -v runs: "Finished processing N / N hosts in X ms"
 # counts from just after connecting (reading the nodes file, subscribing,
@@ -433,7 +483,7 @@ resp_kib="$(proc_kib "$RESP_PID" VmRSS)"
 
 # Connection buffers fill page by page as messages pass, so the responder's
 # memory settles only after a few hundred requests: send them, then look again.
-SETTLE=300
+SETTLE=${SETTLE:-300}
 say "$SETTLE more requests for steady-state memory"
 for ((r = 0; r < SETTLE; r++)); do
     run_once "settling" "$MCO" rpc rpcutil ping --nodes "$NODES_FILE" --nats "$URL" -j

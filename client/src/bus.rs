@@ -223,7 +223,7 @@ impl Bus {
             .connection_timeout(Duration::from_secs(5))
             .ping_interval(cfg.nats.ping_interval)
             .reconnect_delay_callback(move |attempt| {
-                mco_core::backoff::Backoff::default().delay(attempt, seed)
+                mco_core::backoff::Backoff::default().reconnect_delay(attempt, seed, false)
             })
             .subscription_capacity(65_536)
             .connect(cfg.nats.servers.as_slice())

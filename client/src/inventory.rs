@@ -125,8 +125,7 @@ pub fn check(
     let verdicts: Vec<Result<(), String>> = match trust {
         Some(trust) => {
             let envs: Vec<&Envelope> = decoded.iter().map(|(_, e, _)| e).collect();
-            trust
-                .verify_many(&envs, now_s)
+            verify_parallel(trust, &envs, now_s)
                 .into_iter()
                 .zip(&decoded)
                 .map(|(v, (key, _, _))| match v {
@@ -162,6 +161,31 @@ pub fn check(
         ));
     }
     out
+}
+
+/// Verifies `envs` in batches, one per core, on scoped threads: a fleet's entries are
+/// thousands of signatures.
+fn verify_parallel(
+    trust: &mco_security::TrustStore,
+    envs: &[&Envelope],
+    now_s: i64,
+) -> Vec<Result<std::sync::Arc<mco_security::Principal>, mco_security::SecurityError>> {
+    const WORTH_A_THREAD: usize = 256;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 || envs.len() < 2 * WORTH_A_THREAD {
+        return trust.verify_many(envs, now_s);
+    }
+    let chunk = envs.len().div_ceil(cores);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = envs
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || trust.verify_many(part, now_s)))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
 
 /// The entries whose node matches `filter` in `collective`, as each node itself would decide.

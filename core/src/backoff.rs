@@ -39,6 +39,23 @@ impl Backoff {
         let frac = 0.8 + 0.4 * ((z >> 11) as f64 / (1u64 << 53) as f64);
         exp.mul_f64(frac).min(self.max)
     }
+
+    /// The pause before connection attempt `attempts` as async-nats counts them (1 is the first
+    /// attempt to each server of the list, on start or after losing one): none for a client,
+    /// which a person waits for (`spread_first = false`); up to `initial` for one of many nodes,
+    /// spread by `seed` so that a fleet losing a server does not reconnect in one burst. Later
+    /// attempts back off as [`delay`](Self::delay) does.
+    pub fn reconnect_delay(&self, attempts: usize, seed: u64, spread_first: bool) -> Duration {
+        if attempts <= 1 {
+            if !spread_first {
+                return Duration::ZERO;
+            }
+            // [0, initial): the same splitmix64 draw as `delay`, scaled from zero.
+            let frac = (self.delay(0, seed).as_secs_f64() / self.initial.as_secs_f64() - 0.8) / 0.4;
+            return self.initial.mul_f64(frac.clamp(0.0, 1.0));
+        }
+        self.delay(attempts - 2, seed)
+    }
 }
 
 #[cfg(test)]
@@ -63,5 +80,19 @@ mod tests {
         }
         let spread: std::collections::HashSet<_> = (0..20u64).map(|s| b.delay(2, s)).collect();
         assert!(spread.len() > 10, "jitter spreads nodes apart");
+    }
+
+    #[test]
+    fn a_first_attempt_waits_nothing_for_a_client_and_a_spread_moment_for_a_node() {
+        let b = Backoff::default();
+        for seed in [0u64, 7, u64::MAX] {
+            assert_eq!(b.reconnect_delay(1, seed, false), Duration::ZERO);
+            assert!(b.reconnect_delay(1, seed, true) <= b.initial);
+            assert_eq!(b.reconnect_delay(2, seed, false), b.delay(0, seed));
+            assert_eq!(b.reconnect_delay(5, seed, true), b.delay(3, seed));
+        }
+        let firsts: std::collections::HashSet<_> =
+            (0..20u64).map(|s| b.reconnect_delay(1, s, true)).collect();
+        assert!(firsts.len() > 10, "a fleet's first attempts are spread");
     }
 }

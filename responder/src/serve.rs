@@ -111,7 +111,7 @@ pub async fn connect(
         .ping_interval(opts.ping_interval)
         .subscription_capacity(opts.subscription_capacity)
         .read_buffer_capacity(opts.read_buffer)
-        .reconnect_delay_callback(move |attempt| backoff.delay(attempt, seed))
+        .reconnect_delay_callback(move |attempt| backoff.reconnect_delay(attempt, seed, true))
         .event_callback(move |event| {
             let who = who.clone();
             async move {

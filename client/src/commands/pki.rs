@@ -31,8 +31,9 @@ pub enum PkiCommand {
     /// Create a key and a certificate for `user:NAME`, `node:NAME` or `broker:NAME`, signed by
     /// the CA.
     Issue {
-        /// The name, without its kind.
-        name: String,
+        /// The name, without its kind (several: one certificate each, the index written once).
+        #[arg(required = true, num_args = 1..)]
+        names: Vec<String>,
         /// Caller, responder or broker.
         #[arg(long, value_enum)]
         kind: KindArg,
@@ -316,7 +317,7 @@ pub fn run(
             .map_err(io)?;
         }
         PkiCommand::Issue {
-            name,
+            names,
             kind,
             days,
             ips,
@@ -331,8 +332,17 @@ pub fn run(
                 force: *force,
                 ..IssueOptions::default()
             };
-            let issued = ca.issue(name, (*kind).into(), &opts).map_err(pki_err)?;
-            report_issued(&issued, out)?;
+            if let [name] = names.as_slice() {
+                let issued = ca.issue(name, (*kind).into(), &opts).map_err(pki_err)?;
+                report_issued(&issued, out)?;
+            } else {
+                let issued = ca
+                    .issue_many(names, (*kind).into(), &opts)
+                    .map_err(pki_err)?;
+                for i in &issued {
+                    report_issued(i, out)?;
+                }
+            }
         }
         PkiCommand::Csr {
             name,
