@@ -7,6 +7,7 @@ mod inventory;
 mod nrpe;
 mod ping;
 pub mod pki;
+mod pki_broker;
 mod provision;
 mod registry;
 mod resource;
