@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::nats::free_port;
 use crate::netns::Netns;
 use crate::replies::write_nodes_file;
 use crate::secure::COLLECTIVE;
@@ -123,9 +122,11 @@ impl SecureClusterBuilder {
 
         // Addresses: a server in a namespace is reached at the namespace's end of its link;
         // from inside it, the others at the host's end.
-        let client_ports: Vec<u16> = (0..self.servers).map(|_| free_port()).collect();
-        let route_ports: Vec<u16> = (0..self.servers).map(|_| free_port()).collect();
-        let leaf_ports: Vec<u16> = (0..self.servers).map(|_| free_port()).collect();
+        // Every port at once, from listeners held together: ports picked one by one can repeat.
+        let ports = distinct_ports(3 * self.servers);
+        let client_ports: Vec<u16> = ports[..self.servers].to_vec();
+        let route_ports: Vec<u16> = ports[self.servers..2 * self.servers].to_vec();
+        let leaf_ports: Vec<u16> = ports[2 * self.servers..].to_vec();
         let address = |i: usize| match (&isolated_ns, self.isolated) {
             (Some(ns), Some(k)) if k == i => ns.ns_ip(),
             _ => Ipv4Addr::LOCALHOST,
@@ -471,6 +472,17 @@ impl std::fmt::Debug for SecureCluster {
             .field("dir", &self.root.path())
             .finish()
     }
+}
+
+/// `n` ports free on 127.0.0.1 a moment ago, all different.
+fn distinct_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("a local address").port())
+        .collect()
 }
 
 fn pki_command(dir: &Path, args: &[&str]) -> Output {
