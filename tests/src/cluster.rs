@@ -17,7 +17,7 @@ use tempfile::TempDir;
 
 use crate::netns::Netns;
 use crate::replies::write_nodes_file;
-use crate::secure::COLLECTIVE;
+use crate::secure::{path_str, pki_command, COLLECTIVE};
 use crate::{eventually, Cmd, NatsServer, Output, Responder, ResponderSpec};
 
 /// How long [`SecureClusterBuilder::start`] waits for the routes and the responders.
@@ -483,14 +483,4 @@ fn distinct_ports(n: usize) -> Vec<u16> {
         .iter()
         .map(|l| l.local_addr().expect("a local address").port())
         .collect()
-}
-
-fn pki_command(dir: &Path, args: &[&str]) -> Output {
-    let out = Cmd::mco().arg("pki").arg("--dir").arg(dir).args(args).run();
-    out.assert_success();
-    out
-}
-
-fn path_str(p: &Path) -> String {
-    p.to_str().expect("temporary paths are UTF-8").to_string()
 }

@@ -566,12 +566,12 @@ pub async fn tls_connect(
 }
 
 #[track_caller]
-fn pki_command(dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn pki_command(dir: &Path, args: &[&str]) -> Output {
     let out = Cmd::mco().arg("pki").arg("--dir").arg(dir).args(args).run();
     out.assert_success();
     out
 }
 
-fn path_str(p: &Path) -> String {
+pub(crate) fn path_str(p: &Path) -> String {
     p.to_str().expect("temporary paths are UTF-8").to_string()
 }

@@ -255,18 +255,7 @@ pub fn run(
     command: &PkiCommand,
     out: &mut dyn Write,
 ) -> Result<Exit, ClientError> {
-    let dir = match dir {
-        Some(d) => d.to_path_buf(),
-        None => {
-            let d = mco_core::config::expand_home(DEFAULT_DIR);
-            if d.starts_with("~") {
-                return Err(ClientError::Usage(
-                    "HOME is not set; say where the PKI is with --dir".to_string(),
-                ));
-            }
-            d
-        }
-    };
+    let dir = pki_dir(dir)?;
     match command {
         PkiCommand::Ca {
             command: CaCommand::Init { force, days, name },
