@@ -96,7 +96,34 @@ async fn read_all(bus: &Bus, bucket: &str) -> Result<Registry, ClientError> {
             }
         }
     }
-    Ok(check(bus.opener.trust.as_deref(), raw))
+    let trust = bus.opener.trust.as_deref();
+    let remembered = match (trust, &bus.creds) {
+        (Some(t), Some(c)) => Some((t, c.derive_secret(VERIFIED_PURPOSE))),
+        _ => None,
+    };
+    let path = verified_path(&bus.sender);
+    if let Some((t, secret)) = &remembered {
+        if let Ok(bytes) = std::fs::read(&path) {
+            if let Err(why) = t.import_verified(&bytes, secret) {
+                tracing::debug!("{}: ignored: {why}", path.display());
+            }
+        }
+    }
+    let registry = check(trust, raw);
+    if let Some(bytes) = remembered.and_then(|(t, secret)| t.export_verified(&secret)) {
+        if let Err(e) = mco_pki::write_private(&path, &bytes) {
+            tracing::debug!("{}: not saved: {e}", path.display());
+        }
+    }
+    Ok(registry)
+}
+
+const VERIFIED_PURPOSE: &str = "verified registry entries";
+
+/// Where the digests of registry entries verified before are kept, beside the known
+/// certificates (`IDENTITY.verified`): a discovery then verifies only the entries that changed.
+pub fn verified_path(identity: &str) -> std::path::PathBuf {
+    crate::bus::known_path(identity).with_extension("verified")
 }
 
 /// Checks raw entries `(key, value, stored at)`: decoded, verified in one batch against
@@ -129,8 +156,8 @@ pub fn check(
                 .into_iter()
                 .zip(&decoded)
                 .map(|(v, (key, _, _))| match v {
-                    Ok(p) if p.name == format!("node:{key}") => Ok(()),
-                    Ok(p) => Err(format!("signed by {}, not node:{key}", p.name)),
+                    Ok(name) if name.strip_prefix("node:") == Some(key.as_str()) => Ok(()),
+                    Ok(name) => Err(format!("signed by {name}, not node:{key}")),
                     Err(e) => Err(e.to_string()),
                 })
                 .collect()
@@ -164,22 +191,23 @@ pub fn check(
 }
 
 /// Verifies `envs` in batches, one per core, on scoped threads: a fleet's entries are
-/// thousands of signatures.
+/// thousands of signatures (those verified before are only looked up: see
+/// [`mco_security::TrustStore::verify_entries`]). Returns each signer's name.
 fn verify_parallel(
     trust: &mco_security::TrustStore,
     envs: &[&Envelope],
     now_s: i64,
-) -> Vec<Result<std::sync::Arc<mco_security::Principal>, mco_security::SecurityError>> {
+) -> Vec<Result<String, mco_security::SecurityError>> {
     const WORTH_A_THREAD: usize = 256;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cores < 2 || envs.len() < 2 * WORTH_A_THREAD {
-        return trust.verify_many(envs, now_s);
+        return trust.verify_entries(envs, now_s);
     }
     let chunk = envs.len().div_ceil(cores);
     std::thread::scope(|scope| {
         let handles: Vec<_> = envs
             .chunks(chunk)
-            .map(|part| scope.spawn(move || trust.verify_many(part, now_s)))
+            .map(|part| scope.spawn(move || trust.verify_entries(part, now_s)))
             .collect();
         handles
             .into_iter()

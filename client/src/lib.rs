@@ -12,6 +12,7 @@ pub mod bus;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod crl_watch;
 pub mod ddls;
 pub mod discovery;
 pub mod error;

@@ -99,7 +99,19 @@ pub trait NodeInfo: Send + Sync {
     fn stats(&self) -> Map<String, Value>;
     /// How long the daemon has been running.
     fn uptime(&self) -> Duration;
+    /// Publishes the CA's signed CRL (the bytes of `ca.crl`) in the collective's CRL bucket, as
+    /// this node, and returns the bucket's revision: what the CA agent does after a
+    /// revocation, so that every node applies it within seconds (ARCHITECTURE.md §11). Every
+    /// node verifies the CRL against the CA and takes it only if it is newer, so publishing
+    /// cannot weaken anything. By default a node cannot publish.
+    fn publish_crl(&self, crl: Vec<u8>) -> BoxFuture<Result<u64, String>> {
+        drop(crl);
+        Box::pin(async { Err("this node has no CRL bucket to publish in".to_string()) })
+    }
 }
+
+/// A boxed future, as [`NodeInfo`]'s asynchronous methods return.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
 
 /// Who asked, and where the action runs.
 #[derive(Clone)]

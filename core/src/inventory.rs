@@ -75,11 +75,14 @@ impl InventoryBody {
 
     /// Whether two bodies say the same thing but for when they were written.
     pub fn same_as(&self, other: &InventoryBody) -> bool {
-        let strip = |b: &InventoryBody| InventoryBody {
-            time_ms: 0,
-            ..b.clone()
-        };
-        strip(self) == strip(other)
+        self.identity == other.identity
+            && self.collectives == other.collectives
+            && self.facts == other.facts
+            && self.classes == other.classes
+            && self.agents == other.agents
+            && self.version == other.version
+            && self.interval_s == other.interval_s
+            && self.crl == other.crl
     }
 
     /// The entry's age at `now_ms`, milliseconds (0 if written in the future).

@@ -302,8 +302,12 @@ pub fn broker_config(ca_dir: &Path, opts: &BrokerOptions) -> Result<String, PkiE
             }
         }
         if let Some(inv) = &opts.inventory {
-            let (p, s) =
-                super::broker_inventory::node_permissions(&inv.bucket, &inv.crl_bucket, node);
+            let (p, s) = super::broker_inventory::node_permissions(
+                &inv.bucket,
+                &inv.crl_bucket,
+                node,
+                inv.crl_publishers.iter().any(|n| n == node),
+            );
             publish.extend(p);
             subscribe.extend(s);
         }

@@ -26,6 +26,8 @@ pub struct InventoryOptions {
     pub store_dir: PathBuf,
     /// The bucket the CA's CRL is published in: every node and caller reads it, admins write it.
     pub crl_bucket: String,
+    /// Nodes (names without `node:`) that may publish the CRL: the CA agent's node.
+    pub crl_publishers: Vec<String>,
 }
 
 /// What reading bucket `b` takes: the stream's info, single messages, and ordered consumers of
@@ -45,13 +47,22 @@ fn reader_publish(b: &str) -> Vec<String> {
 }
 
 /// What node `identity` may publish and subscribe to for the inventory bucket `b` (its own
-/// key) and the CRL's bucket `crl` (read).
-pub fn node_permissions(b: &str, crl: &str, identity: &str) -> (Vec<String>, Vec<String>) {
+/// key) and the CRL's bucket `crl` (read; and write its one key when `crl_publisher`, the CA
+/// agent's node).
+pub fn node_permissions(
+    b: &str,
+    crl: &str,
+    identity: &str,
+    crl_publisher: bool,
+) -> (Vec<String>, Vec<String>) {
     let mut publish = vec![
         format!("$JS.API.STREAM.INFO.KV_{b}"),
         format!("$KV.{b}.{identity}"),
     ];
     publish.extend(reader_publish(crl));
+    if crl_publisher {
+        publish.push(format!("$KV.{crl}.{}", mco_core::inventory::CRL_KEY));
+    }
     (
         publish,
         vec![format!(
@@ -90,7 +101,7 @@ mod tests {
 
     #[test]
     fn a_node_writes_its_own_key_only() {
-        let (publish, subscribe) = node_permissions("inv", "crl", "web1");
+        let (publish, subscribe) = node_permissions("inv", "crl", "web1", false);
         assert!(publish.contains(&"$KV.inv.web1".to_string()));
         assert!(!publish
             .iter()
@@ -102,8 +113,15 @@ mod tests {
         assert!(publish.contains(&"$JS.API.CONSUMER.CREATE.KV_crl".to_string()));
         assert_eq!(subscribe.len(), 1);
         assert!(subscribe[0].starts_with("_INBOX.") && subscribe[0] != "_INBOX.>");
+        // The CA agent's node may write the CRL's one key, and nothing else of that bucket.
+        let (publish, _) = node_permissions("inv", "crl", "ca1", true);
+        assert!(publish.contains(&"$KV.crl.ca.crl".to_string()));
+        assert_eq!(
+            publish.iter().filter(|p| p.starts_with("$KV.crl")).count(),
+            1
+        );
         // Another node's inbox is another prefix.
-        assert_ne!(node_permissions("inv", "crl", "web2").1, subscribe);
+        assert_ne!(node_permissions("inv", "crl", "web2", false).1, subscribe);
     }
 
     #[test]

@@ -222,6 +222,20 @@ impl Provisioner {
             None
         };
         self.confirm_restarted();
+        // A revocation published while the provisioner runs reaches both of its trust stores.
+        let crl_watch = self.main_cfg.inventory.watch_crl.then(|| {
+            let stores: Vec<_> = [&self.main, &self.prov]
+                .iter()
+                .filter_map(|s| s.bus().opener.trust.clone())
+                .collect();
+            (!stores.is_empty()).then(|| {
+                tokio::spawn(mco_client::crl_watch::watch(
+                    self.main.bus().client.clone(),
+                    stores,
+                    self.main_cfg.inventory.crl_bucket.clone(),
+                ))
+            })
+        });
         info!(
             workers = self.cfg.workers,
             interval = ?self.cfg.interval,
@@ -246,6 +260,9 @@ impl Provisioner {
                     }
                 }
             }
+        }
+        if let Some(task) = crl_watch.flatten() {
+            task.abort();
         }
         self.closing.store(true, Ordering::SeqCst);
         let left = self.drain(self.cfg.shutdown_grace).await;

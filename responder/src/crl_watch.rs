@@ -4,6 +4,10 @@
 //! the one in force replaces the configured `[security] crl` file and is put in force within
 //! seconds; anything else is refused and counted (`rpcutil daemon_stats`: `crl.refused`). The
 //! file keeps the last good CRL while the bus is unreachable and across restarts.
+//!
+//! The CA agent publishes too ([`publish`]): after a revocation its node puts the new CRL in
+//! the bucket, which the broker allows only the nodes named by `mco pki broker-config
+//! --crl-publisher`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +22,38 @@ use crate::security::SharedTrust;
 
 /// The pause before watching again after the bucket was out of reach or the watch ended.
 const RETRY: Duration = Duration::from_secs(5);
+
+/// How long publishing a CRL may take, opening the bucket included.
+const PUBLISH_BOUND: Duration = Duration::from_secs(10);
+
+/// Puts `crl` (the bytes of the CA's `ca.crl`) in `bucket` under [`CRL_KEY`]; returns the
+/// revision.
+pub async fn publish(client: Client, bucket: String, crl: Vec<u8>) -> Result<u64, String> {
+    if crl.len() > MAX_CRL {
+        return Err(format!(
+            "the CRL is {} bytes, over the {MAX_CRL} that nodes take",
+            crl.len()
+        ));
+    }
+    let put = async {
+        let js = async_nats::jetstream::new(client);
+        let store = js
+            .get_key_value(bucket.as_str())
+            .await
+            .map_err(|e| format!("opening bucket {bucket}: {e}"))?;
+        store
+            .put(CRL_KEY, crl.into())
+            .await
+            .map_err(|e| format!("publishing in bucket {bucket} (is this node a --crl-publisher of the broker's configuration?): {e}"))
+    };
+    tokio::time::timeout(PUBLISH_BOUND, put)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "publishing in bucket {bucket} took longer than {PUBLISH_BOUND:?}"
+            ))
+        })
+}
 
 /// Watches `bucket`'s CRL until `shutdown` turns true.
 pub async fn watch(

@@ -23,7 +23,7 @@ pub async fn dispatch(node: Arc<NodeState>, req: RequestBody) -> ReplyBody {
         caller = %req.caller,
         node = %node.identity
     );
-    let (status, message, data) = run(&node, req.clone()).instrument(span).await;
+    let (status, message, data) = run(&node, &req).instrument(span).await;
     if status == Status::Ok {
         node.stats.ok();
     } else {
@@ -50,7 +50,7 @@ pub async fn dispatch(node: Arc<NodeState>, req: RequestBody) -> ReplyBody {
 
 type Outcome = (Status, String, Map<String, serde_json::Value>);
 
-async fn run(node: &Arc<NodeState>, req: RequestBody) -> Outcome {
+async fn run(node: &Arc<NodeState>, req: &RequestBody) -> Outcome {
     let Some(hosted) = node.registry.get(&req.agent).cloned() else {
         return (
             Status::UnknownAction,
@@ -75,7 +75,7 @@ async fn run(node: &Arc<NodeState>, req: RequestBody) -> Outcome {
             Map::new(),
         );
     };
-    let mut input = req.data;
+    let mut input = req.data.clone();
     if let Err(e) = action.validate(&mut input) {
         debug!(status = e.status.code(), "input refused: {}", e.message);
         return (e.status, e.message, Map::new());
@@ -83,10 +83,10 @@ async fn run(node: &Arc<NodeState>, req: RequestBody) -> Outcome {
     let defaults = action.output_defaults();
     let timeout = std::time::Duration::from_secs(hosted.ddl.metadata.timeout.max(1));
     let ctx = RequestContext {
-        request_id: req.id,
-        caller: req.caller,
-        sender: req.sender,
-        collective: req.collective,
+        request_id: req.id.clone(),
+        caller: req.caller.clone(),
+        sender: req.sender.clone(),
+        collective: req.collective.clone(),
         node: node.clone(),
     };
     let agent = hosted.agent.clone();

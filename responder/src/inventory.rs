@@ -69,7 +69,9 @@ pub async fn keep(
     }
     let js = async_nats::jetstream::new(client);
     let mut store: Option<Store> = None;
-    let mut written: Option<(InventoryBody, tokio::time::Instant)> = None;
+    // What the last entry was made from, not the entry: a fleet keeps thousands of these, and
+    // the facts and classes are shared with the node's snapshot.
+    let mut written: Option<(Made, tokio::time::Instant)> = None;
     let mut tick = tokio::time::interval(CHECK_EVERY.min(cfg.interval));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -81,21 +83,22 @@ pub async fn keep(
         if *shutdown.borrow() {
             return;
         }
-        let now = body(&node, cfg.interval);
+        let made = Made::of(&node);
         let due = match &written {
             None => true,
-            Some((last, at)) => !last.same_as(&now) || at.elapsed() >= cfg.interval,
+            Some((last, at)) => !last.same_as(&made) || at.elapsed() >= cfg.interval,
         };
         if !due {
             continue;
         }
+        let now = body(&node, cfg.interval);
         if store.is_none() {
             match js.get_key_value(cfg.bucket.as_str()).await {
                 Ok(s) => store = Some(s),
                 Err(e) => {
                     unreachable_registry(&node.identity, &cfg.bucket, &e.to_string());
                     // Try again at the next interval, not every few seconds.
-                    written = Some((now, tokio::time::Instant::now()));
+                    written = Some((made, tokio::time::Instant::now()));
                     continue;
                 }
             }
@@ -105,14 +108,40 @@ pub async fn keep(
         match s.put(&node.identity, bytes.into()).await {
             Ok(revision) => {
                 debug!(node = %node.identity, revision, "registry entry written");
-                written = Some((now, tokio::time::Instant::now()));
+                written = Some((made, tokio::time::Instant::now()));
             }
             Err(e) => {
                 unreachable_registry(&node.identity, &cfg.bucket, &e.to_string());
                 store = None;
-                written = Some((now, tokio::time::Instant::now()));
+                written = Some((made, tokio::time::Instant::now()));
             }
         }
+    }
+}
+
+/// What a node's entry is made from that can change while it runs: its snapshot (facts and
+/// classes, shared) and the number of the CRL in force.
+struct Made {
+    snapshot: Arc<crate::node::Snapshot>,
+    crl: Option<String>,
+}
+
+impl Made {
+    fn of(node: &NodeState) -> Made {
+        Made {
+            snapshot: node.snapshot(),
+            crl: node
+                .security
+                .as_ref()
+                .and_then(|s| s.trust.get().crl().and_then(|c| c.number())),
+        }
+    }
+
+    /// Whether an entry made from `other` would say the same, but for its time.
+    fn same_as(&self, other: &Made) -> bool {
+        let (a, b) = (&self.snapshot, &other.snapshot);
+        self.crl == other.crl
+            && (Arc::ptr_eq(a, b) || (a.facts == b.facts && a.classes == b.classes))
     }
 }
 

@@ -223,4 +223,19 @@ impl NodeInfo for NodeState {
     fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
+    fn publish_crl(&self, crl: Vec<u8>) -> mco_core::agent::BoxFuture<Result<u64, String>> {
+        let client = self.bus.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let bucket = self.inventory.as_ref().map(|c| c.crl_bucket.clone());
+        Box::pin(async move {
+            match (client, bucket) {
+                (Some(client), Some(bucket)) => {
+                    crate::crl_watch::publish(client, bucket, crl).await
+                }
+                (_, None) => {
+                    Err("this node has no [inventory] table, so no CRL bucket to publish in".into())
+                }
+                (None, _) => Err("this node is not connected to the broker".into()),
+            }
+        })
+    }
 }

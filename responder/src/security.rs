@@ -164,7 +164,7 @@ impl SharedTrust {
             .map_err(|e| e.to_string())
             .and_then(|store| match (current.crl(), store.crl()) {
                 (Some(old), Some(new)) => old
-                    .check_successor(new)
+                    .check_successor(&new)
                     .map(|()| store)
                     .map_err(|e| format!("{}: {e}", path.display())),
                 _ => Ok(store),
@@ -172,7 +172,7 @@ impl SharedTrust {
         match loaded {
             Ok(store) if store.crl() == current.crl() => {}
             Ok(store) => {
-                let info = store.crl().map(ToString::to_string).unwrap_or_default();
+                let info = store.crl().map(|i| i.to_string()).unwrap_or_default();
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) =
                     Arc::new(store.with_memo());
                 info!("re-read the CRL {}: {info}", path.display());
@@ -181,7 +181,7 @@ impl SharedTrust {
                 let refused = self.refused.fetch_add(1, Relaxed) + 1;
                 let in_force = current
                     .crl()
-                    .map_or_else(|| "none".to_string(), ToString::to_string);
+                    .map_or_else(|| "none".to_string(), |i| i.to_string());
                 error!(
                     refused,
                     "refusing the CRL: {e}; the CRL in force stays ({in_force})"
@@ -229,7 +229,7 @@ impl SharedTrust {
                 return Ok(false);
             }
             (Some(old), Some(new)) => {
-                if let Err(e) = old.check_successor(new) {
+                if let Err(e) = old.check_successor(&new) {
                     return refuse(e);
                 }
             }

@@ -268,7 +268,7 @@ fn refuse(node: &NodeState, why: DropReason, detail: &dyn std::fmt::Display) {
 /// Decodes, checks and filters one message; spawns the action if selected.
 fn handle(client: &Client, node: &Arc<NodeState>, max_payload: usize, msg: Message) {
     node.stats.seen();
-    let req = match decode(&msg, max_payload, node) {
+    let mut req = match decode(&msg, max_payload, node) {
         Ok(r) => r,
         Err((why, detail)) => return refuse(node, why, &detail),
     };
@@ -276,6 +276,10 @@ fn handle(client: &Client, node: &Arc<NodeState>, max_payload: usize, msg: Messa
         Ok(r) => r,
         Err((why, detail)) => return refuse(node, why, &detail),
     };
+    // The binding held: the target's list of names (up to 64 per body) is not needed again, and
+    // a fleet holds thousands of requests in flight at once.
+    req.target = None;
+    drop(msg);
     let filter = match req.filter.compile() {
         Ok(f) => f,
         Err(e) => return refuse(node, DropReason::BadFilter, &e),

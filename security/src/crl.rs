@@ -16,7 +16,21 @@ use sha2::{Digest, Sha256};
 use x509_parser::num_bigint::BigUint;
 use x509_parser::prelude::*;
 
-use super::{load_err, read_der, LoadError, TrustStore};
+use super::{der_of, load_err, read_der, LoadError, TrustStore};
+
+/// The CRL in force and the raw serials it revokes.
+#[derive(Debug, Default)]
+pub(super) struct Revocation {
+    info: Option<CrlInfo>,
+    revoked: HashSet<Vec<u8>>,
+}
+
+impl Revocation {
+    /// Whether the CRL in force revokes `serial`.
+    pub(super) fn revokes(&self, serial: &[u8]) -> bool {
+        self.revoked.contains(serial)
+    }
+}
 
 /// What a loaded CRL says about itself (its revoked serials live in the [`TrustStore`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,18 +115,42 @@ impl std::fmt::Display for CrlInfo {
 }
 
 impl TrustStore {
-    /// The CRL in force, if one was configured.
-    pub fn crl(&self) -> Option<&CrlInfo> {
-        self.crl.as_ref()
+    /// The CRL in force, if one was configured or applied.
+    pub fn crl(&self) -> Option<CrlInfo> {
+        self.revocation().info.clone()
+    }
+
+    /// The CRL in force and what it revokes.
+    pub(super) fn revocation(&self) -> std::sync::Arc<Revocation> {
+        self.revocation
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts a CRL received while running (DER or PEM) in force, in place, for every holder of
+    /// this store: only if the CA signed it and it is newer than the CRL in force
+    /// ([`CrlInfo::check_successor`]). Returns whether it was put in force; the CRL already in
+    /// force is `Ok(false)`; anything else is refused with the reason, and the CRL in force
+    /// stays. A long-running client that watches the published CRL calls this.
+    pub fn apply_crl(&self, der_or_pem: &[u8]) -> Result<bool, String> {
+        let der = der_of(der_or_pem.to_vec())?;
+        let new = parse_crl(&der, &self.ca_der)?;
+        let mut slot = self.revocation.write().unwrap_or_else(|e| e.into_inner());
+        if let (Some(old), Some(info)) = (&slot.info, &new.info) {
+            if old == info {
+                return Ok(false);
+            }
+            old.check_successor(info)?;
+        }
+        *slot = std::sync::Arc::new(new);
+        Ok(true)
     }
 }
 
 /// Reads the CRL at `path` and checks that the CA (`ca_der`) signed it; returns what it says and
 /// the raw serials it revokes. A missing file is an error like any other.
-pub(super) fn read_crl(
-    path: &Path,
-    ca_der: &[u8],
-) -> Result<(CrlInfo, HashSet<Vec<u8>>), LoadError> {
+pub(super) fn read_crl(path: &Path, ca_der: &[u8]) -> Result<Revocation, LoadError> {
     let der =
         match std::fs::metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(load_err(
@@ -122,13 +160,15 @@ pub(super) fn read_crl(
             )),
             _ => read_der(path)?,
         };
-    let (_, crl) = parse_x509_crl(&der).map_err(|e| load_err(path, format!("not a CRL: {e}")))?;
-    let (_, ca) = parse_x509_certificate(ca_der).map_err(|e| load_err(path, e))?;
+    parse_crl(&der, ca_der).map_err(|e| load_err(path, e))
+}
+
+/// Parses a CRL's DER and checks that the CA (`ca_der`) signed it.
+fn parse_crl(der: &[u8], ca_der: &[u8]) -> Result<Revocation, String> {
+    let (_, crl) = parse_x509_crl(der).map_err(|e| format!("not a CRL: {e}"))?;
+    let (_, ca) = parse_x509_certificate(ca_der).map_err(|e| e.to_string())?;
     if crl.issuer() != ca.subject() || crl.verify_signature(ca.public_key()).is_err() {
-        return Err(load_err(
-            path,
-            "the CRL was not signed by the collective's CA",
-        ));
+        return Err("the CRL was not signed by the collective's CA".to_string());
     }
     let revoked: HashSet<Vec<u8>> = crl
         .iter_revoked_certificates()
@@ -139,9 +179,12 @@ pub(super) fn read_crl(
         this_update: crl.last_update().timestamp(),
         next_update: crl.next_update().map(|t| t.timestamp()),
         revoked: revoked.len(),
-        digest: Sha256::digest(&der).into(),
+        digest: Sha256::digest(der).into(),
     };
-    Ok((info, revoked))
+    Ok(Revocation {
+        info: Some(info),
+        revoked,
+    })
 }
 
 #[cfg(test)]
@@ -226,13 +269,7 @@ mod tests {
     fn crls_only_move_forward() {
         let tmp = tempfile::tempdir().unwrap();
         let ca = new_ca();
-        let info = |pem: &str| {
-            load(tmp.path(), &ca, Some(pem))
-                .unwrap()
-                .crl()
-                .unwrap()
-                .clone()
-        };
+        let info = |pem: &str| load(tmp.path(), &ca, Some(pem)).unwrap().crl().unwrap();
         let first = info(&crl(&ca, 1, 2024, &[]));
         assert_eq!(first.number().as_deref(), Some("1"));
         assert_eq!(first.revoked(), 0);
@@ -262,5 +299,36 @@ mod tests {
         assert!(!info.is_stale(next));
         assert!(info.is_stale(next + 1));
         assert!(info.to_string().contains("CRL number 1"), "{info}");
+    }
+
+    #[test]
+    fn a_crl_applied_in_place_only_moves_forward_and_must_be_the_cas() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ca = new_ca();
+        let store = load(tmp.path(), &ca, Some(&crl(&ca, 2, 2024, &[]))).unwrap();
+        let revokes = |s: &TrustStore, serial: u8| s.revocation().revokes(&[serial]);
+        // Another CA's, garbage, and an older one are refused; the CRL in force stays.
+        assert!(store
+            .apply_crl(crl(&new_ca(), 9, 2025, &[7]).as_bytes())
+            .is_err());
+        assert!(store.apply_crl(b"not a CRL").is_err());
+        let older = store.apply_crl(crl(&ca, 1, 2023, &[7]).as_bytes());
+        assert!(older.is_err(), "{older:?}");
+        assert_eq!(store.crl().unwrap().number().as_deref(), Some("2"));
+        assert!(!revokes(&store, 7));
+        // The same CRL again changes nothing; a newer one is in force at once.
+        assert_eq!(
+            store.apply_crl(crl(&ca, 2, 2024, &[]).as_bytes()),
+            Ok(false)
+        );
+        assert_eq!(
+            store.apply_crl(crl(&ca, 3, 2025, &[7]).as_bytes()),
+            Ok(true)
+        );
+        assert_eq!(store.crl().unwrap().number().as_deref(), Some("3"));
+        assert!(revokes(&store, 7));
+        // And it cannot be taken back by the one it replaced.
+        assert!(store.apply_crl(crl(&ca, 2, 2024, &[]).as_bytes()).is_err());
+        assert!(revokes(&store, 7));
     }
 }

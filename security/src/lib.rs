@@ -20,8 +20,9 @@ mod nodekey;
 pub mod policy;
 mod presign;
 mod replay;
+mod verified;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
@@ -121,9 +122,14 @@ fn load_err(path: &Path, message: impl std::fmt::Display) -> LoadError {
 /// Reads the DER bytes of the first PEM block in a file (or the file itself if DER).
 fn read_der(path: &Path) -> Result<Vec<u8>, LoadError> {
     let bytes = std::fs::read(path).map_err(|e| load_err(path, e))?;
+    der_of(bytes).map_err(|e| load_err(path, e))
+}
+
+/// The DER bytes of the first PEM block in `bytes` (or `bytes` itself if DER).
+fn der_of(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
     if bytes.starts_with(b"-----BEGIN") {
-        let (_, pem) = x509_parser::pem::parse_x509_pem(&bytes)
-            .map_err(|e| load_err(path, format!("not PEM: {e}")))?;
+        let (_, pem) =
+            x509_parser::pem::parse_x509_pem(&bytes).map_err(|e| format!("not PEM: {e}"))?;
         Ok(pem.contents)
     } else {
         Ok(bytes)
@@ -265,10 +271,12 @@ impl Principal {
 /// The collective's CA and CRL: what every message is checked against.
 pub struct TrustStore {
     ca_key: VerifyingKey,
-    /// The CRL in force, if one is configured (see [`CrlInfo`]).
-    crl: Option<CrlInfo>,
+    /// The CA's certificate, which a replacement CRL must be signed by.
+    ca_der: Vec<u8>,
+    /// The CRL in force, if one is configured, and the serials it revokes: replaced whole, in
+    /// place, by a newer CRL ([`apply_crl`](Self::apply_crl)).
+    revocation: RwLock<Arc<crl::Revocation>>,
     ca_subject: Vec<u8>,
-    revoked: HashSet<Vec<u8>>,
     /// Certificates that checked good in this process, by the SHA-256 of
     /// their DER. Only the CA can add to it, so it grows with the fleet.
     cache: RwLock<HashMap<[u8; 32], Arc<Principal>>>,
@@ -280,6 +288,8 @@ pub struct TrustStore {
     /// Certificates checked in this process, not yet in the known file.
     learned: std::sync::atomic::AtomicUsize,
     memo: Option<Mutex<HashMap<[u8; 64], [u8; 32]>>>,
+    /// Envelopes verified before, by digest (see [`verified`]).
+    verified: verified::Verified,
 }
 
 /// What a remembered signature covered: the SHA-256 of the certificate and
@@ -380,23 +390,21 @@ impl TrustStore {
         let ca_key =
             ed25519_key(&parsed).ok_or_else(|| load_err(ca, "the CA key is not Ed25519"))?;
         let ca_subject = parsed.subject().as_raw().to_vec();
-        let (crl, revoked) = match crl {
-            Some(p) => {
-                let (info, revoked) = crl::read_crl(p, &ca_der)?;
-                (Some(info), revoked)
-            }
-            None => (None, HashSet::new()),
+        let revocation = match crl {
+            Some(p) => crl::read_crl(p, &ca_der)?,
+            None => crl::Revocation::default(),
         };
         Ok(TrustStore {
             ca_key,
-            crl,
+            ca_der,
+            revocation: RwLock::new(Arc::new(revocation)),
             ca_subject,
-            revoked,
             cache: RwLock::new(HashMap::new()),
             refused: RwLock::new(HashMap::new()),
             imported: RwLock::new(HashMap::new()),
             learned: std::sync::atomic::AtomicUsize::new(0),
             memo: None,
+            verified: verified::Verified::default(),
         })
     }
 
@@ -507,7 +515,7 @@ impl TrustStore {
         if now_s > p.not_after {
             return Err(SecurityError::Expired(p.name.clone()));
         }
-        if self.revoked.contains(&p.serial) {
+        if self.revocation().revokes(&p.serial) {
             return Err(SecurityError::Revoked(p.name.clone()));
         }
         // The memo is keyed by the signature and holds a digest of the bytes
@@ -616,6 +624,7 @@ impl TrustStore {
                 cache.insert(f.digest, Arc::new(f.principal));
             }
         }
+        let revocation = self.revocation();
         principals
             .into_iter()
             .map(|p| {
@@ -623,7 +632,7 @@ impl TrustStore {
                     Err(SecurityError::NotYetValid(p.name.clone()))
                 } else if now_s > p.not_after {
                     Err(SecurityError::Expired(p.name.clone()))
-                } else if self.revoked.contains(&p.serial) {
+                } else if revocation.revokes(&p.serial) {
                     Err(SecurityError::Revoked(p.name.clone()))
                 } else {
                     Ok(p)
@@ -703,6 +712,23 @@ impl TrustStore {
             imported.get(digest)?.clone()
         };
         imp.principal().map(Ok)
+    }
+
+    /// The name, validity and serial of a certificate checked good before, in this process or
+    /// through the known file, without preparing its key; `None` if it was not (or was
+    /// refused).
+    fn certificate_facts(&self, digest: &[u8; 32]) -> Option<verified::Facts> {
+        if let Some(p) = self
+            .cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(digest)
+        {
+            return Some(verified::facts_of(p));
+        }
+        let imported = self.imported.read().unwrap_or_else(|e| e.into_inner());
+        let e = &imported.get(digest)?.entry;
+        Some((e.name.clone(), e.not_before, e.not_after, e.serial.clone()))
     }
 
     fn principal(&self, der: &[u8], digest: &[u8; 32]) -> Result<Arc<Principal>, SecurityError> {

@@ -436,3 +436,108 @@ fn a_known_entry_whose_key_is_no_curve_point_is_checked_against_the_ca() {
 }
 
 mod hostile;
+
+/// A CRL of `ca` numbered `number` revoking `serials`.
+fn crl_of(ca: &Ca, number: u64, serials: &[u64]) -> String {
+    CertificateRevocationListParams {
+        this_update: date_time_ymd(2024, 1, number as u8),
+        next_update: date_time_ymd(2035, 1, 1),
+        crl_number: SerialNumber::from(number),
+        issuing_distribution_point: None,
+        revoked_certs: serials
+            .iter()
+            .map(|s| RevokedCertParams {
+                serial_number: SerialNumber::from(*s),
+                revocation_time: date_time_ymd(2024, 1, 1),
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca.issuer)
+    .unwrap()
+    .pem()
+    .unwrap()
+}
+
+#[test]
+fn verified_entries_skip_the_signature_only_for_the_same_bytes_and_never_revocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca1 = ca("collective CA");
+    let ca_path = write(d, "ca.pem", &ca1.pem);
+    let crl_path = write(d, "ca.crl", &crl_of(&ca1, 1, &[]));
+    let n1 = creds(d, &issue(&ca1, "node:n1", 2020, 2040, 11), "n1");
+    let n2 = creds(d, &issue(&ca1, "node:n2", 2020, 2040, 12), "n2");
+    let me = creds(d, &issue(&ca1, "user:me", 2020, 2040, 13), "me");
+    let secret = me.derive_secret("verified registry entries");
+    let known_secret = me.derive_secret("known certificates");
+    let e1 = n1.seal(Kind::Inventory, br#"{"n":1}"#.to_vec());
+    let e2 = n2.seal(Kind::Inventory, br#"{"n":2}"#.to_vec());
+    let names = |t: &TrustStore, envs: &[&Envelope]| -> Vec<Result<String, &'static str>> {
+        t.verify_entries(envs, NOW)
+            .into_iter()
+            .map(|r| r.map_err(|e| e.reason()))
+            .collect()
+    };
+    let good = vec![Ok("node:n1".to_string()), Ok("node:n2".to_string())];
+
+    let first = TrustStore::load(&ca_path, Some(&crl_path)).unwrap();
+    assert_eq!(names(&first, &[&e1, &e2]), good);
+    let known = first.export_known(&known_secret, NOW);
+    let file = first
+        .export_verified(&secret)
+        .expect("new digests to write");
+    assert!(
+        first.export_verified(&secret).is_none(),
+        "nothing new since"
+    );
+
+    // The next process, with both files, gives the same answers.
+    let second = TrustStore::load(&ca_path, Some(&crl_path)).unwrap();
+    assert_eq!(second.import_known(&known, &known_secret), Ok(2));
+    assert_eq!(second.import_verified(&file, &secret), Ok(2));
+    assert_eq!(names(&second, &[&e1, &e2]), good);
+    // Another body under a remembered signature is checked in full, and refused.
+    let mut forged = e1.clone();
+    forged.body = br#"{"n":9}"#.to_vec();
+    assert_eq!(names(&second, &[&forged, &e2])[0], Err("bad_signature"));
+    // Another certificate under the same body and signature: checked in full, refused.
+    let mut swapped = e1.clone();
+    swapped.cert = e2.cert.clone();
+    assert_eq!(names(&second, &[&swapped]), vec![Err("bad_signature")]);
+
+    // An altered file, one written with another key or for another CA, is refused whole.
+    let mut altered = file.clone();
+    altered[40] ^= 1;
+    let third = TrustStore::load(&ca_path, Some(&crl_path)).unwrap();
+    assert!(third.import_verified(&altered, &secret).is_err());
+    assert!(third.import_verified(&file, &known_secret).is_err());
+    assert!(third
+        .import_verified(&file[..file.len() - 1], &secret)
+        .is_err());
+    let other_ca = write(d, "other.pem", &ca("collective CA").pem);
+    assert!(TrustStore::load(&other_ca, None)
+        .unwrap()
+        .import_verified(&file, &secret)
+        .is_err());
+
+    // A remembered entry of a node revoked since is refused: revocation is checked every time.
+    assert_eq!(
+        second.apply_crl(crl_of(&ca1, 2, &[11]).as_bytes()),
+        Ok(true)
+    );
+    assert_eq!(
+        names(&second, &[&e1, &e2]),
+        vec![Err("certificate_revoked"), Ok("node:n2".to_string())]
+    );
+    // And an expired one: validity too.
+    assert_eq!(
+        second.verify_entries(&[&e2], 2_300_000_000)[0]
+            .as_ref()
+            .unwrap_err()
+            .reason(),
+        "certificate_expired"
+    );
+}

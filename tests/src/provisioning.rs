@@ -279,6 +279,17 @@ impl Image {
 /// Starts the CA node `ca-node` (which must be a spare node of `c`): rpcutil and `ca`, signing
 /// with the collective's CA for names matching `allow_names`; `user` may call it.
 pub fn ca_node(c: &SecureCollective, allow_names: &[&str], user: &str) -> Responder {
+    ca_node_with(c, allow_names, user, "")
+}
+
+/// [`ca_node`], with `more` appended to its config (an `[inventory]` table, so that it
+/// publishes the CRL after a revocation).
+pub fn ca_node_with(
+    c: &SecureCollective,
+    allow_names: &[&str],
+    user: &str,
+    more: &str,
+) -> Responder {
     let pki = c.pki_dir();
     fs::write(
         c.policy_dir().join("ca.policy"),
@@ -295,7 +306,7 @@ pub fn ca_node(c: &SecureCollective, allow_names: &[&str], user: &str) -> Respon
     );
     let names: Vec<String> = allow_names.iter().map(|n| format!("{n:?}")).collect();
     let extra = format!(
-        "[agents]\nenabled = [\"rpcutil\", \"ca\"]\n[plugin.ca]\ndir = {dir:?}\nallow_names = [{names}]\n",
+        "[agents]\nenabled = [\"rpcutil\", \"ca\"]\n[plugin.ca]\ndir = {dir:?}\nallow_names = [{names}]\n{more}",
         dir = s(pki),
         names = names.join(", "),
     );

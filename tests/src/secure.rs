@@ -43,6 +43,7 @@ pub struct SecureCollectiveBuilder {
     /// Each node, its default policy and extra `[security]` lines.
     nodes: Vec<(ResponderSpec, String, String)>,
     spare_nodes: Vec<String>,
+    crl_publishers: Vec<String>,
     /// The registry bucket kept on the broker and the users who may use it.
     registry: Option<(String, Vec<String>)>,
     /// The inventory registry's admins, when the broker keeps it.
@@ -56,6 +57,7 @@ impl Default for SecureCollectiveBuilder {
             users: vec!["alice".to_string()],
             nodes: Vec::new(),
             spare_nodes: Vec::new(),
+            crl_publishers: Vec::new(),
             registry: None,
             inventory: None,
         }
@@ -106,6 +108,13 @@ impl SecureCollectiveBuilder {
     /// rewrites its entry every second.
     pub fn inventory(mut self, admins: &[&str]) -> Self {
         self.inventory = Some(admins.iter().map(|a| a.to_string()).collect());
+        self
+    }
+
+    /// Lets node `identity` publish the CA's CRL (`mco pki broker-config --crl-publisher`):
+    /// the node the `ca` agent runs on. Goes with [`inventory`](Self::inventory).
+    pub fn crl_publisher(mut self, identity: &str) -> Self {
+        self.crl_publishers.push(identity.to_string());
         self
     }
 
@@ -180,6 +189,9 @@ impl SecureCollectiveBuilder {
             }
             for a in admins {
                 args.extend(["--inventory-admin".into(), a.clone()]);
+            }
+            for n in &self.crl_publishers {
+                args.extend(["--crl-publisher".into(), n.clone()]);
             }
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

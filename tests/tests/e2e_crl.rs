@@ -1,9 +1,15 @@
 //! Revocation that reaches every node: `mco pki revoke --publish` puts the CA's CRL on the bus,
 //! every responder watching it puts it in force within seconds (no file copied by hand), and
-//! an older CRL published after it is refused: CRLs only move forward.
+//! an older CRL published after it is refused: CRLs only move forward. The `ca` agent publishes
+//! the CRL itself after a revocation, when the broker lets its node; a long-running client
+//! (the provisioner's watcher) applies it in place.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use mco_core::wire::Kind;
+use mco_security::{Credentials, TrustStore};
+use mco_tests::provisioning::ca_node_with;
 use mco_tests::{eventually, ResponderSpec, SecureCollective};
 
 fn ping_count(c: &SecureCollective, user: &str) -> usize {
@@ -85,4 +91,116 @@ fn a_revoked_user_is_refused_by_every_node_within_seconds() {
     for id in ["c1", "c2", "c3"] {
         assert_eq!(std::fs::read(c.node_crl(id)).unwrap(), published, "{id}");
     }
+}
+
+/// The CA's CRL number, from `ca.crl` as the CA wrote it.
+fn ca_crl_number(c: &SecureCollective) -> String {
+    let store = TrustStore::load(
+        &c.pki_dir().join("ca.pem"),
+        Some(&c.pki_dir().join("ca.crl")),
+    )
+    .unwrap();
+    store.crl().unwrap().number().unwrap()
+}
+
+fn revoke_through_the_ca_agent(c: &SecureCollective, name: &str) -> serde_json::Value {
+    let out = c
+        .mco("alice")
+        .args(["rpc", "ca", "revoke"])
+        .arg(format!("name={name}"))
+        .args(["-I", "ca-node", "-j"])
+        .run();
+    out.assert_success();
+    let replies: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(replies.len(), 1, "{out:?}");
+    replies[0]["data"].clone()
+}
+
+#[test]
+fn the_ca_agent_publishes_the_crl_and_every_node_and_watching_client_applies_it() {
+    let c = SecureCollective::builder()
+        .inventory(&["alice"])
+        .spare_node("ca-node")
+        .crl_publisher("ca-node")
+        .node_with_default_policy(ResponderSpec::new("c1"), "allow")
+        .node_with_default_policy(ResponderSpec::new("c2"), "allow")
+        .node_with_default_policy(ResponderSpec::new("c3"), "allow")
+        .start();
+    let _ca = ca_node_with(&c, &["c*"], "alice", "[inventory]\ninterval = \"1s\"\n");
+    let before = crl_field(&c, "number");
+
+    // A long-running client's trust store, loaded from the CRL of before, watching the bucket.
+    let store =
+        Arc::new(TrustStore::load(&c.pki_dir().join("ca.pem"), Some(&c.node_crl("c1"))).unwrap());
+    let c3 = Credentials::load(&c.pki_dir().join("c3.pem"), &c.pki_dir().join("c3.key")).unwrap();
+    let from_c3 = c3.seal(Kind::Reply, b"{}".to_vec());
+    let now = || (mco_core::wire::now_ms() / 1000) as i64;
+    assert!(store.verify(&from_c3, now()).is_ok());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let alice = rt.block_on(c.connect(Some("alice"))).unwrap();
+    let watcher = rt.spawn(mco_client::crl_watch::watch(
+        alice.client.clone(),
+        vec![store.clone()],
+        "mco_crl".to_string(),
+    ));
+
+    let data = revoke_through_the_ca_agent(&c, "c3");
+    assert!(data["published"].as_u64().unwrap_or(0) > 0, "{data}");
+    assert_eq!(data["publish_error"], "", "{data}");
+    let number = ca_crl_number(&c);
+    assert!(!before.contains(&number), "{before:?} {number}");
+
+    // Every node puts it in force from the bus, no file copied by hand...
+    eventually(
+        Duration::from_secs(20),
+        "every node to hold the CA's new CRL",
+        || {
+            crl_field(&c, "number")
+                .iter()
+                .all(|n| n.trim_matches('"') == number)
+        },
+    );
+    let written = std::fs::read(c.pki_dir().join("ca.crl")).unwrap();
+    for id in ["c1", "c2"] {
+        assert_eq!(std::fs::read(c.node_crl(id)).unwrap(), written, "{id}");
+    }
+    // ...and so does the watching client, in place: c3's signature is now refused by it.
+    eventually(
+        Duration::from_secs(20),
+        "the client's store to refuse c3",
+        || store.crl().and_then(|i| i.number()).as_deref() == Some(number.as_str()),
+    );
+    let refused = store.verify(&from_c3, now()).unwrap_err();
+    assert_eq!(refused.reason(), "certificate_revoked", "{refused}");
+    watcher.abort();
+}
+
+#[test]
+fn a_ca_node_the_broker_does_not_name_cannot_publish_and_says_so() {
+    let c = SecureCollective::builder()
+        .inventory(&["alice"])
+        .spare_node("ca-node")
+        .node_with_default_policy(ResponderSpec::new("c1"), "allow")
+        .node_with_default_policy(ResponderSpec::new("c2"), "allow")
+        .start();
+    let _ca = ca_node_with(&c, &["c*"], "alice", "[inventory]\ninterval = \"1s\"\n");
+    let before = crl_field_of(&c, &["c1", "c2"]);
+    let data = revoke_through_the_ca_agent(&c, "c2");
+    // The revocation stands (the CA's file has it), but the broker refused the publication,
+    // and the reply says so.
+    assert_eq!(data["revoked"].as_array().map(Vec::len), Some(1), "{data}");
+    assert_eq!(data["published"], 0, "{data}");
+    let why = data["publish_error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("crl-publisher") || why.contains("ermission"),
+        "{data}"
+    );
+    assert_eq!(crl_field_of(&c, &["c1", "c2"]), before);
+}
+
+fn crl_field_of(c: &SecureCollective, ids: &[&str]) -> Vec<String> {
+    c.daemon_stats("alice", ids)
+        .values()
+        .map(|s| s["crl"]["number"].to_string())
+        .collect()
 }

@@ -17,6 +17,11 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use mco_client::cli::NrpeArgs;
 use mco_client::nrpe::{self, Outcome, State};
 
+/// mimalloc: the system allocator spent about a third of a busy fleet's CPU
+/// in its own bookkeeping (see `bench/RESULTS.md`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The whole run's time limit when `-t` is not given.
 const DEFAULT_BUDGET: Duration = Duration::from_secs(10);
 

@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use mco_client::cli::Cli;
 
+/// mimalloc: the system allocator spent about a third of a busy fleet's CPU
+/// in its own bookkeeping (see `bench/RESULTS.md`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(a) => a,

@@ -13,8 +13,8 @@ use mco_pki::{
     Kind, PkiError, SignPolicy,
 };
 
-pub use super::pki_broker::LinkArgs;
 use super::pki_broker::{absolute, broker, provisioning_broker, Admit};
+pub use super::pki_broker::{InventoryArgs, LinkArgs};
 use super::{io, Exit};
 use crate::error::ClientError;
 
@@ -163,14 +163,9 @@ pub enum PkiCommand {
         /// JetStream's store directory, with --registry or --inventory.
         #[arg(long, value_name = "DIR")]
         jetstream_dir: Option<PathBuf>,
-        /// Keep the inventory registry, JetStream key-value bucket BUCKET, on this broker:
-        /// every node may write its own entry, every caller read them all.
-        #[arg(long, value_name = "BUCKET", requires = "jetstream_dir")]
-        inventory: Option<String>,
-        /// A caller who may create the inventory bucket (`mco registry init`) and delete its
-        /// entries (repeatable).
-        #[arg(long = "inventory-admin", value_name = "NAME", requires = "inventory")]
-        inventory_admins: Vec<String>,
+        /// The inventory registry and the published CRL.
+        #[command(flatten)]
+        inventory: Box<InventoryArgs>,
         /// The provisioning broker's configuration instead: TLS with --server-cert, and the
         /// bootstrap token (--token-file) admitting user "provisioning" to the provisioning
         /// subjects only. The output holds the token: keep it readable by nats-server only.
@@ -402,7 +397,6 @@ pub fn run(
             registry_users,
             jetstream_dir,
             inventory,
-            inventory_admins,
             provisioning,
             token_file,
             links,
@@ -415,6 +409,19 @@ pub fn run(
             if let Some(bad) = agents.iter().find(|a| !mco_core::subject::valid_token(a)) {
                 return Err(ClientError::Usage(format!(
                     "--agent {bad:?} is not an agent name"
+                )));
+            }
+            let InventoryArgs {
+                inventory,
+                inventory_admins,
+                crl_publishers,
+            } = &**inventory;
+            if let Some(bad) = crl_publishers
+                .iter()
+                .find(|n| !mco_core::subject::valid_token(n))
+            {
+                return Err(ClientError::Usage(format!(
+                    "--crl-publisher {bad:?} is not a node name"
                 )));
             }
             if jetstream_dir.is_some() && registry.is_none() && inventory.is_none() {
@@ -436,6 +443,7 @@ pub fn run(
                     admins: inventory_admins.clone(),
                     store_dir: absolute(store)?,
                     crl_bucket: mco_core::inventory::DEFAULT_CRL_BUCKET.to_string(),
+                    crl_publishers: crl_publishers.clone(),
                 }),
                 _ => None,
             };

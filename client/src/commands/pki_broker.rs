@@ -8,6 +8,23 @@ use mco_pki::{self as pki, broker_config, BrokerOptions, Index, Kind, PkiError};
 use super::pki::pki_err;
 use crate::error::ClientError;
 
+/// `broker-config`'s options for the inventory registry and the published CRL.
+#[derive(clap::Args, Debug, Default)]
+pub struct InventoryArgs {
+    /// Keep the inventory registry, JetStream key-value bucket BUCKET, on this broker:
+    /// every node may write its own entry, every caller read them all.
+    #[arg(long, value_name = "BUCKET", requires = "jetstream_dir")]
+    pub inventory: Option<String>,
+    /// A caller who may create the inventory bucket (`mco registry init`) and delete its
+    /// entries (repeatable).
+    #[arg(long = "inventory-admin", value_name = "NAME", requires = "inventory")]
+    pub inventory_admins: Vec<String>,
+    /// A node that may publish the CA's CRL in the CRL bucket: the node the `ca` agent runs
+    /// on, which publishes after every revocation (repeatable).
+    #[arg(long = "crl-publisher", value_name = "NODE", requires = "inventory")]
+    pub crl_publishers: Vec<String>,
+}
+
 /// `broker-config`'s cluster and leaf-node options. Every server of a cluster gets the same
 /// command but for `--server-cert`, `--server-name`, `--listen` and `--cluster-listen`.
 #[derive(clap::Args, Debug, Default)]

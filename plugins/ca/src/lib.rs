@@ -442,6 +442,20 @@ async fn run_signer(argv: &[String], csr: &str, timeout: Duration) -> Result<Str
     Ok(pem)
 }
 
+/// Publishes a new CRL through the node the agent runs on (see
+/// [`mco_core::agent::NodeInfo::publish_crl`]): outputs `published` (the bucket's revision, or 0)
+/// and, when it could not be published, `publish_error`. A revocation stands either
+/// way; an operator who sees the error publishes with `mco pki crl --publish`.
+async fn publish(ctx: &RequestContext, crl: Vec<u8>) -> mco_core::agent::Outputs {
+    match ctx.node.publish_crl(crl).await {
+        Ok(revision) => outputs(json!({ "published": revision })),
+        Err(e) => {
+            tracing::warn!("the new CRL was not published: {e}");
+            outputs(json!({ "published": 0, "publish_error": e }))
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Agent for CaAgent {
     fn ddl(&self) -> &Ddl {
@@ -469,26 +483,38 @@ impl Agent for CaAgent {
             "sign" => self.sign(input, &own).await,
             "revoke" => {
                 let name = name_in()?;
-                let _g = self.lock();
-                let (revoked, crl) = self.revoke(name, false)?;
-                Ok(outputs(json!({"revoked": revoked, "crl": crl})))
+                let (revoked, crl) = {
+                    let _g = self.lock();
+                    self.revoke(name, false)?
+                };
+                let mut out = outputs(json!({"revoked": revoked}));
+                out.extend(publish(ctx, crl.as_bytes().to_vec()).await);
+                out.insert("crl".into(), crl.into());
+                Ok(out)
             }
             "clean" => {
                 let name = name_in()?;
-                let _g = self.lock();
-                // The files go only if NAME.pem is this node's certificate
-                // (or absent): never a file of another kind or a stranger.
-                check_is_node_cert(&self.settings.dir.join(format!("{name}.pem")), name)?;
-                let (revoked, _) = self.revoke(name, true)?;
-                let mut removed = Vec::new();
-                for ext in ["pem", "key", "csr"] {
-                    let p = self.settings.dir.join(format!("{name}.{ext}"));
-                    if p.exists() {
-                        pki::remove_if_present(&p).map_err(aborted)?;
-                        removed.push(p.display().to_string());
+                let (revoked, crl, removed) = {
+                    let _g = self.lock();
+                    // The files go only if NAME.pem is this node's certificate
+                    // (or absent): never a file of another kind or a stranger.
+                    check_is_node_cert(&self.settings.dir.join(format!("{name}.pem")), name)?;
+                    let (revoked, crl) = self.revoke(name, true)?;
+                    let mut removed = Vec::new();
+                    for ext in ["pem", "key", "csr"] {
+                        let p = self.settings.dir.join(format!("{name}.{ext}"));
+                        if p.exists() {
+                            pki::remove_if_present(&p).map_err(aborted)?;
+                            removed.push(p.display().to_string());
+                        }
                     }
+                    (revoked, crl, removed)
+                };
+                let mut out = outputs(json!({"revoked": revoked, "removed": removed}));
+                if !revoked.is_empty() {
+                    out.extend(publish(ctx, crl.into_bytes()).await);
                 }
-                Ok(outputs(json!({"revoked": revoked, "removed": removed})))
+                Ok(out)
             }
             "crl" => {
                 let path = self.settings.dir.join(pki::CA_CRL);

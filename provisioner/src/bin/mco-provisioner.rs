@@ -7,6 +7,11 @@ use clap::Parser;
 use mco_provisioner::cli::{Cli, Command};
 use mco_provisioner::ProvisionerConfig;
 
+/// mimalloc: the system allocator spent about a third of a busy fleet's CPU
+/// in its own bookkeeping (see `bench/RESULTS.md`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(a) => a,
