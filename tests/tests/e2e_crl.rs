@@ -4,7 +4,6 @@
 //! the CRL itself after a revocation, when the broker lets its node; a long-running client
 //! (the provisioner's watcher) applies it in place.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use mco_core::wire::Kind;
@@ -121,6 +120,8 @@ fn the_ca_agent_publishes_the_crl_and_every_node_and_watching_client_applies_it(
     let c = SecureCollective::builder()
         .inventory(&["alice"])
         .spare_node("ca-node")
+        // A node certificate no responder uses: the one revoked, so that every node answers.
+        .spare_node("c9")
         .crl_publisher("ca-node")
         .node_with_default_policy(ResponderSpec::new("c1"), "allow")
         .node_with_default_policy(ResponderSpec::new("c2"), "allow")
@@ -129,22 +130,33 @@ fn the_ca_agent_publishes_the_crl_and_every_node_and_watching_client_applies_it(
     let _ca = ca_node_with(&c, &["c*"], "alice", "[inventory]\ninterval = \"1s\"\n");
     let before = crl_field(&c, "number");
 
-    // A long-running client's trust store, loaded from the CRL of before, watching the bucket.
-    let store =
-        Arc::new(TrustStore::load(&c.pki_dir().join("ca.pem"), Some(&c.node_crl("c1"))).unwrap());
-    let c3 = Credentials::load(&c.pki_dir().join("c3.pem"), &c.pki_dir().join("c3.key")).unwrap();
-    let from_c3 = c3.seal(Kind::Reply, b"{}".to_vec());
-    let now = || (mco_core::wire::now_ms() / 1000) as i64;
-    assert!(store.verify(&from_c3, now()).is_ok());
+    // A long-running client, connected as the provisioner connects (alice's config), watching
+    // the bucket with its session's trust store as the provisioner does.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let alice = rt.block_on(c.connect(Some("alice"))).unwrap();
+    let cfg = mco_client::config::load(Some(&c.client_config("alice")), &[]).unwrap();
+    let session = rt
+        .block_on(mco_client::session::Session::connect(
+            &cfg,
+            mco_client::session::Warnings::Log,
+        ))
+        .unwrap();
+    let store = session
+        .bus()
+        .opener
+        .trust
+        .clone()
+        .expect("a secure session");
+    let c9 = Credentials::load(&c.pki_dir().join("c9.pem"), &c.pki_dir().join("c9.key")).unwrap();
+    let from_c9 = c9.seal(Kind::Reply, b"{}".to_vec());
+    let now = || (mco_core::wire::now_ms() / 1000) as i64;
+    assert!(store.verify(&from_c9, now()).is_ok());
     let watcher = rt.spawn(mco_client::crl_watch::watch(
-        alice.client.clone(),
+        session.bus().client.clone(),
         vec![store.clone()],
-        "mco_crl".to_string(),
+        cfg.inventory.crl_bucket.clone(),
     ));
 
-    let data = revoke_through_the_ca_agent(&c, "c3");
+    let data = revoke_through_the_ca_agent(&c, "c9");
     assert!(data["published"].as_u64().unwrap_or(0) > 0, "{data}");
     assert_eq!(data["publish_error"], "", "{data}");
     let number = ca_crl_number(&c);
@@ -161,16 +173,16 @@ fn the_ca_agent_publishes_the_crl_and_every_node_and_watching_client_applies_it(
         },
     );
     let written = std::fs::read(c.pki_dir().join("ca.crl")).unwrap();
-    for id in ["c1", "c2"] {
+    for id in ["c1", "c2", "c3"] {
         assert_eq!(std::fs::read(c.node_crl(id)).unwrap(), written, "{id}");
     }
-    // ...and so does the watching client, in place: c3's signature is now refused by it.
+    // ...and so does the watching client, in place: c9's signature is now refused by it.
     eventually(
         Duration::from_secs(20),
-        "the client's store to refuse c3",
+        "the client's store to refuse c9",
         || store.crl().and_then(|i| i.number()).as_deref() == Some(number.as_str()),
     );
-    let refused = store.verify(&from_c3, now()).unwrap_err();
+    let refused = store.verify(&from_c9, now()).unwrap_err();
     assert_eq!(refused.reason(), "certificate_revoked", "{refused}");
     watcher.abort();
 }
@@ -180,12 +192,13 @@ fn a_ca_node_the_broker_does_not_name_cannot_publish_and_says_so() {
     let c = SecureCollective::builder()
         .inventory(&["alice"])
         .spare_node("ca-node")
+        .spare_node("c9")
         .node_with_default_policy(ResponderSpec::new("c1"), "allow")
         .node_with_default_policy(ResponderSpec::new("c2"), "allow")
         .start();
     let _ca = ca_node_with(&c, &["c*"], "alice", "[inventory]\ninterval = \"1s\"\n");
     let before = crl_field_of(&c, &["c1", "c2"]);
-    let data = revoke_through_the_ca_agent(&c, "c2");
+    let data = revoke_through_the_ca_agent(&c, "c9");
     // The revocation stands (the CA's file has it), but the broker refused the publication,
     // and the reply says so.
     assert_eq!(data["revoked"].as_array().map(Vec::len), Some(1), "{data}");
