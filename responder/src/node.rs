@@ -213,6 +213,9 @@ impl NodeInfo for NodeState {
             );
         }
         if let Some(crl) = self.security.as_ref().and_then(|s| s.trust.crl_stats()) {
+            if let Some(number) = crl.get("number").filter(|n| n.is_string()) {
+                m.insert("crl_number".into(), number.clone());
+            }
             m.insert("crl".into(), crl);
         }
         if let Some(broker) = self.broker() {

@@ -172,6 +172,27 @@ fn the_ca_agent_publishes_the_crl_and_every_node_and_watching_client_applies_it(
                 .all(|n| n.trim_matches('"') == number)
         },
     );
+    // The summary says which CRL the fleet holds, node by node counted.
+    let stats = c
+        .mco("alice")
+        .args([
+            "rpc",
+            "rpcutil",
+            "daemon_stats",
+            "-I",
+            "c1",
+            "-I",
+            "c2",
+            "-I",
+            "c3",
+        ])
+        .run();
+    stats.assert_success();
+    assert!(
+        stats.stdout.contains("Summary of CRL Number:")
+            && stats.stdout.contains(&format!("{number} = 3")),
+        "{stats:?}"
+    );
     let written = std::fs::read(c.pki_dir().join("ca.crl")).unwrap();
     for id in ["c1", "c2", "c3"] {
         assert_eq!(std::fs::read(c.node_crl(id)).unwrap(), written, "{id}");
