@@ -50,7 +50,9 @@ usage: bench/scale.sh [--nodes N] [--fleets K] [--servers M] [--runs R] [--bin D
   --bin DIR     directory holding mco and mco-responder
                 (default: $CARGO_TARGET_DIR/release, else target/release in the repo)
 
-Environment: NATS_SERVER=/path/to/nats-server picks the broker binary;
+Environment: PING_INTERVAL=D (e.g. 2m) sets the fleets' [nats] ping_interval
+and nats-server's ping_interval (default: the products' own, 10 s and 2 min);
+NATS_SERVER=/path/to/nats-server picks the broker binary;
 TMPDIR picks where the work directory goes (use a tmpfs: TMPDIR=/dev/shm).
 EOF
 }
@@ -289,6 +291,11 @@ nats_config() {
     # it a slow consumer (defaults 64 MiB and 10 s).
     echo "max_pending: $((NODES * 4096 > 268435456 ? NODES * 4096 : 268435456))"
     echo 'write_deadline: "60s"'
+    # A client that gave up on a busy server and reconnected leaves its old
+    # connection behind until the server's own pings find it dead: with
+    # PING_INTERVAL set, the server pings as often as the fleets do, so the
+    # stale connections (and their file descriptors) go sooner.
+    if [[ -n "${PING_INTERVAL:-}" ]]; then echo "ping_interval: \"$PING_INTERVAL\""; fi
     # Monitoring, to see the routes (/routez).
     if ((SERVERS > 1)); then echo "http: \"127.0.0.1:${HTTP_PORT[j]}\""; fi
 }
@@ -346,12 +353,15 @@ else
     say "nats-server $NATS_VERSION at $URL"
 fi
 
+PING_LINE=""
+if [[ -n "${PING_INTERVAL:-}" ]]; then PING_LINE="ping_interval = \"$PING_INTERVAL\""; fi
 for ((k = 1; k <= FLEETS; k++)); do
     cat >"$WORK/fleet-$k.toml" <<EOF
 identity = "s$k"
 log_level = "warn"
 [nats]
 servers = ["${URLS[FLEET_SRV[k]]}"]
+$PING_LINE
 [security]
 ca = "$PKI/ca.pem"
 cert = "$PKI/{identity}.pem"

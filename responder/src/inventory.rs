@@ -70,8 +70,10 @@ pub async fn keep(
     let js = async_nats::jetstream::new(client);
     let mut store: Option<Store> = None;
     // What the last entry was made from, not the entry: a fleet keeps thousands of these, and
-    // the facts and classes are shared with the node's snapshot.
+    // the facts and classes are shared with the node's snapshot. With it, when the entry is to
+    // be written again even if nothing changed.
     let mut written: Option<(Made, tokio::time::Instant)> = None;
+    let mut first = true;
     let mut tick = tokio::time::interval(CHECK_EVERY.min(cfg.interval));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -86,7 +88,7 @@ pub async fn keep(
         let made = Made::of(&node);
         let due = match &written {
             None => true,
-            Some((last, at)) => !last.same_as(&made) || at.elapsed() >= cfg.interval,
+            Some((last, again)) => !last.same_as(&made) || tokio::time::Instant::now() >= *again,
         };
         if !due {
             continue;
@@ -98,7 +100,7 @@ pub async fn keep(
                 Err(e) => {
                     unreachable_registry(&node.identity, &cfg.bucket, &e.to_string());
                     // Try again at the next interval, not every few seconds.
-                    written = Some((made, tokio::time::Instant::now()));
+                    written = Some((made, next_write(&node.identity, cfg.interval, false)));
                     continue;
                 }
             }
@@ -108,15 +110,28 @@ pub async fn keep(
         match s.put(&node.identity, bytes.into()).await {
             Ok(revision) => {
                 debug!(node = %node.identity, revision, "registry entry written");
-                written = Some((made, tokio::time::Instant::now()));
+                written = Some((made, next_write(&node.identity, cfg.interval, first)));
+                first = false;
             }
             Err(e) => {
                 unreachable_registry(&node.identity, &cfg.bucket, &e.to_string());
                 store = None;
-                written = Some((made, tokio::time::Instant::now()));
+                written = Some((made, next_write(&node.identity, cfg.interval, false)));
             }
         }
     }
+}
+
+/// When an entry written now is to be written again: after `interval`, except that the first
+/// rewrite comes after between half and all of it, by identity, so that the nodes of a fleet
+/// started together (or of one `--fleet` process) do not all rewrite in the same second.
+fn next_write(identity: &str, interval: Duration, first: bool) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    if !first {
+        return now + interval;
+    }
+    let h = crate::serve::identity_seed(identity);
+    now + interval.mul_f64(0.5 + (h % 1000) as f64 / 2000.0)
 }
 
 /// What a node's entry is made from that can change while it runs: its snapshot (facts and

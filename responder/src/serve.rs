@@ -67,16 +67,26 @@ pub struct BusOptions {
     pub user: Option<String>,
 }
 
+/// A number that spreads nodes by identity (FNV-1a): the seed of a node's reconnection jitter
+/// and of when it rewrites its registry entry, so that nodes started together do not act in
+/// step.
+pub(crate) fn identity_seed(identity: &str) -> u64 {
+    identity.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
 /// Connects one node, retrying for ever with jittered backoff.
 pub async fn connect(
     opts: &BusOptions,
     identity: &str,
 ) -> Result<Client, async_nats::ConnectError> {
     let backoff = opts.backoff;
-    let seed = identity.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
+    let seed = identity_seed(identity);
     let who = identity.to_string();
+    // Set once the connection is up: see the end of this function.
+    let up = std::sync::Arc::new(tokio::sync::Notify::new());
+    let up_event = up.clone();
     let mut options = ConnectOptions::new();
     if let Some((ca, cert, key)) = &opts.tls {
         options = options
@@ -104,7 +114,7 @@ pub async fn connect(
         (None, Some(token)) => options = options.token(token.clone()),
         _ => {}
     }
-    options
+    let client = options
         .name(format!("mco-responder {identity}"))
         .retry_on_initial_connect()
         .max_reconnects(None)
@@ -114,9 +124,13 @@ pub async fn connect(
         .reconnect_delay_callback(move |attempt| backoff.reconnect_delay(attempt, seed, true))
         .event_callback(move |event| {
             let who = who.clone();
+            let up = up_event.clone();
             async move {
                 match event {
-                    async_nats::Event::Connected => info!(node = %who, "connected to the broker"),
+                    async_nats::Event::Connected => {
+                        up.notify_one();
+                        info!(node = %who, "connected to the broker")
+                    }
                     async_nats::Event::Disconnected => {
                         warn!(node = %who, "lost the broker; reconnecting")
                     }
@@ -128,8 +142,18 @@ pub async fn connect(
             }
         })
         .connect(opts.servers.as_slice())
-        .await
+        .await?;
+    // The client returns at once and connects in the background; waiting here (within a bound)
+    // for the connection, TLS handshake included, is what makes "so many connections set up at
+    // once" true when a fleet starts, instead of every node's handshake queueing at the broker
+    // together.
+    let _ = tokio::time::timeout(CONNECTED_WAIT, up.notified()).await;
+    Ok(client)
 }
+
+/// The longest [`connect`] waits for the connection to come up before handing the client back
+/// (it keeps trying in the background): a broker down at start costs a node this much once.
+const CONNECTED_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The subjects one node listens on.
 pub fn subjects(node: &NodeState) -> Vec<String> {
