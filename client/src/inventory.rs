@@ -72,7 +72,11 @@ async fn read_all(bus: &Bus, bucket: &str) -> Result<Registry, ClientError> {
         .status()
         .await
         .map_err(|e| unreachable("reading the state of", &e))?;
-    let mut raw: Vec<(String, bytes::Bytes, u64)> = Vec::new();
+    // By key: nodes rewrite their entries while the registry is read, and the watch then
+    // delivers a key again; the latest value of each key is the one that counts, and a key
+    // deleted or purged since is gone.
+    let mut latest: std::collections::HashMap<String, (bytes::Bytes, u64)> =
+        std::collections::HashMap::new();
     if status.values() > 0 {
         let mut watch = store
             .watch_with_history(">")
@@ -84,18 +88,24 @@ async fn read_all(bus: &Bus, bucket: &str) -> Result<Registry, ClientError> {
             if matches!(entry.operation, async_nats::jetstream::kv::Operation::Put) {
                 let stored_ms =
                     u64::try_from(entry.created.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-                if raw.len() >= MAX_ENTRIES {
+                if latest.len() >= MAX_ENTRIES && !latest.contains_key(&entry.key) {
                     return Err(ClientError::Io(format!(
                         "the inventory registry holds more than {MAX_ENTRIES} entries"
                     )));
                 }
-                raw.push((entry.key, entry.value, stored_ms));
+                latest.insert(entry.key, (entry.value, stored_ms));
+            } else {
+                latest.remove(&entry.key);
             }
             if last {
                 break;
             }
         }
     }
+    let raw: Vec<(String, bytes::Bytes, u64)> = latest
+        .into_iter()
+        .map(|(key, (value, stored))| (key, value, stored))
+        .collect();
     let trust = bus.opener.trust.as_deref();
     let remembered = match (trust, &bus.creds) {
         (Some(t), Some(c)) => Some((t, c.derive_secret(VERIFIED_PURPOSE))),
