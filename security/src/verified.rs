@@ -133,9 +133,9 @@ impl TrustStore {
                 .read()
                 .unwrap_or_else(|e| e.into_inner());
             for (i, env) in envs.iter().enumerate() {
-                let remembered = known.contains(&digests[i])
-                    && env.sig.len() == 64
-                    && certificate_digest(&env.cert).is_ok();
+                // The certificate's digest (and its size bound) is taken once, by
+                // `remembered_signer`.
+                let remembered = known.contains(&digests[i]) && env.sig.len() == 64;
                 match remembered
                     .then(|| self.remembered_signer(&env.cert, now_s))
                     .flatten()
